@@ -1,0 +1,109 @@
+"""Human-readable descriptions of bundles (``deepimagej info`` / ``deepimagej list``, Explore)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from deepimagej.bundle.spec import AxisSpec, ModelSpec, TensorSpec
+from deepimagej.errors import DeepImageJError
+
+DESCRIPTOR_NAMES = ("rdf.yaml", "bioimageio.yaml", "model.yaml", "config.xml")
+
+
+def _axis_text(axis: AxisSpec) -> str:
+    if axis.size is not None:
+        size = str(axis.size)
+    elif axis.reference is not None:
+        size = f"={axis.reference[0]}.{axis.reference[1]}"
+        if axis.scale != 1 or axis.offset:
+            size += f"*{axis.scale:g}+{2 * axis.offset:g}"
+    elif axis.step == 0:
+        size = str(axis.min)
+    else:
+        size = f"{axis.min}+n*{axis.step}"
+    halo = f" halo {axis.halo}" if axis.halo else ""
+    return f"{axis.name}:{size}{halo}"
+
+
+def _tensor_lines(kind: str, tensor: TensorSpec) -> list[str]:
+    lines = [f"{kind} '{tensor.name}' axes {tensor.axis_names} ({tensor.data_type}): "
+             + ", ".join(_axis_text(a) for a in tensor.axes)]
+    for step in tensor.processing:
+        args = ", ".join(f"{k}={v}" for k, v in step.kwargs.items())
+        lines.append(f"    {'pre' if kind == 'input' else 'post'}: {step.name}({args})")
+    return lines
+
+
+def describe(spec: ModelSpec, *, layers: bool = True) -> list[str]:
+    """Lines describing a bundle: tensors, tiling, processing, weights and (optionally) layers."""
+    lines = [f"name        : {spec.name}", f"descriptor  : {spec.source} ({spec.kind} {spec.format_version})"]
+    if spec.description:
+        lines.append(f"description : {spec.description.strip().splitlines()[0]}")
+    if spec.authors:
+        lines.append(f"authors     : {', '.join(spec.authors)}")
+    for t in spec.inputs:
+        lines += _tensor_lines("input", t)
+    for t in spec.outputs:
+        lines += _tensor_lines("output", t)
+    tiling = spec.deepimagej_tiling
+    if tiling is not None:
+        lines.append(
+            f"tiling      : {'fixed' if tiling.fixed_patch else 'free'} patch {tiling.patch_size}, "
+            f"minimum {tiling.minimum_size}, padding {tiling.padding}"
+        )
+    for path in spec.preprocessing_macros:
+        lines.append(f"pre macro   : {path.name}{'' if path.exists() else ' (missing)'}")
+    for path in spec.postprocessing_macros:
+        lines.append(f"post macro  : {path.name}{'' if path.exists() else ' (missing)'}")
+    for fmt, w in spec.weights.items():
+        where = "remote" if w.path is None else ("present" if w.path.exists() else "missing")
+        lines.append(f"weights     : {fmt}: {w.source} ({where})")
+    if spec.pixel_size:
+        lines.append(f"pixel size  : {spec.pixel_size}")
+    if spec.runtime or spec.memory_peak:
+        lines.append(f"measured    : runtime {spec.runtime or '?'}, memory peak {spec.memory_peak or '?'}")
+    if layers:
+        lines += _layer_lines(spec)
+    return lines
+
+
+def _layer_lines(spec: ModelSpec) -> list[str]:
+    from deepimagej.engines import load_engine
+
+    present = [w for w in spec.runnable_weights() if w.path is not None and w.path.exists()]
+    if not present:
+        return ["layers      : (no runnable weights file present)"]
+    try:
+        engine = load_engine(present[0])
+    except DeepImageJError as exc:
+        return [f"layers      : cannot load {present[0].format}: {exc}"]
+    return [f"layers      : {present[0].format} ({engine.runtime})", *engine.describe()]
+
+
+def find_bundles(folder: Path) -> list[Path]:
+    """Bundle folders under ``folder``: every folder holding a descriptor file."""
+    found = set()
+    for name in DESCRIPTOR_NAMES:
+        for path in folder.rglob(name):
+            if not any(part.startswith(".") for part in path.relative_to(folder).parts):
+                found.add(path.parent)
+    for path in folder.rglob("*.bioimageio.yaml"):
+        found.add(path.parent)
+    return sorted(found)
+
+
+def one_line(bundle_dir: Path, root: Path | None = None) -> str:
+    """``name-of-folder: model name - description`` or ``folder: ERROR message``."""
+    from deepimagej.bundle import load_bundle
+
+    label = str(bundle_dir.relative_to(root)) if root else str(bundle_dir)
+    try:
+        spec = load_bundle(bundle_dir)
+    except DeepImageJError as exc:
+        return f"{label}: BROKEN - {exc}"
+    desc = spec.description.strip().splitlines()[0] if spec.description.strip() else ""
+    if len(desc) > 90:
+        desc = desc[:87] + "..."
+    formats = ",".join(w.format.replace("tensorflow_saved_model_bundle", "tensorflow") for w in spec.runnable_weights()
+                       if w.path is not None and w.path.exists()) or "no weights"
+    return f"{label}: {spec.name} [{formats}]" + (f" - {desc}" if desc else "")

@@ -1,0 +1,42 @@
+"""Errors raised by deepimagej.
+
+Every error a user can provoke is a :class:`DeepImageJError` whose message is one
+line that names the file or field at fault and says what is expected.
+"""
+
+from __future__ import annotations
+
+
+class DeepImageJError(Exception):
+    """Base class of every error deepimagej raises on purpose."""
+
+
+class BundleError(DeepImageJError):
+    """A model bundle (config.xml / rdf.yaml / weights) is missing, broken or inconsistent."""
+
+
+class InputImageError(DeepImageJError):
+    """The input image does not fit the model (axes, channels, size)."""
+
+
+class EngineError(DeepImageJError):
+    """A deep-learning engine could not load or run the model."""
+
+
+class ImageJError(DeepImageJError):
+    """ImageJ (Java, ij.jar, Xvfb) could not be started or used."""
+
+
+class MacroError(ImageJError):
+    """An ImageJ macro failed; carries the macro's message and line number."""
+
+    def __init__(self, message: str, line: int | None = None, macro: str | None = None):
+        self.line = line
+        self.macro = macro
+        where = f" (line {line})" if line else ""
+        name = f"{macro}: " if macro else ""
+        super().__init__(f"{name}{message}{where}")
+
+
+class TrainingError(DeepImageJError):
+    """Training data or training settings are unusable."""
