@@ -76,6 +76,12 @@ def saved_model_dir(path: Path) -> Path:
     return found[0].parent
 
 
+_PLUMBING_OPS = {
+    "Identity", "Const", "NoOp", "Placeholder", "ReadVariableOp", "StatefulPartitionedCall",
+    "PartitionedCall", "Shape", "StridedSlice", "Pack", "VarHandleOp",
+}
+
+
 class SavedModelEngine(Engine):
     """Calls a SavedModel's signature (``serving_default`` unless the bundle names another)."""
 
@@ -117,9 +123,11 @@ class SavedModelEngine(Engine):
         return self._fn(**{self.input_name: x})[self.output_name].numpy()
 
     def describe(self) -> list[str]:
-        graph = self._fn.graph
-        ops = Counter(op.type for op in graph.get_operations())
-        interesting = {k: v for k, v in ops.items() if k not in {"Identity", "Const", "NoOp", "Placeholder", "ReadVariableOp"}}
+        graph_def = self._fn.graph.as_graph_def()
+        ops = Counter(node.op for node in graph_def.node)
+        for function in graph_def.library.function:  # the model body lives in called functions
+            ops.update(node.op for node in function.node_def)
+        interesting = {k: v for k, v in ops.items() if k not in _PLUMBING_OPS}
         lines = [f"signature '{self.signature_key}': input '{self.input_name}' -> output '{self.output_name}'"]
         lines += [f"  {n} x {op}" for op, n in sorted(interesting.items(), key=lambda kv: -kv[1])[:25]]
         return lines

@@ -1,0 +1,5 @@
+"""``python -m deepimagej`` = the ``deepimagej`` command."""
+
+from deepimagej.cli import main
+
+main()

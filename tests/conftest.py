@@ -1,0 +1,41 @@
+"""Shared fixtures: the real test material in ../shared/assets and bundles built from it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REPO = Path(__file__).resolve().parents[1]
+ASSETS = REPO.parent / "shared" / "assets"
+
+
+@pytest.fixture(scope="session")
+def assets() -> Path:
+    """../shared/assets (read-only, used in place)."""
+    if not ASSETS.is_dir():
+        pytest.skip(f"{ASSETS} not found")
+    return ASSETS
+
+
+@pytest.fixture(scope="session")
+def repo() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def pancreatic_bundle(assets, tmp_path_factory):
+    """The pancreatic U-Net built into a bundle from its Keras .h5 in this test session."""
+    import sys
+
+    sys.path.insert(0, str(REPO / "scripts"))
+    from build_models import build_pancreatic
+
+    from deepimagej.bundle import load_bundle
+
+    out = tmp_path_factory.mktemp("bundles") / "unet-pancreatic"
+    build_pancreatic(out)
+    return load_bundle(out)

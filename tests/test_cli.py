@@ -1,0 +1,83 @@
+"""The command line: run / info / list / build, output files and error messages."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import tifffile
+from click.testing import CliRunner
+
+from deepimagej.cli import main
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_run_writes_tiff_with_pixel_size(pancreatic_bundle, assets, tmp_path):
+    src = tmp_path / "in.tif"
+    image = tifffile.imread(assets / "unet_pancreatic" / "exampleImage.tif")[:200, :240]
+    tifffile.imwrite(src, image, imagej=True, resolution=(1 / 0.65, 1 / 0.65), metadata={"unit": "micron"})
+    out = tmp_path / "res" / "out.tif"
+    result = invoke("run", pancreatic_bundle.root, src, "-o", out, "--tile", "128,128")
+    assert result.exit_code == 0, result.output
+    with tifffile.TiffFile(out) as tif:
+        data = tif.asarray()
+        assert data.shape == image.shape
+        assert tif.imagej_metadata["unit"] == "micron"
+        num, den = tif.pages.first.tags["XResolution"].value
+        assert abs(den / num - 0.65) < 1e-4
+    assert set(np.unique(data)) <= {0, 1}
+    assert not list(out.parent.glob(".*part"))  # atomic write leaves no temp file
+
+
+def test_info_lists_tensors_and_layers(pancreatic_bundle):
+    result = invoke("info", pancreatic_bundle.root)
+    assert result.exit_code == 0, result.output
+    assert "axes byxc" in result.output
+    assert "scale_range" in result.output and "binarize" in result.output
+    assert "Conv2D" in result.output or "Conv2D" in result.output.replace(" ", "")
+
+
+def test_list_shows_broken_bundles(assets, tmp_path):
+    shutil.copytree(assets / "unet_pancreatic", tmp_path / "good")
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "config.xml").write_text("<Model><ModelInformation>", encoding="utf-8")
+    result = invoke("list", tmp_path)
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    assert any(line.startswith("good:") and "Pancreatic" in line for line in lines)
+    assert any(line.startswith("bad:") and "BROKEN" in line for line in lines)
+
+
+def test_missing_input_is_one_line_error(pancreatic_bundle, tmp_path):
+    result = invoke("run", pancreatic_bundle.root, tmp_path / "nope.tif", "-o", tmp_path / "o.tif")
+    assert result.exit_code == 2
+    assert result.output.strip().count("\n") == 0
+    assert "nope.tif" in result.output and "Traceback" not in result.output
+
+
+def test_bad_tile_is_one_line_error(pancreatic_bundle, assets, tmp_path):
+    result = invoke("run", pancreatic_bundle.root, assets / "unet_pancreatic" / "exampleImage.tif", "-o",
+                    tmp_path / "o.tif", "--tile", "abc")
+    assert result.exit_code == 2
+    assert "--tile" in result.output
+
+
+def test_test_command_fails_on_mismatch(pancreatic_bundle, tmp_path):
+    bundle = tmp_path / "b"
+    shutil.copytree(pancreatic_bundle.root, bundle)
+    ref = np.load(bundle / "resultImage.npy")
+    np.save(bundle / "resultImage.npy", 1 - ref)  # a wrong reference must fail
+    text = (bundle / "rdf.yaml").read_text(encoding="utf-8")
+    import hashlib
+
+    digest = hashlib.sha256((bundle / "resultImage.npy").read_bytes()).hexdigest()
+    import re
+
+    text = re.sub(r"(resultImage\.npy[\s\S]*?sha256:\s*)([0-9a-f]{64})", lambda m: m.group(1) + digest, text)
+    (bundle / "rdf.yaml").write_text(text, encoding="utf-8")
+    result = invoke("test", bundle, "--weights", "tensorflow_saved_model_bundle")
+    assert result.exit_code == 1, result.output
+    assert "FAIL" in result.output
