@@ -1,0 +1,134 @@
+package deepimagej.ij;
+
+import ij.macro.Interpreter;
+import java.awt.AWTEvent;
+import java.awt.Component;
+import java.awt.Container;
+import java.awt.Dialog;
+import java.awt.EventQueue;
+import java.awt.Label;
+import java.awt.TextComponent;
+import java.awt.Toolkit;
+import java.awt.Window;
+import java.awt.event.AWTEventListener;
+import java.awt.event.WindowEvent;
+import java.lang.reflect.Field;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * Watches for dialogs while a macro runs without a user (under Xvfb nobody can click).
+ * Every dialog that opens while armed is recorded (title and text), the macro is aborted
+ * (except for ImageJ's own "Macro Error" dialog, which ends the macro by itself) and the
+ * dialog is closed as if the user had pressed Cancel, so that nothing ever waits forever.
+ */
+public final class DialogGuard implements AWTEventListener {
+    private static final DialogGuard INSTANCE = new DialogGuard();
+    private static final List<String[]> caught = new ArrayList<>();
+    private static volatile boolean installed;
+    private static volatile boolean armed;
+    private static volatile Interpreter interpreter;
+
+    private DialogGuard() {}
+
+    public static synchronized void install() {
+        if (!installed) {
+            Toolkit.getDefaultToolkit().addAWTEventListener(INSTANCE, AWTEvent.WINDOW_EVENT_MASK);
+            installed = true;
+        }
+    }
+
+    /** Start watching for the macro run by {@code interp}. */
+    public static void arm(Interpreter interp) {
+        synchronized (caught) {
+            caught.clear();
+        }
+        interpreter = interp;
+        armed = true;
+    }
+
+    /** Stop watching; returns the dialogs caught as {title, text} pairs. */
+    public static String[][] disarm() {
+        armed = false;
+        interpreter = null;
+        synchronized (caught) {
+            return caught.toArray(new String[0][]);
+        }
+    }
+
+    /** Close every dialog now showing (used after a timeout); returns them as {title, text}. */
+    public static String[][] closeAll() {
+        List<String[]> closed = new ArrayList<>();
+        for (Window w : Window.getWindows()) {
+            if (w instanceof Dialog && w.isShowing()) {
+                closed.add(new String[] {((Dialog) w).getTitle(), text(w)});
+                close((Dialog) w);
+            }
+        }
+        return closed.toArray(new String[0][]);
+    }
+
+    @Override
+    public void eventDispatched(AWTEvent event) {
+        if (!armed || event.getID() != WindowEvent.WINDOW_OPENED) {
+            return;
+        }
+        Window w = ((WindowEvent) event).getWindow();
+        if (!(w instanceof Dialog)) {
+            return;
+        }
+        Dialog d = (Dialog) w;
+        synchronized (caught) {
+            caught.add(new String[] {d.getTitle(), text(d)});
+        }
+        Interpreter interp = interpreter;
+        if (interp != null && !"Macro Error".equals(d.getTitle())) {
+            Interpreter.abort(interp);
+        }
+        close(d);
+    }
+
+    private static void close(final Dialog d) {
+        EventQueue.invokeLater(() -> {
+            d.dispatchEvent(new WindowEvent(d, WindowEvent.WINDOW_CLOSING));
+            if (d.isShowing()) {
+                d.dispose();
+            }
+        });
+    }
+
+    /** The visible text of a dialog: labels, text fields, ImageJ multi-line labels. */
+    public static String text(Component c) {
+        StringBuilder sb = new StringBuilder();
+        collect(c, sb);
+        return sb.toString().trim();
+    }
+
+    private static void collect(Component c, StringBuilder sb) {
+        String s = null;
+        if (c instanceof Label) {
+            s = ((Label) c).getText();
+        } else if (c instanceof TextComponent) {
+            s = ((TextComponent) c).getText();
+        } else if (c.getClass().getName().equals("ij.gui.MultiLineLabel")) {
+            try {
+                Field f = c.getClass().getDeclaredField("lines");
+                f.setAccessible(true);
+                String[] lines = (String[]) f.get(c);
+                if (lines != null) {
+                    s = String.join("\n", lines);
+                }
+            } catch (ReflectiveOperationException | RuntimeException e) {
+                s = null;
+            }
+        }
+        if (s != null && !s.trim().isEmpty()) {
+            sb.append(s.trim()).append('\n');
+        }
+        if (c instanceof Container) {
+            for (Component child : ((Container) c).getComponents()) {
+                collect(child, sb);
+            }
+        }
+    }
+}

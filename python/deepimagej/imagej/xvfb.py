@@ -1,0 +1,112 @@
+"""A private X server (Xvfb) so that ImageJ 1.x commands work without a screen.
+
+ImageJ 1.x commands (Analyze Particles, Watershed, ResultsTable...) need AWT; with
+``java.awt.headless=true`` many of them throw ``HeadlessException``. "Headless" for
+deepimagej therefore means: no *user-visible* display is needed; when there is none, a
+private Xvfb is started on a free display number and stopped when Python exits.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from deepimagej.errors import ImageJError
+
+SOCKET_DIR = Path("/tmp/.X11-unix")
+FIRST_DISPLAY = 99
+LAST_DISPLAY = 199
+START_TIMEOUT_S = 10.0
+
+
+@dataclass
+class Xvfb:
+    """A running Xvfb process owned by this Python process."""
+
+    display: str
+    process: subprocess.Popen
+
+    def stop(self) -> None:
+        """Terminate the server (idempotent)."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+
+
+_running: Xvfb | None = None
+
+
+def _display_in_use(n: int) -> bool:
+    return (SOCKET_DIR / f"X{n}").exists() or Path(f"/tmp/.X{n}-lock").exists()
+
+
+def start_xvfb(screen: str = "1280x1024x24") -> Xvfb:
+    """Start Xvfb on the first free display from :99 and wait until it accepts clients.
+
+    Raises:
+        ImageJError: Xvfb is not installed or did not start.
+    """
+    global _running
+    if _running is not None and _running.process.poll() is None:
+        return _running
+    exe = shutil.which("Xvfb")
+    if exe is None:
+        raise ImageJError(
+            "no display and no Xvfb: ImageJ commands need an X display. Install Xvfb "
+            "(Debian/Ubuntu: sudo apt-get install xvfb) or set DISPLAY to a running X server."
+        )
+    last_error = ""
+    for n in range(FIRST_DISPLAY, LAST_DISPLAY + 1):
+        if _display_in_use(n):
+            continue
+        errlog = tempfile.TemporaryFile()
+        proc = subprocess.Popen(
+            [exe, f":{n}", "-screen", "0", screen, "-nolisten", "tcp"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=errlog,
+        )
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:  # lost a race for this display number, or broken
+                errlog.seek(0)
+                err = errlog.read().decode(errors="replace").strip()
+                last_error = err.splitlines()[-1] if err else f"Xvfb exited with code {proc.returncode}"
+                break
+            if (SOCKET_DIR / f"X{n}").exists():
+                _running = Xvfb(f":{n}", proc)
+                atexit.register(_running.stop)
+                return _running
+            time.sleep(0.05)
+        else:
+            proc.kill()
+            last_error = f"display :{n} did not come up in {START_TIMEOUT_S:.0f} s"
+    raise ImageJError(f"could not start Xvfb ({last_error or 'no free display number'})")
+
+
+def ensure_display(display: str | None = None) -> str:
+    """Return the X display to use, starting a private Xvfb when there is none.
+
+    Args:
+        display: ``None`` (use ``$DISPLAY`` if set, else start Xvfb), ``"xvfb"`` (always
+            start a private Xvfb) or an explicit display such as ``":0"``.
+
+    The chosen display is written to ``os.environ["DISPLAY"]`` so that the JVM, started
+    afterwards in this process, uses it.
+    """
+    if display is None:
+        display = os.environ.get("DISPLAY") or "xvfb"
+    if display == "xvfb":
+        display = start_xvfb().display
+    os.environ["DISPLAY"] = display
+    return display

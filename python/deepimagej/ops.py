@@ -1,0 +1,430 @@
+"""bioimage.io pre- and post-processing operations in numpy.
+
+:func:`apply_processing` applies a bundle's :class:`~deepimagej.bundle.spec.ProcessingStep`
+list to an array whose dimensions are named by an axes string (``"byxc"``...). Semantics follow
+the bioimage.io model spec (0.4 ``name`` / 0.5 ``id``):
+
+* ``scale_range``: ``(x - p_lo) / (p_hi - p_lo + eps)`` where ``p_lo``/``p_hi`` are the
+  ``min_percentile`` (default 0) / ``max_percentile`` (default 100) percentiles over ``axes``;
+  ``eps`` 1e-6; ``mode`` per_sample | per_dataset; ``reference_tensor`` takes the percentiles
+  from another tensor.
+* ``zero_mean_unit_variance``: ``(x - mean) / (std + eps)`` over ``axes``, ``eps`` 1e-6;
+  ``mode`` per_sample | per_dataset | fixed (0.4; then ``mean``/``std`` are given).
+* ``fixed_zero_mean_unit_variance``: ``(x - mean) / (std + eps)`` with given ``mean``/``std``.
+* ``scale_linear``: ``x * gain + offset``.
+* ``scale_mean_variance``: ``(x - mean) / (std + eps) * (ref_std + eps) + ref_mean``, the
+  statistics of ``reference_tensor``.
+* ``clip``: ``min <= x <= max`` (either may be left out).
+* ``binarize``: ``x > threshold`` -> 1.0, else 0.0.
+* ``sigmoid``: ``1 / (1 + exp(-x))``.
+* ``softmax``: over ``axis`` (default ``c``).
+* ``ensure_dtype``: ``x.astype(dtype)``.
+
+Conventions:
+
+* ``axes`` (op kwarg) lists the axes statistics are *reduced over* (e.g. ``"xy"``); letters the
+  array does not have are ignored; ``None`` means every axis but ``b``.
+* ``per_sample`` statistics are computed for each batch item (``b`` is never reduced);
+  ``per_dataset`` statistics come from ``dataset_stats`` or, when not given, from the whole
+  array (all batch items).
+* Per-channel parameters (``gain``, ``offset``, ``mean``, ``std``, ``threshold``, ``min``,
+  ``max`` given as lists) vary along the op's ``axis`` kwarg (0.5), else along the one
+  non-batch axis of matching length that is not in ``axes`` (0.4), preferring ``c``.
+* Computation is in float32 (the input is cast first); only ``ensure_dtype`` changes that.
+  Statistics are accumulated in float64. The input array is never modified.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from deepimagej.bundle.spec import ProcessingStep
+from deepimagej.errors import DeepImageJError
+
+__all__ = ["SUPPORTED_OPS", "ProcessingError", "apply_processing", "apply_step"]
+
+DEFAULT_EPS = 1e-6
+
+_Stats = Mapping[str, Any] | None
+_Refs = Mapping[str, tuple[np.ndarray, str]] | None
+
+
+class ProcessingError(DeepImageJError):
+    """A pre/post-processing step is unknown or its parameters do not fit the tensor."""
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------
+
+
+def _float(x: np.ndarray) -> np.ndarray:
+    """``x`` as float32 (``x`` itself when it already is; ops never write into it)."""
+    return x if x.dtype == np.float32 else x.astype(np.float32, copy=False)
+
+
+def _reduce_axes(axes: str, kwargs: Mapping[str, Any], *, per_dataset: bool) -> tuple[int, ...]:
+    """Dimension indices statistics are reduced over."""
+    wanted = kwargs.get("axes")
+    if wanted is None:
+        wanted = axes
+    wanted = "".join(str(a) for a in wanted)
+    dims = [i for i, a in enumerate(axes) if a in wanted and a != "b"]
+    if not dims:  # none of the named axes is in the tensor: reduce over every axis but b
+        dims = [i for i, a in enumerate(axes) if a != "b"]
+    if per_dataset and "b" in axes:
+        dims.append(axes.index("b"))
+    return tuple(sorted(dims))
+
+
+def _mode(kwargs: Mapping[str, Any], op: str, allowed: Sequence[str]) -> str:
+    mode = str(kwargs.get("mode", "per_sample"))
+    if mode not in allowed:
+        raise ProcessingError(f"{op}: mode '{mode}' is not supported (use {', '.join(allowed)})")
+    return mode
+
+
+def _param(
+    value: Any, x: np.ndarray, axes: str, kwargs: Mapping[str, Any], op: str, name: str
+) -> float | np.ndarray:
+    """A scalar, or a list broadcast along the axis it varies over."""
+    if value is None:
+        raise ProcessingError(f"{op}: parameter '{name}' is missing")
+    if np.isscalar(value):
+        return float(value)
+    values = np.asarray(value, dtype=np.float64).ravel()
+    if values.size == 1:
+        return float(values[0])
+    along = kwargs.get("axis")
+    if along is not None:
+        along = str(along)
+        if along not in axes:
+            raise ProcessingError(
+                f"{op}: '{name}' varies along axis '{along}', which the tensor ('{axes}') lacks"
+            )
+    else:
+        joint = "".join(str(a) for a in (kwargs.get("axes") or ""))
+        candidates = [
+            a for a in axes if a != "b" and a not in joint and x.shape[axes.index(a)] == values.size
+        ]
+        if "c" in candidates:
+            along = "c"
+        elif len(candidates) == 1:
+            along = candidates[0]
+        else:
+            raise ProcessingError(
+                f"{op}: cannot tell which axis of '{axes}' (shape {x.shape}) the {values.size} values of '{name}' "
+                "belong to; give 'axis'"
+            )
+    dim = axes.index(along)
+    if x.shape[dim] != values.size:
+        raise ProcessingError(
+            f"{op}: '{name}' has {values.size} values but axis '{along}' has {x.shape[dim]} elements"
+        )
+    shape = [1] * x.ndim
+    shape[dim] = values.size
+    return values.reshape(shape).astype(np.float32)
+
+
+def _as_stat(value: Any) -> np.ndarray:
+    """A statistic (scalar or array) as float32, so that float32 tensors stay float32."""
+    return np.asarray(value, dtype=np.float32)
+
+
+def _reference(
+    kwargs: Mapping[str, Any],
+    x: np.ndarray,
+    axes: str,
+    references: Mapping[str, tuple[np.ndarray, str]] | None,
+    op: str,
+) -> tuple[np.ndarray, str]:
+    """The array statistics are taken from (``reference_tensor`` or ``x`` itself)."""
+    name = kwargs.get("reference_tensor")
+    if not name:
+        return x, axes
+    if references and name in references:
+        ref, ref_axes = references[name]
+        ref = np.asarray(ref)
+        if ref.ndim != len(ref_axes):
+            raise ProcessingError(
+                f"{op}: reference tensor '{name}' has {ref.ndim} dimensions but axes '{ref_axes}'"
+            )
+        return _float(ref), ref_axes
+    warnings.warn(
+        f"{op}: reference tensor '{name}' was not provided; statistics are taken from the tensor itself",
+        stacklevel=3,
+    )
+    return x, axes
+
+
+def _stats_shape_for(stat: np.ndarray, ref_axes: str, axes: str, x: np.ndarray) -> np.ndarray:
+    """Re-broadcast ``keepdims`` statistics computed on a tensor with ``ref_axes`` onto ``x`` (``axes``)."""
+    if stat.ndim == 0:
+        return stat
+    if ref_axes != axes:
+        stat = _reorder_stat(stat, ref_axes, axes)
+    if any(n not in (1, m) for n, m in zip(stat.shape, x.shape)):
+        raise ProcessingError(
+            f"statistics of the reference tensor (shape {stat.shape} in axes '{axes}') do not fit a tensor of shape "
+            f"{x.shape}"
+        )
+    return stat
+
+
+def _reorder_stat(stat: np.ndarray, ref_axes: str, axes: str) -> np.ndarray:
+    """``keepdims`` statistics in ``ref_axes`` order, reshaped to ``axes`` (size 1 where reduced/absent)."""
+    foreign = tuple(i for i, a in enumerate(ref_axes) if a not in axes)
+    if any(stat.shape[i] != 1 for i in foreign):
+        raise ProcessingError(
+            f"statistics of a reference tensor with axes '{ref_axes}' cannot be applied to a tensor with axes '{axes}'"
+        )
+    stat = np.squeeze(stat, axis=foreign) if foreign else stat
+    kept = [a for a in ref_axes if a in axes]
+    stat = np.transpose(stat, [kept.index(a) for a in axes if a in kept])
+    shape = [1] * len(axes)
+    sizes = iter(stat.shape)
+    for i, a in enumerate(axes):
+        if a in kept:
+            shape[i] = next(sizes)
+    return stat.reshape(shape)
+
+
+# --------------------------------------------------------------------------------------------
+# operations: f(x, axes, kwargs, dataset_stats, references) -> array
+# --------------------------------------------------------------------------------------------
+
+
+def _scale_range(
+    x: np.ndarray, axes: str, kw: Mapping[str, Any], dataset_stats: _Stats, references: _Refs
+) -> np.ndarray:
+    op = "scale_range"
+    mode = _mode(kw, op, ("per_sample", "per_dataset"))
+    lo_p = float(kw.get("min_percentile", 0.0))
+    hi_p = float(kw.get("max_percentile", 100.0))
+    if not 0 <= lo_p < hi_p <= 100:
+        raise ProcessingError(
+            f"{op}: need 0 <= min_percentile < max_percentile <= 100, got {lo_p} and {hi_p}"
+        )
+    eps = float(kw.get("eps", DEFAULT_EPS))
+    x = _float(x)
+    ref, ref_axes = _reference(kw, x, axes, references, op)
+    dims = _reduce_axes(ref_axes, kw, per_dataset=mode == "per_dataset")
+    lo = hi = None
+    if mode == "per_dataset" and dataset_stats is not None:
+        table = dict(dataset_stats.get("percentiles") or {})
+        table.setdefault(0.0, dataset_stats.get("min"))
+        table.setdefault(100.0, dataset_stats.get("max"))
+        lo, hi = table.get(lo_p), table.get(hi_p)
+        if (lo is None) != (hi is None):
+            raise ProcessingError(f"{op}: dataset_stats give only one of the {lo_p} / {hi_p} percentiles")
+    if lo is None or hi is None:
+        lo, hi = np.percentile(ref.astype(np.float64), [lo_p, hi_p], axis=dims, keepdims=True)
+        lo = _stats_shape_for(lo, ref_axes, axes, x)
+        hi = _stats_shape_for(hi, ref_axes, axes, x)
+    lo, hi = _as_stat(lo), _as_stat(hi)
+    return ((x - lo) / (hi - lo + np.float32(eps))).astype(np.float32, copy=False)
+
+
+def _zero_mean_unit_variance(
+    x: np.ndarray, axes: str, kw: Mapping[str, Any], dataset_stats: _Stats, references: _Refs
+) -> np.ndarray:
+    op = "zero_mean_unit_variance"
+    mode = _mode(kw, op, ("per_sample", "per_dataset", "fixed"))
+    if mode == "fixed":
+        return _fixed_zero_mean_unit_variance(x, axes, kw, dataset_stats, references)
+    eps = float(kw.get("eps", DEFAULT_EPS))
+    x = _float(x)
+    dims = _reduce_axes(axes, kw, per_dataset=mode == "per_dataset")
+    stats = dataset_stats if mode == "per_dataset" and dataset_stats is not None else {}
+    if "mean" in stats and "std" in stats:
+        m, sd = stats["mean"], stats["std"]
+    else:
+        x64 = x.astype(np.float64)
+        m = x64.mean(axis=dims, keepdims=True)
+        sd = x64.std(axis=dims, keepdims=True)
+    m, sd = _as_stat(m), _as_stat(sd)
+    return ((x - m) / (sd + np.float32(eps))).astype(np.float32, copy=False)
+
+
+def _fixed_zero_mean_unit_variance(
+    x: np.ndarray, axes: str, kw: Mapping[str, Any], dataset_stats: _Stats, references: _Refs
+) -> np.ndarray:
+    op = "fixed_zero_mean_unit_variance"
+    eps = float(kw.get("eps", DEFAULT_EPS))
+    x = _float(x)
+    m = _param(kw.get("mean"), x, axes, kw, op, "mean")
+    s = _param(kw.get("std"), x, axes, kw, op, "std")
+    return ((x - m) / (s + np.float32(eps))).astype(np.float32, copy=False)
+
+
+def _scale_linear(
+    x: np.ndarray, axes: str, kw: Mapping[str, Any], dataset_stats: _Stats, references: _Refs
+) -> np.ndarray:
+    op = "scale_linear"
+    x = _float(x)
+    gain = _param(kw.get("gain", 1.0), x, axes, kw, op, "gain")
+    offset = _param(kw.get("offset", 0.0), x, axes, kw, op, "offset")
+    return (x * gain + offset).astype(np.float32, copy=False)
+
+
+def _scale_mean_variance(
+    x: np.ndarray, axes: str, kw: Mapping[str, Any], dataset_stats: _Stats, references: _Refs
+) -> np.ndarray:
+    op = "scale_mean_variance"
+    mode = _mode(kw, op, ("per_sample", "per_dataset"))
+    eps = float(kw.get("eps", DEFAULT_EPS))
+    x = _float(x)
+    if not kw.get("reference_tensor"):
+        raise ProcessingError(f"{op}: parameter 'reference_tensor' is missing")
+    ref, ref_axes = _reference(kw, x, axes, references, op)
+    per_dataset = mode == "per_dataset"
+    dims = _reduce_axes(axes, kw, per_dataset=per_dataset)
+    ref_dims = _reduce_axes(ref_axes, kw, per_dataset=per_dataset)
+    x64, r64 = x.astype(np.float64), ref.astype(np.float64)
+    m = _as_stat(x64.mean(axis=dims, keepdims=True))
+    s = _as_stat(x64.std(axis=dims, keepdims=True))
+    rm = _as_stat(_stats_shape_for(r64.mean(axis=ref_dims, keepdims=True), ref_axes, axes, x))
+    rs = _as_stat(_stats_shape_for(r64.std(axis=ref_dims, keepdims=True), ref_axes, axes, x))
+    e = np.float32(eps)
+    return ((x - m) / (s + e) * (rs + e) + rm).astype(np.float32, copy=False)
+
+
+def _clip(
+    x: np.ndarray, axes: str, kw: Mapping[str, Any], dataset_stats: _Stats, references: _Refs
+) -> np.ndarray:
+    op = "clip"
+    x = _float(x)
+    lo = kw.get("min")
+    hi = kw.get("max")
+    if lo is None and hi is None:
+        raise ProcessingError(f"{op}: give 'min' and/or 'max'")
+    lo = None if lo is None else _param(lo, x, axes, kw, op, "min")
+    hi = None if hi is None else _param(hi, x, axes, kw, op, "max")
+    return np.clip(x, lo, hi).astype(np.float32, copy=False)
+
+
+def _binarize(
+    x: np.ndarray, axes: str, kw: Mapping[str, Any], dataset_stats: _Stats, references: _Refs
+) -> np.ndarray:
+    op = "binarize"
+    x = _float(x)
+    threshold = _param(kw.get("threshold"), x, axes, kw, op, "threshold")
+    return (x > threshold).astype(np.float32, copy=False)
+
+
+def _sigmoid(
+    x: np.ndarray, axes: str, kw: Mapping[str, Any], dataset_stats: _Stats, references: _Refs
+) -> np.ndarray:
+    x = _float(x)
+    # 1 / (1 + exp(-x)) without overflow warnings for large |x|
+    return np.exp(-np.logaddexp(np.float32(0), -x)).astype(np.float32, copy=False)
+
+
+def _softmax(
+    x: np.ndarray, axes: str, kw: Mapping[str, Any], dataset_stats: _Stats, references: _Refs
+) -> np.ndarray:
+    op = "softmax"
+    x = _float(x)
+    along = str(kw.get("axis", "c"))
+    if along not in axes:
+        raise ProcessingError(f"{op}: the tensor (axes '{axes}') has no axis '{along}'")
+    dim = axes.index(along)
+    e = np.exp(x - x.max(axis=dim, keepdims=True))
+    return (e / e.sum(axis=dim, keepdims=True)).astype(np.float32, copy=False)
+
+
+def _ensure_dtype(
+    x: np.ndarray, axes: str, kw: Mapping[str, Any], dataset_stats: _Stats, references: _Refs
+) -> np.ndarray:
+    op = "ensure_dtype"
+    name = kw.get("dtype")
+    if name is None:
+        raise ProcessingError(f"{op}: parameter 'dtype' is missing")
+    try:
+        dtype = np.dtype(str(name))
+    except TypeError:
+        raise ProcessingError(f"{op}: unknown dtype '{name}'") from None
+    return x.astype(dtype)
+
+
+_OPS: dict[str, Callable[..., np.ndarray]] = {
+    "scale_range": _scale_range,
+    "zero_mean_unit_variance": _zero_mean_unit_variance,
+    "fixed_zero_mean_unit_variance": _fixed_zero_mean_unit_variance,
+    "scale_linear": _scale_linear,
+    "scale_mean_variance": _scale_mean_variance,
+    "clip": _clip,
+    "binarize": _binarize,
+    "sigmoid": _sigmoid,
+    "softmax": _softmax,
+    "ensure_dtype": _ensure_dtype,
+}
+
+#: Names of the operations :func:`apply_processing` knows.
+SUPPORTED_OPS: tuple[str, ...] = tuple(_OPS)
+
+
+# --------------------------------------------------------------------------------------------
+# public API
+# --------------------------------------------------------------------------------------------
+
+
+def apply_step(
+    array: np.ndarray,
+    axes: str,
+    step: ProcessingStep,
+    *,
+    dataset_stats: Mapping[str, Any] | None = None,
+    references: Mapping[str, tuple[np.ndarray, str]] | None = None,
+) -> np.ndarray:
+    """Apply one processing step; see :func:`apply_processing`."""
+    func = _OPS.get(step.name)
+    if func is None:
+        raise ProcessingError(
+            f"unknown processing operation '{step.name}'; supported: {', '.join(SUPPORTED_OPS)}"
+        )
+    return func(array, axes, dict(step.kwargs or {}), dataset_stats, references)
+
+
+def apply_processing(
+    array: np.ndarray,
+    axes: str,
+    steps: Sequence[ProcessingStep],
+    *,
+    dataset_stats: Mapping[str, Any] | None = None,
+    references: Mapping[str, tuple[np.ndarray, str]] | None = None,
+) -> np.ndarray:
+    """Apply bioimage.io processing steps in order.
+
+    Args:
+        array: the tensor; never modified.
+        axes: letters naming ``array``'s dimensions, e.g. ``"byxc"``.
+        steps: the operations (see the module docstring for names and parameters).
+        dataset_stats: statistics for ``mode: per_dataset``: ``"mean"``, ``"std"`` (scalars or
+            arrays broadcastable to ``array``) and ``"percentiles"`` (``{percentile: value}``,
+            e.g. ``{1.0: 12.0, 99.8: 840.0}``; ``"min"``/``"max"`` stand in for 0/100). Without
+            them, per-dataset statistics are computed over the whole array.
+        references: tensors named by ``reference_tensor`` kwargs, as ``{name: (array, axes)}``.
+            A missing reference falls back to the tensor itself (with a warning).
+
+    Returns:
+        A new array: float32, unless an ``ensure_dtype`` step says otherwise. With no steps,
+        ``array`` cast to float32 (a copy).
+
+    Raises:
+        ProcessingError: unknown operation, or parameters that do not fit the tensor.
+    """
+    x = np.asarray(array)
+    if x.ndim != len(axes):
+        raise ProcessingError(f"the tensor has {x.ndim} dimensions but axes '{axes}' name {len(axes)}")
+    if not steps:
+        return x.astype(np.float32)
+    for step in steps:
+        x = apply_step(x, axes, step, dataset_stats=dataset_stats, references=references)
+    if x is array:  # pragma: no cover - every op returns a new array; keep the promise anyway
+        x = x.copy()
+    return x

@@ -1,0 +1,181 @@
+"""Export a trained U-Net as a bundle that every deepimagej front door runs.
+
+The bundle (via :func:`deepimagej.bundle.build.build_bundle`) holds the TensorFlow
+SavedModel, ``model.h5`` (the Keras model, used to fine-tune later with ``--from``),
+``config.xml`` + ``rdf.yaml``, the example image and the result it computes, and an ImageJ
+post-processing macro (instance labels for segmentation, points for detection).
+
+Design choices:
+
+- **Output size = input size.** A valid-padding network (the paper's) is exported through
+  its same-padding twin (same weights, :func:`deepimagej.unet.model.same_padding_twin`).
+  The bundle declares a halo of :func:`deepimagej.unet.model.receptive_halo` pixels: tiles
+  overlap by twice the halo and only their centres, which are farther than the receptive
+  radius from the tile border, are kept. There the twin computes exactly what the valid
+  network computes on the mirror-padded image: the paper's overlap-tile strategy. Tile
+  sizes are multiples of the pooling factor and so is the halo, so every tile sits on the
+  same pooling grid.
+- **Pre-processing**: ``scale_range`` per image with percentiles 0 and 100 (min-max to
+  [0, 1]), the normalisation used in training (:func:`deepimagej.unet.train.normalize`).
+- **Output**: soft-max class probabilities, channels last (channel 1 = foreground).
+  Python post-processing is left to :mod:`deepimagej.unet.postprocess`
+  (``to_instances`` / ``to_detections``); the ImageJ macro does the same in ImageJ.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deepimagej.errors import TrainingError
+
+
+def bundle_tiling(model) -> dict[str, Any]:  # noqa: ANN001
+    """``min_size``, ``step`` and ``halo`` per spatial axis for a U-Net built by :func:`build_unet`."""
+    from deepimagej.unet.model import infer_config, receptive_halo, size_multiple
+
+    cfg = getattr(model, "unet_config", None) or infer_config(model)
+    ndim, depth, aniso = cfg["ndim"], cfg["depth"], cfg["anisotropy"]
+    axes = "yx" if ndim == 2 else "zyx"
+    mult = size_multiple(depth, ndim, aniso)
+    halo = receptive_halo(depth, ndim, aniso)
+    return {
+        "axes": axes,
+        "min_size": dict(zip(axes, mult)),
+        "step": dict(zip(axes, mult)),
+        "halo": dict(zip(axes, halo)),
+    }
+
+
+def _documentation(name: str, kind: str, cfg: dict[str, Any], tiling: dict[str, Any], training: dict | None,
+                   description: str) -> str:
+    lines = [
+        f"# {name}",
+        "",
+        description or f"U-Net ({kind}) trained with deepimagej (Falk et al., Nature Methods 2019).",
+        "",
+        "## Model",
+        f"- U-Net (Falk et al. 2019): {cfg['ndim']}D, depth {cfg['depth']}, {cfg['base_features']} base features, "
+        f"leaky ReLU 0.1, {cfg['n_classes']} classes with soft-max; trained with "
+        f"{cfg['padding']} convolutions, exported with same padding and a halo of "
+        f"{', '.join(f'{a}={h}' for a, h in tiling['halo'].items())} px (overlap-tile).",
+        "- Input: one channel, normalised per image to [0, 1] (scale_range, percentiles 0-100).",
+        "- Output: class probabilities (channel 2 in ImageJ / index 1 in Python = "
+        + ("object centre" if kind == "detection" else "foreground") + ").",
+        "",
+        "## Post-processing",
+    ]
+    if kind == "detection":
+        lines += [
+            "- ImageJ: `postprocessing_detection.ijm` (local maxima of the foreground probability > 0.5 -> point selection).",
+            "- Python: `deepimagej.unet.postprocess.to_detections(prob)`.",
+        ]
+    else:
+        lines += [
+            "- ImageJ: `postprocessing_instances.ijm` (threshold 0.5 + Analyze Particles, Count Masks -> labels).",
+            "- Python: `deepimagej.unet.postprocess.to_instances(prob)`.",
+        ]
+    lines += ["", "## Fine-tuning", "`deepimagej train --from <this bundle> ...` reloads `model.h5`.", ""]
+    if training:
+        lines += ["## Training", "```json", json.dumps(training, indent=1, default=str), "```", ""]
+    lines += ["Built by deepimagej-py (`deepimagej.unet.export`).", ""]
+    return "\n".join(lines)
+
+
+def _example_layout(image: np.ndarray | None, axes: str) -> tuple[np.ndarray | None, str | None]:
+    """The example image with an explicit channel axis in ImageJ's TZCYX order (``cyx`` / ``zcyx``).
+
+    The result then has the same axes with the class channels, a valid ImageJ hyperstack.
+    """
+    if image is None:
+        return None, None
+    image = np.asarray(image)
+    if image.ndim == len(axes):
+        image = image[..., np.newaxis]
+    if image.ndim != len(axes) + 1:
+        raise TrainingError(f"example image of shape {image.shape} does not fit axes '{axes}'")
+    if axes == "yx":
+        return np.moveaxis(image, -1, 0), "cyx"
+    return np.moveaxis(image, -1, 1), "zcyx"
+
+
+def export_unet(
+    model,  # noqa: ANN001 - keras.Model
+    out_dir: str | Path,
+    *,
+    name: str | None = None,
+    description: str = "",
+    kind: str = "segmentation",
+    example_image: np.ndarray | None = None,
+    authors: Sequence[str] = ("deepimagej-py",),
+    tags: Sequence[str] = (),
+    license: str = "BSD-2-Clause",  # noqa: A002
+    training: dict[str, Any] | None = None,
+    macro: bool = True,
+    pixel_size: str | None = None,
+):  # noqa: ANN201 - ModelSpec
+    """Export a U-Net (built by :func:`build_unet`, trained or not) as a bundle folder.
+
+    Args:
+        model: the Keras model (valid-padding models are converted to their same-padding twin).
+        out_dir: bundle folder (replaced if it exists).
+        kind: ``"segmentation"`` or ``"detection"`` (chooses the post-processing macro and docs).
+        example_image: raw image saved as ``exampleImage.tif``; its result is computed by the bundle.
+        training: training facts written into the documentation (loss, epochs, time...).
+        macro: add the ImageJ post-processing macro.
+
+    Returns:
+        The :class:`~deepimagej.bundle.spec.ModelSpec` of the written bundle.
+    """
+    from deepimagej.bundle.build import build_bundle
+    from deepimagej.bundle.spec import ProcessingStep
+    from deepimagej.unet.model import infer_config, same_padding_twin
+    from deepimagej.unet.postprocess import write_macro
+
+    if kind not in ("segmentation", "detection"):
+        raise TrainingError(f"kind='{kind}': use 'segmentation' or 'detection'")
+    cfg = dict(getattr(model, "unet_config", None) or infer_config(model))
+    twin = same_padding_twin(model)
+    twin.unet_config = {**cfg, "padding": "same"}
+    tiling = bundle_tiling(twin)
+    axes = tiling["axes"]
+    out_dir = Path(out_dir)
+    name = name or out_dir.name
+    pre = [ProcessingStep("scale_range", {"mode": "per_sample", "axes": axes, "min_percentile": 0.0,
+                                          "max_percentile": 100.0, "eps": 1e-6})]
+    example, example_axes = _example_layout(example_image, axes)
+    doc = _documentation(name, kind, cfg, tiling, training, description)
+    with tempfile.TemporaryDirectory() as tmp:
+        macros = []
+        if macro:
+            macro_path = Path(tmp) / ("postprocessing_detection.ijm" if kind == "detection" else "postprocessing_instances.ijm")
+            write_macro(kind, macro_path)
+            macros.append(macro_path)
+        spec = build_bundle(
+            twin,
+            out_dir,
+            name=name,
+            description=description or f"U-Net {kind} model trained with deepimagej (Falk et al. 2019).",
+            input_axes="b" + axes + "c",
+            output_axes="b" + axes + "c",
+            min_size=tiling["min_size"],
+            step=tiling["step"],
+            halo=tiling["halo"],
+            preprocessing=pre,
+            postprocessing=(),
+            postprocessing_macros=macros,
+            example_image=example,
+            example_axes=example_axes,
+            authors=tuple(authors),
+            tags=("unet", "deepimagej", kind, f"{cfg['ndim']}d", *tags),
+            license=license,
+            documentation=doc,
+            pixel_size=pixel_size,
+            overwrite=True,
+        )
+    return spec

@@ -1,0 +1,287 @@
+"""The U-Net of Falk et al. (Nature Methods 2019), 2D and 3D, in Keras 3.
+
+Architecture (paper, Supplementary Note 1): at every resolution level two 3x3 (3x3x3)
+convolutions with leaky ReLU (slope 0.1); 2x max-pooling between levels, the number of
+features doubling at each level; on the way up a 2x up-convolution (transposed
+convolution with stride 2) halving the features, concatenation with the encoder features
+of the same level (centre-cropped when convolutions are *valid*), two convolutions; a
+final 1x1 convolution to K classes and a soft-max over the channel axis.
+
+``padding="valid"`` is the paper's network (the output is smaller than the input by twice
+the receptive radius; training and prediction use the overlap-tile strategy).
+``padding="same"`` keeps the output the size of the input; its weights are identical in
+shape, so a valid-trained model is exported through its same-padding twin
+(:func:`same_padding_twin`): run with a halo of at least :func:`receptive_halo` pixels
+(cropped after stitching), the twin computes what the valid network computes on the
+mirror-padded image, which is the paper's overlap-tile prediction.
+
+3D data with anisotropic element size (``anisotropy=(dz, dy, dx)``): at the finest levels,
+while ``dz / dy >= 1.5``, convolutions are 1x3x3 and pooling 1x2x2 (2D operations); each
+such pooling doubles the in-plane element size, until voxels are roughly isotropic and
+the network continues with 3x3x3 / 2x2x2.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from deepimagej.errors import TrainingError
+
+#: Leaky ReLU slope of the paper.
+LEAKY_SLOPE = 0.1
+#: A level uses 2D operations while the z element size is at least this times the in-plane one.
+ANISOTROPY_RATIO = 1.5
+
+
+@dataclass(frozen=True)
+class LevelOps:
+    """Kernel and pooling sizes per spatial axis at one resolution level."""
+
+    kernel: tuple[int, ...]
+    pool: tuple[int, ...]
+
+
+def level_ops(depth: int, ndim: int, anisotropy: Sequence[float] | None = None) -> list[LevelOps]:
+    """Kernel/pooling per level (``depth`` poolings, so ``depth + 1`` levels; the last has no pool)."""
+    if ndim not in (2, 3):
+        raise TrainingError(f"ndim={ndim}: the U-Net is 2D or 3D")
+    if depth < 1:
+        raise TrainingError(f"depth={depth}: the U-Net needs at least one pooling level")
+    ops: list[LevelOps] = []
+    if ndim == 2 or anisotropy is None:
+        for _ in range(depth + 1):
+            ops.append(LevelOps((3,) * ndim, (2,) * ndim))
+        return ops
+    if len(anisotropy) != 3:
+        raise TrainingError(f"anisotropy={tuple(anisotropy)}: give the element size as (z, y, x)")
+    dz, dy, dx = (float(v) for v in anisotropy)
+    if min(dz, dy, dx) <= 0:
+        raise TrainingError(f"anisotropy={tuple(anisotropy)}: element sizes must be positive")
+    for _ in range(depth + 1):
+        if dz / min(dy, dx) >= ANISOTROPY_RATIO:
+            ops.append(LevelOps((1, 3, 3), (1, 2, 2)))
+            dy, dx = 2 * dy, 2 * dx
+        else:
+            ops.append(LevelOps((3, 3, 3), (2, 2, 2)))
+            dz, dy, dx = 2 * dz, 2 * dy, 2 * dx
+    return ops
+
+
+def size_multiple(depth: int, ndim: int, anisotropy: Sequence[float] | None = None) -> tuple[int, ...]:
+    """Per-axis factor a same-padding input size must be a multiple of (product of the poolings)."""
+    ops = level_ops(depth, ndim, anisotropy)
+    mult = [1] * ndim
+    for lv in ops[:depth]:
+        mult = [m * p for m, p in zip(mult, lv.pool)]
+    return tuple(mult)
+
+
+def valid_output_size(size: int, depth: int, kernels: Sequence[int], pools: Sequence[int]) -> int | None:
+    """Output size of the valid-padding U-Net along one axis for input ``size`` (None if invalid)."""
+    s = size
+    for level in range(depth):
+        s -= 2 * (kernels[level] - 1)
+        if s <= 0 or s % pools[level]:
+            return None
+        s //= pools[level]
+    s -= 2 * (kernels[depth] - 1)
+    if s <= 0:
+        return None
+    for level in reversed(range(depth)):
+        s = s * pools[level] - 2 * (kernels[level] - 1)
+        if s <= 0:
+            return None
+    return s
+
+
+def _axis_ops(depth: int, ndim: int, anisotropy) -> list[tuple[list[int], list[int]]]:  # noqa: ANN001
+    ops = level_ops(depth, ndim, anisotropy)
+    return [([lv.kernel[a] for lv in ops], [lv.pool[a] for lv in ops]) for a in range(ndim)]
+
+
+def valid_shapes(
+    out_shape: Sequence[int], depth: int, anisotropy: Sequence[float] | None = None
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Smallest valid-padding (input, output) tile shapes with output at least ``out_shape``."""
+    ndim = len(out_shape)
+    ins, outs = [], []
+    for (kernels, pools), want in zip(_axis_ops(depth, ndim, anisotropy), out_shape):
+        size = 1
+        while True:
+            out = valid_output_size(size, depth, kernels, pools)
+            if out is not None and out >= want:
+                break
+            size += 1
+            if size > 100000:
+                raise TrainingError(f"no valid U-Net tile for output size {want}")
+        ins.append(size)
+        outs.append(out)
+    return tuple(ins), tuple(outs)
+
+
+def same_shape(shape: Sequence[int], depth: int, anisotropy: Sequence[float] | None = None) -> tuple[int, ...]:
+    """``shape`` rounded up to the next size a same-padding U-Net accepts."""
+    mult = size_multiple(depth, len(shape), anisotropy)
+    return tuple(-(-int(s) // m) * m for s, m in zip(shape, mult))
+
+
+def receptive_halo(depth: int, ndim: int = 2, anisotropy: Sequence[float] | None = None) -> tuple[int, ...]:
+    """Per-axis halo (pixels per side) that covers the receptive-field border of the U-Net.
+
+    It is the receptive radius, ``(input - output) / 2`` of the valid-padding network
+    (92 px for the paper's depth-4 2D net, ``6 * 2**depth - 4`` in general), rounded up to
+    a multiple of the pooling factor so that tiles stay aligned on the pooling grid. With
+    this halo, tiled prediction with a same-padding network is free of tile seams.
+    """
+    halos = []
+    for (kernels, pools), mult in zip(_axis_ops(depth, ndim, anisotropy), size_multiple(depth, ndim, anisotropy)):
+        size = 1
+        while valid_output_size(size, depth, kernels, pools) is None:
+            size += 1
+        radius = (size - valid_output_size(size, depth, kernels, pools)) // 2
+        halos.append(-(-radius // mult) * mult)
+    return tuple(halos)
+
+
+def build_unet(
+    ndim: int = 2,
+    n_classes: int = 2,
+    depth: int = 4,
+    base_features: int = 64,
+    padding: str = "same",
+    in_channels: int = 1,
+    anisotropy: Sequence[float] | None = None,
+    name: str = "unet",
+):  # noqa: ANN201 - keras.Model
+    """Build the U-Net (Falk et al. 2019) as a Keras model.
+
+    Args:
+        ndim: 2 (input ``b,y,x,c``) or 3 (input ``b,z,y,x,c``).
+        n_classes: K output classes (soft-max over the last axis); 2 = background / foreground.
+        depth: number of 2x poolings (the paper uses 4).
+        base_features: features at the finest level (paper: 64); doubled at each level.
+        padding: ``"same"`` (output size = input size; sizes must be multiples of
+            :func:`size_multiple`) or ``"valid"`` (the paper; see :func:`valid_shapes`).
+        in_channels: input channels.
+        anisotropy: 3D element size ``(z, y, x)``; 2D operations at the finest levels while
+            the voxels are anisotropic (z at least 1.5 times the in-plane size).
+
+    Returns:
+        A ``keras.Model`` mapping ``(b, [z,] y, x, in_channels)`` to class probabilities
+        ``(b, [z,] y, x, n_classes)``. Spatial input sizes are free (``None``).
+    """
+    from deepimagej.engines.tensorflow import quiet_tensorflow
+
+    quiet_tensorflow()
+    import keras
+    from keras import layers
+
+    if padding not in ("same", "valid"):
+        raise TrainingError(f"padding='{padding}': use 'same' or 'valid'")
+    if n_classes < 2:
+        raise TrainingError(f"n_classes={n_classes}: the soft-max U-Net needs at least 2 classes")
+    if base_features < 1:
+        raise TrainingError(f"base_features={base_features}: must be positive")
+    ops = level_ops(depth, ndim, anisotropy)
+    conv = layers.Conv2D if ndim == 2 else layers.Conv3D
+    pool = layers.MaxPooling2D if ndim == 2 else layers.MaxPooling3D
+    up = layers.Conv2DTranspose if ndim == 2 else layers.Conv3DTranspose
+    crop = layers.Cropping2D if ndim == 2 else layers.Cropping3D
+
+    def block(x, features: int, kernel: tuple[int, ...], tag: str):  # noqa: ANN001, ANN202
+        for i in (1, 2):
+            x = conv(features, kernel, padding=padding, kernel_initializer="he_normal", name=f"{tag}_conv{i}")(x)
+            x = layers.LeakyReLU(negative_slope=LEAKY_SLOPE, name=f"{tag}_lrelu{i}")(x)
+        return x
+
+    inputs = keras.Input(shape=(None,) * ndim + (in_channels,), name="input")
+    x = inputs
+    skips = []
+    for level in range(depth):
+        x = block(x, base_features * 2**level, ops[level].kernel, f"down{level}")
+        skips.append(x)
+        x = pool(pool_size=ops[level].pool, name=f"pool{level}")(x)
+    x = block(x, base_features * 2**depth, ops[depth].kernel, "bottom")
+    for level in reversed(range(depth)):
+        features = base_features * 2**level
+        x = up(features, ops[level].pool, strides=ops[level].pool, padding="valid",
+               kernel_initializer="he_normal", name=f"up{level}")(x)
+        x = layers.LeakyReLU(negative_slope=LEAKY_SLOPE, name=f"up{level}_lrelu")(x)
+        skip = skips[level]
+        if padding == "valid":
+            # encoder features are larger by the border the decoder lost; crop symmetrically
+            margin = _crop_margins(depth, ndim, ops, level)
+            if any(m for m in margin):
+                skip = crop(tuple((m, m) for m in margin), name=f"crop{level}")(skip)
+        x = layers.Concatenate(axis=-1, name=f"concat{level}")([skip, x])
+        x = block(x, features, ops[level].kernel, f"up{level}")
+    x = conv(n_classes, (1,) * ndim, padding="same", name="classes")(x)
+    outputs = layers.Softmax(axis=-1, name="softmax")(x)
+    model = keras.Model(inputs, outputs, name=name)
+    model.unet_config = {  # kept on the object for export; not serialised by Keras
+        "ndim": ndim, "n_classes": n_classes, "depth": depth, "base_features": base_features,
+        "padding": padding, "in_channels": in_channels,
+        "anisotropy": tuple(anisotropy) if anisotropy is not None else None,
+    }
+    return model
+
+
+def _crop_margins(depth: int, ndim: int, ops: list[LevelOps], level: int) -> tuple[int, ...]:
+    """Crop per side of the level-``level`` skip so it matches the up-sampled decoder features.
+
+    With ``E_m`` the input of level ``m`` and ``D_m`` its decoder output, ``G_m = E_m - D_m``
+    does not depend on the input size: ``G_depth = 2 (k - 1)``, ``G_m = 4 (k - 1) + p G_{m+1}``;
+    the skip (``E_l - 2(k-1)``) exceeds the up-sampled tensor (``p D_{l+1}``) by ``p G_{l+1}``.
+    """
+    margins = []
+    for a in range(ndim):
+        g = 2 * (ops[depth].kernel[a] - 1)
+        for m in range(depth - 1, level, -1):
+            g = 4 * (ops[m].kernel[a] - 1) + ops[m].pool[a] * g
+        diff = ops[level].pool[a] * g
+        margins.append(diff // 2)
+    return tuple(margins)
+
+
+def same_padding_twin(model):  # noqa: ANN001, ANN201 - keras.Model
+    """A same-padding copy of a U-Net built by :func:`build_unet`, with the same weights.
+
+    Valid and same U-Nets have identical layer weights; the twin keeps output size = input
+    size, which is what a bundle needs. Export it with a halo of :func:`receptive_halo`.
+    """
+    config = dict(getattr(model, "unet_config", None) or infer_config(model))
+    if config["padding"] == "same":
+        return model
+    config["padding"] = "same"
+    twin = build_unet(**config, name=model.name)
+    for layer in twin.layers:
+        weights = model.get_layer(layer.name).get_weights()
+        if weights:
+            layer.set_weights(weights)
+    return twin
+
+
+def infer_config(model) -> dict:  # noqa: ANN001
+    """Recover :func:`build_unet`'s arguments from a loaded model (layer names and shapes)."""
+    names = [layer.name for layer in model.layers]
+    depth = sum(1 for n in names if n.startswith("pool"))
+    if depth == 0 or "classes" not in names:
+        raise TrainingError(f"model '{model.name}' is not a deepimagej U-Net (no pool/classes layers)")
+    first = model.get_layer("down0_conv1")
+    ndim = len(first.kernel_size)
+    kernels = [tuple(model.get_layer(f"down{i}_conv1").kernel_size) for i in range(depth)]
+    kernels.append(tuple(model.get_layer("bottom_conv1").kernel_size))
+    anisotropy = None
+    if ndim == 3 and any(k[0] == 1 for k in kernels):
+        n2d = sum(1 for k in kernels if k[0] == 1)
+        anisotropy = (float(2**n2d), 1.0, 1.0)
+    return {
+        "ndim": ndim,
+        "n_classes": int(model.get_layer("classes").filters),
+        "depth": depth,
+        "base_features": int(first.filters),
+        "padding": first.padding,
+        "in_channels": int(model.input_shape[-1]),
+        "anisotropy": anisotropy,
+    }

@@ -1,0 +1,438 @@
+"""Tile planning, mirror padding and stitching (deepimagej.tiling), without any DL model.
+
+The "model" of the equality tests is a chain of scipy box filters: a finite, known receptive
+field, so tiled == untiled must hold exactly when the halo covers it and fail when it does not.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from deepimagej.bundle.spec import AxisSpec, DeepImageJTiling, ModelSpec, TensorSpec
+from deepimagej.errors import DeepImageJError
+from deepimagej.tiling import (
+    Stitcher,
+    TilePlan,
+    TilingError,
+    iter_tile_batches,
+    layout_axis,
+    mirror_pad,
+    plan_deepimagej,
+    plan_for_spec,
+    plan_tiles,
+    stitch,
+)
+
+# --------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------
+
+
+def coverage(plan: TilePlan) -> np.ndarray:
+    """How many times each output pixel is written."""
+    count = np.zeros(plan.image_shape, dtype=np.int32)
+    for t in plan.tiles:
+        count[t.target_slices] += 1
+    return count
+
+
+def check_plan(plan: TilePlan) -> None:
+    """Invariants every plan must satisfy."""
+    assert (coverage(plan) == 1).all(), "every output pixel is written exactly once"
+    padded = plan.padded_shape
+    for t in plan.tiles:
+        for i in range(len(plan.spatial_axes)):
+            s_in, s_out, s_tgt = t.input_slices[i], t.output_slices[i], t.target_slices[i]
+            q, h = plan.tile_shape[i], plan.halo[i]
+            assert s_in.stop - s_in.start == q
+            assert 0 <= s_in.start and s_in.stop <= padded[i], "tiles stay inside the padded image"
+            assert s_out.stop - s_out.start == s_tgt.stop - s_tgt.start
+            assert s_out.start >= h and s_out.stop <= q - h, "kept pixels are >= halo from the tile border"
+            # the kept tile pixels are the same image pixels as the target
+            assert s_in.start + s_out.start - plan.pad_before[i] == s_tgt.start
+    assert plan.n_tiles == int(np.prod(plan.grid_shape))
+
+
+def box_model(r: int, passes: int = 2):
+    """A 'network': ``passes`` box filters of width 2r+1 (receptive radius r*passes), mirror borders."""
+
+    def model(x: np.ndarray, spatial_dims: tuple[int, ...]) -> np.ndarray:
+        size = [1] * x.ndim
+        for d in spatial_dims:
+            size[d] = 2 * r + 1
+        y = x.astype(np.float64)
+        for _ in range(passes):
+            y = ndimage.uniform_filter(y, size=size, mode="mirror")
+        return y * 2.0 - 1.0
+
+    return model
+
+
+def run_tiled(image: np.ndarray, axes: str, plan: TilePlan, model, batch_size: int = 3) -> np.ndarray:
+    spatial_dims = tuple(axes.index(a) for a in axes if a in plan.spatial_axes)
+    padded = mirror_pad(image, plan.pad_width(axes))
+    out = np.full(image.shape, np.nan)
+    stitcher = Stitcher(plan, out, axes)
+    for tiles, batch in iter_tile_batches(plan, padded, batch_size, axes):
+        assert batch.shape[0] == len(tiles) <= batch_size
+        result = model(batch, tuple(d + 1 for d in spatial_dims))
+        stitcher.write_batch(tiles, result)
+    assert stitcher.done
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# mirror padding
+# --------------------------------------------------------------------------------------------
+
+
+def test_mirror_pad_is_reflect_and_repeats():
+    a = np.arange(4)
+    assert mirror_pad(a, [(2, 2)]).tolist() == [2, 1, 0, 1, 2, 3, 2, 1]
+    # pad larger than the axis reflects again (period 2n - 2 = 6), like DeepImageJ's CompactMirroring
+    assert mirror_pad(a, [(7, 0)]).tolist() == [1, 0, 1, 2, 3, 2, 1, 0, 1, 2, 3]
+
+    def dij_mirror(i: int, n: int) -> int:  # DeepImageJ CompactMirroring.mirror
+        period = 2 * n - 2
+        while i < 0:
+            i += period
+        while i >= n:
+            i = abs(period - i)
+        return i
+
+    for n in (2, 3, 5):
+        x = np.arange(n) * 10
+        expected = [x[dij_mirror(i, n)] for i in range(-13, n + 11)]
+        assert mirror_pad(x, [(13, 11)]).tolist() == expected
+    assert mirror_pad(np.array([5]), [(2, 1)]).tolist() == [5, 5, 5, 5]
+    img = np.arange(12.0).reshape(3, 4)
+    out = mirror_pad(img, {1: (1, 1)})
+    assert out.shape == (3, 6)
+    np.testing.assert_array_equal(out[:, 0], img[:, 1])
+    assert mirror_pad(img, [(0, 0), (0, 0)]) is img
+    with pytest.raises(TilingError):
+        mirror_pad(img, [(1, 1)])
+
+
+def test_mirror_pad_matches_scipy_mirror():
+    rng = np.random.default_rng(0)
+    x = rng.random(9)
+    k = np.ones(5) / 5
+    ours = np.convolve(mirror_pad(x, [(2, 2)]), k, mode="valid")
+    np.testing.assert_allclose(ours, ndimage.uniform_filter1d(x, 5, mode="mirror"), atol=1e-12)
+
+
+# --------------------------------------------------------------------------------------------
+# the per-axis layout and the bioimage.io rule
+# --------------------------------------------------------------------------------------------
+
+
+def test_layout_axis_single_and_multi():
+    before, after, tiles = layout_axis(100, 128, 8)  # one tile, centred
+    assert (before, after) == (14, 14) and len(tiles) == 1
+    assert (tiles[0].output_start, tiles[0].output_stop, tiles[0].target_stop) == (14, 114, 100)
+    before, after, tiles = layout_axis(100, 48, 8)  # inner 32 -> 4 tiles, last one shifted back
+    assert (before, after) == (8, 8)
+    assert [t.input_start for t in tiles] == [0, 32, 64, 68]
+    assert [(t.target_start, t.target_stop) for t in tiles] == [(0, 32), (32, 64), (64, 96), (96, 100)]
+    assert tiles[-1].output_start == 96 + 8 - 68 == 36 and tiles[-1].output_stop == 40
+    with pytest.raises(TilingError, match="halo"):
+        layout_axis(100, 16, 8)
+
+
+def test_default_is_one_tile_of_valid_size():
+    plan = plan_tiles(
+        {"y": 100, "x": 70},
+        "byxc",
+        min_size={"y": 16, "x": 16},
+        step={"y": 16, "x": 16},
+        halo={"y": 8, "x": 8},
+    )
+    assert plan.spatial_axes == "yx" and plan.n_tiles == 1
+    assert plan.tile_shape == (128, 96)  # 100 + 16 -> 128, 70 + 16 -> 96
+    # aligned (default): the halo before, the rest after, as in every tile of a tiled run
+    assert plan.pad_before == (8, 8) and plan.pad_after == (20, 18)
+    check_plan(plan)
+
+
+@pytest.mark.parametrize(
+    ("shape", "tile", "halo", "mn", "st"),
+    [
+        ((100, 70), {"y": 48, "x": 40}, 8, 16, 8),
+        ((257, 31), {"y": 64, "x": 64}, 16, 32, 32),
+        ((33, 200), {"y": 20, "x": 50}, 4, 10, 5),
+        ((64, 64), {"y": 64, "x": 64}, 0, 64, 0),
+        ((1, 50), {"y": 8, "x": 24}, 2, 8, 8),
+    ],
+)
+def test_bioimageio_plans_cover_once_with_valid_sizes(shape, tile, halo, mn, st):
+    plan = plan_tiles(
+        shape,
+        "yx",
+        min_size={"y": mn, "x": mn},
+        step={"y": st, "x": st},
+        halo={"y": halo, "x": halo},
+        tile=tile,
+    )
+    check_plan(plan)
+    for q in plan.tile_shape:
+        assert q >= mn and (q == mn if st == 0 else (q - mn) % st == 0)
+
+
+def test_requested_tile_is_rounded_up_and_capped():
+    kw = {"min_size": {"y": 16, "x": 16}, "step": {"y": 16, "x": 16}, "halo": {"y": 4, "x": 4}}
+    plan = plan_tiles((200, 200), "yx", tile={"y": 50, "x": 1000}, align=False, **kw)
+    assert plan.tile_shape == (64, 208)  # 50 -> 64; 1000 shrunk to the single tile 208
+    assert plan.grid_shape == (4, 1)  # inner 56: ceil(200 / 56) = 4
+    plan = plan_tiles((200, 200), "yx", max_tile={"y": 100, "x": 100}, align=False, **kw)
+    assert plan.tile_shape == (96, 96) and plan.grid_shape == (3, 3)
+    check_plan(plan)
+
+
+def test_fixed_size_axes():
+    plan = plan_tiles((300, 50), "yx", fixed={"y": 128, "x": 128}, halo={"y": 16, "x": 16})
+    assert plan.tile_shape == (128, 128)
+    assert plan.grid_shape == (4, 1)  # ceil(300 / 96) = 4; x: one tile padded to 128
+    check_plan(plan)
+    with pytest.raises(TilingError, match="only 128"):
+        plan_tiles((300, 50), "yx", fixed={"y": 128, "x": 128}, tile={"y": 200})
+
+
+def test_errors_are_deepimagej_errors():
+    with pytest.raises(TilingError, match="axis y.*halo"):
+        plan_tiles((300,), "y", fixed={"y": 32}, halo={"y": 16})
+    with pytest.raises(TilingError, match="below the model's minimum"):
+        plan_tiles((300,), "y", min_size={"y": 64}, step={"y": 8}, max_tile={"y": 32})
+    with pytest.raises(DeepImageJError, match="lacks axes"):
+        plan_tiles({"y": 3}, "yx")
+    with pytest.raises(TilingError, match="not spatial"):
+        plan_tiles((10, 10), "yx", tile={"z": 4})
+
+
+def test_zyx_plan():
+    plan = plan_tiles(
+        {"z": 20, "y": 90, "x": 33},
+        "bczyx",
+        min_size={"z": 4, "y": 16, "x": 16},
+        step={"z": 4, "y": 16, "x": 16},
+        halo={"z": 2, "y": 8, "x": 8},
+        tile={"z": 8, "y": 48, "x": 64},
+        align=False,
+    )
+    assert plan.spatial_axes == "zyx"
+    assert plan.tile_shape == (8, 48, 64)  # x: 33 + 16 = 49 -> 64, a single tile
+    assert plan.grid_shape == (5, 3, 1)
+    check_plan(plan)
+    assert plan.pad_width("bczyx") == [(0, 0), (0, 0), (2, 2), (8, 8), (15, 16)]
+
+
+# --------------------------------------------------------------------------------------------
+# the DeepImageJ rule (paper Eq. 2-4)
+# --------------------------------------------------------------------------------------------
+
+
+def test_deepimagej_fixed_patch_example():
+    # I = 720, Q = 256, P = 64: Q - 2P = 128 pixels kept per tile, T = ceil(720 / 128) = 6
+    tiling = DeepImageJTiling(fixed_patch=True, minimum_size=256, patch_size=256, padding=64)
+    plan = plan_deepimagej({"y": 720, "x": 720}, "yx", tiling)
+    assert plan.rule == "deepimagej"
+    assert plan.tile_shape == (256, 256) and plan.grid_shape == (6, 6)
+    assert plan.pad_before == (64, 64)
+    ys = [t for t in plan.tiles if t.grid_index[1] == 0]
+    assert [t.target_slices[0].start for t in ys] == [0, 128, 256, 384, 512, 640]
+    last = ys[-1]
+    # the last tile keeps I - (T - 1)(Q - 2P) = 720 - 640 = 80 pixels and ends at the image border
+    assert last.target_slices[0] == slice(640, 720)
+    assert last.input_slices[0] == slice(720 + 128 - 256, 720 + 128)
+    assert last.output_slices[0] == slice(256 - 64 - 80, 256 - 64)
+    check_plan(plan)
+    with pytest.raises(TilingError, match="fixed patch"):
+        plan_deepimagej({"y": 720, "x": 720}, "yx", tiling, patch=512)
+
+
+def test_deepimagej_free_patch_eq2():
+    # free patch: smallest multiple of m = 16 >= I + 2P = 300 + 2*20 -> 352, within PatchSize 512
+    tiling = DeepImageJTiling(fixed_patch=False, minimum_size=16, patch_size=512, padding=20)
+    plan = plan_deepimagej((300, 100), "yx", tiling)
+    assert plan.tile_shape == (352, 144) and plan.n_tiles == 1
+    check_plan(plan)
+    # capped by a user patch of 128: tiled with Q = 128, Q - 2P = 88 -> ceil(300 / 88) = 4
+    plan = plan_deepimagej((300, 100), "yx", tiling, patch=128)
+    assert plan.tile_shape == (128, 128) and plan.grid_shape == (4, 2)
+    check_plan(plan)
+    with pytest.raises(TilingError, match="multiple of the minimum size"):
+        plan_deepimagej((300, 100), "yx", tiling, patch=100)
+    no_tiling = DeepImageJTiling(
+        fixed_patch=False, minimum_size=16, patch_size=128, padding=20, allow_tiling=False
+    )
+    with pytest.raises(TilingError, match="does not allow tiling"):
+        plan_deepimagej((300, 100), "yx", no_tiling)
+
+
+# --------------------------------------------------------------------------------------------
+# plan_for_spec
+# --------------------------------------------------------------------------------------------
+
+
+def _spec(kind="bioimageio", in_axes=None, out_axes=None, dij=None) -> ModelSpec:
+    in_axes = in_axes or (
+        AxisSpec("b"),
+        AxisSpec("y", min=32, step=16),
+        AxisSpec("x", min=32, step=16),
+        AxisSpec("c", size=1),
+    )
+    out_axes = out_axes or (
+        AxisSpec("b"),
+        AxisSpec("y", reference=("in", "y"), halo=12),
+        AxisSpec("x", reference=("in", "x"), halo=12),
+        AxisSpec("c", size=2),
+    )
+    return ModelSpec(
+        name="m",
+        source=Path("rdf.yaml"),
+        kind=kind,
+        format_version="0.4.10",
+        inputs=(TensorSpec("in", in_axes),),
+        outputs=(TensorSpec("out", out_axes),),
+        deepimagej_tiling=dij,
+    )
+
+
+def test_plan_for_spec_bioimageio():
+    plan = plan_for_spec(_spec(), {"y": 300, "x": 100, "c": 1}, tile={"y": 96})
+    assert plan.rule == "bioimageio" and plan.spatial_axes == "yx"
+    assert plan.halo == (12, 12)
+    assert plan.tile_shape == (96, 128)
+    check_plan(plan)
+
+
+def test_plan_for_spec_deepimagej():
+    dij = DeepImageJTiling(fixed_patch=True, minimum_size=256, patch_size=256, padding=64)
+    plan = plan_for_spec(_spec(kind="deepimagej", dij=dij), {"y": 720, "x": 500})
+    assert plan.rule == "deepimagej" and plan.grid_shape == (6, 4)
+    # a 3D config with a fixed z depth of 16: z is not patched nor padded
+    free = DeepImageJTiling(fixed_patch=False, minimum_size=16, patch_size=64, padding=8)
+    in_axes = (
+        AxisSpec("b"),
+        AxisSpec("z", size=16, min=16, step=0),
+        AxisSpec("y", min=16, step=16, halo=8),
+        AxisSpec("x", min=16, step=16, halo=8),
+    )
+    out_axes = (
+        AxisSpec("b"),
+        AxisSpec("z", reference=("in", "z")),
+        AxisSpec("y", reference=("in", "y"), halo=8),
+        AxisSpec("x", reference=("in", "x"), halo=8),
+    )
+    spec = _spec(kind="deepimagej", in_axes=in_axes, out_axes=out_axes, dij=free)
+    plan = plan_for_spec(spec, {"z": 16, "y": 100, "x": 40})
+    assert plan.spatial_axes == "zyx" and plan.tile_shape == (16, 64, 64) and plan.halo == (0, 8, 8)
+    assert plan.grid_shape == (1, 3, 1)  # y: ceil(100 / 48) = 3; x: 40 + 16 -> 64
+    check_plan(plan)
+
+
+def test_plan_for_spec_refuses_scaled_outputs():
+    out = (
+        AxisSpec("b"),
+        AxisSpec("y", reference=("in", "y"), scale=0.5),
+        AxisSpec("x", reference=("in", "x")),
+        AxisSpec("c", size=1),
+    )
+    with pytest.raises(TilingError, match="scaled"):
+        plan_for_spec(_spec(out_axes=out), {"y": 64, "x": 64})
+    classifier = (AxisSpec("b"), AxisSpec("c", size=3))
+    assert plan_for_spec(_spec(out_axes=classifier), {"y": 64, "x": 64}).n_tiles == 1
+    with pytest.raises(TilingError, match="no axis"):
+        plan_for_spec(_spec(out_axes=classifier), {"y": 640, "x": 64}, tile={"y": 64})
+
+
+# --------------------------------------------------------------------------------------------
+# tiled == untiled when the halo covers the receptive field
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rule", ["bioimageio", "deepimagej"])
+def test_tiled_equals_untiled_2d(rule):
+    rng = np.random.default_rng(1)
+    image = rng.random((77, 90, 2)).astype(np.float32)  # y x c
+    model = box_model(r=2, passes=2)  # receptive radius 4
+    expected = model(image, (0, 1))
+    if rule == "bioimageio":
+        plan = plan_tiles(
+            image.shape,
+            "yxc",
+            min_size={"y": 8, "x": 8},
+            step={"y": 8, "x": 8},
+            halo={"y": 4, "x": 4},
+            tile={"y": 32, "x": 24},
+        )
+    else:
+        tiling = DeepImageJTiling(fixed_patch=True, minimum_size=24, patch_size=24, padding=4)
+        plan = plan_deepimagej(image.shape, "yxc", tiling)
+    assert plan.n_tiles > 6
+    got = run_tiled(image, "yxc", plan, model)
+    assert np.abs(got - expected).max() < 1e-5
+
+
+def test_small_halo_breaks_equality():
+    """The equality test above can fail: with a halo below the receptive radius it does."""
+    rng = np.random.default_rng(2)
+    image = rng.random((60, 60))
+    model = box_model(r=2, passes=2)
+    plan = plan_tiles(image.shape, "yx", halo={"y": 1, "x": 1}, tile={"y": 20, "x": 20})
+    got = run_tiled(image, "yx", plan, model)
+    assert np.abs(got - model(image, (0, 1))).max() > 1e-3
+
+
+def test_tiled_equals_untiled_3d_with_channel_change():
+    rng = np.random.default_rng(3)
+    image = rng.random((2, 14, 30, 26))  # c z y x
+    smooth = box_model(r=1, passes=2)  # receptive radius 2
+
+    def model(batch: np.ndarray, spatial_dims: tuple[int, ...]) -> np.ndarray:
+        y = smooth(batch, spatial_dims)
+        return np.concatenate([y, y[:, :1] * y[:, 1:]], axis=1)  # 2 -> 3 channels
+
+    expected = model(image[None], (2, 3, 4))[0]
+    plan = plan_tiles(
+        {"z": 14, "y": 30, "x": 26}, "czyx", halo={"z": 2, "y": 2, "x": 2}, tile={"z": 8, "y": 12, "x": 16}
+    )
+    assert plan.grid_shape == (4, 4, 3)
+    padded = mirror_pad(image, plan.pad_width("czyx"))
+    out = np.zeros((3, 14, 30, 26))
+    pairs = []
+    for tiles, batch in iter_tile_batches(plan, padded, 5, "czyx"):
+        result = model(batch, (2, 3, 4))
+        pairs += list(zip(tiles, result))
+    stitch(plan, pairs, out, "czyx")
+    assert np.abs(out - expected).max() < 1e-5
+
+
+def test_stitcher_checks_sizes():
+    plan = plan_tiles((40, 40), "yx", halo={"y": 2, "x": 2}, tile={"y": 16, "x": 16})
+    with pytest.raises(TilingError, match="pixels along y"):
+        Stitcher(plan, np.zeros((39, 40)))
+    stitcher = Stitcher(plan, np.zeros((40, 40)))
+    with pytest.raises(TilingError, match="size of their input"):
+        stitcher.write(plan.tiles[0], np.zeros((12, 16)))
+    with pytest.raises(TilingError, match="plan expects"):
+        next(iter_tile_batches(plan, np.zeros((40, 40)), 2))
+
+
+def test_aligned_tiles_start_on_the_step_grid():
+    """Tile origins are multiples of the model's step from the untiled run's origin (pooling grid)."""
+    kw = {"min_size": {"y": 8, "x": 8}, "step": {"y": 8, "x": 8}, "halo": {"y": 47, "x": 47}}
+    whole = plan_tiles((576, 720), "yx", **kw)
+    tiled = plan_tiles((576, 720), "yx", tile={"y": 256, "x": 256}, **kw)
+    assert whole.n_tiles == 1 and tiled.n_tiles > 1
+    assert whole.pad_before == tiled.pad_before == (47, 47)
+    for t in tiled.tiles:
+        assert all(s.start % 8 == 0 for s in t.input_slices)
+        assert all(s.stop - s.start == 256 for s in t.input_slices)
+    check_plan(tiled)
+    check_plan(whole)
+    assert (tiled.grid_shape[0] - 1) * 160 < 576 <= tiled.grid_shape[0] * 160  # stride (256 - 94) // 8 * 8 = 160

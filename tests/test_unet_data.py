@@ -1,0 +1,249 @@
+"""Training data: masks, ImageJ ROI files (written with roifile), points, samples, folder pairing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import roifile
+import tifffile
+from skimage import io as skio
+
+from deepimagej.errors import TrainingError
+from deepimagej.unet.data import (
+    TrainingSample,
+    detection_targets,
+    load_folder_pairs,
+    load_image,
+    load_mask,
+    points_from_rois,
+    prepare_sample,
+    rescale_to_element_size,
+    rois_to_labels,
+    split_validation,
+    write_point_rois,
+)
+
+
+def one_line(exc_info) -> str:
+    msg = str(exc_info.value)
+    assert "\n" not in msg
+    return msg
+
+
+def test_load_image_and_semantic_mask(tmp_path):
+    mask = np.zeros((20, 30), np.uint8)
+    mask[2:8, 2:8] = 255
+    mask[8:12, 8:12] = 255  # touches the first square only at a corner: 4-connectivity splits
+    mask[15:18, 20:28] = 255
+    skio.imsave(tmp_path / "m.png", mask, check_contrast=False)
+    assert load_image(tmp_path / "m.png").shape == (20, 30)
+    lab = load_mask(tmp_path / "m.png")
+    assert lab.dtype == np.int32 and lab.max() == 3
+    assert lab[2, 2] != lab[8, 8]
+    inst = np.zeros((20, 30), np.uint16)
+    inst[2:8, 2:8] = 5
+    inst[2:8, 8:12] = 9  # touching instances stay separate in an instance mask
+    tifffile.imwrite(tmp_path / "i.tif", inst)
+    lab2 = load_mask(tmp_path / "i.tif")
+    assert set(np.unique(lab2)) == {0, 5, 9}
+    assert load_mask(tmp_path / "i.tif", mode="semantic").max() == 1
+
+
+def test_load_isbi_mask(assets):
+    lab = load_mask(assets / "isbi2012_em" / "train" / "label" / "0.png")
+    img = load_image(assets / "isbi2012_em" / "train" / "image" / "0.png")
+    assert lab.shape == img.shape == (512, 512)
+    assert lab.max() > 50  # cells (255) separated by membranes (0)
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(TrainingError) as e:
+        load_image(tmp_path / "missing.png")
+    assert "does not exist" in one_line(e)
+    (tmp_path / "junk.png").write_bytes(b"not a png")
+    with pytest.raises(TrainingError) as e:
+        load_image(tmp_path / "junk.png")
+    assert "junk.png" in one_line(e)
+    (tmp_path / "notroi.roi").write_bytes(b"hello, this is not a ROI" * 4)
+    with pytest.raises(TrainingError) as e:
+        rois_to_labels(tmp_path / "notroi.roi", (10, 10))
+    assert "not an ImageJ ROI" in one_line(e)
+    (tmp_path / "RoiSet.zip").write_bytes(b"PK garbage")
+    with pytest.raises(TrainingError) as e:
+        points_from_rois(tmp_path / "RoiSet.zip")
+    assert "RoiSet.zip" in one_line(e)
+
+
+def test_polygon_rect_oval_rois_round_trip(tmp_path):
+    square = roifile.ImagejRoi.frompoints([[10, 5], [20, 5], [20, 15], [10, 15]], name="sq")
+    square.roitype = roifile.ROI_TYPE.POLYGON
+    rect = roifile.ImagejRoi(roitype=roifile.ROI_TYPE.RECT, left=30, top=20, right=40, bottom=26, name="r")
+    oval = roifile.ImagejRoi(roitype=roifile.ROI_TYPE.OVAL, left=2, top=30, right=12, bottom=40, name="o")
+    free = roifile.ImagejRoi.frompoints([[30.0, 2.0], [38.0, 2.0], [34.0, 10.0]], name="f")  # FREEHAND
+    path = tmp_path / "RoiSet.zip"
+    roifile.roiwrite(path, [square, rect, oval, free])
+    lab = rois_to_labels(path, (45, 50))
+    assert set(np.unique(lab)) == {0, 1, 2, 3, 4}
+    # polygon with corners on pixel boundaries x 10..20, y 5..15 -> exactly 10x10 pixels
+    assert (lab == 1).sum() == 100 and lab[5, 10] == 1 and lab[14, 19] == 1 and lab[15, 20] == 0
+    assert (lab == 2).sum() == 60 and lab[20, 30] == 2 and lab[25, 39] == 2
+    area = (lab == 3).sum()
+    assert abs(area - np.pi * 25) < 10 and lab[35, 7] == 3 and lab[30, 2] == 0
+    assert (lab == 4).sum() > 20
+    # a single .roi file works too
+    square.tofile(tmp_path / "one.roi")
+    assert (rois_to_labels(tmp_path / "one.roi", (30, 30)) == 1).sum() == 100
+
+
+def test_rois_3d_positions_and_errors(tmp_path):
+    a = roifile.ImagejRoi(
+        roitype=roifile.ROI_TYPE.RECT, left=1, top=1, right=4, bottom=4, position=2, name="a"
+    )
+    b = roifile.ImagejRoi(
+        roitype=roifile.ROI_TYPE.RECT, left=5, top=5, right=8, bottom=8, z_position=3, name="b"
+    )
+    roifile.roiwrite(tmp_path / "z.zip", [a, b])
+    lab = rois_to_labels(tmp_path / "z.zip", (4, 10, 10))
+    assert (lab[1] == 1).sum() == 9 and (lab[2] == 2).sum() == 9 and lab[0].max() == 0
+    c = roifile.ImagejRoi(roitype=roifile.ROI_TYPE.RECT, left=5, top=5, right=8, bottom=8)
+    roifile.roiwrite(tmp_path / "noz.zip", [c])
+    with pytest.raises(TrainingError) as e:
+        rois_to_labels(tmp_path / "noz.zip", (4, 10, 10))
+    assert "slice" in one_line(e)
+    with pytest.raises(TrainingError) as e:  # outside the image -> empty annotation
+        rois_to_labels(tmp_path / "noz.zip", (4, 4))
+    assert "empty" in one_line(e)
+    write_point_rois(np.array([[3, 4], [5, 6]]), tmp_path / "pts.zip")
+    with pytest.raises(TrainingError) as e:
+        rois_to_labels(tmp_path / "pts.zip", (10, 10))
+    assert "point ROIs" in one_line(e)
+    line = roifile.ImagejRoi(roitype=roifile.ROI_TYPE.LINE, x1=1, y1=1, x2=5, y2=5)
+    line.tofile(tmp_path / "line.roi")
+    with pytest.raises(TrainingError) as e:
+        rois_to_labels(tmp_path / "line.roi", (10, 10))
+    assert "line" in one_line(e)
+    with pytest.raises(TrainingError) as e:
+        points_from_rois(tmp_path / "z.zip")
+    assert "point ROIs" in one_line(e)
+
+
+def test_point_rois_round_trip(tmp_path):
+    pts = np.array([[10, 20], [30.5, 40.25], [0, 511]])
+    path = write_point_rois(pts, tmp_path / "points.roi")
+    roi = roifile.ImagejRoi.fromfile(path)
+    assert roi.roitype == roifile.ROI_TYPE.POINT and roi.n_coordinates == 3
+    np.testing.assert_allclose(points_from_rois(path), pts, atol=1e-4)
+    ints = np.array([[5, 6], [7, 8]])
+    np.testing.assert_array_equal(points_from_rois(write_point_rois(ints, tmp_path / "RoiSet.zip")), ints)
+    pts3 = np.array([[0, 5, 6], [2, 7, 8], [3, 1, 1]])
+    got = points_from_rois(write_point_rois(pts3, tmp_path / "p3.zip"))
+    np.testing.assert_array_equal(got, pts3)
+    np.testing.assert_array_equal(points_from_rois(tmp_path / "p3.zip", ndim=2), pts3[:, 1:])
+    with pytest.raises(TrainingError):
+        points_from_rois(tmp_path / "RoiSet.zip", ndim=3)
+
+
+def test_detection_targets_disks_and_rings():
+    lab, ign = detection_targets(np.array([[10, 10], [10, 30]]), (20, 40), radius=2.0, r_ign=4.0)
+    assert lab[10, 10] == 1 and lab[10, 30] == 2
+    assert (lab == 1).sum() == 13  # pixels within distance 2 of a point
+    assert lab[10, 12] == 1 and lab[10, 13] == 0 and ign[10, 13] and ign[10, 14] and not ign[10, 15]
+    assert not np.any(ign & (lab > 0))
+    assert not ign[0, 0]
+    # close points: nearest point wins, no overlap
+    lab2, _ = detection_targets(np.array([[5, 5], [5, 8]]), (12, 12), radius=2.0, r_ign=3.0)
+    assert lab2[5, 6] == 1 and lab2[5, 7] == 2
+    lab3, ign3 = detection_targets(
+        np.array([[2, 5, 5]]), (5, 12, 12), radius=2.0, r_ign=4.0, element_size=(2.0, 1.0, 1.0)
+    )
+    assert lab3[2, 5, 5] == 1 and lab3[3, 5, 5] == 1 and lab3[4, 5, 5] == 0 and ign3[4, 5, 5]
+
+
+def test_rescale_to_element_size():
+    img = np.arange(100, dtype=np.float32).reshape(10, 10)
+    lab = np.zeros((10, 10), np.int32)
+    lab[2:6, 2:6] = 3
+    ri, rl = rescale_to_element_size(img, lab, from_size=0.5, to_size=1.0)
+    assert ri.shape == (5, 5) and rl.shape == (5, 5) and set(np.unique(rl)) <= {0, 3}
+    assert (rl == 3).sum() == 4
+    ri2, rl2 = rescale_to_element_size(
+        np.zeros((4, 10, 10, 2)), np.zeros((4, 10, 10), np.uint8), (2, 1, 1), (1, 1, 1)
+    )
+    assert ri2.shape == (8, 10, 10, 2) and rl2.shape == (8, 10, 10)
+    same, _ = rescale_to_element_size(img, None, 1.0, 1.0)
+    np.testing.assert_array_equal(same, img)
+
+
+def test_prepare_sample_and_errors():
+    lab = np.zeros((16, 16), np.int32)
+    lab[2:8, 2:8] = 1
+    lab[2:8, 8:14] = 2
+    ign = np.zeros((16, 16), bool)
+    ign[12:, :] = True
+    s = prepare_sample(np.ones((16, 16, 3)), lab, ign, lam=10.0)
+    assert isinstance(s, TrainingSample)
+    assert s.image.dtype == np.float32 and s.classes.dtype == np.uint8
+    assert s.classes[3, 7] == 0 and s.classes[3, 8] == 1  # ridge
+    assert np.all(s.weights[ign] == 0) and np.all(s.pdf[ign] == 0) and s.pdf.max() == 1.0
+    assert s.weights[3, 7] > 5  # separation term with lam = 10
+    with pytest.raises(TrainingError) as e:
+        prepare_sample(
+            np.zeros((512, 512)), np.zeros((256, 256), np.int32) + 1, image_name="x.png", labels_name="y.png"
+        )
+    assert one_line(e).startswith("image 'x.png' is 512x512 but labels 'y.png' are 256x256")
+    with pytest.raises(TrainingError) as e:
+        prepare_sample(
+            np.zeros((20, 30, 3)), np.ones((30, 20), np.int32), image_name="rgb.tif", labels_name="l.tif"
+        )
+    assert "is 30x20 but labels 'l.tif' are 20x30" in one_line(e)
+    with pytest.raises(TrainingError) as e:
+        prepare_sample(np.zeros((8, 8)), np.zeros((8, 8), np.int32), labels_name="empty.png")
+    assert "no annotated object" in one_line(e)
+
+
+def test_load_folder_pairs(tmp_path):
+    imgs, labs = tmp_path / "images", tmp_path / "labels"
+    imgs.mkdir()
+    labs.mkdir()
+    for n in (10, 2, 1):
+        (imgs / f"{n}.png").write_bytes(b"")
+    (labs / "1.png").write_bytes(b"")
+    (labs / "2_mask.tif").write_bytes(b"")
+    (labs / "10.zip").write_bytes(b"")
+    (imgs / "notes.txt").write_text("x")
+    pairs = load_folder_pairs(imgs, labs)
+    assert [(a.name, b.name) for a, b in pairs] == [
+        ("1.png", "1.png"),
+        ("2.png", "2_mask.tif"),
+        ("10.png", "10.zip"),
+    ]
+    (imgs / "3.png").write_bytes(b"")
+    with pytest.raises(TrainingError) as e:
+        load_folder_pairs(imgs, labs)
+    assert "'3.png'" in one_line(e)
+    with pytest.raises(TrainingError) as e:
+        load_folder_pairs(tmp_path / "nope", labs)
+    assert "does not exist" in one_line(e)
+
+
+def test_isbi_folder_pairs(assets):
+    pairs = load_folder_pairs(
+        assets / "isbi2012_em" / "train" / "image", assets / "isbi2012_em" / "train" / "label"
+    )
+    assert len(pairs) >= 24 and pairs[0][0].name == "0.png" and pairs[10][0].name == "10.png"
+
+
+def test_split_validation():
+    train, val = split_validation(list(range(10)), 3)
+    assert train == list(range(7)) and val == [7, 8, 9]
+    train, val = split_validation(list(range(10)), 0.25)
+    assert len(val) == 2 and len(train) == 8  # round(2.5) = 2
+    train, val = split_validation(list(range(10)), 2, seed=1)
+    assert len(val) == 2 and sorted(train + val) == list(range(10))
+    assert split_validation([1], 0) == ([1], [])
+    assert split_validation([1, 2], 0.1) == ([1], [2])
+    with pytest.raises(TrainingError) as e:
+        split_validation([1], 0.2)
+    assert "too few" in one_line(e)
+    with pytest.raises(TrainingError):
+        split_validation([1, 2, 3], 3)
