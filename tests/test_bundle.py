@@ -31,7 +31,8 @@ def _descriptors() -> list[Path]:
     if not ASSETS.is_dir():
         return []
     found = [
-        p for p in ASSETS.rglob("*")
+        p
+        for p in ASSETS.rglob("*")
         if p.is_file() and (p.name == "config.xml" or (p.suffix == ".yaml" and p.name != "environment.yaml"))
     ]
     return sorted(found)
@@ -140,7 +141,12 @@ def test_pancreatic_config_xml() -> None:
     assert [p.name for p in spec.preprocessing_macros] == ["preprocessing.txt"]
     assert [p.name for p in spec.postprocessing_macros] == ["postprocessing.txt"]
     tf = spec.weights["tensorflow_saved_model_bundle"]
-    assert (tf.tag, tf.signature, tf.input_names, tf.output_names) == ("serve", "serving_default", ("input",), ("output",))
+    assert (tf.tag, tf.signature, tf.input_names, tf.output_names) == (
+        "serve",
+        "serving_default",
+        ("input",),
+        ("output",),
+    )
     keras = spec.weights["keras_hdf5"]
     assert keras.path == PANCREATIC / "unet_pancreatic_cell_segmentation.h5" and keras.path.is_file()
     assert spec.memory_peak == "172,9 Mb" and spec.runtime == "2,8 s"
@@ -260,7 +266,14 @@ def test_deepimagej_2x_yaml_variety() -> None:
 
 @pytest.mark.parametrize(
     ("org", "expected"),
-    [("NHWC", "byxc"), ("HWC", "yxc"), ("NDHWC", "bzyxc"), ("nchw", "bcyx"), ("BZYXC", "bzyxc"), ("TYX", "tyx")],
+    [
+        ("NHWC", "byxc"),
+        ("HWC", "yxc"),
+        ("NDHWC", "bzyxc"),
+        ("nchw", "bcyx"),
+        ("BZYXC", "bzyxc"),
+        ("TYX", "tyx"),
+    ],
 )
 def test_deepimagej_axes(org: str, expected: str) -> None:
     assert deepimagej_axes(org) == expected
@@ -301,7 +314,9 @@ def test_load_bundle_choices(tmp_path: Path) -> None:
 
 
 def test_rdf_spec_borrows_macros_from_config(tmp_path: Path) -> None:
-    (tmp_path / "config.xml").write_text((PANCREATIC / "config.xml").read_text(encoding="utf-8"), encoding="utf-8")
+    (tmp_path / "config.xml").write_text(
+        (PANCREATIC / "config.xml").read_text(encoding="utf-8"), encoding="utf-8"
+    )
     text = (PANCREATIC / "rdf.yaml").read_text(encoding="utf-8")
     (tmp_path / "rdf.yaml").write_text(text.split("    prediction:")[0], encoding="utf-8")
     spec = load_bundle(tmp_path)
@@ -362,7 +377,9 @@ def test_broken_missing_weights_file(tmp_path: Path) -> None:
 
 
 def test_broken_missing_macro_file(tmp_path: Path) -> None:
-    (tmp_path / "config.xml").write_text((PANCREATIC / "config.xml").read_text(encoding="utf-8"), encoding="utf-8")
+    (tmp_path / "config.xml").write_text(
+        (PANCREATIC / "config.xml").read_text(encoding="utf-8"), encoding="utf-8"
+    )
     spec = load_bundle(tmp_path, prefer="deepimagej")  # parses although the macros are missing
     assert spec.preprocessing_macros == (tmp_path / "preprocessing.txt",)
     with pytest.raises(BundleError) as info:
@@ -401,7 +418,9 @@ def test_check_input() -> None:
 
 def test_broken_image_smaller_than_minimum(tmp_path: Path) -> None:
     text = (DIJ / "u-net_pancreatic_segmentation" / "rdf.yaml").read_text(encoding="utf-8")
-    (tmp_path / "rdf.yaml").write_text(text.replace("allow_tiling: true", "allow_tiling: false"), encoding="utf-8")
+    (tmp_path / "rdf.yaml").write_text(
+        text.replace("allow_tiling: true", "allow_tiling: false"), encoding="utf-8"
+    )
     spec = load_bundle(tmp_path)
     check_input(spec, (96, 128), "yx")
     with pytest.raises(InputImageError) as info:
@@ -423,8 +442,11 @@ def _edit(src: Path, dst: Path, old: str, new: str) -> Path:
 
 CONFIG = PANCREATIC / "config.xml"
 BROKEN_CONFIGS = {
-    "non_integer_minimum": ("<MinimumSize>8</MinimumSize>", "<MinimumSize>abc</MinimumSize>",
-                            "config.xml: field <ModelCharacteristics/MinimumSize> must be a positive integer, got 'abc'"),
+    "non_integer_minimum": (
+        "<MinimumSize>8</MinimumSize>",
+        "<MinimumSize>abc</MinimumSize>",
+        "config.xml: field <ModelCharacteristics/MinimumSize> must be a positive integer, got 'abc'",
+    ),
     "missing_minimum": ("<MinimumSize>8</MinimumSize>", "", "ModelCharacteristics/MinimumSize"),
     "negative_padding": ("<Padding>47</Padding>", "<Padding>-3</Padding>", "ModelCharacteristics/Padding"),
     "bad_axes": ("<InputOrganization0>NHWC", "<InputOrganization0>NHWQ", "InputOrganization0"),
@@ -434,7 +456,6 @@ BROKEN_CONFIGS = {
     "dimensions_mismatch": (",-1,-1,-1,1,", ",-1,-1,1,", "InputTensorDimensions"),
     "wrong_channel_count": ("<Channels>1</Channels>", "<Channels>3</Channels>", "Channels"),
     "malformed_xml": ("</ModelCharacteristics>", "</ModelCharacteristic>", "not well-formed XML"),
-    "wrong_root": ("<Model>", "<Modell>", "not well-formed XML"),
 }
 
 
@@ -445,12 +466,21 @@ def test_broken_config_xml(tmp_path: Path, case: str) -> None:
     with pytest.raises(BundleError) as info:
         load_bundle(path)
     message = assert_one_line(info.value, "config.xml", needle)
-    assert message.startswith(str(tmp_path)) or message.startswith("config.xml")
+    assert message.startswith((str(tmp_path), "config.xml"))
+
+
+def test_config_xml_wrong_root(tmp_path: Path) -> None:
+    (tmp_path / "config.xml").write_text("<Configuration><Name>x</Name></Configuration>", encoding="utf-8")
+    with pytest.raises(BundleError) as info:
+        load_bundle(tmp_path)
+    assert_one_line(info.value, "config.xml", "<Model>", "<Configuration>")
 
 
 def test_config_xml_entities_are_refused(tmp_path: Path) -> None:
-    bomb = '<?xml version="1.0"?>\n<!DOCTYPE Model [<!ENTITY a "aaaaaaaaaa">]>\n<Model><ModelInformation>' \
-           "<Name>&a;</Name></ModelInformation></Model>\n"
+    bomb = (
+        '<?xml version="1.0"?>\n<!DOCTYPE Model [<!ENTITY a "aaaaaaaaaa">]>\n<Model><ModelInformation>'
+        "<Name>&a;</Name></ModelInformation></Model>\n"
+    )
     (tmp_path / "config.xml").write_text(bomb, encoding="utf-8")
     with pytest.raises(BundleError) as info:
         load_bundle(tmp_path)
@@ -462,12 +492,22 @@ BROKEN_RDFS = {
     "malformed_yaml": ("    axes: byxc\n    data_type", "    axes: byxc\n   data_type: [", "not valid YAML"),
     "unknown_format_version": ("format_version: 0.3.2", "format_version: 0.9.0", "<format_version>"),
     "missing_format_version": ("format_version: 0.3.2\n", "", "<format_version>"),
-    "bad_axes": ("    axes: byxc\n    data_type: float32\n    data_range: [-inf, inf]",
-                 "    axes: bqxc\n    data_type: float32\n    data_range: [-inf, inf]", "<inputs[0].axes>"),
-    "duplicate_axes": ("    axes: byxc\n    data_type: float32\n    data_range: [0, 1]",
-                       "    axes: byyc\n    data_type: float32\n    data_range: [0, 1]", "<outputs[0].axes>"),
+    "bad_axes": (
+        "    axes: byxc\n    data_type: float32\n    data_range: [-inf, inf]",
+        "    axes: bqxc\n    data_type: float32\n    data_range: [-inf, inf]",
+        "<inputs[0].axes>",
+    ),
+    "duplicate_axes": (
+        "    axes: byxc\n    data_type: float32\n    data_range: [0, 1]",
+        "    axes: byyc\n    data_type: float32\n    data_range: [0, 1]",
+        "<outputs[0].axes>",
+    ),
     "short_min": ("min: [1, 8, 8, 1]", "min: [1, 8, 8]", "<inputs[0].shape.min>"),
-    "unknown_reference": ("reference_input: input", "reference_input: raw", "<outputs[0].shape.reference_input>"),
+    "unknown_reference": (
+        "reference_input: input",
+        "reference_input: raw",
+        "<outputs[0].shape.reference_input>",
+    ),
     "bad_sha256": ("sha256: b01176c4", "sha256: xyz", "<weights.keras_hdf5.sha256>"),
     "missing_inputs": ("inputs:\n  - name: input", "inputz:\n  - name: input", "<inputs>"),
     "duplicate_names": ("  - name: output", "  - name: input", "<outputs[0].name>"),
@@ -479,22 +519,38 @@ BROKEN_RDFS = {
 @pytest.mark.parametrize("case", sorted(BROKEN_RDFS))
 def test_broken_rdf_yaml(tmp_path: Path, case: str) -> None:
     old, new, needle = BROKEN_RDFS[case]
-    path = _edit(RDF, tmp_path / "rdf.yaml", old, new)
+    _edit(RDF, tmp_path / "rdf.yaml", old, new)
     with pytest.raises(BundleError) as info:
         load_bundle(tmp_path)
     assert_one_line(info.value, "rdf.yaml", needle)
 
 
 BROKEN_V05 = {
-    "bad_axis_type": ("      - type: channel\n        channel_names:\n          - raw_intensity",
-                      "      - type: colour\n        channel_names:\n          - raw_intensity", "<inputs[0].axes[1].type>"),
-    "bad_space_id": ("          axis_id: y\n        id: y", "          axis_id: y\n        id: q",
-                     "<outputs[0].axes[2].id>"),
-    "bad_reference": ("          tensor_id: raw\n          axis_id: x", "          tensor_id: rav\n          axis_id: x",
-                      "<outputs[0].axes[3].size.tensor_id>"),
-    "duplicate_space_axis": ("      - size: 512\n        id: y", "      - size: 512\n        id: x",
-                             "<inputs[0].axes[3]>"),
-    "bad_size": ("      - size: 512\n        id: y", "      - size: -4\n        id: y", "<inputs[0].axes[2].size>"),
+    "bad_axis_type": (
+        "      - type: channel\n        channel_names:\n          - raw_intensity",
+        "      - type: colour\n        channel_names:\n          - raw_intensity",
+        "<inputs[0].axes[1].type>",
+    ),
+    "bad_space_id": (
+        "          axis_id: y\n        id: y",
+        "          axis_id: y\n        id: q",
+        "<outputs[0].axes[2].id>",
+    ),
+    "bad_reference": (
+        "          tensor_id: raw\n          axis_id: x",
+        "          tensor_id: rav\n          axis_id: x",
+        "<outputs[0].axes[3].size.tensor_id>",
+    ),
+    "duplicate_space_axis": (
+        "      - size: 512\n        id: y",
+        "      - size: 512\n        id: x",
+        "<inputs[0].axes[3]>",
+    ),
+    "bad_size": (
+        "      - size: 512\n        id: y",
+        "      - size: -4\n        id: y",
+        "<inputs[0].axes[2].size>",
+    ),
 }
 
 
@@ -513,15 +569,26 @@ def test_broken_v05(tmp_path: Path, case: str) -> None:
 def _without_files(tensors: tuple[TensorSpec, ...]) -> list[TensorSpec]:
     import dataclasses
 
-    return [dataclasses.replace(t, sample_tensor=None, test_tensor_sha256=None,
-                                axes=tuple(dataclasses.replace(a, channel_names=()) for a in t.axes))
-            for t in tensors]
+    return [
+        dataclasses.replace(
+            t,
+            sample_tensor=None,
+            test_tensor_sha256=None,
+            axes=tuple(dataclasses.replace(a, channel_names=()) for a in t.axes),
+        )
+        for t in tensors
+    ]
 
 
 @pytest.mark.parametrize(
     "source",
-    [RDF, DIJ / "u-net_pancreatic_segmentation" / "rdf.yaml", DIJ / "fru-net_sev_segmentation" / "rdf.yaml",
-     NUCLEI / "v0_4_9.bioimageio.yaml", DIJ / "stardist2D_zerocostdl4mic" / "model.yaml"],
+    [
+        RDF,
+        DIJ / "u-net_pancreatic_segmentation" / "rdf.yaml",
+        DIJ / "fru-net_sev_segmentation" / "rdf.yaml",
+        NUCLEI / "v0_4_9.bioimageio.yaml",
+        DIJ / "stardist2D_zerocostdl4mic" / "model.yaml",
+    ],
     ids=_id,
 )
 def test_rdf_round_trip(tmp_path: Path, source: Path) -> None:
@@ -529,8 +596,9 @@ def test_rdf_round_trip(tmp_path: Path, source: Path) -> None:
     write_rdf_yaml(spec, tmp_path / "rdf.yaml")
     again = read_descriptor(tmp_path / "rdf.yaml")
     assert again.inputs == spec.inputs and again.outputs == spec.outputs
-    assert {f: (w.path, w.sha256, w.tag, w.signature) for f, w in again.weights.items()} == \
-           {f: (w.path, w.sha256, w.tag, w.signature) for f, w in spec.weights.items()}
+    assert {f: (w.path, w.sha256, w.tag, w.signature) for f, w in again.weights.items()} == {
+        f: (w.path, w.sha256, w.tag, w.signature) for f, w in spec.weights.items()
+    }
     assert again.preprocessing_macros == spec.preprocessing_macros
     assert again.sample_inputs == spec.sample_inputs and again.authors == spec.authors
     assert [p.name for p in tmp_path.iterdir()] == ["rdf.yaml"]  # no temporary file left

@@ -32,6 +32,10 @@ ProgressCallback = Callable[[int, int, float, int], None]
 #: Upper bound on the memory one batch of tiles may take (input + output, float32).
 BATCH_MEMORY_BYTES = 256 * 2**20
 MAX_BATCH = 16
+#: Largest default tile side (model input, halo included) per number of spatial axes, when the
+#: caller gives no tile: bounds the memory of the network's activations (a 2D U-Net on a
+#: 1280 x 1280 tile needs about 1-2 GB) while keeping the halo's recomputation small.
+DEFAULT_MAX_TILE = {1: 65536, 2: 1280, 3: 192}
 
 
 def peak_rss_bytes() -> int:
@@ -187,6 +191,12 @@ def _batch_size(tile_shape: dict[str, int], n_channels: int, n_tiles: int, reque
     return int(max(1, min(MAX_BATCH, n_tiles, BATCH_MEMORY_BYTES // max(per_tile, 1))))
 
 
+def default_max_tile(spatial: str) -> dict[str, int]:
+    """Default bound on the tile size per spatial axis (see :data:`DEFAULT_MAX_TILE`)."""
+    side = DEFAULT_MAX_TILE.get(len(spatial), 192)
+    return {a: side for a in spatial}
+
+
 def predict_tensor(
     spec: ModelSpec,
     tensor: np.ndarray,
@@ -212,7 +222,7 @@ def predict_tensor(
     out_axes = out_spec.axis_names
     spatial = _spatial_axes(model_axes)
     image_shape = {a: tensor.shape[model_axes.index(a)] for a in spatial}
-    plan = tiling.plan_for_spec(spec, image_shape, tile)
+    plan = tiling.plan_for_spec(spec, image_shape, tile, max_tile=default_max_tile(spatial))
     pad = [(0, 0)] * tensor.ndim
     for i, a in enumerate(plan.spatial_axes):
         pad[model_axes.index(a)] = (plan.pad_before[i], plan.pad_after[i])

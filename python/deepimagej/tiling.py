@@ -207,18 +207,21 @@ class _AxisTile:
     target_stop: int
 
 
-def layout_axis(size: int, tile: int, halo: int, align: int = 1) -> tuple[int, int, list[_AxisTile]]:
+def layout_axis(
+    size: int, tile: int, halo: int, align: int = 0, total: int | None = None
+) -> tuple[int, int, list[_AxisTile]]:
     """Lay tiles of ``tile`` pixels with ``halo`` along one axis of ``size`` pixels.
 
     Args:
         size: image size along the axis.
         tile: model input size (halo included).
         halo: pixels cropped on each side of a tile output.
-        align: when > 1, every tile starts on a multiple of ``align`` pixels from the origin of
-            the padded image (``halo`` pixels before the image), and so does the single tile of an
-            untiled run. A network that down-samples by ``align`` (pooling) then sees the same
-            pixel grid in every tile as in one untiled call, so tiled and untiled outputs are
-            equal wherever the halo covers the receptive field. Pass the model's size ``step``.
+        align: 0 (default) for DeepImageJ's layout (mirror padding of ``halo`` on both sides);
+            >= 1 for the bioimage.io layout of :func:`_layout_flush`: tiles start on multiples of
+            ``align`` (pass the model's size ``step``, i.e. its down-sampling factor) inside the
+            image padded at its end only to ``total`` pixels, so that a pooling network sees the
+            same pixel grid in every tile as in one untiled call.
+        total: the padded length for the bioimage.io layout (a valid model input size >= size).
 
     Returns:
         ``(pad_before, pad_after, tiles)``; see the module docstring for the rule.
@@ -230,8 +233,8 @@ def layout_axis(size: int, tile: int, halo: int, align: int = 1) -> tuple[int, i
         raise TilingError(f"cannot tile an axis of size {size}")
     if halo < 0:
         raise TilingError(f"halo must be >= 0, got {halo}")
-    if align > 1:
-        return _layout_aligned(size, tile, halo, align)
+    if align >= 1:
+        return _layout_flush(size, tile, halo, align, total if total is not None else size)
     if tile >= size + 2 * halo:  # one tile covers the image and its halo
         before = (tile - size) // 2
         return before, tile - size - before, [_AxisTile(0, before, before + size, 0, size)]
@@ -254,22 +257,38 @@ def layout_axis(size: int, tile: int, halo: int, align: int = 1) -> tuple[int, i
     return halo, halo, tiles
 
 
-def _layout_aligned(size: int, tile: int, halo: int, align: int) -> tuple[int, int, list[_AxisTile]]:
-    """Tiles on a grid of multiples of ``align``: pad ``halo`` before, whatever is needed after."""
-    if tile >= size + 2 * halo:
-        return halo, tile - size - halo, [_AxisTile(0, halo, halo + size, 0, size)]
+def _layout_flush(size: int, tile: int, halo: int, align: int, total: int) -> tuple[int, int, list[_AxisTile]]:
+    """The bioimage.io layout: no padding before the image, tiles on the ``align`` grid.
+
+    The image is mirror-padded *after* its end to ``total`` pixels (the smallest valid model
+    input size that holds it) -- exactly what one untiled call sees. Tiles start at multiples
+    of ``stride`` (the useful size rounded down to a multiple of ``align``); the last tile ends
+    at ``total``. The first tile keeps its output from the image border, the last up to the
+    image end, and every inner cut is at least ``halo`` pixels from a tile border. So each
+    tile sees the same pixel grid and the same border context as the untiled call, and the
+    tiled output equals the untiled output wherever the halo covers the receptive field.
+    """
+    total = max(total, tile, size)
+    if tile >= total:
+        return 0, tile - size, [_AxisTile(0, 0, size, 0, size)]
     stride = ((tile - 2 * halo) // align) * align
     if stride <= 0:
         raise TilingError(
             f"a tile of {tile} pixels leaves less than {align} pixels once the halo of {halo} pixels is cropped "
             f"on both sides; use tiles larger than {2 * halo + align}"
         )
-    n = math.ceil(size / stride)
-    tiles = [
-        _AxisTile(k * stride, halo, halo + min(stride, size - k * stride), k * stride, min((k + 1) * stride, size))
-        for k in range(n)
-    ]
-    return halo, (n - 1) * stride + tile - halo - size, tiles
+    starts = [0]
+    while starts[-1] + tile < total:
+        starts.append(starts[-1] + stride)
+    starts[-1] = total - tile
+    tiles = []
+    keep_start = 0
+    for k, start in enumerate(starts):
+        keep_stop = size if k == len(starts) - 1 else min(start + tile - halo, size)
+        if keep_stop > keep_start:
+            tiles.append(_AxisTile(start, keep_start - start, keep_stop - start, keep_start, keep_stop))
+        keep_start = keep_stop
+    return 0, total - size, tiles
 
 
 def _build_plan(
@@ -279,11 +298,12 @@ def _build_plan(
     halo: Sequence[int],
     rule: str,
     align: Sequence[int] | None = None,
+    totals: Sequence[int] | None = None,
 ) -> TilePlan:
     pads_before, pads_after, per_axis = [], [], []
     for i, (a, size, q, h) in enumerate(zip(spatial, image, tile, halo)):
         try:
-            before, after, tiles = layout_axis(size, q, h, align[i] if align else 1)
+            before, after, tiles = layout_axis(size, q, h, align[i] if align else 0, totals[i] if totals else None)
         except TilingError as exc:
             raise TilingError(f"axis {a}: {exc}") from None
         pads_before.append(before)
@@ -347,6 +367,20 @@ def _round_down(value: int, minimum: int, step: int) -> int | None:
     return minimum + ((value - minimum) // step) * step
 
 
+def _balanced_tile(total: int, cap: int, halo: int, minimum: int, step: int) -> int:
+    """Smallest valid tile <= ``cap`` covering ``total`` pixels in as few tiles as ``cap`` allows."""
+    useful = max(cap - 2 * halo - max(step, 1), 1)
+    n = max(1, math.ceil((total - 2 * halo) / useful))
+    while True:
+        want = math.ceil((total + 2 * halo * (n - 1)) / n) + (max(step, 1) - 1) * (n > 1)
+        q = _round_up(want, minimum, step)
+        if q is not None and q <= cap:
+            return q
+        if n > total:
+            return cap
+        n += 1
+
+
 def plan_tiles(
     image_shape: Mapping[str, int] | Sequence[int],
     axes: str,
@@ -388,7 +422,7 @@ def plan_tiles(
     spatial, sizes = _spatial_shape(image_shape, axes)
     min_size, step, halo = dict(min_size or {}), dict(step or {}), dict(halo or {})
     tile, fixed, max_tile = dict(tile or {}), dict(fixed or {}), dict(max_tile or {})
-    tile_shape, halos, aligns = [], [], []
+    tile_shape, halos, aligns, totals = [], [], [], []
     for a, size in zip(spatial, sizes):
         h = int(halo.get(a, 0))
         if a in fixed:
@@ -398,9 +432,14 @@ def plan_tiles(
         if lo < 1 or st < 0:
             raise TilingError(f"axis {a}: invalid size rule min={lo}, step={st}")
         valid = f"{lo}" if st == 0 else f"{lo} + n*{st}"
-        single = _round_up(size + 2 * h, lo, st)
-        if single is None:  # fixed size smaller than image + halo: tiles of exactly that size
-            single = lo
+        if align:  # bioimage.io layout: the untiled call is the image padded (at its end) to a valid size
+            total = _round_up(size, lo, st) or size
+            single = total if st or total == lo else lo
+        else:
+            total = 0
+            single = _round_up(size + 2 * h, lo, st)
+            if single is None:  # fixed size smaller than image + halo: tiles of exactly that size
+                single = lo
         q = single
         if a in tile:
             requested = _round_up(int(tile[a]), lo, st)
@@ -409,27 +448,29 @@ def plan_tiles(
                     f"axis {a}: tile size {tile[a]} is not possible, the model accepts only {valid}"
                 )
             q = min(requested, single)
-        if a in max_tile:
+        if a in max_tile and a not in tile:
             cap = _round_down(int(max_tile[a]), lo, st)
             if cap is None:
                 raise TilingError(
                     f"axis {a}: maximum tile size {max_tile[a]} is below the model's minimum {lo}"
                 )
-            q = min(q, cap)
-        if q < size + 2 * h and q - 2 * h <= 0:
+            q = _balanced_tile(q, cap, h, lo, st) if q > cap else q
+        needs_tiles = q < (max(total, size) if align else size + 2 * h)
+        if needs_tiles and q - 2 * h <= 0:
             raise TilingError(
                 f"axis {a}: tile size {q} (valid sizes {valid}) is not larger than twice the halo ({h}); "
                 f"ask for a larger tile"
             )
         tile_shape.append(q)
         halos.append(h)
-        aligns.append(st if (align and st > 1) else 1)
+        aligns.append(max(st, 1) if align else 0)
+        totals.append(total)
     unknown = set(tile) - set(spatial)
     if unknown - set("bct"):
         raise TilingError(
             f"tile names axes {', '.join(sorted(unknown))} that are not spatial axes of '{axes}'"
         )
-    return _build_plan(spatial, sizes, tile_shape, halos, "bioimageio", aligns)
+    return _build_plan(spatial, sizes, tile_shape, halos, "bioimageio", aligns, totals)
 
 
 def plan_deepimagej(
@@ -468,7 +509,7 @@ def plan_deepimagej(
     spatial, sizes = _spatial_shape(image_shape, axes)
     p, m = int(tiling.padding), max(1, int(tiling.minimum_size))
     fixed = dict(fixed or {})
-    tile_shape, halos, aligns = [], [], []
+    tile_shape, halos, aligns, totals = [], [], [], []
     for a, size in zip(spatial, sizes):
         if a in fixed:  # e.g. a fixed z depth: not patched, no padding
             tile_shape.append(int(fixed[a]))
@@ -505,7 +546,10 @@ def plan_deepimagej(
 
 
 def plan_for_spec(
-    spec: ModelSpec, image_shape: Mapping[str, int], tile: Mapping[str, int] | None = None
+    spec: ModelSpec,
+    image_shape: Mapping[str, int],
+    tile: Mapping[str, int] | None = None,
+    max_tile: Mapping[str, int] | None = None,
 ) -> TilePlan:
     """Plan tiles for the first input of ``spec`` on an image of ``image_shape``.
 
@@ -520,6 +564,8 @@ def plan_for_spec(
         image_shape: size of each spatial axis of the model input, e.g. ``{"y": 512, "x": 512}``;
             other keys are ignored.
         tile: requested model input size per spatial axis (halo included), or ``None``.
+        max_tile: largest tile per axis when ``tile`` does not set it (bioimage.io rule; a memory
+            bound): the image is then split into as few, equal tiles as that allows.
 
     Raises:
         TilingError: the output is not the same size as the input (scale != 1 or offset != 0),
@@ -560,7 +606,9 @@ def plan_for_spec(
             if out is not None and out.has_axis(a):
                 h = max(h, out.axis(a).halo)
             halo[a] = h
-        plan = plan_tiles(image_shape, axes, min_size=min_size, step=step, halo=halo, fixed=fixed, tile=tile)
+        plan = plan_tiles(
+            image_shape, axes, min_size=min_size, step=step, halo=halo, fixed=fixed, tile=tile, max_tile=max_tile
+        )
     if out is not None:
         for a, q in zip(plan.spatial_axes, plan.tile_shape):
             if not out.has_axis(a):

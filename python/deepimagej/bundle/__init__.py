@@ -168,16 +168,22 @@ def _fill_from_config(spec: ModelSpec, config: ModelSpec) -> ModelSpec:
     tf = weights.get("tensorflow_saved_model_bundle")
     if tf is not None and tf_cfg is not None:
         weights[tf.format] = dataclasses.replace(
-            tf, tag=tf.tag or tf_cfg.tag, signature=tf.signature or tf_cfg.signature,
-            input_names=tf.input_names or tf_cfg.input_names, output_names=tf.output_names or tf_cfg.output_names,
+            tf,
+            tag=tf.tag or tf_cfg.tag,
+            signature=tf.signature or tf_cfg.signature,
+            input_names=tf.input_names or tf_cfg.input_names,
+            output_names=tf.output_names or tf_cfg.output_names,
         )
     for fmt, w in config.weights.items():
         if fmt not in weights and w.path is not None and w.path.exists():
             weights[fmt] = w
     merged = _fill_common(spec, config)
     if not (spec.preprocessing_macros or spec.postprocessing_macros):
-        merged = dataclasses.replace(merged, preprocessing_macros=config.preprocessing_macros,
-                                     postprocessing_macros=config.postprocessing_macros)
+        merged = dataclasses.replace(
+            merged,
+            preprocessing_macros=config.preprocessing_macros,
+            postprocessing_macros=config.postprocessing_macros,
+        )
     return dataclasses.replace(merged, weights=weights)
 
 
@@ -189,7 +195,9 @@ def _fill_from_rdf(spec: ModelSpec, rdf: ModelSpec) -> ModelSpec:
         if mine is None:
             weights[fmt] = w
         elif mine.path == w.path:
-            weights[fmt] = dataclasses.replace(mine, sha256=mine.sha256 or w.sha256, version=mine.version or w.version)
+            weights[fmt] = dataclasses.replace(
+                mine, sha256=mine.sha256 or w.sha256, version=mine.version or w.version
+            )
     merged = _fill_common(spec, rdf)
     merged = dataclasses.replace(
         merged,
@@ -199,8 +207,11 @@ def _fill_from_rdf(spec: ModelSpec, rdf: ModelSpec) -> ModelSpec:
         weights=weights,
     )
     if not spec.has_macros:
-        merged = dataclasses.replace(merged, preprocessing_macros=rdf.preprocessing_macros,
-                                     postprocessing_macros=rdf.postprocessing_macros)
+        merged = dataclasses.replace(
+            merged,
+            preprocessing_macros=rdf.preprocessing_macros,
+            postprocessing_macros=rdf.postprocessing_macros,
+        )
     return merged
 
 
@@ -211,6 +222,8 @@ def _borrow_tests(mine: tuple[TensorSpec, ...], theirs: tuple[TensorSpec, ...]) 
     for t in mine:
         other = by_name.get(t.name)
         if other is not None and other.axis_names == t.axis_names and t.test_tensor is None:
-            t = dataclasses.replace(t, test_tensor=other.test_tensor, test_tensor_sha256=other.test_tensor_sha256)
+            t = dataclasses.replace(
+                t, test_tensor=other.test_tensor, test_tensor_sha256=other.test_tensor_sha256
+            )
         result.append(t)
     return tuple(result)

@@ -47,7 +47,9 @@ def one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
-def field_error(source: Path | str, field: str, expected: str, got: Any = None, *, show_got: bool = True) -> BundleError:  # noqa: ANN401
+def field_error(
+    source: Path | str, field: str, expected: str, got: Any = None, *, show_got: bool = True
+) -> BundleError:
     """Build the standard one-line error for a bad descriptor field.
 
     Args:
@@ -67,7 +69,7 @@ def field_error(source: Path | str, field: str, expected: str, got: Any = None, 
     return BundleError(one_line(message))
 
 
-def _short_repr(value: Any, limit: int = 80) -> str:  # noqa: ANN401
+def _short_repr(value: Any, limit: int = 80) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
@@ -106,7 +108,7 @@ def deepimagej_axes(org: str, *, source: Path | str = "config.xml", field: str =
     return letters
 
 
-def normalize_axes(axes: Any, *, source: Path | str = "rdf.yaml", field: str = "axes") -> str:  # noqa: ANN401
+def normalize_axes(axes: Any, *, source: Path | str = "rdf.yaml", field: str = "axes") -> str:
     """Validate and normalise a bioimage.io axes string such as ``"byxc"``.
 
     Accepts a string (0.3/0.4) or a list of single letters / 0.5 axis ids such as
@@ -119,7 +121,7 @@ def normalize_axes(axes: Any, *, source: Path | str = "rdf.yaml", field: str = "
     if isinstance(axes, (list, tuple)):
         try:
             letters = "".join(axis_id_letter(a) for a in axes)
-        except ValueError:
+        except (TypeError, ValueError):
             raise field_error(source, field, expected, axes) from None
     elif isinstance(axes, str):
         letters = axes.strip().lower()
@@ -131,14 +133,15 @@ def normalize_axes(axes: Any, *, source: Path | str = "rdf.yaml", field: str = "
     return letters
 
 
-def axis_id_letter(axis_id: Any) -> str:  # noqa: ANN401
+def axis_id_letter(axis_id: Any) -> str:
     """Letter for a bioimage.io 0.5 axis id (``"channel"`` -> ``"c"``, ``"y"`` -> ``"y"``).
 
     Raises:
+        TypeError: the id is not a string.
         ValueError: the id is not an axis deepimagej can name.
     """
     if not isinstance(axis_id, str):
-        raise ValueError(f"axis id must be a string, got {axis_id!r}")
+        raise TypeError(f"axis id must be a string, got {axis_id!r}")
     key = axis_id.strip().lower()
     if key in V05_AXIS_IDS:
         return V05_AXIS_IDS[key]
@@ -155,11 +158,13 @@ def to_deepimagej_axes(axes: str, *, source: Path | str = "config.xml", field: s
     """
     bad = [a for a in axes if a not in TO_DEEPIMAGEJ_LETTERS]
     if bad:
-        raise field_error(source, field, "axes among b, z, y, x, c to be written as a DeepImageJ 1.x config", axes)
+        raise field_error(
+            source, field, "axes among b, z, y, x, c to be written as a DeepImageJ 1.x config", axes
+        )
     return "".join(TO_DEEPIMAGEJ_LETTERS[a] for a in axes)
 
 
-def _check_unique(letters: str, source: Path | str, field: str, original: Any) -> None:  # noqa: ANN401
+def _check_unique(letters: str, source: Path | str, field: str, original: Any) -> None:
     seen: set[str] = set()
     for ch in letters:
         if ch in seen:

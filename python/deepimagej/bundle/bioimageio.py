@@ -80,7 +80,9 @@ def load_yaml(path: Path) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         raise BundleError(one_line(f"{path}: not valid YAML{_yaml_where(exc)}")) from None
     if not isinstance(data, dict):
-        raise BundleError(f"{path}: a model descriptor must be a YAML mapping (key: value), got {type(data).__name__}")
+        raise BundleError(
+            f"{path}: a model descriptor must be a YAML mapping (key: value), got {type(data).__name__}"
+        )
     return data
 
 
@@ -171,7 +173,9 @@ class _Reader:
             description=str(data.get("description") or ""),
             authors=self._authors(),
             cite=self._cite(),
-            tags=tuple(str(t) for t in (data.get("tags") or []) if t is not None) if isinstance(data.get("tags"), list) else (),
+            tags=tuple(str(t) for t in (data.get("tags") or []) if t is not None)
+            if isinstance(data.get("tags"), list)
+            else (),
             license=str(data["license"]) if data.get("license") else None,
             documentation=self._documentation(),
             preprocessing_macros=pre,
@@ -192,12 +196,12 @@ class _Reader:
             raise field_error(self.path, key, "a non-empty list" if required else "a list", value)
         return value
 
-    def _mapping(self, value: Any, field: str) -> dict[str, Any]:  # noqa: ANN401
+    def _mapping(self, value: Any, field: str) -> dict[str, Any]:
         if not isinstance(value, dict):
             raise field_error(self.path, field, "a mapping (key: value)", value)
         return value
 
-    def _source(self, value: Any, field: str) -> tuple[str, Path | None]:  # noqa: ANN401
+    def _source(self, value: Any, field: str) -> tuple[str, Path | None]:
         """A file reference written as ``path`` or ``{source: path}`` -> (source, local path)."""
         if isinstance(value, dict):
             value = value.get("source")
@@ -225,15 +229,21 @@ class _Reader:
             inputs.append(self._tensor_v04(t, f"inputs[{i}]", names[i], "preprocessing", inputs))
         outputs = []
         for i, t in enumerate(raw_out):
-            outputs.append(self._tensor_v04(t, f"outputs[{i}]", names[len(raw_in) + i], "postprocessing", inputs))
+            outputs.append(
+                self._tensor_v04(t, f"outputs[{i}]", names[len(raw_in) + i], "postprocessing", inputs)
+            )
         inputs_t = self._attach_tests(tuple(inputs), "test_inputs", "test_input")
         outputs_t = self._attach_tests(tuple(outputs), "test_outputs", "test_output")
-        return self._attach_samples(inputs_t, "sample_inputs"), self._attach_samples(outputs_t, "sample_outputs")
+        return self._attach_samples(inputs_t, "sample_inputs"), self._attach_samples(
+            outputs_t, "sample_outputs"
+        )
 
     def _attach_samples(self, tensors: tuple[TensorSpec, ...], key: str) -> tuple[TensorSpec, ...]:
         """Top-level ``sample_inputs`` / ``sample_outputs`` -> ``TensorSpec.sample_tensor`` in order."""
         samples = self._top_paths(key)
-        return tuple(replace(t, sample_tensor=samples[i]) if i < len(samples) else t for i, t in enumerate(tensors))
+        return tuple(
+            replace(t, sample_tensor=samples[i]) if i < len(samples) else t for i, t in enumerate(tensors)
+        )
 
     def _names(self, raw_in: list[Any], raw_out: list[Any], key: str) -> list[str]:
         """Tensor names, checked for presence and uniqueness across inputs and outputs."""
@@ -247,14 +257,16 @@ class _Reader:
                 if not isinstance(name, str) or not name.strip():
                     raise field_error(self.path, f"{field}.{key}", "a non-empty tensor name", name)
                 if name in where:
-                    raise field_error(self.path, f"{field}.{key}",
-                                      f"a tensor name not already used by {where[name]}", name)
+                    raise field_error(
+                        self.path, f"{field}.{key}", f"a tensor name not already used by {where[name]}", name
+                    )
                 where[name] = field
                 names.append(name)
         return names
 
-    def _tensor_v04(self, t: dict[str, Any], field: str, name: str, processing_key: str,
-                    inputs: list[TensorSpec]) -> TensorSpec:
+    def _tensor_v04(
+        self, t: dict[str, Any], field: str, name: str, processing_key: str, inputs: list[TensorSpec]
+    ) -> TensorSpec:
         axes = normalize_axes(t.get("axes"), source=self.path, field=f"{field}.axes")
         shape = t.get("shape")
         if isinstance(shape, list):
@@ -269,8 +281,12 @@ class _Reader:
         elif isinstance(shape, dict):
             spec_axes = self._referenced_v04(shape, axes, field, name, inputs)
         else:
-            raise field_error(self.path, f"{field}.shape",
-                              "a list of sizes, {min, step} or {reference_tensor, scale, offset}", shape)
+            raise field_error(
+                self.path,
+                f"{field}.shape",
+                "a list of sizes, {min, step} or {reference_tensor, scale, offset}",
+                shape,
+            )
         halo = t.get("halo")
         if halo is not None:
             halos = self._int_list(halo, len(axes), f"{field}.halo", minimum=0)
@@ -284,25 +300,36 @@ class _Reader:
             processing=self._processing(t.get(processing_key), f"{field}.{processing_key}", "name"),
         )
 
-    def _referenced_v04(self, shape: dict[str, Any], axes: str, field: str, name: str,
-                        inputs: list[TensorSpec]) -> list[AxisSpec]:
+    def _referenced_v04(
+        self, shape: dict[str, Any], axes: str, field: str, name: str, inputs: list[TensorSpec]
+    ) -> list[AxisSpec]:
         ref_key = "reference_tensor" if "reference_tensor" in shape else "reference_input"
         ref_name = shape.get(ref_key)
         known = {t.name: t for t in inputs}
         if ref_name not in known:
-            raise field_error(self.path, f"{field}.shape.{ref_key}",
-                              f"the name of an input tensor ({', '.join(known) or 'none yet'})", ref_name)
+            raise field_error(
+                self.path,
+                f"{field}.shape.{ref_key}",
+                f"the name of an input tensor ({', '.join(known) or 'none yet'})",
+                ref_name,
+            )
         ref = known[ref_name]
         n = len(axes)
         scales = self._number_list(shape.get("scale", [1.0] * n), n, f"{field}.shape.scale", allow_none=True)
-        offsets = self._number_list(shape.get("offset", [0.0] * n), n, f"{field}.shape.offset", allow_none=False)
+        offsets = self._number_list(
+            shape.get("offset", [0.0] * n), n, f"{field}.shape.offset", allow_none=False
+        )
         result = []
         for a, s, o in zip(axes, scales, offsets):
             if s is None or s == 0:
-                size = int(round(2 * o))
+                size = round(2 * o)
                 if size < 1:
-                    raise field_error(self.path, f"{field}.shape.offset",
-                                      f"an offset giving axis {a!r} a size of at least 1 (size = 2 * offset)", o)
+                    raise field_error(
+                        self.path,
+                        f"{field}.shape.offset",
+                        f"an offset giving axis {a!r} a size of at least 1 (size = 2 * offset)",
+                        o,
+                    )
                 result.append(AxisSpec(a, size=size, min=size, step=0))
             elif ref.has_axis(a):
                 result.append(AxisSpec(a, reference=(ref.name, a), scale=float(s), offset=float(o)))
@@ -310,7 +337,9 @@ class _Reader:
                 result.append(AxisSpec(a, min=1, step=1))
         return result
 
-    def _attach_tests(self, tensors: tuple[TensorSpec, ...], key: str, legacy_key: str) -> tuple[TensorSpec, ...]:
+    def _attach_tests(
+        self, tensors: tuple[TensorSpec, ...], key: str, legacy_key: str
+    ) -> tuple[TensorSpec, ...]:
         """Top-level ``test_inputs`` / ``test_outputs`` -> ``TensorSpec.test_tensor`` in order."""
         raw = self.data.get(key)
         if raw is None and isinstance(self.data.get(legacy_key), str):
@@ -348,26 +377,38 @@ class _Reader:
             if isinstance(data, list) and data:
                 data = data[0]
             data = data if isinstance(data, dict) else {}
-            tensors_out.append(TensorSpec(
-                name=name,
-                axes=axes,
-                data_type=str(data.get("type") or "float32"),
-                data_range=self._data_range(data.get("range"), f"{field}.data.range"),
-                description=str(t.get("description") or ""),
-                processing=self._processing(t.get(processing_key), f"{field}.{processing_key}", "id"),
-                test_tensor=test_src,
-                test_tensor_sha256=test_sha,
-                sample_tensor=sample_src,
-            ))
-        return tuple(tensors_out[: len(raw_in)]), tuple(tensors_out[len(raw_in):])
+            tensors_out.append(
+                TensorSpec(
+                    name=name,
+                    axes=axes,
+                    data_type=str(data.get("type") or "float32"),
+                    data_range=self._data_range(data.get("range"), f"{field}.data.range"),
+                    description=str(t.get("description") or ""),
+                    processing=self._processing(t.get(processing_key), f"{field}.{processing_key}", "id"),
+                    test_tensor=test_src,
+                    test_tensor_sha256=test_sha,
+                    sample_tensor=sample_src,
+                )
+            )
+        return tuple(tensors_out[: len(raw_in)]), tuple(tensors_out[len(raw_in) :])
 
-    def _raw_axes_v05(self, axes: Any, field: str) -> list[_RawAxis]:  # noqa: ANN401
+    def _raw_axes_v05(self, axes: Any, field: str) -> list[_RawAxis]:
         if isinstance(axes, str):  # tolerate a 0.4-style string in a 0.5 file
-            return [_RawAxis(a, {"type": {"b": "batch", "c": "channel", "i": "index", "t": "time"}.get(a, "space")},
-                             f"{field}[{j}]")
-                    for j, a in enumerate(normalize_axes(axes, source=self.path, field=field))]
+            return [
+                _RawAxis(
+                    a,
+                    {"type": {"b": "batch", "c": "channel", "i": "index", "t": "time"}.get(a, "space")},
+                    f"{field}[{j}]",
+                )
+                for j, a in enumerate(normalize_axes(axes, source=self.path, field=field))
+            ]
         if not isinstance(axes, list) or not axes:
-            raise field_error(self.path, field, "a non-empty list of axes ({type: batch|channel|space|time|index, ...})", axes)
+            raise field_error(
+                self.path,
+                field,
+                "a non-empty list of axes ({type: batch|channel|space|time|index, ...})",
+                axes,
+            )
         result: list[_RawAxis] = []
         seen: set[str] = set()
         for j, axis in enumerate(axes):
@@ -375,8 +416,16 @@ class _Reader:
             axis = self._mapping(axis, afield)
             kind = axis.get("type")
             if kind not in ("batch", "channel", "index", "time", "space"):
-                raise field_error(self.path, f"{afield}.type", "one of batch, channel, index, time, space", kind)
-            default_id = {"batch": "batch", "channel": "channel", "index": "index", "time": "time", "space": "x"}[kind]
+                raise field_error(
+                    self.path, f"{afield}.type", "one of batch, channel, index, time, space", kind
+                )
+            default_id = {
+                "batch": "batch",
+                "channel": "channel",
+                "index": "index",
+                "time": "time",
+                "space": "x",
+            }[kind]
             axis_id = axis.get("id", default_id)
             letter = {"batch": "b", "channel": "c", "index": "i", "time": "t"}.get(kind)
             if letter is None:
@@ -384,7 +433,9 @@ class _Reader:
                     raise field_error(self.path, f"{afield}.id", "x, y or z for a space axis", axis_id)
                 letter = axis_id.lower()
             if letter in seen:
-                raise field_error(self.path, afield, f"a distinct axis (axis {letter!r} appears twice)", axis_id)
+                raise field_error(
+                    self.path, afield, f"a distinct axis (axis {letter!r} appears twice)", axis_id
+                )
             seen.add(letter)
             result.append(_RawAxis(letter, axis, afield))
         return result
@@ -402,7 +453,12 @@ class _Reader:
         if size is None:
             return AxisSpec(raw.letter, min=1, step=1, halo=halo)
         if isinstance(size, bool):
-            raise field_error(self.path, f"{raw.field}.size", "a positive integer, {min, step} or {tensor_id, axis_id}", size)
+            raise field_error(
+                self.path,
+                f"{raw.field}.size",
+                "a positive integer, {min, step} or {tensor_id, axis_id}",
+                size,
+            )
         if isinstance(size, int):
             if size < 1:
                 raise field_error(self.path, f"{raw.field}.size", "a positive integer", size)
@@ -416,32 +472,50 @@ class _Reader:
         if isinstance(size, dict) and ("min" in size or "max" in size):  # data-dependent (outputs)
             m = self._int(size.get("min", 1), f"{raw.field}.size.min", minimum=1)
             return AxisSpec(raw.letter, min=m, step=1, halo=halo)
-        raise field_error(self.path, f"{raw.field}.size", "a positive integer, {min, step} or {tensor_id, axis_id}", size)
+        raise field_error(
+            self.path, f"{raw.field}.size", "a positive integer, {min, step} or {tensor_id, axis_id}", size
+        )
 
-    def _size_reference(self, raw: _RawAxis, size: dict[str, Any], all_axes: dict[str, list[_RawAxis]],
-                        halo: int) -> AxisSpec:
+    def _size_reference(
+        self, raw: _RawAxis, size: dict[str, Any], all_axes: dict[str, list[_RawAxis]], halo: int
+    ) -> AxisSpec:
         """``{tensor_id, axis_id, offset}``: size = ref.size * ref.scale / axis.scale + offset."""
         tensor_id = size.get("tensor_id")
         if tensor_id not in all_axes:
-            raise field_error(self.path, f"{raw.field}.size.tensor_id", "the id of a tensor of this model", tensor_id)
+            raise field_error(
+                self.path, f"{raw.field}.size.tensor_id", "the id of a tensor of this model", tensor_id
+            )
         try:
             ref_letter = axis_id_letter(size.get("axis_id"))
-        except ValueError:
-            raise field_error(self.path, f"{raw.field}.size.axis_id", "an axis id of the referenced tensor",
-                              size.get("axis_id")) from None
+        except (TypeError, ValueError):
+            raise field_error(
+                self.path,
+                f"{raw.field}.size.axis_id",
+                "an axis id of the referenced tensor",
+                size.get("axis_id"),
+            ) from None
         ref_axis = next((r for r in all_axes[tensor_id] if r.letter == ref_letter), None)
         if ref_axis is None:
-            raise field_error(self.path, f"{raw.field}.size.axis_id", f"an axis of tensor {tensor_id!r}",
-                              size.get("axis_id"))
+            raise field_error(
+                self.path,
+                f"{raw.field}.size.axis_id",
+                f"an axis of tensor {tensor_id!r}",
+                size.get("axis_id"),
+            )
         offset = self._number(size.get("offset", 0), f"{raw.field}.size.offset")
         own_scale = self._number(raw.data.get("scale", 1.0), f"{raw.field}.scale")
         ref_scale = self._number(ref_axis.data.get("scale", 1.0), f"{ref_axis.field}.scale")
         if own_scale <= 0 or ref_scale <= 0:
             raise field_error(self.path, f"{raw.field}.scale", "a positive number", raw.data.get("scale"))
-        return AxisSpec(raw.letter, reference=(str(tensor_id), ref_letter), scale=ref_scale / own_scale,
-                        offset=offset / 2.0, halo=halo)
+        return AxisSpec(
+            raw.letter,
+            reference=(str(tensor_id), ref_letter),
+            scale=ref_scale / own_scale,
+            offset=offset / 2.0,
+            halo=halo,
+        )
 
-    def _file_entry(self, value: Any, field: str) -> tuple[Path | None, str | None]:  # noqa: ANN401
+    def _file_entry(self, value: Any, field: str) -> tuple[Path | None, str | None]:
         if value is None:
             return None, None
         _, local = self._source(value, field)
@@ -450,7 +524,7 @@ class _Reader:
 
     # ------------------------------------------------------------------ processing
 
-    def _processing(self, steps: Any, field: str, key: str) -> tuple[ProcessingStep, ...]:  # noqa: ANN401
+    def _processing(self, steps: Any, field: str, key: str) -> tuple[ProcessingStep, ...]:
         if steps is None:
             return ()
         if not isinstance(steps, list):
@@ -464,23 +538,30 @@ class _Reader:
                 raise field_error(self.path, f"{sfield}.{key}", "the name of a bioimage.io operation", name)
             kwargs = step.get("kwargs") or {}
             kwargs = dict(self._mapping(kwargs, f"{sfield}.kwargs"))
-            for axes_key in ("axes", "axis"):
-                if isinstance(kwargs.get(axes_key), (str, list, tuple)):
-                    kwargs[axes_key] = normalize_axes(kwargs[axes_key], source=self.path,
-                                                      field=f"{sfield}.kwargs.{axes_key}")
+            if isinstance(kwargs.get("axes"), (str, list, tuple)):
+                kwargs["axes"] = normalize_axes(
+                    kwargs["axes"], source=self.path, field=f"{sfield}.kwargs.axes"
+                )
+            if isinstance(kwargs.get("axis"), str):  # 0.5: one axis id, e.g. "channel"
+                kwargs["axis"] = normalize_axes(
+                    [kwargs["axis"]], source=self.path, field=f"{sfield}.kwargs.axis"
+                )
             result.append(ProcessingStep(name=name, kwargs=kwargs))
         return tuple(result)
 
     # ------------------------------------------------------------------ weights
 
-    def _weights(self, inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...],
-                 dij: dict[str, Any]) -> dict[str, WeightsSpec]:
+    def _weights(
+        self, inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...], dij: dict[str, Any]
+    ) -> dict[str, WeightsSpec]:
         raw = self.data.get("weights")
         if raw is None and self.version == "legacy":
             raw = {"tensorflow_saved_model_bundle": self.data.get("model")}
         raw = self._mapping(raw, "weights")
         if not raw:
-            raise field_error(self.path, "weights", "at least one weights entry (e.g. onnx: {source: weights.onnx})", raw)
+            raise field_error(
+                self.path, "weights", "at least one weights entry (e.g. onnx: {source: weights.onnx})", raw
+            )
         tag, signature = self._model_keys(dij)
         weights: dict[str, WeightsSpec] = {}
         for fmt, entry in raw.items():
@@ -511,13 +592,16 @@ class _Reader:
         if not isinstance(keys, dict):
             return None, None
         tag = keys.get("tensorflow_model_tag") or keys.get("model_tag")
-        sig = (keys.get("tensorflow_siganture_def") or keys.get("tensorflow_signature_def")
-               or keys.get("signature_definition"))
+        sig = (
+            keys.get("tensorflow_siganture_def")
+            or keys.get("tensorflow_signature_def")
+            or keys.get("signature_definition")
+        )
         tag = TAG_ALIASES.get(str(tag), str(tag)) if tag else None
         sig = SIGNATURE_ALIASES.get(str(sig), str(sig)) if sig else None
         return tag, sig
 
-    def _sha256(self, value: Any, field: str) -> str | None:  # noqa: ANN401
+    def _sha256(self, value: Any, field: str) -> str | None:
         if value is None:
             return None
         text = str(value).strip()
@@ -616,49 +700,57 @@ class _Reader:
 
     # ------------------------------------------------------------------ scalars
 
-    def _int(self, value: Any, field: str, *, minimum: int) -> int:  # noqa: ANN401
+    def _int(self, value: Any, field: str, *, minimum: int) -> int:
         ok = isinstance(value, int) and not isinstance(value, bool) and value >= minimum
         if isinstance(value, float) and value.is_integer() and value >= minimum:
             return int(value)
         if not ok:
-            expected = "a positive integer" if minimum >= 1 else ("a non-negative integer" if minimum == 0
-                                                                 else "an integer (-1 = any size)")
+            expected = (
+                "a positive integer"
+                if minimum >= 1
+                else ("a non-negative integer" if minimum == 0 else "an integer (-1 = any size)")
+            )
             raise field_error(self.path, field, expected, value)
         return int(value)
 
-    def _number(self, value: Any, field: str) -> float:  # noqa: ANN401
+    def _number(self, value: Any, field: str) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise field_error(self.path, field, "a number", value)
         return float(value)
 
-    def _int_list(self, values: Any, n: int, field: str, *, minimum: int) -> list[int]:  # noqa: ANN401
+    def _int_list(self, values: Any, n: int, field: str, *, minimum: int) -> list[int]:
         if not isinstance(values, list) or len(values) != n:
             raise field_error(self.path, field, f"a list of {n} integers, one per axis", values)
         return [self._int(v, f"{field}[{i}]", minimum=minimum) for i, v in enumerate(values)]
 
-    def _number_list(self, values: Any, n: int, field: str, *, allow_none: bool) -> list[float | None]:  # noqa: ANN401
+    def _number_list(self, values: Any, n: int, field: str, *, allow_none: bool) -> list[float | None]:
         if not isinstance(values, list) or len(values) != n:
             raise field_error(self.path, field, f"a list of {n} numbers, one per axis", values)
-        return [None if (v is None and allow_none) else self._number(v, f"{field}[{i}]") for i, v in enumerate(values)]
+        return [
+            None if (v is None and allow_none) else self._number(v, f"{field}[{i}]")
+            for i, v in enumerate(values)
+        ]
 
-    def _data_range(self, value: Any, field: str) -> tuple[float, float] | None:  # noqa: ANN401
+    def _data_range(self, value: Any, field: str) -> tuple[float, float] | None:
         if value is None:
             return None
         if not isinstance(value, list) or len(value) != 2:
             raise field_error(self.path, field, "a list [min, max]", value)
         try:
             low, high = (_float(v) for v in value)
-        except ValueError:
-            raise field_error(self.path, field, "a list [min, max] of numbers (-inf/inf allowed)", value) from None
+        except (TypeError, ValueError):
+            raise field_error(
+                self.path, field, "a list [min, max] of numbers (-inf/inf allowed)", value
+            ) from None
         return low, high
 
 
-def _float(value: Any) -> float:  # noqa: ANN401
+def _float(value: Any) -> float:
     """Numbers, ``"-inf"``/``"inf"`` strings and ``None`` (= unbounded) -> float."""
     if value is None:
         return math.nan
     if isinstance(value, bool):
-        raise ValueError(value)
+        raise TypeError(value)
     return float(value)
 
 
@@ -675,7 +767,7 @@ def _parametrized(name: str, minimum: int, step: int) -> AxisSpec:
     return AxisSpec(name, min=minimum, step=step)
 
 
-def _text(value: Any) -> str | None:  # noqa: ANN401
+def _text(value: Any) -> str | None:
     if value is None:
         return None
     if isinstance(value, list):  # a YAML flow list split a comma-decimal value: undo it

@@ -24,7 +24,7 @@ The XML is parsed with :mod:`defusedxml` (no entities, no DTDs). Tiling rules be
 from __future__ import annotations
 
 import os
-import xml.etree.ElementTree as ET  # noqa: S405 - only for the Element type; parsing goes through defusedxml
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import defusedxml
@@ -134,8 +134,12 @@ def _parse_xml(path: Path) -> ET.Element:
         where = f" at line {line}, column {col}" if line else ""
         raise BundleError(one_line(f"{path}: not well-formed XML{where} ({_xml_reason(exc)})")) from None
     except defusedxml.DefusedXmlException as exc:
-        raise BundleError(one_line(f"{path}: XML uses forbidden constructs ({type(exc).__name__}); "
-                                   "a DeepImageJ config.xml has no DTD or entities")) from None
+        raise BundleError(
+            one_line(
+                f"{path}: XML uses forbidden constructs ({type(exc).__name__}); "
+                "a DeepImageJ config.xml has no DTD or entities"
+            )
+        ) from None
     if root.tag != "Model":
         raise field_error(path, "Model", "the root element of a DeepImageJ config.xml", f"<{root.tag}>")
     return root
@@ -217,8 +221,14 @@ def _read_tiling(info: _Fields) -> DeepImageJTiling:
     allow = info.boolean(f"{_MC}/AllowTiling", default=True)
     if not fixed and patch % minimum != 0:
         raise field_error(info.path, f"{_MC}/PatchSize", f"a multiple of MinimumSize ({minimum})", str(patch))
-    return DeepImageJTiling(fixed_patch=fixed, minimum_size=minimum, patch_size=patch, padding=padding,
-                            fixed_padding=fixed_padding, allow_tiling=allow)
+    return DeepImageJTiling(
+        fixed_patch=fixed,
+        minimum_size=minimum,
+        patch_size=patch,
+        padding=padding,
+        fixed_padding=fixed_padding,
+        allow_tiling=allow,
+    )
 
 
 def _count(info: _Fields, kind: str) -> int:
@@ -250,13 +260,19 @@ def _read_inputs(info: _Fields, tiling: DeepImageJTiling) -> tuple[TensorSpec, .
     for i in range(_count(info, "Input")):
         name = info.required(f"{_MC}/InputNames{i}", "the name of the model's input tensor")
         org_field = f"{_MC}/InputOrganization{i}"
-        axes = deepimagej_axes(info.required(org_field, "a DeepImageJ axes string such as NHWC"),
-                               source=info.path, field=org_field)
+        axes = deepimagej_axes(
+            info.required(org_field, "a DeepImageJ axes string such as NHWC"),
+            source=info.path,
+            field=org_field,
+        )
         dims = _dimensions(info, len(axes)) if i == 0 else [-1] * len(axes)
         if "c" in axes and dims[axes.index("c")] not in (-1, channels):
-            raise field_error(info.path, f"{_MC}/Channels",
-                              f"equal to the channel size in InputTensorDimensions ({dims[axes.index('c')]})",
-                              str(channels))
+            raise field_error(
+                info.path,
+                f"{_MC}/Channels",
+                f"equal to the channel size in InputTensorDimensions ({dims[axes.index('c')]})",
+                str(channels),
+            )
         spec_axes = tuple(_input_axis(a, d, channels, tiling) for a, d in zip(axes, dims))
         tensors.append(TensorSpec(name=name, axes=spec_axes))
     return tuple(tensors)
@@ -281,8 +297,11 @@ def _read_outputs(info: _Fields, tiling: DeepImageJTiling, first_input: TensorSp
     for i in range(_count(info, "Output")):
         name = info.required(f"{_MC}/OutputNames{i}", "the name of the model's output tensor")
         org_field = f"{_MC}/OutputOrganization{i}"
-        axes = deepimagej_axes(info.required(org_field, "a DeepImageJ axes string such as NHWC"),
-                               source=info.path, field=org_field)
+        axes = deepimagej_axes(
+            info.required(org_field, "a DeepImageJ axes string such as NHWC"),
+            source=info.path,
+            field=org_field,
+        )
         tensors.append(TensorSpec(name=name, axes=tuple(_output_axis(a, first_input, tiling) for a in axes)))
     return tuple(tensors)
 
@@ -329,8 +348,9 @@ def _first_existing(folder: Path, names: tuple[str, ...]) -> Path | None:
     return None
 
 
-def _read_weights(info: _Fields, folder: Path, inputs: tuple[TensorSpec, ...],
-                  outputs: tuple[TensorSpec, ...]) -> dict[str, WeightsSpec]:
+def _read_weights(
+    info: _Fields, folder: Path, inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...]
+) -> dict[str, WeightsSpec]:
     tag = info.text(f"{_MC}/ModelTag")
     signature = info.text(f"{_MC}/SignatureDefinition")
     if (folder / "saved_model.pb").is_file() and not (folder / SAVED_MODEL_ZIP).exists():
@@ -348,8 +368,11 @@ def _read_weights(info: _Fields, folder: Path, inputs: tuple[TensorSpec, ...],
             output_names=tuple(t.name for t in outputs),
         )
     }
-    h5 = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".h5", ".hdf5") and p.is_file()) \
-        if folder.is_dir() else []
+    h5 = (
+        sorted(p for p in folder.iterdir() if p.suffix.lower() in (".h5", ".hdf5") and p.is_file())
+        if folder.is_dir()
+        else []
+    )
     if len(h5) == 1:
         weights["keras_hdf5"] = WeightsSpec(format="keras_hdf5", source=f"./{h5[0].name}", path=h5[0])
     return weights

@@ -38,7 +38,7 @@ def sha256_of(path: Path) -> str:
 
 
 @lru_cache(maxsize=64)
-def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:  # noqa: ARG001 - size/mtime key the cache
+def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -132,7 +132,10 @@ def _check_weights_file(spec: ModelSpec, weights: WeightsSpec, check_sha256: boo
 
 def check_macro_files(spec: ModelSpec) -> None:
     """Raise :class:`BundleError` when a listed ImageJ macro file is missing."""
-    for stage, paths in (("pre-processing", spec.preprocessing_macros), ("post-processing", spec.postprocessing_macros)):
+    for stage, paths in (
+        ("pre-processing", spec.preprocessing_macros),
+        ("post-processing", spec.postprocessing_macros),
+    ):
         for path in paths:
             if not Path(path).is_file():
                 raise BundleError(
@@ -202,7 +205,9 @@ def _normalize_image_axes(axes: str, shape: tuple[int, ...]) -> str:
         raise InputImageError(f"image axes must be a string such as 'yx' or 'zyxc', got {axes!r}")
     letters = "".join({"n": "b"}.get(a, a) for a in axes.lower() if a not in ", ")
     if len(letters) != len(shape):
-        raise InputImageError(f"image axes '{axes}' name {len(letters)} dimension(s) but the image has {len(shape)}")
+        raise InputImageError(
+            f"image axes '{axes}' name {len(letters)} dimension(s) but the image has {len(shape)}"
+        )
     if len(set(letters)) != len(letters) or not set(letters) <= set("btczyx"):
         raise InputImageError(f"image axes '{axes}' must be distinct letters among b, t, c, z, y, x")
     return letters

@@ -13,14 +13,14 @@ import datetime as _dt
 import math
 import os
 import tempfile
-import xml.etree.ElementTree as ET  # noqa: S405 - writing only
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from deepimagej.bundle.axes import to_deepimagej_axes
-from deepimagej.bundle.spec import AxisSpec, DeepImageJTiling, ModelSpec, TensorSpec, WeightsSpec
+from deepimagej.bundle.spec import DeepImageJTiling, ModelSpec, TensorSpec, WeightsSpec
 from deepimagej.bundle.validate import sha256_of
 from deepimagej.errors import BundleError
 
@@ -83,8 +83,13 @@ def _tiling(spec: ModelSpec) -> DeepImageJTiling:
         patch = max(minimum, floor)
         while patch < 2 * padding + minimum:
             patch += minimum
-    return DeepImageJTiling(fixed_patch=fixed, minimum_size=minimum, patch_size=patch, padding=padding,
-                            allow_tiling=bool(spec.extra.get("allow_tiling", True)))
+    return DeepImageJTiling(
+        fixed_patch=fixed,
+        minimum_size=minimum,
+        patch_size=patch,
+        padding=padding,
+        allow_tiling=bool(spec.extra.get("allow_tiling", True)),
+    )
 
 
 # --------------------------------------------------------------------------- config.xml
@@ -130,11 +135,19 @@ def write_config_xml(spec: ModelSpec, path: Path) -> None:
     _sub(mc, "NumberOfInputs", str(len(spec.inputs)))
     for i, t in enumerate(spec.inputs):
         _sub(mc, f"InputNames{i}", t.name)
-        _sub(mc, f"InputOrganization{i}", to_deepimagej_axes(t.axis_names, source=path, field=f"inputs[{i}].axes"))
+        _sub(
+            mc,
+            f"InputOrganization{i}",
+            to_deepimagej_axes(t.axis_names, source=path, field=f"inputs[{i}].axes"),
+        )
     _sub(mc, "NumberOfOutputs", str(len(spec.outputs)))
     for i, t in enumerate(spec.outputs):
         _sub(mc, f"OutputNames{i}", t.name)
-        _sub(mc, f"OutputOrganization{i}", to_deepimagej_axes(t.axis_names, source=path, field=f"outputs[{i}].axes"))
+        _sub(
+            mc,
+            f"OutputOrganization{i}",
+            to_deepimagej_axes(t.axis_names, source=path, field=f"outputs[{i}].axes"),
+        )
     _sub(mc, "Channels", str(_channels(tensor)))
     _sub(mc, "FixedPatch", "true" if tiling.fixed_patch else "false")
     _sub(mc, "MinimumSize", str(tiling.minimum_size))
@@ -147,11 +160,15 @@ def write_config_xml(spec: ModelSpec, path: Path) -> None:
     _sub(mc, "PostprocessingFile", _macro_field(spec.postprocessing_macros, path.parent, "no postprocessing"))
     _sub(mc, "slices", str(tensor.axis("z").size or 1) if tensor.has_axis("z") else "1")
     ET.indent(model, space="    ")
-    text = '<?xml version="1.0" encoding="UTF-8" standalone="no"?>\n' + ET.tostring(model, encoding="unicode") + "\n"
+    text = (
+        '<?xml version="1.0" encoding="UTF-8" standalone="no"?>\n'
+        + ET.tostring(model, encoding="unicode")
+        + "\n"
+    )
     write_atomic(path, text)
 
 
-def _sub(parent: ET.Element, tag: str, text: Any) -> None:  # noqa: ANN401
+def _sub(parent: ET.Element, tag: str, text: Any) -> None:
     ET.SubElement(parent, tag).text = "null" if text is None or text == "" else str(text)
 
 
@@ -233,8 +250,10 @@ def _tensor_yaml(tensor: TensorSpec, processing_key: str) -> dict[str, Any]:
     if any(a.halo for a in tensor.axes):
         out["halo"] = [a.halo for a in tensor.axes]
     if tensor.processing:
-        out[processing_key] = [{"name": s.name, "kwargs": dict(s.kwargs)} if s.kwargs else {"name": s.name}
-                               for s in tensor.processing]
+        out[processing_key] = [
+            {"name": s.name, "kwargs": dict(s.kwargs)} if s.kwargs else {"name": s.name}
+            for s in tensor.processing
+        ]
     return out
 
 
@@ -302,7 +321,8 @@ def _deepimagej_block(spec: ModelSpec, folder: Path) -> dict[str, Any]:
     tf = spec.weights.get("tensorflow_saved_model_bundle")
     block: dict[str, Any] = {
         "pyramidal_model": bool(spec.extra.get("pyramidal_model", False)),
-        "allow_tiling": spec.deepimagej_tiling.allow_tiling if spec.deepimagej_tiling
+        "allow_tiling": spec.deepimagej_tiling.allow_tiling
+        if spec.deepimagej_tiling
         else bool(spec.extra.get("allow_tiling", True)),
     }
     if tf is not None:
@@ -336,10 +356,14 @@ def _deepimagej_block(spec: ModelSpec, folder: Path) -> dict[str, Any]:
     if info:
         block["test_information"] = info
     prediction: dict[str, Any] = {}
-    for stage, paths in (("preprocess", spec.preprocessing_macros), ("postprocess", spec.postprocessing_macros)):
+    for stage, paths in (
+        ("preprocess", spec.preprocessing_macros),
+        ("postprocess", spec.postprocessing_macros),
+    ):
         if paths:
-            prediction[stage] = [{"spec": MACRO_SPEC, "kwargs": _relative(p, folder).removeprefix("./")}
-                                 for p in paths]
+            prediction[stage] = [
+                {"spec": MACRO_SPEC, "kwargs": _relative(p, folder).removeprefix("./")} for p in paths
+            ]
     if prediction:
         block["prediction"] = prediction
     return block

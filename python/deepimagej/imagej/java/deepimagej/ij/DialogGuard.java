@@ -56,6 +56,15 @@ public final class DialogGuard implements AWTEventListener {
         }
     }
 
+    /** The dialogs caught so far as {title, text} pairs; forgets them. */
+    public static String[][] drain() {
+        synchronized (caught) {
+            String[][] out = caught.toArray(new String[0][]);
+            caught.clear();
+            return out;
+        }
+    }
+
     /** Close every dialog now showing (used after a timeout); returns them as {title, text}. */
     public static String[][] closeAll() {
         List<String[]> closed = new ArrayList<>();
