@@ -129,6 +129,9 @@ def write_image(path: str | Path, image: ImageData | np.ndarray, axes: str | Non
                 np.save(fh, data.array)
         else:
             _write_tiff(Path(tmp), data)
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # mkstemp creates 0600; give the file the user's usual mode
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

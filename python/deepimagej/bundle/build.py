@@ -288,6 +288,9 @@ def build_bundle(
             spec = _add_example(spec, work, example_image, example_axes)
         write_rdf_yaml(spec, work / "rdf.yaml")
         write_config_xml(dataclasses.replace(spec, source=work / "config.xml", kind="deepimagej"), work / "config.xml")
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(work, 0o777 & ~mask)  # mkdtemp creates 0700
         if out.exists():
             shutil.rmtree(out)
         os.replace(work, out)
@@ -343,14 +346,12 @@ def _read_example(image: np.ndarray | str | Path) -> np.ndarray:
 
 def _add_example(spec: ModelSpec, work: Path, example: np.ndarray | str | Path, axes: str | None) -> ModelSpec:
     """Save the example image, run the new bundle on it, save the result (+ runtime, memory)."""
-    import tifffile
-
     from deepimagej import predict
+    from deepimagej.io import ImageData, write_image
 
     image = _read_example(example)
     user_axes = axes or predict.guess_axes(image.shape, spec)
-    imagej_axes = user_axes.upper().replace("B", "Z").replace("C", "C")
-    tifffile.imwrite(work / "exampleImage.tif", image, imagej=True, metadata={"axes": imagej_axes})
+    write_image(work / "exampleImage.tif", ImageData(image, user_axes))
     layout = predict._layout(user_axes, spec.inputs[0])  # noqa: SLF001 - same package family
     np.save(work / "exampleImage.npy", predict.to_model_layout(image, layout))
     runnable = dataclasses.replace(spec, preprocessing_macros=(), postprocessing_macros=())
@@ -358,10 +359,9 @@ def _add_example(spec: ModelSpec, work: Path, example: np.ndarray | str | Path, 
     result = predict.run(runnable, image, axes=user_axes)
     runtime = time.perf_counter() - start
     out_axes = predict.output_axes(spec, user_axes)
-    tifffile.imwrite(
-        work / "resultImage.tif", np.ascontiguousarray(result.astype(np.float32)), imagej=True,
-        metadata={"axes": out_axes.upper().replace("B", "Z")},
-    )
+    if result.size and np.all(result == np.round(result)) and 0 <= result.min() and result.max() <= 255:
+        result = result.astype(np.uint8)  # binary/label results: store compactly, exactly
+    write_image(work / "resultImage.tif", ImageData(result, out_axes))
     out_layout = predict._layout(out_axes, spec.outputs[0])  # noqa: SLF001
     np.save(work / "resultImage.npy", predict.to_model_layout(result, out_layout))
     inputs = (dataclasses.replace(spec.inputs[0], test_tensor=work / "exampleImage.npy", sample_tensor=work / "exampleImage.tif"),)

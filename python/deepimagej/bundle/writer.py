@@ -41,6 +41,12 @@ _VERSION_KEY = {
 # --------------------------------------------------------------------------- common
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` via a temporary sibling and :func:`os.replace`."""
     path = Path(path)
@@ -49,6 +55,7 @@ def write_atomic(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
             fh.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the user's usual mode
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -169,7 +176,7 @@ def write_config_xml(spec: ModelSpec, path: Path) -> None:
 
 
 def _sub(parent: ET.Element, tag: str, text: Any) -> None:
-    ET.SubElement(parent, tag).text = "null" if text is None or text == "" else str(text)
+    ET.SubElement(parent, tag).text = "n/a" if text is None or text == "" else str(text)
 
 
 def _tensor_dimensions(tensor: TensorSpec) -> str:

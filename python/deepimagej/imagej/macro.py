@@ -117,6 +117,15 @@ def read_macro(text_or_file: str | Path) -> tuple[str, str | None]:
     return str(text_or_file), None
 
 
+MESSAGE_DIALOG = "ij.gui.MessageDialog"
+#: titles of ImageJ's own macro error dialogs ("No Image" is used for "There are no images open")
+ERROR_DIALOG_TITLES = ("Macro Error", "No Image")
+
+
+def _dialogs(java_rows) -> list[tuple[str, str, str]]:  # noqa: ANN001
+    return [(str(r[0]), str(r[1]), str(r[2])) for r in java_rows]
+
+
 _ERROR_LINE = re.compile(r"^(?P<msg>.*?)\s+in line (?P<line>\d+)", re.S)
 
 
@@ -144,6 +153,8 @@ class MacroRunner:
         #: error raised by a DeepImageJ command inside the running macro (see commands)
         self.pending_error: DeepImageJError | None = None
         self._depth = 0
+        #: texts of message dialogs (showMessage) the last macro opened; they go to the result's log
+        self.messages: list[str] = []
 
     @property
     def running(self) -> bool:
@@ -188,8 +199,9 @@ class MacroRunner:
                 worker.join(10)
         finally:
             self._depth -= 1
-            dialogs = [(str(t), str(s)) for t, s in self._Guard.disarm()]
+            dialogs = _dialogs(self._Guard.disarm())
         self._raise_for(text, name, dialogs, outcome, interp, timed_out, timeout)
+        self.messages = [f"[{t}] {b}" for t, b, c in dialogs if c == MESSAGE_DIALOG]
         return outcome.get("image")
 
     def _run_nested(self, text: str, image, args: Mapping[str, Any] | None, name: str | None):  # noqa: ANN001, ANN202
@@ -201,23 +213,32 @@ class MacroRunner:
         outcome: dict[str, Any] = {}
         self._Guard.drain()
         try:
-            interp.run(_with_args(text, args))
+            interp.run(_with_args(text, args), "")  # with an argument: a "called" macro, batch mode kept
         except Exception as exc:  # noqa: BLE001
             outcome["exception"] = exc
-        dialogs = [(str(t), str(s)) for t, s in self._Guard.drain()]
+        dialogs = _dialogs(self._Guard.drain())
         self._raise_for(text, name, dialogs, outcome, interp, False, None, nested=True)
         return JClass("ij.WindowManager").getCurrentImage()
 
-    def _raise_for(self, text: str, name: str | None, dialogs: list[tuple[str, str]], outcome: dict[str, Any],
+    def _raise_for(self, text: str, name: str | None, dialogs: list[tuple[str, str, str]], outcome: dict[str, Any],
                    interp, timed_out: bool, timeout: float | None, nested: bool = False) -> None:  # noqa: ANN001
         if self.pending_error is not None and not nested:
             err, self.pending_error = self.pending_error, None
             raise err
-        for title, body in dialogs:
-            if title == "Macro Error":
+        for title, body, _cls in dialogs:
+            if title in ERROR_DIALOG_TITLES:
                 msg, line = _parse_macro_error(body)
                 raise MacroError(msg, line, name)
-        for title, body in dialogs:
+        exc = outcome.get("exception")
+        canceled = exc is not None and "Macro canceled" in f"{exc}{exc!r}"
+        messages = [(t, b) for t, b, c in dialogs if c == MESSAGE_DIALOG]
+        if canceled and messages:  # exit("why") or a command's error message ended the macro
+            title, body = messages[-1]
+            line = next((ln for ln, ln_text in enumerate(strip_comments(text).splitlines(), 1)
+                         if re.search(r"(?<![\w.])exit\s*\(\s*[\"']", ln_text)), None)
+            raise MacroError(f"{title}: {body}" if title not in ("Macro", "Message") else body,
+                             line if title == "Macro" else None, name)
+        for title, body, _cls in (d for d in dialogs if d[2] != MESSAGE_DIALOG and d[0] not in ERROR_DIALOG_TITLES):
             hint = "; ".join(f"line {ln} calls {fn}(): {adv}" for ln, fn, adv in interactive_calls(text))
             what = f"'{title}'" + (f" ({body.splitlines()[0]})" if body else "")
             raise MacroError(
@@ -230,7 +251,6 @@ class MacroRunner:
         if timed_out:
             raise MacroError(f"the macro did not finish within {timeout:g} s and was stopped "
                              "(raise the timeout: run_macro(..., timeout=SECONDS))", None, name)
-        exc = outcome.get("exception")
         message = None
         try:
             message = interp.getErrorMessage()

@@ -47,7 +47,7 @@ public final class DialogGuard implements AWTEventListener {
         armed = true;
     }
 
-    /** Stop watching; returns the dialogs caught as {title, text} pairs. */
+    /** Stop watching; returns the dialogs caught as {title, text, class} pairs. */
     public static String[][] disarm() {
         armed = false;
         interpreter = null;
@@ -56,7 +56,7 @@ public final class DialogGuard implements AWTEventListener {
         }
     }
 
-    /** The dialogs caught so far as {title, text} pairs; forgets them. */
+    /** The dialogs caught so far as {title, text, class} pairs; forgets them. */
     public static String[][] drain() {
         synchronized (caught) {
             String[][] out = caught.toArray(new String[0][]);
@@ -65,12 +65,12 @@ public final class DialogGuard implements AWTEventListener {
         }
     }
 
-    /** Close every dialog now showing (used after a timeout); returns them as {title, text}. */
+    /** Close every dialog now showing (used after a timeout); returns them as {title, text, class}. */
     public static String[][] closeAll() {
         List<String[]> closed = new ArrayList<>();
         for (Window w : Window.getWindows()) {
             if (w instanceof Dialog && w.isShowing()) {
-                closed.add(new String[] {((Dialog) w).getTitle(), text(w)});
+                closed.add(new String[] {((Dialog) w).getTitle(), text(w), w.getClass().getName()});
                 close((Dialog) w);
             }
         }
@@ -88,10 +88,12 @@ public final class DialogGuard implements AWTEventListener {
         }
         Dialog d = (Dialog) w;
         synchronized (caught) {
-            caught.add(new String[] {d.getTitle(), text(d)});
+            caught.add(new String[] {d.getTitle(), text(d), d.getClass().getName()});
         }
+        // a message (showMessage, exit("..."), IJ.error) waits for OK only: close it, let the macro decide
+        boolean message = d.getClass().getName().equals("ij.gui.MessageDialog");
         Interpreter interp = interpreter;
-        if (interp != null && !"Macro Error".equals(d.getTitle())) {
+        if (interp != null && !message && !"Macro Error".equals(d.getTitle()) && !"No Image".equals(d.getTitle())) {
             Interpreter.abort(interp);
         }
         close(d);

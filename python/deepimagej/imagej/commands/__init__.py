@@ -1,0 +1,20 @@
+"""The DeepImageJ ImageJ commands, implemented in Python and reached through the Java shim.
+
+Each handler is ``handler(ij, macro_options)``; the keys are the arguments the shim's
+``deepimagej.ij.Command`` PlugIn is registered with (see :data:`deepimagej.imagej.session.COMMANDS`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from deepimagej.imagej.commands.build import build_command
+from deepimagej.imagej.commands.explore import explore_command
+from deepimagej.imagej.commands.run import run_command
+
+HANDLERS: dict[str, Callable[[Any, str | None], None]] = {
+    "run": run_command,
+    "explore": explore_command,
+    "build": build_command,
+}

@@ -1,0 +1,311 @@
+"""U-Net training, fine-tuning, export and evaluation (tiny networks, tens of steps).
+
+The long ISBI trainings run in scripts/train_isbi.py and scripts/train_detection.py; here the
+shipped bundles they produce are checked against the acceptance targets on held-out images.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+
+from click.testing import CliRunner  # noqa: E402
+from skimage.draw import disk  # noqa: E402
+
+from deepimagej.errors import TrainingError  # noqa: E402
+from deepimagej.unet import data as udata  # noqa: E402
+from deepimagej.unet.loss import weighted_softmax_cross_entropy, weighted_softmax_cross_entropy_np  # noqa: E402
+from deepimagej.unet.model import (  # noqa: E402
+    build_unet,
+    infer_config,
+    receptive_halo,
+    same_padding_twin,
+    valid_shapes,
+)
+from deepimagej.unet.postprocess import to_detections, to_instances  # noqa: E402
+from deepimagej.unet.train import train  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = {"depth": 2, "base_features": 8}
+
+
+def blobs(seed: int, size=(96, 96), n: int = 10):
+    """A noisy image of bright disks and its instance labels (2D or 3D)."""
+    rng = np.random.default_rng(seed)
+    labels = np.zeros(size, np.int32)
+    if len(size) == 2:
+        for i in range(n):
+            rr, cc = disk(rng.integers(8, np.array(size) - 8), rng.integers(4, 8), shape=size)
+            labels[rr, cc] = i + 1
+    else:
+        zz, yy, xx = np.indices(size)
+        for i in range(n):
+            c = rng.integers(3, np.array(size) - 3)
+            r = rng.integers(4, 7)
+            labels[((zz - c[0]) * 2.0) ** 2 + (yy - c[1]) ** 2 + (xx - c[2]) ** 2 <= r * r] = i + 1
+    image = (labels > 0) * 120.0 + rng.normal(60, 20, size)
+    return np.clip(image, 0, 255).astype(np.uint8), labels
+
+
+def samples2d(k: int = 3):
+    return [udata.prepare_sample(*blobs(s)) for s in range(k)]
+
+
+def quiet(info):  # noqa: ANN001
+    pass
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny 2D U-Net trained for 4 x 12 steps and exported as a bundle."""
+    root = tmp_path_factory.mktemp("unet")
+    result = train(
+        samples2d(3), out_dir=root / "run", **TINY, epochs=4, steps_per_epoch=12, tile=64, batch_size=2,
+        learning_rate=3e-3, progress=quiet, bundle_dir=root / "bundle",
+        export_kw={"name": "tiny blobs", "example_image": blobs(7)[0]},
+    )
+    return result
+
+
+# ------------------------------------------------------------------------- architecture
+
+
+def test_unet_shapes_same_valid_and_halo():
+    m = build_unet(depth=2, base_features=4)
+    assert m(np.zeros((1, 48, 40, 1), np.float32)).shape == (1, 48, 40, 2)
+    # the paper's network: 572 -> 388 with depth 4
+    assert valid_shapes((388, 388), 4) == ((572, 572), (388, 388))
+    assert receptive_halo(4, 2) == (96, 96)  # radius 92, rounded to the pooling grid (16)
+    assert receptive_halo(2, 2) == (20, 20)
+    v = build_unet(depth=2, base_features=4, padding="valid")
+    i, o = valid_shapes((20, 20), 2)
+    assert v(np.zeros((1, *i, 1), np.float32)).shape == (1, *o, 2)
+    # same-padding twin: identical weights, output = input size
+    twin = same_padding_twin(v)
+    assert [w.shape for w in twin.get_weights()] == [w.shape for w in v.get_weights()]
+    assert twin(np.zeros((1, 32, 32, 1), np.float32)).shape == (1, 32, 32, 2)
+    assert infer_config(v)["padding"] == "valid"
+
+
+def test_unet_3d_anisotropic_uses_2d_ops_at_fine_levels():
+    m = build_unet(ndim=3, depth=2, base_features=4, anisotropy=(4.0, 1.0, 1.0))
+    assert m.get_layer("down0_conv1").kernel_size == (1, 3, 3)
+    assert m.get_layer("pool0").pool_size == (1, 2, 2)
+    assert m.get_layer("down1_conv1").kernel_size == (1, 3, 3)  # z 4 -> in-plane 2: still anisotropic
+    assert m.get_layer("bottom_conv1").kernel_size == (3, 3, 3)  # now isotropic
+    assert m(np.zeros((1, 5, 32, 32, 1), np.float32)).shape == (1, 5, 32, 32, 2)
+    iso = build_unet(ndim=3, depth=2, base_features=4)
+    assert iso.get_layer("pool0").pool_size == (2, 2, 2)
+
+
+# ------------------------------------------------------------------------- loss
+
+
+def test_weighted_loss_matches_hand_computation_and_ignores_zero_weight():
+    probs = np.array([[[0.9, 0.1], [0.2, 0.8], [0.5, 0.5]]], np.float32)  # 1 x 3 pixels x 2 classes
+    classes = np.array([[0, 1, 1]])
+    weights = np.array([[1.0, 2.0, 0.0]], np.float32)  # last pixel ignored
+    expected = -(1.0 * np.log(0.9) + 2.0 * np.log(0.8)) / 2
+    assert weighted_softmax_cross_entropy_np(classes, probs, weights) == pytest.approx(expected, rel=1e-6)
+    got = float(weighted_softmax_cross_entropy(classes, tf.constant(probs), weights))
+    assert got == pytest.approx(expected, rel=1e-5)
+
+
+# ------------------------------------------------------------------------- training
+
+
+def test_training_loss_decreases_and_best_model_is_kept(trained):
+    hist = trained.history
+    assert hist[0]["epoch"] == 0 and hist[-1]["epoch"] == 4
+    assert hist[-1]["loss"] < hist[1]["loss"]
+    assert trained.best_val_loss < hist[0]["val_loss"]
+    assert trained.best_val_loss == min(h["val_loss"] for h in hist)
+    assert hist[-1]["val_accuracy"] > 0.8
+
+
+def test_checkpoint_resume_continues(tmp_path):
+    data = samples2d(2)
+    kw = dict(out_dir=tmp_path, **TINY, steps_per_epoch=3, tile=48, progress=quiet)
+    first = train(data, epochs=1, **kw)
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert state["epoch"] == 1 and state["step"] == 3
+    resumed = train(data, epochs=2, **kw)
+    assert [h["epoch"] for h in resumed.history] == [0, 1, 2]
+    assert resumed.history[1] == first.history[1]  # the first epoch is not redone
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert state["epoch"] == 2 and state["step"] == 6
+    opt = np.load(tmp_path / "optimizer.npz")
+    assert int(opt[sorted(opt.files)[0]]) == 6  # Adam's iteration counter went on from 3
+    with pytest.raises(TrainingError, match="different network"):
+        train(data, epochs=3, out_dir=tmp_path, depth=2, base_features=4, steps_per_epoch=3, tile=48, progress=quiet)
+
+
+def test_export_roundtrip_and_tiling_is_seamless(trained):
+    from deepimagej import predict
+    from deepimagej.bundle import load_bundle
+
+    spec = load_bundle(trained.bundle_path)
+    assert {"tensorflow_saved_model_bundle", "keras_hdf5"} <= set(spec.weights)
+    assert spec.outputs[0].axis("y").halo == 20
+    assert any(p.name.endswith(".ijm") for p in spec.postprocessing_macros)
+    image = blobs(11, size=(120, 136))[0]
+    whole = predict.run(spec, image, axes="yx", apply_postprocessing=False)
+    assert whole.shape == (120, 136, 2)
+    np.testing.assert_allclose(whole.sum(-1), 1.0, atol=1e-5)
+    tiled = predict.run(spec, image, axes="yx", tile={"y": 64, "x": 64}, apply_postprocessing=False)
+    np.testing.assert_allclose(tiled, whole, atol=1e-4)  # halo = receptive radius: no seams
+    labels = to_instances(whole)
+    assert labels.shape == image.shape and labels.max() >= 1
+
+
+def test_deepimagej_test_passes_on_exported_bundle(trained):
+    from deepimagej.cli import main
+
+    res = CliRunner().invoke(main, ["test", str(trained.bundle_path)])
+    assert res.exit_code == 0, res.output
+
+
+def test_fine_tuning_starts_from_the_bundle(trained, tmp_path):
+    data = samples2d(2)
+    res = train(data, out_dir=tmp_path, from_bundle=trained.bundle_path, epochs=1, steps_per_epoch=3, tile=48,
+                progress=quiet)
+    assert res.config["architecture"]["base_features"] == TINY["base_features"]
+    # fine-tuning starts where the bundle is: far below a random network's loss
+    scratch = train(data, out_dir=tmp_path / "scratch", **TINY, epochs=1, steps_per_epoch=1, tile=48, progress=quiet)
+    assert res.history[0]["val_loss"] < scratch.history[0]["val_loss"]
+
+
+def test_3d_unet_trains_and_runs_tiled_through_cli(tmp_path):
+    import tifffile
+
+    from deepimagej.cli import main
+
+    vols = [udata.prepare_sample(*blobs(s, size=(12, 48, 48), n=6)) for s in range(2)]
+    res = train(vols, out_dir=tmp_path / "run", ndim=3, depth=2, base_features=4, anisotropy=(2.0, 1.0, 1.0),
+                epochs=1, steps_per_epoch=4, tile=(8, 32, 32), progress=quiet, bundle_dir=tmp_path / "b3d",
+                export_kw={"example_image": blobs(5, size=(12, 48, 48), n=6)[0]})
+    assert res.history[-1]["loss"] is not None
+    volume = blobs(9, size=(14, 56, 60), n=8)[0]
+    tifffile.imwrite(tmp_path / "vol.tif", volume, imagej=True, metadata={"axes": "ZYX"})
+    out = tmp_path / "out.tif"
+    r = CliRunner().invoke(main, ["run", str(tmp_path / "b3d"), str(tmp_path / "vol.tif"), "-o", str(out),
+                                  "--tile", "z=8,y=48,x=48", "--no-postprocessing", "--quiet"])
+    assert r.exit_code == 0, r.output
+    result = tifffile.imread(out)
+    spatial = [s for s in result.shape if s != 2]
+    assert tuple(spatial) == volume.shape
+
+
+# ------------------------------------------------------------------------- CLI + bad inputs
+
+
+def _write_pngs(folder: Path, items) -> None:  # noqa: ANN001
+    from skimage.io import imsave
+
+    (folder / "images").mkdir(parents=True)
+    (folder / "labels").mkdir()
+    for k, (img, lab) in enumerate(items):
+        imsave(folder / "images" / f"img{k}.png", img, check_contrast=False)
+        imsave(folder / "labels" / f"img{k}.png", ((lab > 0) * 255).astype(np.uint8), check_contrast=False)
+
+
+def test_cli_train_and_evaluate(tmp_path, trained):
+    from deepimagej.unet.cli import evaluate as evaluate_cmd
+    from deepimagej.unet.cli import train as train_cmd
+
+    _write_pngs(tmp_path / "d", [blobs(s) for s in range(2)])
+    out = tmp_path / "bundle"
+    r = CliRunner().invoke(train_cmd, [
+        "--images", str(tmp_path / "d" / "images"), "--labels", str(tmp_path / "d" / "labels"), "--out", str(out),
+        "--epochs", "1", "--steps", "2", "--tile", "48", "--depth", "2", "--features", "4",
+    ])
+    assert r.exit_code == 0, r.output
+    assert (out / "rdf.yaml").is_file() and (out / "model.h5").is_file()
+    assert "epoch   1/1" in r.output
+    csv = tmp_path / "scores.csv"
+    r = CliRunner().invoke(evaluate_cmd, [str(trained.bundle_path), "--images", str(tmp_path / "d" / "images"),
+                                          "--labels", str(tmp_path / "d" / "labels"), "--csv", str(csv)])
+    assert r.exit_code == 0, r.output
+    assert "pixel_accuracy" in r.output and "mean" in r.output
+    lines = csv.read_text().splitlines()
+    assert lines[0].startswith("image,pixel_accuracy,foreground_iou,object_iou,seg") and len(lines) == 4
+
+
+@pytest.mark.parametrize("case", ["size", "empty", "not_roi", "too_few"])
+def test_bad_training_inputs_give_clear_errors(tmp_path, case):
+    from skimage.io import imsave
+
+    from deepimagej.unet.cli import train as train_cmd
+
+    img, lab = blobs(1)
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    imsave(tmp_path / "images" / "a.png", img, check_contrast=False)
+    args = ["--images", str(tmp_path / "images"), "--out", str(tmp_path / "b"), "--epochs", "1", "--steps", "1"]
+    if case == "size":
+        imsave(tmp_path / "labels" / "a.png", ((lab[:80] > 0) * 255).astype(np.uint8), check_contrast=False)
+        args += ["--labels", str(tmp_path / "labels")]
+        expect = "same size"
+    elif case == "empty":
+        imsave(tmp_path / "labels" / "a.png", np.zeros_like(img), check_contrast=False)
+        args += ["--labels", str(tmp_path / "labels")]
+        expect = "no annotated object"
+    elif case == "not_roi":
+        (tmp_path / "labels" / "a.zip").write_bytes(b"this is not a zip of ImageJ ROIs")
+        args += ["--rois", str(tmp_path / "labels")]
+        expect = "roi"
+    else:
+        imsave(tmp_path / "labels" / "a.png", ((lab > 0) * 255).astype(np.uint8), check_contrast=False)
+        args += ["--labels", str(tmp_path / "labels")]
+        expect = "too few"
+    r = CliRunner().invoke(train_cmd, args)
+    assert r.exit_code == 2, r.output
+    assert "error:" in r.output and expect in r.output.lower(), r.output
+
+
+def test_postprocessing_instances_and_detections():
+    prob = np.zeros((40, 40, 2), np.float32)
+    prob[..., 0] = 1
+    prob[5:10, 5:10] = (0.1, 0.9)
+    prob[20:30, 20:25] = (0.2, 0.8)
+    labels = to_instances(prob)
+    assert labels.max() == 2 and np.count_nonzero(labels) == 25 + 50
+    pts = to_detections(prob, threshold=0.5)
+    assert len(pts) == 2
+    np.testing.assert_allclose(sorted(pts.tolist()), [[7, 7], [24.5, 22]], atol=1.5)
+
+
+# ------------------------------------------------------------------------- the shipped bundles
+
+
+SHIPPED = REPO / "bundles" / "isbi2012-em-unet"
+SHIPPED_DET = REPO / "bundles" / "isbi2012-em-detection"
+
+
+@pytest.mark.skipif(not (SHIPPED / "rdf.yaml").is_file(), reason="bundles/isbi2012-em-unet not built (make models)")
+def test_shipped_isbi_bundle_meets_targets_on_held_out_images(assets):
+    from deepimagej.unet.evaluate import evaluate_pairs
+
+    isbi = assets / "isbi2012_em" / "train"
+    pairs = [(isbi / "image" / f"{i}.png", isbi / "label" / f"{i}.png") for i in (20, 23)]
+    rows = evaluate_pairs(SHIPPED, pairs)
+    for r in rows:
+        assert r["pixel_accuracy"] >= 0.90, r
+        assert r["foreground_iou"] >= 0.85, r
+    size = sum(p.stat().st_size for p in SHIPPED.rglob("*") if p.is_file())
+    assert size < 8 * 2**20
+
+
+@pytest.mark.skipif(not (SHIPPED_DET / "rdf.yaml").is_file(), reason="bundles/isbi2012-em-detection not built")
+def test_shipped_detection_bundle_meets_f1_target(assets):
+    from deepimagej.unet.evaluate import evaluate_pairs
+
+    isbi = assets / "isbi2012_em" / "train"
+    points = REPO / "benchmarks" / "data" / "isbi2012_points"
+    rows = evaluate_pairs(SHIPPED_DET, [(isbi / "image" / "21.png", points / "21.roi")], detection=True, d_match=5.0)
+    assert rows[0]["f1"] >= 0.85, rows
