@@ -10,14 +10,14 @@
 
 if (nImages == 0) exit("Open a phase-contrast image first (command line: --image FILE).");
 input = getTitle();
-run("Set Measurements...", "area mean centroid shape redirect=None decimal=3");
-
 run("DeepImageJ Run", "model=[unet-pancreatic] format=Tensorflow preprocessing=[preprocessing.txt] postprocessing=[postprocessing.txt] axes=Y,X,C logging=Normal");
 labels = getTitle();
 
-// the post-processing added one ROI per cell to the ROI Manager: measure them on the input
+// one row per cell in the Results table, intensities measured on the input image
 getRawStatistics(nPixels, mean, min, nCells);
 print("pancreatic_pipeline: " + nCells + " cells in " + input);
-selectImage(input);
-roiManager("Measure");
-selectImage(labels);
+run("Set Measurements...", "area mean centroid shape redirect=[" + input + "] decimal=3");
+setThreshold(1, 65535);
+run("Analyze Particles...", "display clear");
+resetThreshold();
+run("Set Measurements...", "area mean centroid shape redirect=None decimal=3");

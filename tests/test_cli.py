@@ -73,3 +73,34 @@ def test_test_command_fails_on_mismatch(pancreatic_bundle, tmp_path):
     result = invoke("test", bundle, "--weights", "tensorflow_saved_model_bundle")
     assert result.exit_code == 1, result.output
     assert "FAIL" in result.output
+
+
+def test_build_from_h5_with_deepimagej_config(assets, tmp_path):
+    """`deepimagej build` with a DeepImageJ config.xml template: macros copied, example result computed."""
+    src = assets / "unet_pancreatic"
+    out = tmp_path / "built"
+    example = tmp_path / "example.tif"
+    tifffile.imwrite(example, tifffile.imread(src / "exampleImage.tif")[:160, :200])
+    result = invoke("build", src / "unet_pancreatic_cell_segmentation.h5", "--out", out, "--config", src / "config.xml",
+                    "--example", example)
+    assert result.exit_code == 0, result.output
+    for name in ("config.xml", "rdf.yaml", "tensorflow_saved_model_bundle.zip", "preprocessing.txt",
+                 "postprocessing.txt", "exampleImage.tif", "resultImage.tif"):
+        assert (out / name).is_file(), name
+    from deepimagej.bundle import load_bundle
+
+    spec = load_bundle(out, prefer="deepimagej")
+    assert spec.deepimagej_tiling.padding == 47 and spec.deepimagej_tiling.minimum_size == 8
+    assert [p.name for p in spec.preprocessing_macros] == ["preprocessing.txt"]
+    # the config template has macros only, so the reference result is the raw model output
+    assert invoke("test", out, "--weights", "keras_hdf5").exit_code == 0
+
+
+def test_build_errors_are_one_line(tmp_path):
+    result = invoke("build", tmp_path / "missing.h5", "--out", tmp_path / "o")
+    assert result.exit_code == 2 and "missing.h5" in result.output and "Traceback" not in result.output
+    (tmp_path / "exists").mkdir()
+    weights = tmp_path / "w.h5"
+    weights.write_bytes(b"junk")
+    result = invoke("build", weights, "--out", tmp_path / "exists")
+    assert result.exit_code == 2 and "already exists" in result.output

@@ -101,25 +101,51 @@ class SavedModelEngine(Engine):
             raise EngineError(f"{folder}: cannot load SavedModel with tag '{tag}' ({msg})") from None
         key = _SIGNATURE_ALIASES.get(weights.signature or "", weights.signature) or "serving_default"
         signatures = dict(self._loaded.signatures)
-        if key not in signatures:
-            if len(signatures) == 1:
-                key = next(iter(signatures))
-            else:
-                raise EngineError(f"{folder}: signature '{key}' not found; available: {', '.join(signatures) or 'none'}")
+        if key not in signatures and len(signatures) == 1:
+            key = next(iter(signatures))
+        if key in signatures:
+            self._init_signature(folder, key, signatures[key], weights)
+        elif weights.input_names and weights.output_names and hasattr(self._loaded, "prune"):
+            self._init_tensor_names(folder, weights)
+        else:
+            names = ", ".join(signatures) or "none"
+            raise EngineError(
+                f"{folder}: signature '{key}' not found (available: {names}) and the bundle gives no tensor names"
+            )
+        self._tf = tf
+
+    def _init_signature(self, folder: Path, key: str, fn, weights: WeightsSpec) -> None:  # noqa: ANN001
+        """TF2 (and TF1 with a signature_def): call the signature with its input key."""
         self.signature_key = key
-        self._fn = signatures[key]
-        inputs = self._fn.structured_input_signature[1]
+        self._fn = fn
+        inputs = fn.structured_input_signature[1]
         if len(inputs) != 1:
             raise EngineError(f"{folder}: signature '{key}' has {len(inputs)} inputs; deepimagej runs single-input models")
         self.input_name = next(iter(inputs))
         self.input_dtype = inputs[self.input_name].dtype.as_numpy_dtype
-        outputs = list(self._fn.structured_outputs)
+        outputs = list(fn.structured_outputs)
         wanted = [n for n in weights.output_names if n in outputs]
         self.output_name = wanted[0] if wanted else sorted(outputs)[0]
-        self._tf = tf
+        self._by_name = False
+
+    def _init_tensor_names(self, folder: Path, weights: WeightsSpec) -> None:
+        """TF1 graph without a usable signature: feed and fetch the tensors the bundle names."""
+        feed = weights.input_names[0] if ":" in weights.input_names[0] else weights.input_names[0] + ":0"
+        fetch = weights.output_names[0] if ":" in weights.output_names[0] else weights.output_names[0] + ":0"
+        try:
+            self._fn = self._loaded.prune(feed, fetch)
+        except (KeyError, ValueError) as exc:
+            msg = str(exc).strip().splitlines()[0]
+            raise EngineError(f"{folder}: tensors '{feed}' -> '{fetch}' not found in the graph ({msg})") from None
+        self.signature_key = "(tensor names)"
+        self.input_name, self.output_name = feed, fetch
+        self.input_dtype = self._fn.inputs[0].dtype.as_numpy_dtype
+        self._by_name = True
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         x = self._tf.constant(np.ascontiguousarray(batch, dtype=self.input_dtype))
+        if self._by_name:
+            return self._fn(x).numpy()
         return self._fn(**{self.input_name: x})[self.output_name].numpy()
 
     def describe(self) -> list[str]:

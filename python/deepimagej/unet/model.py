@@ -127,19 +127,23 @@ def same_shape(shape: Sequence[int], depth: int, anisotropy: Sequence[float] | N
 
 
 def receptive_halo(depth: int, ndim: int = 2, anisotropy: Sequence[float] | None = None) -> tuple[int, ...]:
-    """Per-axis halo (pixels per side) that covers the receptive-field border of the U-Net.
+    """Per-axis halo (pixels per side) that covers the receptive field of the U-Net.
 
-    It is the receptive radius, ``(input - output) / 2`` of the valid-padding network
-    (92 px for the paper's depth-4 2D net, ``6 * 2**depth - 4`` in general), rounded up to
-    a multiple of the pooling factor so that tiles stay aligned on the pooling grid. With
-    this halo, tiled prediction with a same-padding network is free of tile seams.
+    The valid-padding network loses ``r = (input - output) / 2`` pixels per side
+    (92 px for the paper's depth-4 2D net, ``6 * 2**depth - 4`` in general). A single output
+    pixel of the same-padding network can see up to ``pooling factor - 1`` pixels further,
+    depending on its position on the pooling grid, so the influence radius is
+    ``r + 2**depth - 1`` (measured: 23, 51, 107 px for depth 2, 3, 4). The halo is that
+    radius rounded up to a multiple of the pooling factor, so that tiles stay on the pooling
+    grid: then tiled prediction with the same-padding network has no seams and equals the
+    prediction on the whole (mirror-padded) image.
     """
     halos = []
     for (kernels, pools), mult in zip(_axis_ops(depth, ndim, anisotropy), size_multiple(depth, ndim, anisotropy)):
         size = 1
         while valid_output_size(size, depth, kernels, pools) is None:
             size += 1
-        radius = (size - valid_output_size(size, depth, kernels, pools)) // 2
+        radius = (size - valid_output_size(size, depth, kernels, pools)) // 2 + mult - 1
         halos.append(-(-radius // mult) * mult)
     return tuple(halos)
 
