@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from deepimagej.errors import DeepImageJError
+from deepimagej.errors import DeepImageJError, first_line
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,7 +33,7 @@ def friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return func(*args, **kwargs)
         except DeepImageJError as exc:
-            _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            _fail(first_line(exc))
         except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
             _fail(f"{exc.filename or ''}: {exc.strerror}")
         except MemoryError:

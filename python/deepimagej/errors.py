@@ -40,3 +40,9 @@ class MacroError(ImageJError):
 
 class TrainingError(DeepImageJError):
     """Training data or training settings are unusable."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (libraries often add multi-line traces)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

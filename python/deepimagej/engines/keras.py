@@ -9,7 +9,7 @@ import numpy as np
 from deepimagej.bundle.spec import WeightsSpec
 from deepimagej.engines.base import Engine
 from deepimagej.engines.tensorflow import quiet_tensorflow
-from deepimagej.errors import EngineError
+from deepimagej.errors import EngineError, first_line
 
 
 def load_keras_model(path):  # noqa: ANN001, ANN201 - returns a keras.Model
@@ -20,7 +20,7 @@ def load_keras_model(path):  # noqa: ANN001, ANN201 - returns a keras.Model
     try:
         return keras.models.load_model(str(path), compile=False)
     except Exception as exc:  # keras raises many kinds; the user needs one line
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise EngineError(f"{path}: cannot load Keras model ({first})") from None
 
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from deepimagej.bundle.spec import WeightsSpec
 from deepimagej.engines.base import Engine
-from deepimagej.errors import EngineError
+from deepimagej.errors import EngineError, first_line
 
 _ONNX_DTYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16}
 
@@ -29,7 +29,7 @@ class OnnxEngine(Engine):
         try:
             self.session = ort.InferenceSession(str(weights.path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types
-            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            msg = first_line(exc)
             raise EngineError(f"{weights.path}: cannot load ONNX model ({msg})") from None
         first = self.session.get_inputs()[0]
         self.input_name = first.name

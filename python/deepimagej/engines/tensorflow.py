@@ -19,7 +19,7 @@ import numpy as np
 
 from deepimagej.bundle.spec import WeightsSpec
 from deepimagej.engines.base import Engine
-from deepimagej.errors import EngineError
+from deepimagej.errors import EngineError, first_line
 
 #: DeepImageJ 1.x configs spell tags and signature keys as Java constants.
 _TAG_ALIASES = {"tf.saved_model.tag_constants.SERVING": "serve", "serving": "serve"}
@@ -97,7 +97,7 @@ class SavedModelEngine(Engine):
         try:
             self._loaded = tf.saved_model.load(str(folder), tags=[tag])
         except Exception as exc:  # TF raises many kinds; the user needs one line
-            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            msg = first_line(exc)
             raise EngineError(f"{folder}: cannot load SavedModel with tag '{tag}' ({msg})") from None
         key = _SIGNATURE_ALIASES.get(weights.signature or "", weights.signature) or "serving_default"
         signatures = dict(self._loaded.signatures)

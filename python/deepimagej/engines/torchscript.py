@@ -8,7 +8,7 @@ import numpy as np
 
 from deepimagej.bundle.spec import WeightsSpec
 from deepimagej.engines.base import Engine
-from deepimagej.errors import EngineError
+from deepimagej.errors import EngineError, first_line
 
 
 class TorchScriptEngine(Engine):
@@ -25,7 +25,7 @@ class TorchScriptEngine(Engine):
         try:
             self.module = torch.jit.load(str(weights.path), map_location="cpu").eval()
         except Exception as exc:  # torch raises RuntimeError with multi-line C++ traces
-            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            msg = first_line(exc)
             raise EngineError(f"{weights.path}: cannot load TorchScript model ({msg})") from None
         self._torch = torch
 

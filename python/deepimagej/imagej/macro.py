@@ -90,16 +90,23 @@ def strip_comments(text: str) -> str:
     return "".join(out)
 
 
+def _mask_strings(code: str) -> str:
+    """``code`` with the inside of string literals replaced by ``_`` (same length)."""
+    return re.sub(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'', lambda m: m.group(0)[0] + "_" * (len(m.group(0)) - 2) + m.group(0)[-1], code)
+
+
 def interactive_calls(text: str) -> list[tuple[int, str, str]]:
     """Calls in a macro that open a dialog and wait for a user: ``(line, function, advice)``."""
     found = []
     code = strip_comments(text)
-    for lineno, line in enumerate(code.splitlines(), start=1):
+    masked = _mask_strings(code)
+    for lineno, (line, mline) in enumerate(zip(code.splitlines(), masked.splitlines()), start=1):
         for func, advice in INTERACTIVE_FUNCTIONS.items():
-            for m in re.finditer(rf"(?<![\w.]){re.escape(func)}\s*\(\s*(\"([^\"]*)\"|'([^']*)')?", line):
+            for m in re.finditer(rf"(?<![\w.]){re.escape(func)}\s*\(", mline):
                 if func in ("getDirectory", "getDir"):
-                    arg = (m.group(2) or m.group(3) or "").lower()
-                    if arg in _KNOWN_DIRS or arg.startswith(("imagej", "image")):
+                    arg = re.match(r"\s*[\"']([^\"']*)", line[m.end():])
+                    word = (arg.group(1) if arg else "").lower()
+                    if word in _KNOWN_DIRS or word.startswith(("imagej", "image")):
                         continue
                 found.append((lineno, func, advice))
     return found

@@ -1,0 +1,214 @@
+"""The embedded ImageJ: conversions, macros, errors, the DeepImageJ commands, the pipeline macro.
+
+One ImageJ per test session (JPype starts one JVM per process). Real ImageJ 1.x, real macros
+from ../shared/assets, the real pancreatic bundle (skipped when bundles/unet-pancreatic is absent).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deepimagej.errors import BundleError, DeepImageJError, InputImageError, MacroError
+
+pytestmark = pytest.mark.imagej
+REPO = Path(__file__).resolve().parents[1]
+BUNDLE = REPO / "bundles" / "unet-pancreatic"
+PIPELINE = REPO / "macros" / "pancreatic_pipeline.ijm"
+
+
+@pytest.fixture(scope="session")
+def ij():
+    pytest.importorskip("jpype")
+    from deepimagej.imagej import start
+
+    try:
+        return start(timeout=60)
+    except DeepImageJError as exc:  # no Java / ij.jar / Xvfb on this machine
+        pytest.skip(f"ImageJ unavailable: {exc}")
+
+
+@pytest.fixture(scope="session")
+def pancreatic():
+    if not (BUNDLE / "rdf.yaml").is_file() and not (BUNDLE / "config.xml").is_file():
+        pytest.skip(f"{BUNDLE} not built (scripts/build_models.py makes it)")
+    return BUNDLE
+
+
+# ------------------------------------------------------------------ conversions
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "int16", "float32"])
+def test_round_trip_every_dtype(ij, dtype):
+    from deepimagej.imagej.convert import from_imageplus, to_imageplus
+
+    rng = np.random.default_rng(0)
+    info = np.iinfo(dtype) if dtype != "float32" else None
+    a = (rng.integers(info.min, info.max, (2, 3, 4, 5, 6), endpoint=True) if info else rng.normal(size=(2, 3, 4, 5, 6))).astype(dtype)
+    imp = to_imageplus(a, "t", axes="tczyx")
+    assert (int(imp.getNFrames()), int(imp.getNChannels()), int(imp.getNSlices())) == (2, 3, 4)
+    back = from_imageplus(imp)
+    assert back.dtype == a.dtype and np.array_equal(back, a)
+
+
+def test_round_trip_bool_rgb_and_other_axis_orders(ij):
+    from deepimagej.imagej.convert import from_imageplus, imageplus_axes, to_imageplus
+
+    mask = np.zeros((5, 7), bool)
+    mask[1:3, 2:5] = True
+    assert np.array_equal(from_imageplus(to_imageplus(mask)), mask.astype(np.uint8) * 255)
+    rgb = np.random.default_rng(1).integers(0, 255, (5, 7, 3), dtype=np.uint8)
+    imp = to_imageplus(rgb, axes="yxc", rgb=True)
+    assert int(imp.getBitDepth()) == 24 and imageplus_axes(imp) == "yxc"
+    assert np.array_equal(from_imageplus(imp), rgb)
+    zyxc = np.arange(2 * 5 * 7 * 3, dtype=np.float32).reshape(2, 5, 7, 3)
+    imp = to_imageplus(zyxc, axes="zyxc")
+    assert imageplus_axes(imp) == "czyx"
+    assert np.array_equal(from_imageplus(imp), np.moveaxis(zyxc, -1, 0))
+
+
+def test_xarray_calibration_round_trip(ij):
+    import xarray as xr
+
+    from deepimagej.imagej.convert import from_imageplus, to_imageplus
+
+    data = np.random.default_rng(2).random((3, 4, 6, 8), dtype=np.float32)
+    da = xr.DataArray(data, dims=("t", "z", "y", "x"), name="cells",
+                      coords={"t": np.arange(3) * 2.5, "z": np.arange(4) * 0.8, "y": 10 + np.arange(6) * 0.25,
+                              "x": np.arange(8) * 0.25},
+                      attrs={"unit": "micron", "time_unit": "s"})
+    imp = to_imageplus(da)
+    cal = imp.getCalibration()
+    assert (float(cal.pixelWidth), float(cal.pixelDepth), float(cal.frameInterval)) == (0.25, 0.8, 2.5)
+    assert str(imp.getTitle()) == "cells" and str(cal.getUnit()) == "micron"
+    back = from_imageplus(imp, as_xarray=True)
+    assert back.dims == ("t", "z", "y", "x") and np.array_equal(back.values, data)
+    for axis in "tzyx":
+        np.testing.assert_allclose(back.coords[axis].values, da.coords[axis].values, atol=1e-9)
+    assert back.attrs["unit"] == "micron" and back.attrs["time_unit"] == "s"
+
+
+# ------------------------------------------------------------------ macros
+def test_macro_returns_image_log_and_results(ij):
+    img = np.zeros((32, 32), np.uint8)
+    img[4:10, 4:10] = 200
+    img[20:28, 15:30] = 200
+    res = ij.run_macro('print("threshold " + t); setThreshold(t, 255); run("Convert to Mask");'
+                       'run("Analyze Particles...", "size=0-Infinity show=[Count Masks] display clear");',
+                       img, args={"t": 100})
+    assert "threshold 100" in res.log
+    assert res.axes == "yx" and res.image.dtype == np.uint16 and res.image.max() == 2
+    assert list(res.results["Area"]) == [36.0, 120.0]
+
+
+def test_macro_file_and_next_macro_continues_on_result(ij, tmp_path):
+    f = tmp_path / "add.ijm"
+    f.write_text('run("Add...", "value=5");\n')
+    ij.run_macro(f, np.zeros((4, 4), np.uint8))
+    assert ij.run_macro(f).image.max() == 10  # the current image carried over
+
+
+@pytest.mark.parametrize(("macro", "message", "line"), [
+    ('x = 1;\ny = ;\nz = 2;', "Number or numeric function expected", 2),
+    ('a = 1;\nrun("No Such Command");', 'Unrecognized command: "No Such Command"', 2),
+    ('close("*");\nrun("Invert");', "There are no images open", 2),
+    ('print("x");\nexit("Please open an image first");', "Please open an image first", 2),
+])
+def test_macro_errors_carry_message_and_line(ij, macro, message, line):
+    with pytest.raises(MacroError) as err:
+        ij.run_macro(macro)
+    assert message in str(err.value) and err.value.line == line
+    assert "java." not in str(err.value) and "\tat " not in str(err.value)
+
+
+@pytest.mark.parametrize(("macro", "needle"), [
+    ('waitForUser("Click OK");', "waitForUser"),
+    ('n = getNumber("sigma", 2);', "getNumber"),
+    ('newImage("a", "8-bit ramp", 32, 32, 1);\nrun("Gaussian Blur...");', "Gaussian Blur"),
+])
+def test_blocking_dialogs_fail_fast(ij, macro, needle):
+    import time
+
+    t0 = time.monotonic()
+    with pytest.raises(MacroError, match="waits for a user") as err:
+        ij.run_macro(macro)
+    assert needle in str(err.value)
+    assert time.monotonic() - t0 < 30
+
+
+def test_macro_timeout(ij):
+    with pytest.raises(MacroError, match="did not finish within 1 s"):
+        ij.run_macro("while (true) { x = 1; }", timeout=1)
+    assert ij.run_macro('print("still alive");').log.strip() == "still alive"
+
+
+# ------------------------------------------------------------------ DeepImageJ commands
+def test_deepimagej_run_errors_are_plain(ij):
+    with pytest.raises(BundleError, match="model 'no-such-model' not found") as err:
+        ij.run_macro('newImage("a", "8-bit ramp", 32, 32, 1);\nrun("DeepImageJ Run", "model=[no-such-model] format=Tensorflow");')
+    assert "line 2" in str(err.value) and "java" not in str(err.value).lower()
+    with pytest.raises(InputImageError, match="needs a model"):
+        ij.run_macro('run("DeepImageJ Run", "format=Tensorflow");', np.zeros((8, 8), np.uint8))
+
+
+def test_wrong_number_of_channels(ij, pancreatic):
+    rgb = np.zeros((64, 64, 3), np.float32)
+    with pytest.raises(InputImageError) as err:
+        ij.run_bundle(pancreatic, rgb, "preprocessing=[no preprocessing] postprocessing=[no postprocessing]", axes="yxc")
+    assert "channel" in str(err.value).lower() and "java" not in str(err.value).lower()
+
+
+def _label_stats(labels: np.ndarray, assets: Path) -> tuple[int, float]:
+    import tifffile
+
+    ref = tifffile.imread(assets / "unet_pancreatic" / "bundle_2020" / "resultImage.tiff")
+    return len(np.unique(labels)) - 1, float(((labels > 0) == (ref > 0)).mean())
+
+
+@pytest.fixture(scope="session")
+def python_labels(ij, pancreatic, assets):
+    res = ij.run_macro(PIPELINE, assets / "unet_pancreatic" / "exampleImage.tif")
+    return res
+
+
+def test_pipeline_from_python_matches_the_2020_bundle(python_labels, assets):
+    res = python_labels
+    n, agreement = _label_stats(res.image, assets)
+    assert abs(n - 372) <= 0.03 * 372 and agreement >= 0.97, (n, agreement)
+    assert "Preprocessing" in res.log and "Postprocessing" in res.log  # bundle_2020 macros ran in ImageJ
+    assert len(res.results) == n and {"Area", "Mean"} <= set(res.results.columns)
+
+
+@pytest.mark.slow
+def test_pipeline_from_the_command_line_is_identical(python_labels, assets, tmp_path):
+    import tifffile
+
+    out = tmp_path / "labels.tif"
+    env = dict(os.environ, PYTHONPATH=str(REPO / "python"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "deepimagej.imagej.cli", str(PIPELINE), "--image",
+         str(assets / "unet_pancreatic" / "exampleImage.tif"), "-o", str(out)],
+        capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert np.array_equal(tifffile.imread(out), python_labels.image)
+
+
+def test_cli_macro_error_has_no_java_trace(tmp_path):
+    bad = tmp_path / "bad.ijm"
+    bad.write_text('print("ok");\nrun("Not A Command");\n')
+    env = dict(os.environ, PYTHONPATH=str(REPO / "python"))
+    proc = subprocess.run([sys.executable, "-m", "deepimagej.imagej.cli", str(bad)],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 1
+    assert 'Unrecognized command: "Not A Command" (line 2)' in proc.stderr
+    assert "\tat " not in proc.stderr + proc.stdout and "Exception" not in proc.stderr
+
+
+def test_explore_lists_bundles(ij, pancreatic):
+    res = ij.run_macro('run("DeepImageJ Explore", "");')
+    assert "unet-pancreatic" in res.log or "Pancreatic" in res.log
+    res = ij.run_macro('run("DeepImageJ Explore", "model=[unet-pancreatic]");')
+    assert "preprocessing.txt" in res.log
