@@ -16,6 +16,7 @@ test: setup
 
 bench: setup
 	@$(PY) benchmarks/bench_tiling.py
+	@if [ -f benchmarks/bench_imagej.py ]; then $(PY) benchmarks/bench_imagej.py; fi
 
 models: setup
 	@$(PY) scripts/build_models.py

@@ -90,7 +90,11 @@ def bench_pancreatic(bundle: Path, image: np.ndarray) -> dict[str, float]:
     peak_increase = max(_status("VmHWM") - rss_before, 0)
     predict.run(spec, image, axes="yx", tile={"y": 512, "x": 512})
     t512 = _best_of(lambda: predict.run(spec, image, axes="yx", tile={"y": 512, "x": 512}))
-    plan = tiling.plan_for_spec(spec, {"y": SIZE, "x": SIZE}, None)
+    plan = tiling.plan_for_spec(spec, {"y": SIZE, "x": SIZE}, None, max_tile=predict.default_max_tile("yx"))
+    rss_before = _status("VmRSS")
+    _reset_peak()
+    predict.run(spec, image, axes="yx", tile={"y": 512, "x": 512})
+    peak_512 = max(_status("VmHWM") - rss_before, 0)
     return {
         "floor_s": floor,
         "default_s": default,
@@ -100,6 +104,8 @@ def bench_pancreatic(bundle: Path, image: np.ndarray) -> dict[str, float]:
         "tiling_overhead_512": t512 / floor,
         "mpix_per_s": SIZE * SIZE / 1e6 / default,
         "peak_rss_over_input": peak_increase / image.nbytes,
+        "peak_rss_over_input_float32": peak_increase / (image.size * 4),
+        "peak_rss_over_input_512": peak_512 / image.nbytes,
     }
 
 
@@ -144,7 +150,9 @@ def main() -> None:
           f"predict.run default ({results['default_tiles']} tiles) {results['default_s']:.2f} s "
           f"-> overhead {results['tiling_overhead']:.3f}x; 512-px tiles {results['tile512_s']:.2f} s "
           f"-> {results['tiling_overhead_512']:.3f}x (DeepImageJ paper: 3.2x)")
-    print(f"throughput {results['mpix_per_s']:.2f} Mpix/s; peak RSS / input {results['peak_rss_over_input']:.1f}")
+    print(f"throughput {results['mpix_per_s']:.2f} Mpix/s; peak RSS increase / input size: default tiles "
+          f"{results['peak_rss_over_input']:.0f}x (uint8 input; {results['peak_rss_over_input_float32']:.0f}x its float32), "
+          f"512-px tiles {results['peak_rss_over_input_512']:.0f}x")
     results.update(bench_onnx(image))
     print(f"nuclei U-Net ONNX: raw onnxruntime tile loop {results['onnx_raw_s']:.2f} s, predict.run "
           f"{results['onnx_run_s']:.2f} s ({results['onnx_tiles']} tiles) -> overhead {results['onnx_overhead']:.3f}x")
