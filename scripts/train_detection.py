@@ -47,11 +47,11 @@ def write_points(folder: Path = POINTS) -> list[Path]:
     return paths
 
 
-def pairs(ids):  # noqa: ANN001, ANN201
+def pairs(ids):
     return [(ASSETS / "train" / "image" / f"{i}.png", POINTS / f"{i}.roi") for i in ids]
 
 
-def load(ids, radius: float, r_ign: float):  # noqa: ANN001, ANN201
+def load(ids, radius: float, r_ign: float):
     from deepimagej.unet.train import load_samples
 
     out = []
@@ -96,7 +96,7 @@ def main() -> None:
             "serial-section TEM (ISBI 2012 data, Arganda-Carreras et al. 2015; images from zhixuhao/unet, MIT). "
             "Output: class probabilities (1 = within 3 px of a cell centroid).",
             "kind": "detection",
-            "example_image": udata.load_image(pairs([VAL_IDS[0]])[0][0]),
+            "example_image": udata.load_image(pairs([VAL_IDS[0]])[0][0])[128:384, 128:384],
             "tags": ("electron-microscopy", "isbi2012"),
         },
     )

@@ -35,11 +35,11 @@ TRAIN_IDS = list(range(20))
 VAL_IDS = [20, 21, 22, 23]
 
 
-def pairs(ids):  # noqa: ANN001, ANN201
+def pairs(ids):
     return [(ASSETS / "train" / "image" / f"{i}.png", ASSETS / "train" / "label" / f"{i}.png") for i in ids]
 
 
-def load(ids, **kw):  # noqa: ANN001, ANN201
+def load(ids, **kw):
     from deepimagej.unet import data as udata
 
     return [
@@ -49,7 +49,7 @@ def load(ids, **kw):  # noqa: ANN001, ANN201
     ]
 
 
-def write_history(history, path: Path) -> None:  # noqa: ANN001
+def write_history(history, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     keys = ["epoch", "step", "loss", "val_loss", "val_accuracy", "val_iou", "elapsed_s"]
     with open(path, "w", newline="") as fh:
@@ -61,7 +61,8 @@ def write_history(history, path: Path) -> None:  # noqa: ANN001
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=36)
+    parser.add_argument("--lr-drop", type=int, nargs="*", default=[31], help="epochs from which lr /= 10")
     parser.add_argument("--steps", type=int, default=50, help="steps per epoch")
     parser.add_argument("--tile", type=int, default=256)
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -83,6 +84,7 @@ def main() -> None:
     result = train(
         train_samples, val_samples=val_samples, out_dir=args.run, ndim=2, depth=3, base_features=16, padding="same",
         epochs=args.epochs, steps_per_epoch=args.steps, tile=args.tile, batch_size=1, learning_rate=args.lr,
+        lr_drop_epochs=args.lr_drop,
         seed=0, resume=not args.fresh, bundle_dir=args.out,
         export_kw={
             "name": "ISBI 2012 EM membrane U-Net (deepimagej)",
@@ -90,7 +92,8 @@ def main() -> None:
             "serial-section TEM (ISBI 2012 challenge data, Arganda-Carreras et al. 2015; images from "
             "zhixuhao/unet, MIT). Output: class probabilities (0 membrane, 1 cell interior).",
             "kind": "segmentation",
-            "example_image": udata.load_image(pairs([VAL_IDS[0]])[0][0]),
+            # a 256 x 256 crop keeps the bundle small (the result is 2 float32 channels)
+            "example_image": udata.load_image(pairs([VAL_IDS[0]])[0][0])[128:384, 128:384],
             "tags": ("electron-microscopy", "membrane", "isbi2012"),
         },
     )

@@ -148,6 +148,6 @@ def evaluate(bundle: Path, images: Path, labels: Path, csv_path: Path | None, de
     width = max(12, *(len(str(r["image"])) for r in rows))
     click.echo(f"{'image':<{width}}  " + "  ".join(f"{c:>14}" for c in columns))
     for r in rows:
-        click.echo(f"{str(r['image']):<{width}}  " + "  ".join(f"{r[c]:>14.4f}" for c in columns))
+        click.echo(f"{r['image']!s:<{width}}  " + "  ".join(f"{r[c]:>14.4f}" for c in columns))
     if csv_path:
         click.echo(f"written {csv_path}")

@@ -22,7 +22,7 @@ SEGMENTATION_COLUMNS = ("pixel_accuracy", "foreground_iou", "object_iou", "seg")
 DETECTION_COLUMNS = ("precision", "recall", "f1")
 
 
-def predict_probabilities(bundle: Any, image: np.ndarray, *, ndim: int | None = None) -> np.ndarray:  # noqa: ANN401
+def predict_probabilities(bundle: Any, image: np.ndarray, *, ndim: int | None = None) -> np.ndarray:
     """Class probabilities (spatial..., K) of a U-Net bundle for one raw image (no macros)."""
     from deepimagej import predict
 
@@ -37,7 +37,7 @@ def predict_probabilities(bundle: Any, image: np.ndarray, *, ndim: int | None = 
 
 
 def evaluate_pairs(
-    bundle: Any,  # noqa: ANN401
+    bundle: Any,
     pairs: Sequence[tuple[Path, Path]],
     *,
     detection: bool = False,
@@ -100,7 +100,7 @@ def mean_row(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def evaluate_bundle(
-    bundle: Any,  # noqa: ANN401
+    bundle: Any,
     images: str | Path,
     labels: str | Path,
     *,

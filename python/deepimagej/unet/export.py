@@ -35,7 +35,7 @@ import numpy as np
 from deepimagej.errors import TrainingError
 
 
-def bundle_tiling(model) -> dict[str, Any]:  # noqa: ANN001
+def bundle_tiling(model) -> dict[str, Any]:
     """``min_size``, ``step`` and ``halo`` per spatial axis for a U-Net built by :func:`build_unet`."""
     from deepimagej.unet.model import infer_config, receptive_halo, size_multiple
 
@@ -60,10 +60,12 @@ def _documentation(name: str, kind: str, cfg: dict[str, Any], tiling: dict[str, 
         description or f"U-Net ({kind}) trained with deepimagej (Falk et al., Nature Methods 2019).",
         "",
         "## Model",
-        f"- U-Net (Falk et al. 2019): {cfg['ndim']}D, depth {cfg['depth']}, {cfg['base_features']} base features, "
-        f"leaky ReLU 0.1, {cfg['n_classes']} classes with soft-max; trained with "
-        f"{cfg['padding']} convolutions, exported with same padding and a halo of "
-        f"{', '.join(f'{a}={h}' for a, h in tiling['halo'].items())} px (overlap-tile).",
+        (
+            f"- U-Net (Falk et al. 2019): {cfg['ndim']}D, depth {cfg['depth']}, {cfg['base_features']} base "
+            f"features, leaky ReLU 0.1, {cfg['n_classes']} classes with soft-max; trained with "
+            f"{cfg['padding']} convolutions, exported with same padding and a halo of "
+            f"{', '.join(f'{a}={h}' for a, h in tiling['halo'].items())} px (overlap-tile)."
+        ),
         "- Input: one channel, normalised per image to [0, 1] (scale_range, percentiles 0-100).",
         "- Output: class probabilities (channel 2 in ImageJ / index 1 in Python = "
         + ("object centre" if kind == "detection" else "foreground") + ").",
@@ -105,7 +107,7 @@ def _example_layout(image: np.ndarray | None, axes: str) -> tuple[np.ndarray | N
 
 
 def export_unet(
-    model,  # noqa: ANN001 - keras.Model
+    model,
     out_dir: str | Path,
     *,
     name: str | None = None,
@@ -114,11 +116,11 @@ def export_unet(
     example_image: np.ndarray | None = None,
     authors: Sequence[str] = ("deepimagej-py",),
     tags: Sequence[str] = (),
-    license: str = "BSD-2-Clause",  # noqa: A002
+    license: str = "BSD-2-Clause",
     training: dict[str, Any] | None = None,
     macro: bool = True,
     pixel_size: str | None = None,
-):  # noqa: ANN201 - ModelSpec
+):
     """Export a U-Net (built by :func:`build_unet`, trained or not) as a bundle folder.
 
     Args:

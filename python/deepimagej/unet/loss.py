@@ -18,7 +18,7 @@ import numpy as np
 EPS = 1e-7
 
 
-def weighted_softmax_cross_entropy(classes, probs, weights):  # noqa: ANN001, ANN201 - tensors
+def weighted_softmax_cross_entropy(classes, probs, weights):
     """TensorFlow loss: ``classes`` int (b, ...spatial), ``probs`` (b, ...spatial, K), ``weights`` (b, ...spatial).
 
     Returns a scalar tensor (see the module docstring for the normalisation).

@@ -95,7 +95,7 @@ def valid_output_size(size: int, depth: int, kernels: Sequence[int], pools: Sequ
     return s
 
 
-def _axis_ops(depth: int, ndim: int, anisotropy) -> list[tuple[list[int], list[int]]]:  # noqa: ANN001
+def _axis_ops(depth: int, ndim: int, anisotropy) -> list[tuple[list[int], list[int]]]:
     ops = level_ops(depth, ndim, anisotropy)
     return [([lv.kernel[a] for lv in ops], [lv.pool[a] for lv in ops]) for a in range(ndim)]
 
@@ -157,7 +157,7 @@ def build_unet(
     in_channels: int = 1,
     anisotropy: Sequence[float] | None = None,
     name: str = "unet",
-):  # noqa: ANN201 - keras.Model
+):
     """Build the U-Net (Falk et al. 2019) as a Keras model.
 
     Args:
@@ -193,7 +193,7 @@ def build_unet(
     up = layers.Conv2DTranspose if ndim == 2 else layers.Conv3DTranspose
     crop = layers.Cropping2D if ndim == 2 else layers.Cropping3D
 
-    def block(x, features: int, kernel: tuple[int, ...], tag: str):  # noqa: ANN001, ANN202
+    def block(x, features: int, kernel: tuple[int, ...], tag: str):
         for i in (1, 2):
             x = conv(features, kernel, padding=padding, kernel_initializer="he_normal", name=f"{tag}_conv{i}")(x)
             x = layers.LeakyReLU(negative_slope=LEAKY_SLOPE, name=f"{tag}_lrelu{i}")(x)
@@ -248,7 +248,7 @@ def _crop_margins(depth: int, ndim: int, ops: list[LevelOps], level: int) -> tup
     return tuple(margins)
 
 
-def same_padding_twin(model):  # noqa: ANN001, ANN201 - keras.Model
+def same_padding_twin(model):
     """A same-padding copy of a U-Net built by :func:`build_unet`, with the same weights.
 
     Valid and same U-Nets have identical layer weights; the twin keeps output size = input
@@ -266,7 +266,7 @@ def same_padding_twin(model):  # noqa: ANN001, ANN201 - keras.Model
     return twin
 
 
-def infer_config(model) -> dict:  # noqa: ANN001
+def infer_config(model) -> dict:
     """Recover :func:`build_unet`'s arguments from a loaded model (layer names and shapes)."""
     names = [layer.name for layer in model.layers]
     depth = sum(1 for n in names if n.startswith("pool"))

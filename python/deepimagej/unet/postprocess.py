@@ -109,7 +109,7 @@ def to_instances(prob: np.ndarray, threshold: float = 0.5, *, min_size: int = 0,
     return labels.astype(np.int32)
 
 
-def _relabel(labels: np.ndarray):  # noqa: ANN202
+def _relabel(labels: np.ndarray):
     from skimage.segmentation import relabel_sequential
 
     return relabel_sequential(labels)
@@ -128,7 +128,7 @@ def to_detections(
     return peaks_to_points(foreground(prob, channel_axis), threshold, min_distance, smooth_sigma)
 
 
-def write_macro(kind: str, path) -> None:  # noqa: ANN001
+def write_macro(kind: str, path) -> None:
     """Write the post-processing macro of ``kind`` (``segmentation`` or ``detection``) to ``path``."""
     from pathlib import Path
 

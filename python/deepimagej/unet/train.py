@@ -153,7 +153,7 @@ def _centroids(labels: np.ndarray) -> np.ndarray:
     return np.asarray(ndi.center_of_mass(np.ones_like(labels), labels, ids), dtype=float)
 
 
-def _as_samples(data: Any, ndim: int, prepare_kw: dict[str, Any] | None) -> list[Any]:  # noqa: ANN401
+def _as_samples(data: Any, ndim: int, prepare_kw: dict[str, Any] | None) -> list[Any]:
     """Accept TrainingSamples, (image, labels[, ignore]) tuples, or an (images_dir, labels_dir) pair."""
     from deepimagej.unet import data as udata
 
@@ -187,7 +187,7 @@ def _as_samples(data: Any, ndim: int, prepare_kw: dict[str, Any] | None) -> list
     return samples
 
 
-def _image_of(sample: Any, ndim: int) -> np.ndarray:  # noqa: ANN401
+def _image_of(sample: Any, ndim: int) -> np.ndarray:
     image = normalize(sample.image, ndim)
     return image
 
@@ -195,7 +195,7 @@ def _image_of(sample: Any, ndim: int) -> np.ndarray:  # noqa: ANN401
 class _TileStream:
     """Augmented training batches produced by a background thread (overlaps numpy with TensorFlow)."""
 
-    def __init__(self, samples, images, batch_size, in_shape, out_shape, rng, augment_kw, prefetch=3):  # noqa: ANN001
+    def __init__(self, samples, images, batch_size, in_shape, out_shape, rng, augment_kw, prefetch=3):
         self.samples, self.images = samples, images
         self.batch_size, self.in_shape, self.out_shape = batch_size, in_shape, out_shape
         self.rng, self.augment_kw = rng, augment_kw
@@ -207,7 +207,7 @@ class _TileStream:
         self.thread = threading.Thread(target=self._work, daemon=True)
         self.thread.start()
 
-    def _batch(self):  # noqa: ANN202
+    def _batch(self):
         from deepimagej.unet.augment import augment_sample
 
         xs, ys, ws = [], [], []
@@ -237,7 +237,7 @@ class _TileStream:
             self.error = exc
             self.queue.put(None)
 
-    def next(self):  # noqa: ANN201
+    def next(self):
         item = self.queue.get()
         if item is None and self.error is not None:
             raise self.error
@@ -253,7 +253,7 @@ class _TileStream:
         self.thread.join(timeout=5)
 
 
-def _validation_tiles(samples, images, in_shape, out_shape, n_per_image, seed):  # noqa: ANN001, ANN202
+def _validation_tiles(samples, images, in_shape, out_shape, n_per_image, seed):
     """Fixed validation tiles (no augmentation; centres drawn once from the weight pdf)."""
     from deepimagej.unet.augment import augment_sample
 
@@ -290,14 +290,14 @@ def _tile_metrics(probs: np.ndarray, classes: np.ndarray, weights: np.ndarray) -
 # --------------------------------------------------------------------------- checkpoints
 
 
-def _save_optimizer(optimizer, path: Path) -> None:  # noqa: ANN001
+def _save_optimizer(optimizer, path: Path) -> None:
     arrays = {f"v{i:04d}": np.asarray(v.numpy()) for i, v in enumerate(optimizer.variables)}
     tmp = path.with_suffix(".tmp.npz")
     np.savez(tmp, **arrays)
     tmp.replace(path)
 
 
-def _load_optimizer(optimizer, model, path: Path) -> None:  # noqa: ANN001
+def _load_optimizer(optimizer, model, path: Path) -> None:
     optimizer.build(model.trainable_variables)
     with np.load(path) as data:
         values = [data[k] for k in sorted(data.files)]
@@ -307,7 +307,7 @@ def _load_optimizer(optimizer, model, path: Path) -> None:  # noqa: ANN001
         var.assign(value)
 
 
-def _save_weights(model, path: Path) -> None:  # noqa: ANN001
+def _save_weights(model, path: Path) -> None:
     tmp = path.with_name(path.name.replace(".weights.h5", ".tmp.weights.h5"))
     model.save_weights(str(tmp))
     tmp.replace(path)
@@ -319,7 +319,7 @@ def _write_state(out_dir: Path, state: dict[str, Any]) -> None:
     tmp.replace(out_dir / STATE_FILE)
 
 
-def load_bundle_model(bundle: str | Path):  # noqa: ANN201 - keras.Model
+def load_bundle_model(bundle: str | Path):
     """The Keras model of a bundle (its ``model.h5`` / ``keras_hdf5`` weights), for fine-tuning."""
     from deepimagej.engines.keras import load_keras_model
 
@@ -359,7 +359,7 @@ def _default_progress(info: dict[str, Any]) -> None:
 
 
 def train(
-    data: Any,  # noqa: ANN401
+    data: Any,
     *,
     out_dir: str | Path,
     ndim: int = 2,
@@ -374,6 +374,7 @@ def train(
     tile: int | Sequence[int] = 256,
     batch_size: int = 1,
     learning_rate: float = 1e-3,
+    lr_drop_epochs: Sequence[int] = (),
     val_samples: Sequence[Any] | None = None,
     n_val: int | None = None,
     val_tiles_per_image: int = 4,
@@ -403,6 +404,7 @@ def train(
         tile: output tile size (per axis or one number); rounded to a valid network size.
         batch_size: tiles per step.
         learning_rate: Adam's learning rate.
+        lr_drop_epochs: epochs from which the learning rate is divided by 10 (each), e.g. ``(30,)``.
         val_samples: explicit validation images; else ``n_val`` images are split off
             (:func:`deepimagej.unet.data.split_validation`; default: 1 when there are at
             least 2 images, 20 % for many).
@@ -486,7 +488,7 @@ def train(
     config = {
         "architecture": {k: (list(v) if isinstance(v, tuple) else v) for k, v in arch.items()},
         "in_shape": list(in_shape), "out_shape": list(out_shape), "batch_size": batch_size,
-        "learning_rate": learning_rate, "seed": seed, "steps_per_epoch": steps_per_epoch,
+        "learning_rate": learning_rate, "lr_drop_epochs": list(lr_drop_epochs), "seed": seed, "steps_per_epoch": steps_per_epoch,
         "from_bundle": str(from_bundle) if from_bundle else None,
         "n_train": len(train_samples), "n_val": len(val_list),
     }
@@ -517,7 +519,7 @@ def train(
     variables = model.trainable_variables
 
     @tf.function(reduce_retracing=True)
-    def train_step(x, y, w):  # noqa: ANN001, ANN202
+    def train_step(x, y, w):
         with tf.GradientTape() as tape:
             probs = model(x, training=True)
             loss = weighted_softmax_cross_entropy(y, probs, w)
@@ -526,7 +528,7 @@ def train(
         return loss
 
     @tf.function(reduce_retracing=True)
-    def forward(x):  # noqa: ANN001, ANN202
+    def forward(x):
         return model(x, training=False)
 
     def validate() -> dict[str, float]:
@@ -544,6 +546,7 @@ def train(
             _save_weights(model, out_dir / BEST_FILE)
     prior_elapsed = history[-1]["elapsed_s"] if history else 0.0
     for epoch in range(start_epoch + 1, epochs + 1):
+        optimizer.learning_rate = learning_rate * 0.1 ** sum(1 for e in lr_drop_epochs if epoch >= e)
         stream = _TileStream(
             train_samples, train_images, batch_size, in_shape, out_shape,
             np.random.default_rng([seed, epoch]), augment_kw,
@@ -598,7 +601,7 @@ def train(
         kw.setdefault("training", {
             "best_val_loss": result.best_val_loss, "best_epoch": best_epoch, "epochs": epochs,
             "steps_per_epoch": steps_per_epoch, "tile": list(out_shape), "batch_size": batch_size,
-            "learning_rate": learning_rate, "n_train": len(train_samples), "n_val": len(val_list),
+            "learning_rate": learning_rate, "lr_drop_epochs": list(lr_drop_epochs), "n_train": len(train_samples), "n_val": len(val_list),
             "from_bundle": str(from_bundle) if from_bundle else None,
             "training_time_s": round(history[-1]["elapsed_s"], 1),
         })

@@ -87,6 +87,9 @@ public final class DialogGuard implements AWTEventListener {
             return;
         }
         Dialog d = (Dialog) w;
+        if (!d.isModal()) {
+            return; // a tool window (B&C, Channels...): it does not wait for anyone
+        }
         synchronized (caught) {
             caught.add(new String[] {d.getTitle(), text(d), d.getClass().getName()});
         }
