@@ -66,6 +66,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=50, help="steps per epoch")
     parser.add_argument("--tile", type=int, default=256)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--lr-drop", type=int, nargs="*", default=[14], help="epochs from which lr /= 10")
     parser.add_argument("--radius", type=float, default=3.0)
     parser.add_argument("--r-ign", type=float, default=6.0)
     parser.add_argument("--fresh", action="store_true")
@@ -89,7 +90,7 @@ def main() -> None:
     result = train(
         train_samples, val_samples=val_samples, out_dir=args.run, ndim=2, depth=3, base_features=16,
         epochs=args.epochs, steps_per_epoch=args.steps, tile=args.tile, batch_size=1, learning_rate=args.lr,
-        seed=0, resume=not args.fresh, bundle_dir=args.out,
+        lr_drop_epochs=args.lr_drop, seed=0, resume=not args.fresh, bundle_dir=args.out,
         export_kw={
             "name": "ISBI 2012 EM cell detection U-Net (deepimagej)",
             "description": "2D U-Net (Falk et al. 2019) detecting cells (one point per cell: the centroid) in "

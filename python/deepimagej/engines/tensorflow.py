@@ -31,7 +31,6 @@ _SIGNATURE_ALIASES = {
 def quiet_tensorflow() -> None:
     """Silence TensorFlow's C++ start-up chatter (must run before the first import)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 
 def cache_dir() -> Path:

@@ -240,8 +240,14 @@ def _dispose_windows() -> None:
 
 
 def _shutdown_imagej() -> None:
-    """JVM-stop hook: close windows and stop ImageJ's threads so the process can exit."""
-    _dispose_windows()
+    """At exit, before JPype stops the JVM: close ImageJ's windows so its threads end."""
+    try:
+        from jpype import JClass, isJVMStarted
+
+        if isJVMStarted():
+            JClass("deepimagej.ij.Shutdown").closeAll()
+    except Exception:  # noqa: BLE001 - best effort at exit
+        pass
 
 
 def start(
@@ -281,9 +287,9 @@ def start(
 
             os_display = os.environ.get("DISPLAY", "")
         jvm.start_jvm([ij_jar, shim_jar], max_memory)
-        import scyjava
+        import atexit
 
-        scyjava.when_jvm_stops(_shutdown_imagej)
+        atexit.register(_shutdown_imagej)  # registered after JPype's own: runs before it
         try:
             _session = ImageJ(used_display or os_display or "", timeout)
         except DeepImageJError:
