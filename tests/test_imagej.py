@@ -191,7 +191,7 @@ def test_pipeline_from_the_command_line_is_identical(python_labels, assets, tmp_
     proc = subprocess.run(
         [sys.executable, "-m", "deepimagej.imagej.cli", str(PIPELINE), "--image",
          str(assets / "unet_pancreatic" / "exampleImage.tif"), "-o", str(out)],
-        capture_output=True, text=True, env=env, timeout=300)
+        check=False, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert np.array_equal(tifffile.imread(out), python_labels.image)
 
@@ -201,7 +201,7 @@ def test_cli_macro_error_has_no_java_trace(tmp_path):
     bad.write_text('print("ok");\nrun("Not A Command");\n')
     env = dict(os.environ, PYTHONPATH=str(REPO / "python"))
     proc = subprocess.run([sys.executable, "-m", "deepimagej.imagej.cli", str(bad)],
-                          capture_output=True, text=True, env=env, timeout=120)
+                          check=False, capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 1
     assert 'Unrecognized command: "Not A Command" (line 2)' in proc.stderr
     assert "\tat " not in proc.stderr + proc.stdout and "Exception" not in proc.stderr

@@ -195,7 +195,7 @@ def test_3d_unet_trains_and_runs_tiled_through_cli(tmp_path):
     tifffile.imwrite(tmp_path / "vol.tif", volume, imagej=True, metadata={"axes": "ZYX"})
     out = tmp_path / "out.tif"
     r = CliRunner().invoke(main, ["run", str(tmp_path / "b3d"), str(tmp_path / "vol.tif"), "-o", str(out),
-                                  "--tile", "y=48,x=48", "--no-postprocessing", "--quiet"])
+                                  "--tile", "y=64,x=64", "--no-postprocessing", "--quiet"])
     assert r.exit_code == 0, r.output
     result = tifffile.imread(out)
     spatial = [s for s in result.shape if s != 2]

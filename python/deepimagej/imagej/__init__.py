@@ -24,7 +24,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:  # noqa: ANN401 - PEP 562 lazy attributes
+def __getattr__(name: str) -> Any:
     if name in _LAZY:
         import importlib
 

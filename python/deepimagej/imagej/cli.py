@@ -63,7 +63,7 @@ def _parse_arg(text: str) -> tuple[str, object]:
     return key.strip(), value
 
 
-def save_tiff(imp, path: Path) -> None:  # noqa: ANN001 - ij.ImagePlus
+def save_tiff(imp, path: Path) -> None:
     """Save an ImagePlus as an ImageJ TIFF (calibration kept)."""
     from jpype import JClass
 

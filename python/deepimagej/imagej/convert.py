@@ -27,6 +27,7 @@ Pixel data crosses the JNI boundary through NIO direct buffers wrapping numpy me
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -43,7 +44,8 @@ DEFAULT_AXES = {2: "yx", 3: "zyx", 4: "czyx", 5: "tczyx"}
 SIGNED16_OFFSET = 32768
 
 
-def _j():  # noqa: ANN202 - namespace of Java classes, resolved after the JVM started
+@functools.lru_cache(maxsize=1)
+def _j():
     from jpype import JClass
 
     class J:
@@ -109,7 +111,7 @@ def to_imageplus(
     *,
     calibration: Mapping[str, Any] | None = None,
     rgb: bool | None = None,
-):  # noqa: ANN201 - returns ij.ImagePlus
+):
     """Make an ImageJ ``ImagePlus`` from a numpy array or an xarray ``DataArray``.
 
     Args:
@@ -147,9 +149,9 @@ def to_imageplus(
 
     signed16 = image.dtype == np.int16
     store = _pixel_type(image.dtype)
-    if store == np.float32 and image.dtype != np.float32:
-        if image.dtype.kind in "iu" and image.size and max(abs(int(image.min())), abs(int(image.max()))) >= 2**24:
-            warnings.warn(f"{image.dtype} values beyond 2**24 lose precision as ImageJ 32-bit", stacklevel=2)
+    big_ints = image.dtype.kind in "iu" and image.size and max(abs(int(image.min())), abs(int(image.max()))) >= 2**24
+    if store == np.float32 and image.dtype != np.float32 and big_ints:
+        warnings.warn(f"{image.dtype} values beyond 2**24 lose precision as ImageJ 32-bit", stacklevel=2)
     # bring to t, z, c, y, x (missing axes of size 1)
     full = image
     for a in IJ_ORDER:
@@ -189,7 +191,7 @@ def to_imageplus(
     return imp
 
 
-def _processor(J, plane: np.ndarray, rgb: bool):  # noqa: ANN001, ANN202
+def _processor(J, plane: np.ndarray, rgb: bool):
     import jpype
 
     height, width = plane.shape
@@ -203,7 +205,7 @@ def _processor(J, plane: np.ndarray, rgb: bool):  # noqa: ANN001, ANN202
     return J.FloatProcessor(width, height, J.Pixels.floats(buf))
 
 
-def _apply_calibration(J, imp, cal: Mapping[str, Any], signed16: bool) -> None:  # noqa: ANN001
+def _apply_calibration(J, imp, cal: Mapping[str, Any], signed16: bool) -> None:
     c = J.Calibration(imp)
     if "x" in cal:
         c.pixelWidth = float(cal["x"])
@@ -226,7 +228,7 @@ def _apply_calibration(J, imp, cal: Mapping[str, Any], signed16: bool) -> None: 
     imp.setCalibration(c)
 
 
-def imageplus_axes(imp) -> str:  # noqa: ANN001
+def imageplus_axes(imp) -> str:
     """The axes :func:`from_imageplus` returns for ``imp``: ``t c z y x`` without size-1 axes.
 
     RGB images get a trailing ``c`` of size 3 (``yxc``, ``zyxc``...).
@@ -242,7 +244,7 @@ J_COLOR_RGB = 4  # ImagePlus.COLOR_RGB
 J_COLOR_256 = 3  # ImagePlus.COLOR_256 (8-bit with a LUT)
 
 
-def from_imageplus(imp, as_xarray: bool = False, *, squeeze: bool = True):  # noqa: ANN001, ANN201
+def from_imageplus(imp, as_xarray: bool = False, *, squeeze: bool = True):
     """Pixels of an ``ImagePlus`` as numpy (axes: :func:`imageplus_axes`) or xarray.
 
     Args:
@@ -265,9 +267,9 @@ def from_imageplus(imp, as_xarray: bool = False, *, squeeze: bool = True):  # no
     rgb = bit_depth == 24
     dtype = {8: np.uint8, 16: np.uint16, 32: np.float32, 24: np.int32}[bit_depth]
     out = np.empty((n, height, width), dtype=dtype)
+    pixels_class = _j().Pixels
     for i in range(n):
-        pixels = stack.getPixels(i + 1)
-        _j().Pixels.copy(pixels, jpype.nio.convertToDirectBuffer(out[i]))
+        pixels_class.copy(stack.getPixels(i + 1), jpype.nio.convertToDirectBuffer(out[i]))
     cal = imp.getCalibration()
     if bit_depth == 16 and bool(cal.isSigned16Bit()):
         out = (out.astype(np.int32) - SIGNED16_OFFSET).astype(np.int16)
@@ -289,7 +291,7 @@ def from_imageplus(imp, as_xarray: bool = False, *, squeeze: bool = True):  # no
     return _to_xarray(arr, target, imp, cal, rgb)
 
 
-def _to_xarray(arr: np.ndarray, axes: str, imp, cal, rgb: bool):  # noqa: ANN001, ANN202
+def _to_xarray(arr: np.ndarray, axes: str, imp, cal, rgb: bool):
     import xarray as xr
 
     coords: dict[str, np.ndarray] = {}

@@ -50,7 +50,7 @@ def find_ij_jar(fiji: str | Path | None = None) -> Path:
     )
 
 
-def _import_scyjava():  # noqa: ANN202 - module object
+def _import_scyjava():
     try:
         import scyjava
     except ImportError as exc:
@@ -79,7 +79,7 @@ def start_jvm(class_path: list[Path], max_memory: str | None = None) -> None:
     if jvm_started():
         try:
             scyjava.jimport("ij.IJ")
-        except Exception as exc:  # noqa: BLE001 - any failure here means ImageJ is not on the path
+        except Exception as exc:
             raise ImageJError(
                 "a Java VM is already running in this Python process without ImageJ on its class path; "
                 "start deepimagej.imagej before anything else that starts Java"

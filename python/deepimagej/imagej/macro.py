@@ -129,16 +129,16 @@ MESSAGE_DIALOG = "ij.gui.MessageDialog"
 ERROR_DIALOG_TITLES = ("Macro Error", "No Image")
 
 
-def _dialogs(java_rows) -> list[tuple[str, str, str]]:  # noqa: ANN001
+def _dialogs(java_rows) -> list[tuple[str, str, str]]:
     return [(str(r[0]), str(r[1]), str(r[2])) for r in java_rows]
 
 
-_ERROR_LINE = re.compile(r"^(?P<msg>.*?)\s+in line (?P<line>\d+)", re.S)
+_ERROR_LINE = re.compile(r"^(?P<msg>.*?)\s+in line (?P<line>\d+)", re.DOTALL)
 
 
 def _parse_macro_error(text: str) -> tuple[str, int | None]:
     """Message and line from the text of ImageJ's "Macro Error" dialog."""
-    first, _, rest = text.partition("\n")
+    first = text.partition("\n")[0]
     m = _ERROR_LINE.match(first)
     if m:
         return m.group("msg").strip(), int(m.group("line"))
@@ -167,8 +167,8 @@ class MacroRunner:
     def running(self) -> bool:
         return self._depth > 0
 
-    def run(self, text: str, image=None, args: Mapping[str, Any] | None = None, *, name: str | None = None,  # noqa: ANN001
-            timeout: float | None = None):  # noqa: ANN201 - returns ij.ImagePlus | None
+    def run(self, text: str, image=None, args: Mapping[str, Any] | None = None, *, name: str | None = None,
+            timeout: float | None = None):
         """Run macro ``text`` on ``image`` (an ImagePlus, made current) and return the active image.
 
         Inside a running macro (a DeepImageJ command running a bundle's macros) the macro
@@ -182,7 +182,7 @@ class MacroRunner:
         with self._lock:
             return self._run_top(text, image, args, name, self.timeout if timeout is None else timeout)
 
-    def _run_top(self, text: str, image, args: Mapping[str, Any] | None, name: str | None, timeout: float | None):  # noqa: ANN001, ANN202
+    def _run_top(self, text: str, image, args: Mapping[str, Any] | None, name: str | None, timeout: float | None):
         interp = self._Interpreter()
         outcome: dict[str, Any] = {}
         self.pending_error = None
@@ -211,7 +211,7 @@ class MacroRunner:
         self.messages = [f"[{t}] {b}" for t, b, c in dialogs if c == MESSAGE_DIALOG]
         return outcome.get("image")
 
-    def _run_nested(self, text: str, image, args: Mapping[str, Any] | None, name: str | None):  # noqa: ANN001, ANN202
+    def _run_nested(self, text: str, image, args: Mapping[str, Any] | None, name: str | None):
         from jpype import JClass
 
         if image is not None:
@@ -228,7 +228,7 @@ class MacroRunner:
         return JClass("ij.WindowManager").getCurrentImage()
 
     def _raise_for(self, text: str, name: str | None, dialogs: list[tuple[str, str, str]], outcome: dict[str, Any],
-                   interp, timed_out: bool, timeout: float | None, nested: bool = False) -> None:  # noqa: ANN001
+                   interp, timed_out: bool, timeout: float | None, nested: bool = False) -> None:
         if self.pending_error is not None and not nested:
             err, self.pending_error = self.pending_error, None
             raise err
@@ -291,7 +291,7 @@ def _with_args(text: str, args: Mapping[str, Any] | None) -> str:
     return " ".join(parts) + " " + text
 
 
-def results_table():  # noqa: ANN201 - pandas.DataFrame
+def results_table():
     """ImageJ's "Results" table as a pandas DataFrame."""
     import numpy as np
     import pandas as pd

@@ -68,7 +68,7 @@ def installed_models() -> list[InstalledModel]:
     return found
 
 
-def find_model(model: str | Path):  # noqa: ANN201 - ModelSpec
+def find_model(model: str | Path):
     """The bundle named ``model`` (folder name, model name, or a path to a bundle).
 
     Raises:

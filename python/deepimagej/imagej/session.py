@@ -48,6 +48,7 @@ class ImageJ:
         if self._IJ.getInstance() is None:
             self._ImageJ(self._ImageJ.NO_SHOW)  # a hidden ImageJ: Log window, Results, menus
         self.version = str(self._IJ.getVersion())
+        JClass("deepimagej.ij.Shutdown").prepare()  # ImageJ's thread pool must not keep Python alive
         self.runner = MacroRunner(timeout)
         self.current = None  # the ImagePlus the next macro starts from
         self._handlers: dict[str, Callable[[ImageJ, str | None], None]] = {}
@@ -65,7 +66,7 @@ class ImageJ:
         @JImplements("deepimagej.ij.CommandHandler")
         class Handler:
             @JOverride
-            def run(self, command, options):  # noqa: ANN001, ANN202 - called by Java
+            def run(self, command, options):
                 session._dispatch(str(command), None if options is None else str(options))
 
         self._java_handler = Handler()  # keep a reference: Java only holds a weak proxy
@@ -107,7 +108,7 @@ class ImageJ:
         JClass("ij.Menus").getCommands().put(label, f'deepimagej.ij.Command("{key}")')
 
     # ---------------------------------------------------------------- images
-    def open(self, path: str | Path):  # noqa: ANN201 - ij.ImagePlus
+    def open(self, path: str | Path):
         """Open an image file with ImageJ (TIFF, PNG, ...) and make it the current image."""
         path = Path(path)
         if not path.is_file():
@@ -118,23 +119,23 @@ class ImageJ:
         self.current = imp
         return imp
 
-    def show(self, image: Any, title: str = "image", axes: str | None = None, **kwargs: Any):  # noqa: ANN401, ANN201
+    def show(self, image: Any, title: str = "image", axes: str | None = None, **kwargs: Any):
         """Put a numpy/xarray image into ImageJ (an ImagePlus), make it the current image."""
         imp = image if _is_imageplus(image) else convert.to_imageplus(image, title, axes, **kwargs)
         self.current = imp
         return imp
 
-    def to_imageplus(self, image: Any, title: str = "image", axes: str | None = None, **kwargs: Any):  # noqa: ANN401, ANN201
+    def to_imageplus(self, image: Any, title: str = "image", axes: str | None = None, **kwargs: Any):
         return convert.to_imageplus(image, title, axes, **kwargs)
 
-    def from_imageplus(self, imp, as_xarray: bool = False):  # noqa: ANN001, ANN201
+    def from_imageplus(self, imp, as_xarray: bool = False):
         return convert.from_imageplus(imp, as_xarray)
 
     # ---------------------------------------------------------------- macros
     def run_macro(
         self,
         macro: str | Path,
-        image: Any = None,  # noqa: ANN401
+        image: Any = None,
         args: Mapping[str, Any] | None = None,
         *,
         axes: str | None = None,
@@ -163,7 +164,7 @@ class ImageJ:
         log_before = str(self._IJ.getLog() or "")
         out = self.runner.run(text, imp, args, name=name, timeout=timeout)
         log_after = str(self._IJ.getLog() or "")
-        log = log_after[len(log_before):] if log_after.startswith(log_before) else log_after
+        log = log_after.removeprefix(log_before)
         log += "".join(m + "\n" for m in self.runner.messages)
         result = MacroResult(log=log, results=results_table())
         if out is not None:
@@ -173,7 +174,7 @@ class ImageJ:
             result.image = convert.from_imageplus(out, as_xarray)
         return result
 
-    def _as_imageplus(self, image: Any, axes: str | None):  # noqa: ANN401, ANN202
+    def _as_imageplus(self, image: Any, axes: str | None):
         if image is None:
             return self.current
         if _is_imageplus(image):
@@ -184,7 +185,7 @@ class ImageJ:
             return convert.to_imageplus(image, "image", axes)
         raise InputImageError(f"cannot use a {type(image).__name__} as an ImageJ image")
 
-    def results(self):  # noqa: ANN201 - pandas.DataFrame
+    def results(self):
         """ImageJ's Results table as a pandas DataFrame."""
         return results_table()
 
@@ -192,7 +193,7 @@ class ImageJ:
         """The text of ImageJ's Log window."""
         return str(self._IJ.getLog() or "")
 
-    def run_bundle(self, model: str | Path, image: Any = None, options: str = "",  # noqa: ANN401
+    def run_bundle(self, model: str | Path, image: Any = None, options: str = "",
                    *, axes: str | None = None, as_xarray: bool = False) -> MacroResult:
         """``run("DeepImageJ Run", "model=[model] " + options)`` on ``image``, from Python."""
         name = str(model)
@@ -217,7 +218,7 @@ def _with_line(exc: DeepImageJError, line: int | None) -> DeepImageJError:
     return new
 
 
-def _is_imageplus(obj: Any) -> bool:  # noqa: ANN401
+def _is_imageplus(obj: Any) -> bool:
     cls = getattr(obj, "getClass", None)
     if cls is None:
         return False
@@ -235,7 +236,7 @@ def _dispose_windows() -> None:
 
         for w in JClass("java.awt.Window").getWindows():
             w.dispose()
-    except Exception:  # noqa: BLE001 - best effort at shutdown
+    except Exception:  # noqa: BLE001, S110 - best effort at shutdown
         pass
 
 
@@ -246,7 +247,7 @@ def _shutdown_imagej() -> None:
 
         if isJVMStarted():
             JClass("deepimagej.ij.Shutdown").closeAll()
-    except Exception:  # noqa: BLE001 - best effort at exit
+    except Exception:  # noqa: BLE001, S110 - best effort at exit
         pass
 
 

@@ -84,7 +84,7 @@ def build(ij_jar: Path, force: bool = False) -> Path:
         classes = Path(tmp) / "classes"
         classes.mkdir()
         cmd = [javac, "--release", JAVA_RELEASE, "-nowarn", "-cp", str(ij_jar), "-d", str(classes)]
-        proc = subprocess.run(cmd + [str(s) for s in sources()], capture_output=True, text=True)
+        proc = subprocess.run(cmd + [str(s) for s in sources()], capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise ImageJError(f"compiling the DeepImageJ Java shim failed:\n{proc.stderr.strip()}")
         errors = []

@@ -69,7 +69,7 @@ def start_xvfb(screen: str = "1280x1024x24") -> Xvfb:
     for n in range(FIRST_DISPLAY, LAST_DISPLAY + 1):
         if _display_in_use(n):
             continue
-        errlog = tempfile.TemporaryFile()
+        errlog = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the server
         proc = subprocess.Popen(
             [exe, f":{n}", "-screen", "0", screen, "-nolisten", "tcp"],
             stdin=subprocess.DEVNULL,

@@ -47,7 +47,7 @@ def build_kwargs(options: str | None) -> dict[str, Any]:
     return kw
 
 
-def build_command(ij: Any, options: str | None) -> None:  # noqa: ANN401
+def build_command(ij: Any, options: str | None) -> None:
     from jpype import JClass
 
     from deepimagej.bundle.build import build_bundle

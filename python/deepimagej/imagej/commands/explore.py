@@ -14,7 +14,7 @@ from deepimagej.errors import BundleError
 from deepimagej.imagej.commands.options import RunOptions, parse_options
 
 
-def model_info(spec: Any) -> str:  # noqa: ANN401 - ModelSpec
+def model_info(spec: Any) -> str:
     """A few lines describing a bundle."""
     t_in, t_out = spec.inputs[0], spec.outputs[0]
     lines = [
@@ -33,7 +33,7 @@ def model_info(spec: Any) -> str:  # noqa: ANN401 - ModelSpec
     return "\n".join(lines)
 
 
-def architecture(spec: Any) -> str:  # noqa: ANN401
+def architecture(spec: Any) -> str:
     """Layers (Keras) or operations (SavedModel) of the first runnable weights, one per line."""
     try:
         from deepimagej.describe import describe_architecture  # written by the core package
@@ -44,7 +44,7 @@ def architecture(spec: Any) -> str:  # noqa: ANN401
     return "architecture view needs deepimagej.describe.describe_architecture"
 
 
-def explore_command(ij: Any, options: str | None) -> None:  # noqa: ANN401
+def explore_command(ij: Any, options: str | None) -> None:
     from jpype import JClass
 
     from deepimagej.imagej.commands.run import run_bundle_on_imageplus

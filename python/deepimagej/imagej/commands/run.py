@@ -13,7 +13,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from deepimagej.imagej.session import ImageJ
 
 
-def _macro_files(spec, names: list[str] | None, stage: str) -> list[Path]:  # noqa: ANN001
+def _macro_files(spec, names: list[str] | None, stage: str) -> list[Path]:
     """The macro files of a stage: the bundle's own (``names`` None) or those named, in the bundle folder."""
     default = list(spec.preprocessing_macros if stage == "preprocessing" else spec.postprocessing_macros)
     if names is None:
@@ -29,7 +29,7 @@ def _macro_files(spec, names: list[str] | None, stage: str) -> list[Path]:  # no
     return files
 
 
-def output_title(spec, post_macros: list[Path]) -> str:  # noqa: ANN001
+def output_title(spec, post_macros: list[Path]) -> str:
     """Title of the output image: the one the post-processing macros select, else the output's name.
 
     DeepImageJ 2.x post-processing macros may ``selectWindow("Output probability")``; naming the
@@ -80,11 +80,11 @@ class Progress:
     def finish(self) -> None:
         self._IJ.showProgress(1.0)
         self._IJ.showStatus("")
-        done, total = self.tiles
+        _, total = self.tiles
         self.log(f"{self.model}: {total} tile(s) in {time.perf_counter() - self.start:.2f} s; {self.memory()}")
 
 
-def run_bundle_on_imageplus(ij: ImageJ, opts: RunOptions, imp) -> Any:  # noqa: ANN001, ANN401
+def run_bundle_on_imageplus(ij: ImageJ, opts: RunOptions, imp) -> Any:
     """Run the model of ``opts`` on ``imp`` (not modified); returns the final ImagePlus.
 
     Pre-processing macros run on a duplicate; the model output is made the current image
