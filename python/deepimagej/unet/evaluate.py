@@ -132,3 +132,20 @@ def write_csv(rows: Sequence[dict[str, Any]], path: str | Path) -> None:
         writer.writeheader()
         for r in rows:
             writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items()})
+
+
+def append_to_readme(bundle: str | Path, rows: Sequence[dict[str, Any]], title: str, note: str = "") -> None:
+    """Append an evaluation table (markdown) to the bundle's README.md."""
+    path = Path(bundle) / "README.md"
+    if not path.is_file():
+        return
+    keys = [k for k in rows[0] if k != "image"]
+    lines = ["", f"## {title}", ""]
+    if note:
+        lines += [note, ""]
+    lines += ["| image | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    for r in rows:
+        cells = [f"{r[k]:.4f}" if isinstance(r[k], float) else str(r[k]) for k in keys]
+        lines.append(f"| {r['image']} | " + " | ".join(cells) + " |")
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write("\n".join(lines) + "\n")

@@ -602,7 +602,7 @@ def train(
             "best_val_loss": result.best_val_loss, "best_epoch": best_epoch, "epochs": epochs,
             "steps_per_epoch": steps_per_epoch, "tile": list(out_shape), "batch_size": batch_size,
             "learning_rate": learning_rate, "lr_drop_epochs": list(lr_drop_epochs), "n_train": len(train_samples), "n_val": len(val_list),
-            "from_bundle": str(from_bundle) if from_bundle else None,
+            "from_bundle": Path(from_bundle).name if from_bundle else None,
             "training_time_s": round(history[-1]["elapsed_s"], 1),
         })
         export_unet(model, bundle_dir, **kw)

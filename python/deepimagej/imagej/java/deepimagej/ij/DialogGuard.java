@@ -87,7 +87,7 @@ public final class DialogGuard implements AWTEventListener {
             return;
         }
         Dialog d = (Dialog) w;
-        if (!d.isModal()) {
+        if (!d.isModal() && !(d instanceof ij.gui.WaitForUserDialog)) {
             return; // a tool window (B&C, Channels...): it does not wait for anyone
         }
         synchronized (caught) {
