@@ -6,40 +6,16 @@ library tracebacks are never shown for them.
 
 from __future__ import annotations
 
-import functools
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import click
 
-from deepimagej.errors import DeepImageJError, first_line
+from deepimagej.cli_errors import friendly_errors
+from deepimagej.errors import DeepImageJError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def _fail(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(2)
-
-
-def friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn DeepImageJError (and a few OS errors) into a one-line message and exit code 2."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except DeepImageJError as exc:
-            _fail(first_line(exc))
-        except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
-            _fail(f"{exc.filename or ''}: {exc.strerror}")
-        except MemoryError:
-            _fail("out of memory: use smaller tiles (--tile 256,256) or a smaller image")
-
-    return wrapper
 
 
 def parse_tile(value: str | None, spatial: str = "yx") -> dict[str, int] | None:

@@ -12,33 +12,13 @@ Examples::
 
 from __future__ import annotations
 
-import functools
-import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
-from deepimagej.errors import DeepImageJError
-
-
-def _friendly(func: Callable[..., Any]) -> Callable[..., Any]:
-    """User errors as one line ``error: ...`` and exit status 2 (as the other commands)."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except DeepImageJError as exc:
-            click.echo(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", err=True)
-            sys.exit(2)
-        except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
-            click.echo(f"error: {exc.filename or ''}: {exc.strerror}", err=True)
-            sys.exit(2)
-
-    return wrapper
+from deepimagej.cli_errors import friendly_errors
 
 
 def _progress(info: dict[str, Any]) -> None:
@@ -76,7 +56,7 @@ def _progress(info: dict[str, Any]) -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--fresh", is_flag=True, help="Start over even if the checkpoint folder holds a checkpoint.")
 @click.option("--name", help="Model name in the bundle.")
-@_friendly
+@friendly_errors
 def train(images: Path, labels: Path | None, rois: Path | None, points: Path | None, out_dir: Path,
           work: Path | None, from_bundle: Path | None, epochs: int, steps: int, tile: int, batch_size: int,
           lr: float, n_val: int | None, detection: bool, three_d: bool, element_size: str | None, depth: int,
@@ -132,7 +112,7 @@ def train(images: Path, labels: Path | None, rois: Path | None, points: Path | N
 @click.option("--detection", is_flag=True, help="Score detections (F1) instead of segmentation.")
 @click.option("--threshold", type=float, default=0.5, show_default=True, help="Foreground probability threshold.")
 @click.option("--d-match", type=float, default=5.0, show_default=True, help="Detection matching distance (px).")
-@_friendly
+@friendly_errors
 def evaluate(bundle: Path, images: Path, labels: Path, csv_path: Path | None, detection: bool,
              threshold: float, d_match: float) -> None:
     """Score BUNDLE on annotated images: pixel accuracy, foreground IoU, object IoU, SEG (or detection F1)."""
