@@ -56,12 +56,12 @@ def pairs(ids):
     return [(ASSETS / "train" / "image" / f"{i}.png", POINTS / f"{i}.roi") for i in ids]
 
 
-def load(ids, radius: float, r_ign: float):
+def load(ids, radius: float, r_ign: float, prepare_kw: dict | None = None):
     from deepimagej.unet.train import load_samples
 
     out = []
     for img, roi in pairs(ids):
-        out += load_samples(img, roi, detection=True, radius=radius, r_ign=r_ign)
+        out += load_samples(img, roi, detection=True, radius=radius, r_ign=r_ign, prepare_kw=prepare_kw)
     return out
 
 
@@ -74,8 +74,14 @@ def main() -> None:
     parser.add_argument("--lr-drop", type=int, nargs="*", default=[14], help="epochs from which lr /= 10")
     parser.add_argument("--radius", type=float, default=4.0)
     parser.add_argument("--r-ign", type=float, default=8.0)
+    parser.add_argument("--lam", type=float, default=0.0,
+                        help="separation weight lambda (Falk et al. use 50 for touching cells; 0 for detection disks)")
+    parser.add_argument("--sigma-bal", type=float, default=5.0,
+                        help="fall-off (px) of the background weight around the disks (v_bal = 0.1 far away)")
     parser.add_argument("--from", dest="from_bundle", type=Path, default=REPO / "bundles" / "isbi2012-em-unet",
                         help="start from this bundle (transfer learning); 'none' for random weights")
+    parser.add_argument("--depth", type=int, default=3, help="U-Net depth (only used with --from none)")
+    parser.add_argument("--base-features", type=int, default=16)
     parser.add_argument("--fresh", action="store_true")
     parser.add_argument("--out", type=Path, default=BUNDLE)
     parser.add_argument("--run", type=Path, default=RUN)
@@ -91,11 +97,12 @@ def main() -> None:
     from deepimagej.unet.train import train
 
     write_points()
-    train_samples = load(TRAIN_IDS, args.radius, args.r_ign)
-    val_samples = load(VAL_IDS, args.radius, args.r_ign)
+    prepare_kw = {"lam": args.lam, "sigma_bal": args.sigma_bal}
+    train_samples = load(TRAIN_IDS, args.radius, args.r_ign, prepare_kw)
+    val_samples = load(VAL_IDS, args.radius, args.r_ign, prepare_kw)
     start = time.perf_counter()
     result = train(
-        train_samples, val_samples=val_samples, out_dir=args.run, ndim=2, depth=3, base_features=16,
+        train_samples, val_samples=val_samples, out_dir=args.run, ndim=2, depth=args.depth, base_features=args.base_features,
         from_bundle=None if str(args.from_bundle) == "none" else args.from_bundle,
         epochs=args.epochs, steps_per_epoch=args.steps, tile=args.tile, batch_size=1, learning_rate=args.lr,
         lr_drop_epochs=args.lr_drop, seed=0, resume=not args.fresh, bundle_dir=args.out,

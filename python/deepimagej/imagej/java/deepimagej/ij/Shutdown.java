@@ -40,18 +40,21 @@ public final class Shutdown {
                 }
             }
         }
+        DialogGuard.install();
+        DialogGuard.arm(null); // a "save changes?" question would wait forever: answer it with Cancel
         for (Window w : Window.getWindows()) {
             try {
-                if (w instanceof ij.ImageJ) {
-                    w.dispose(); // its close box would start ImageJ's quit thread
-                    continue;
+                // tool windows (B&C, ROI Manager...) stop their threads when closed by their close box;
+                // others (Log, Results, ImageJ itself) are only disposed: no questions, no quit thread
+                if (w instanceof ij.plugin.frame.PlugInDialog || w instanceof ij.plugin.frame.PlugInFrame) {
+                    w.dispatchEvent(new WindowEvent(w, WindowEvent.WINDOW_CLOSING));
                 }
-                w.dispatchEvent(new WindowEvent(w, WindowEvent.WINDOW_CLOSING));
             } catch (RuntimeException e) {
                 // closing must go on
             }
             w.dispose();
         }
+        DialogGuard.disarm();
         ij.util.ThreadUtil.threadPoolExecutor.shutdownNow();
         List<String> alive = new ArrayList<>();
         Thread current = Thread.currentThread();
