@@ -65,6 +65,49 @@ def load(ids, radius: float, r_ign: float, prepare_kw: dict | None = None):
     return out
 
 
+def deepen(bundle: Path, depth: int, out: Path) -> Path:
+    """A deeper U-Net initialised from ``bundle``'s (shallower) U-Net; returns the saved ``.h5``.
+
+    A depth-``d`` U-Net is a depth-``d+1`` U-Net whose lowest level is the old bottleneck: the
+    encoder blocks ``down0..`` and the old ``bottom`` block (-> ``down{d}``), the decoder blocks
+    ``up0..up{d-1}`` and the ``classes`` layer have the same shapes in the deeper net and are
+    copied; only the new bottleneck and the new top decoder level start from random weights.
+    This doubles the receptive field (halo ~56 -> ~112 px at depth 4), which the detection of
+    large cells (centroid > 20 px from any membrane) needs, while keeping the segmentation
+    knowledge of the transfer-learning source.
+    """
+    from deepimagej.unet.model import build_unet, infer_config
+    from deepimagej.unet.train import load_bundle_model
+
+    src = load_bundle_model(bundle)
+    cfg = infer_config(src)
+    if cfg["depth"] >= depth:
+        return bundle
+    if depth != cfg["depth"] + 1:
+        raise SystemExit(f"error: can deepen by one level only ({cfg['depth']} -> {depth})")
+    import keras
+
+    keras.utils.set_random_seed(0)
+    dst = build_unet(cfg["ndim"], cfg["n_classes"], depth, cfg["base_features"], cfg["padding"], cfg["in_channels"],
+                     cfg["anisotropy"])
+    old = cfg["depth"]
+    rename = {f"bottom_conv{i}": f"down{old}_conv{i}" for i in (1, 2)}
+    copied = 0
+    for layer in src.layers:
+        w = layer.get_weights()
+        if not w:
+            continue
+        target = dst.get_layer(rename.get(layer.name, layer.name))
+        if [a.shape for a in target.get_weights()] != [a.shape for a in w]:
+            raise SystemExit(f"error: cannot copy {layer.name} into {target.name}")
+        target.set_weights(w)
+        copied += 1
+    out.parent.mkdir(parents=True, exist_ok=True)
+    dst.save(str(out))
+    print(f"deepened {bundle.name} from depth {old} to {depth}: {copied} layers copied")
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=16)
@@ -80,7 +123,8 @@ def main() -> None:
                         help="fall-off (px) of the background weight around the disks (v_bal = 0.1 far away)")
     parser.add_argument("--from", dest="from_bundle", type=Path, default=REPO / "bundles" / "isbi2012-em-unet",
                         help="start from this bundle (transfer learning); 'none' for random weights")
-    parser.add_argument("--depth", type=int, default=3, help="U-Net depth (only used with --from none)")
+    parser.add_argument("--depth", type=int, default=4,
+                        help="U-Net depth; a shallower --from bundle is deepened (see deepen())")
     parser.add_argument("--base-features", type=int, default=16)
     parser.add_argument("--fresh", action="store_true")
     parser.add_argument("--out", type=Path, default=BUNDLE)
@@ -100,10 +144,13 @@ def main() -> None:
     prepare_kw = {"lam": args.lam, "sigma_bal": args.sigma_bal}
     train_samples = load(TRAIN_IDS, args.radius, args.r_ign, prepare_kw)
     val_samples = load(VAL_IDS, args.radius, args.r_ign, prepare_kw)
+    source = None if str(args.from_bundle) == "none" else args.from_bundle
+    if source is not None:
+        source = deepen(source, args.depth, args.run / "deepened_source.h5")
     start = time.perf_counter()
     result = train(
         train_samples, val_samples=val_samples, out_dir=args.run, ndim=2, depth=args.depth, base_features=args.base_features,
-        from_bundle=None if str(args.from_bundle) == "none" else args.from_bundle,
+        from_bundle=source,
         epochs=args.epochs, steps_per_epoch=args.steps, tile=args.tile, batch_size=1, learning_rate=args.lr,
         lr_drop_epochs=args.lr_drop, seed=0, resume=not args.fresh, bundle_dir=args.out,
         export_kw={

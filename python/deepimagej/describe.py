@@ -107,3 +107,8 @@ def one_line(bundle_dir: Path, root: Path | None = None) -> str:
     formats = ",".join(w.format.replace("tensorflow_saved_model_bundle", "tensorflow") for w in spec.runnable_weights()
                        if w.path is not None and w.path.exists()) or "no weights"
     return f"{label}: {spec.name} [{formats}]" + (f" - {desc}" if desc else "")
+
+
+def describe_architecture(spec: ModelSpec) -> list[str]:
+    """Layers / operations of the bundle's first runnable weights (loads the model)."""
+    return _layer_lines(spec)
