@@ -37,6 +37,9 @@ RUN = REPO / "runs" / "isbi2012-em-detection"
 RESULTS = REPO / "benchmarks" / "results"
 TRAIN_IDS = list(range(20))
 VAL_IDS = [20, 21, 22, 23]
+#: training images kept out of the gradient steps: checkpoint selection and the choice of the
+#: detection threshold, so that the held-out images 20-23 are used for the final score only
+TUNE_IDS = [18, 19]
 
 
 def write_points(folder: Path = POINTS) -> list[Path]:
@@ -142,8 +145,8 @@ def main() -> None:
 
     write_points()
     prepare_kw = {"lam": args.lam, "sigma_bal": args.sigma_bal}
-    train_samples = load(TRAIN_IDS, args.radius, args.r_ign, prepare_kw)
-    val_samples = load(VAL_IDS, args.radius, args.r_ign, prepare_kw)
+    train_samples = load([i for i in TRAIN_IDS if i not in TUNE_IDS], args.radius, args.r_ign, prepare_kw)
+    val_samples = load(TUNE_IDS, args.radius, args.r_ign, prepare_kw)
     source = None if str(args.from_bundle) == "none" else args.from_bundle
     if source is not None:
         source = deepen(source, args.depth, args.run / "deepened_source.h5")

@@ -231,6 +231,8 @@ def demo_cmd(out_dir: Path) -> None:
     report = check_reference(spec)
     click.echo(f"check   : {report.message}")
     click.echo("next    : deepimagej info bundles/unet-pancreatic | deepimagej run bundles/unet-pancreatic IMAGE.tif -o OUT.tif")
+    click.echo("          deepimagej macro macros/pancreatic_pipeline.ijm --image IMAGE.tif -o labels.tif  "
+               "(the bundle's own ImageJ macros, in ImageJ)")
 
 
 def default_models_dir() -> Path:
