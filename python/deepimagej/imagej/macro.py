@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -196,20 +197,50 @@ class MacroRunner:
         self._Guard.arm(interp)
         self._depth += 1
         worker = threading.Thread(target=target, name="deepimagej-macro", daemon=True)
+        forced: list[tuple[str, str, str]] = []
         try:
             worker.start()
-            worker.join(timeout)
-            timed_out = worker.is_alive()
+            forced = self._wait(worker, timeout)
+            timed_out = worker.is_alive() and not forced
             if timed_out:
                 self._Interpreter.abort(interp)
                 self._Guard.closeAll()
+            if forced or timed_out:
+                self._Interpreter.abort(interp)
                 worker.join(10)
         finally:
             self._depth -= 1
-            dialogs = _dialogs(self._Guard.disarm())
+            dialogs = _dialogs(self._Guard.disarm()) + forced
         self._raise_for(text, name, dialogs, outcome, interp, timed_out, timeout)
         self.messages = [f"[{t}] {b}" for t, b, c in dialogs if c == MESSAGE_DIALOG]
         return outcome.get("image")
+
+    def _wait(self, worker: threading.Thread, timeout: float | None) -> list[tuple[str, str, str]]:
+        """Wait for the macro thread; close a blocking dialog the event guard missed.
+
+        Polls twice a second: a modal dialog (or ImageJ's non-modal "Action Required" window)
+        still showing one second after it was first seen waits for a user who is not there; it
+        is closed and returned, and the macro is stopped. This backs up the AWT event guard,
+        whose WINDOW_OPENED event can be missed, so that no macro waits until its timeout.
+        """
+        from jpype import JClass
+
+        window_class, dialog_class = JClass("java.awt.Window"), JClass("java.awt.Dialog")
+        wait_class = JClass("ij.gui.WaitForUserDialog")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        first_seen: dict[int, float] = {}
+        while worker.is_alive():
+            worker.join(0.5)
+            now = time.monotonic()
+            if not worker.is_alive() or (deadline is not None and now > deadline):
+                return []
+            showing = [w for w in window_class.getWindows()
+                       if isinstance(w, dialog_class) and w.isShowing() and (w.isModal() or isinstance(w, wait_class))]
+            for w in showing:
+                first_seen.setdefault(int(w.hashCode()), now)
+            if any(now - first_seen[int(w.hashCode())] >= 1.0 for w in showing):
+                return _dialogs(self._Guard.closeAll())
+        return []
 
     def _run_nested(self, text: str, image, args: Mapping[str, Any] | None, name: str | None):
         from jpype import JClass
