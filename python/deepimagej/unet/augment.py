@@ -31,6 +31,7 @@ from scipy import ndimage as ndi
 from scipy.interpolate import PchipInterpolator
 
 from deepimagej.errors import TrainingError
+from deepimagej.unet.weights import element_spacing
 
 __all__ = [
     "ELASTIC_SIGMA",
@@ -52,17 +53,6 @@ ELASTIC_SIGMA = 10.0
 
 def _rng(rng) -> np.random.Generator:
     return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-
-
-def _spacing(element_size, ndim: int) -> np.ndarray:
-    if element_size is None:
-        return np.ones(ndim)
-    s = np.asarray(element_size, dtype=float).ravel()
-    if s.size == 1:
-        s = np.repeat(s, ndim)
-    if s.size != ndim or np.any(s <= 0):
-        raise ValueError(f"element_size must be one positive value per axis ({ndim}), got {element_size!r}")
-    return s
 
 
 def sample_tile_center(pdf: np.ndarray, rng=None) -> tuple[int, ...]:
@@ -154,7 +144,7 @@ def elastic_field(
     """
     shape = tuple(int(n) for n in shape)
     ndim = len(shape)
-    spacing = _spacing(element_size, ndim)
+    spacing = element_spacing(element_size, ndim)
     rng = _rng(rng)
     coarse_shape = tuple(max(2, int(np.ceil(n * s / grid_spacing)) + 1) for n, s in zip(shape, spacing))
     axes = [np.linspace(0, c - 1, n) for c, n in zip(coarse_shape, shape)]
@@ -250,7 +240,7 @@ def coordinate_map(
     """
     shape = tuple(int(n) for n in shape)
     ndim = len(shape)
-    spacing = _spacing(element_size, ndim)
+    spacing = element_spacing(element_size, ndim)
     offsets = np.meshgrid(*[np.arange(n, dtype=np.float64) - (n - 1) / 2.0 for n in shape], indexing="ij")
     q = np.stack(offsets)
     if displacement is not None:

@@ -63,7 +63,7 @@ SIGMA_SEP = 6.0
 _SEP_CUTOFF = 5.0
 
 
-def _spacing(element_size, ndim: int) -> np.ndarray:
+def element_spacing(element_size, ndim: int) -> np.ndarray:
     """Per-axis pixel size as a float array of length ``ndim`` (1 for pixels)."""
     if element_size is None:
         return np.ones(ndim)
@@ -154,7 +154,7 @@ def class_balance_weights(
     fg = classes > 0
     w = np.full(classes.shape, v_bal, dtype=np.float32)
     if fg.any():
-        d = ndi.distance_transform_edt(~fg, sampling=_spacing(element_size, classes.ndim))
+        d = ndi.distance_transform_edt(~fg, sampling=element_spacing(element_size, classes.ndim))
         w = (v_bal + (1.0 - v_bal) * np.exp(-(d**2) / (2.0 * sigma_bal**2))).astype(np.float32)
         w[fg] = 1.0
     if ignore is not None:
@@ -219,7 +219,7 @@ def separation_weights(
     labels = np.asarray(labels)
     if labels.dtype.kind not in "iu":
         labels = labels.astype(np.int64)
-    spacing = _spacing(element_size, labels.ndim)
+    spacing = element_spacing(element_size, labels.ndim)
     cutoff = _SEP_CUTOFF * sigma_sep
     d1, d2 = _nearest_two_distances(labels, cutoff, spacing)
     s = d1 + d2
