@@ -68,7 +68,7 @@ def load(ids, radius: float, r_ign: float, prepare_kw: dict | None = None):
     return out
 
 
-def deepen(bundle: Path, depth: int, out: Path) -> Path:
+def deepen(bundle: Path, depth: int, out: Path, downsample: int | None = None) -> Path:
     """A deeper U-Net initialised from ``bundle``'s (shallower) U-Net; returns the saved ``.h5``.
 
     A depth-``d`` U-Net is a depth-``d+1`` U-Net whose lowest level is the old bottleneck: the
@@ -84,17 +84,18 @@ def deepen(bundle: Path, depth: int, out: Path) -> Path:
 
     src = load_bundle_model(bundle)
     cfg = infer_config(src)
-    if cfg["depth"] >= depth:
+    downsample = cfg["downsample"] if downsample is None else downsample
+    if cfg["depth"] >= depth and cfg["downsample"] == downsample:
         return bundle
-    if depth != cfg["depth"] + 1:
+    if depth not in (cfg["depth"], cfg["depth"] + 1):
         raise SystemExit(f"error: can deepen by one level only ({cfg['depth']} -> {depth})")
     import keras
 
     keras.utils.set_random_seed(0)
     dst = build_unet(cfg["ndim"], cfg["n_classes"], depth, cfg["base_features"], cfg["padding"], cfg["in_channels"],
-                     cfg["anisotropy"])
+                     cfg["anisotropy"], downsample=downsample)
     old = cfg["depth"]
-    rename = {f"bottom_conv{i}": f"down{old}_conv{i}" for i in (1, 2)}
+    rename = {f"bottom_conv{i}": f"down{old}_conv{i}" for i in (1, 2)} if depth > old else {}
     copied = 0
     for layer in src.layers:
         w = layer.get_weights()

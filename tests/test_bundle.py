@@ -641,3 +641,20 @@ def test_written_bundle_loads_from_its_folder(tmp_path: Path) -> None:
     assert dij.deepimagej_tiling.padding == 47 and not dij.deepimagej_tiling.fixed_patch
     assert rdf.inputs[0].processing == spec.inputs[0].processing
     assert [p.name for p in dij.preprocessing_macros] == ["preprocessing.txt"]
+
+
+def test_border_setting_round_trips_and_is_checked(tmp_path: Path) -> None:
+    """``config.deepimagej_py.border``: written, read back, kept when config.xml is preferred, checked."""
+    import dataclasses
+
+    spec = dataclasses.replace(load_bundle(RDF), border="zeros")
+    assert load_bundle(RDF).border == "mirror"  # the default
+    write_rdf_yaml(spec, tmp_path / "rdf.yaml")
+    write_config_xml(spec, tmp_path / "config.xml")
+    assert read_descriptor(tmp_path / "rdf.yaml").border == "zeros"
+    assert load_bundle(tmp_path, prefer="deepimagej").border == "zeros"  # config.xml has no field for it
+    text = (tmp_path / "rdf.yaml").read_text(encoding="utf-8").replace("border: zeros", "border: wrap")
+    (tmp_path / "rdf.yaml").write_text(text, encoding="utf-8")
+    with pytest.raises(BundleError) as info:
+        read_descriptor(tmp_path / "rdf.yaml")
+    assert_one_line(info.value, "rdf.yaml", "<config.deepimagej_py.border>")

@@ -86,6 +86,24 @@ def test_identity_when_all_augmentations_off():
     np.testing.assert_allclose(tw, ti[2:12, 2:12] / 10, rtol=1e-5)
 
 
+def test_border_zeros_shows_zeros_and_ignores_beyond_the_image():
+    img = np.arange(1, 30 * 40 + 1, dtype=np.float32).reshape(30, 40)  # no zero inside the image
+    cls = np.ones((30, 40), np.uint8)
+    w = np.ones((30, 40), np.float32)
+    off = {"rotation": False, "elastic": False, "intensity": False}
+    # 9 x 9 tile centred on pixel (2, 3): rows -2..6 and columns -1..7
+    ti, tc, tw = augment_sample(img, cls, w, 0, out_shape=(9, 9), center=(2, 3), border="zeros", **off)
+    np.testing.assert_array_equal(ti[2:, 1:], img[:7, :8])
+    assert not ti[:2].any() and not ti[:, :1].any()
+    assert not tw[:2].any() and not tc[:2].any() and tw[2:, 1:].all()  # beyond the border: ignored
+    # mirror (the default): the rows above the image repeat image rows, the weights count
+    tm, _, wm = augment_sample(img, cls, w, 0, out_shape=(9, 9), center=(2, 3), **off)
+    np.testing.assert_array_equal(tm[2:, 1:], img[:7, :8])
+    assert tm[:2].min() > 0 and wm.all()
+    with pytest.raises(ValueError, match="border"):
+        augment_sample(img, cls, w, 0, out_shape=(9, 9), border="wrap", **off)
+
+
 def test_geometry_identical_for_image_labels_weights():
     rng = np.random.default_rng(2)
     lab = blobs()

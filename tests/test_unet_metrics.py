@@ -11,10 +11,10 @@ from deepimagej.unet.metrics import (
     evaluate_segmentation,
     foreground_iou,
     object_iou,
-    peaks_to_points,
     pixel_accuracy,
     seg_measure,
 )
+from deepimagej.unet.postprocess import peaks_to_points
 
 
 def squares():

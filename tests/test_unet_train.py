@@ -93,6 +93,30 @@ def test_unet_shapes_same_valid_and_halo():
     assert infer_config(v)["padding"] == "valid"
 
 
+def test_downsampled_unet_exports_and_tiles_without_seams(tmp_path):
+    """downsample=2: the U-Net works on 2 x 2 averages; in and out of the bundle the image size is kept."""
+    from deepimagej import predict
+    from deepimagej.unet.export import export_unet
+    from deepimagej.unet.model import size_multiple
+    from deepimagej.unet.train import load_bundle_model
+
+    tf.keras.utils.set_random_seed(3)
+    m = build_unet(depth=2, base_features=4, downsample=2)
+    assert size_multiple(2, 2, None, 2) == (8, 8)
+    assert m(np.zeros((1, 48, 40, 1), np.float32)).shape == (1, 48, 40, 2)
+    halo = receptive_halo(2, 2, None, 2)
+    assert halo == (56, 56) and halo[0] > 2 * receptive_halo(2, 2)[0]
+    spec = export_unet(m, tmp_path / "ds2", name="downsampled", example_image=blobs(5)[0])
+    assert infer_config(load_bundle_model(tmp_path / "ds2"))["downsample"] == 2
+    image = blobs(12, size=(200, 184))[0]
+    whole = predict.run(spec, image, axes="yx", apply_postprocessing=False)
+    tiled = predict.run(spec, image, axes="yx", tile={"y": 128, "x": 128}, apply_postprocessing=False)
+    assert whole.shape == (200, 184, 2)
+    np.testing.assert_allclose(tiled, whole, atol=1e-5)
+    with pytest.raises(TrainingError, match="downsample"):
+        build_unet(ndim=3, depth=2, base_features=4, downsample=2)
+
+
 def test_unet_3d_anisotropic_uses_2d_ops_at_fine_levels():
     m = build_unet(ndim=3, depth=2, base_features=4, anisotropy=(4.0, 1.0, 1.0))
     assert m.get_layer("down0_conv1").kernel_size == (1, 3, 3)
@@ -162,6 +186,33 @@ def test_export_roundtrip_and_tiling_is_seamless(trained):
     np.testing.assert_allclose(tiled, whole, atol=1e-5)  # halo >= influence radius: no seams
     labels = to_instances(whole)
     assert labels.shape == image.shape and labels.max() >= 1
+
+
+def test_zero_border_bundle_runs_as_trained(trained, tmp_path):
+    """border='zeros': the pipeline pads the normalised image with zeros (not its mirror image)."""
+    import yaml
+
+    from deepimagej import predict
+    from deepimagej.bundle import load_bundle
+    from deepimagej.unet.export import export_unet
+    from deepimagej.unet.train import normalize
+
+    export_unet(trained.model, tmp_path / "zeros", name="tiny zeros", border="zeros", example_image=blobs(7)[0])
+    rdf = yaml.safe_load((tmp_path / "zeros" / "rdf.yaml").read_text())
+    assert rdf["config"]["deepimagej_py"] == {"border": "zeros"}
+    spec = load_bundle(tmp_path / "zeros")
+    assert spec.border == "zeros" and load_bundle(trained.bundle_path).border == "mirror"
+    image = blobs(11, size=(120, 136))[0]
+    got = predict.run(spec, image, axes="yx", apply_postprocessing=False)
+    halo = spec.inputs[0].axis("y").halo  # 24 = a multiple of the step (4): the zero border
+    padded = np.pad(normalize(image, 2), halo)
+    expected = np.asarray(trained.model(padded[None, ..., None], training=False))[0, halo:-halo, halo:-halo]
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    tiled = predict.run(spec, image, axes="yx", tile={"y": 64, "x": 64}, apply_postprocessing=False)
+    np.testing.assert_allclose(tiled, got, atol=1e-5)
+    mirrored = predict.run(trained.bundle_path, image, axes="yx", apply_postprocessing=False)
+    assert np.abs(mirrored - got)[:4].max() > 1e-3  # the border differs...
+    np.testing.assert_allclose(mirrored[48:-48, 48:-48], got[48:-48, 48:-48], atol=1e-5)  # ...the inside does not
 
 
 def test_deepimagej_test_passes_on_exported_bundle(trained):

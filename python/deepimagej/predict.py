@@ -209,7 +209,8 @@ def predict_tensor(
     """Run the model (no pre/post-processing) on a tensor already in the model's input axes.
 
     The tensor's spatial axes are tiled as the bundle prescribes (DeepImageJ Eq. 2-4 or
-    bioimage.io min/step/halo), mirror-padded at the borders, run in batches and stitched.
+    bioimage.io min/step/halo), mirror-padded at the borders (zero-padded for a model with
+    ``border == "zeros"``, :func:`deepimagej.tiling.zero_border`), run in batches and stitched.
     Returns the first output in the model's output axes.
     """
     weights = check_bundle(spec, weights_format)
@@ -221,6 +222,9 @@ def predict_tensor(
     out_spec = spec.outputs[0]
     out_axes = out_spec.axis_names
     spatial = _spatial_axes(model_axes)
+    border = tiling.zero_border(spec)
+    if border:
+        tensor = np.pad(tensor, [(border.get(a, 0),) * 2 for a in model_axes])
     image_shape = {a: tensor.shape[model_axes.index(a)] for a in spatial}
     plan = tiling.plan_for_spec(spec, image_shape, tile, max_tile=default_max_tile(spatial))
     pad = [(0, 0)] * tensor.ndim
@@ -270,6 +274,10 @@ def predict_tensor(
         if progress is not None:
             progress(min(first + bs, total), total, time.perf_counter() - start, peak_rss_bytes())
     assert output is not None
+    if border:
+        output = output[
+            tuple(slice(border[a], output.shape[i] - border[a]) if a in border else slice(None) for i, a in enumerate(out_axes))
+        ]
     return output
 
 

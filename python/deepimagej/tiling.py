@@ -54,6 +54,7 @@ __all__ = [
     "iter_tile_batches",
     "layout_axis",
     "mirror_pad",
+    "zero_border",
     "plan_deepimagej",
     "plan_for_spec",
     "plan_tiles",
@@ -625,6 +626,35 @@ def plan_for_spec(
                     "deepimagej only tiles models whose output has the size of their input"
                 )
     return plan
+
+
+def zero_border(spec: ModelSpec) -> dict[str, int]:
+    """Width of the zero border around the image for a model with ``border == "zeros"``.
+
+    Such a model was trained to see zeros beyond the image (see :attr:`ModelSpec.border`), so the
+    pre-processed image is padded with zeros before it is tiled, and the output cropped back.
+    The width per spatial axis is the halo (the DeepImageJ ``Padding`` of a ``config.xml``),
+    rounded up to a multiple of the axis's size step, so that the image keeps its place on the
+    model's down-sampling grid.
+
+    Returns:
+        ``{axis: width}`` for the input's spatial axes; empty for ``border == "mirror"``.
+    """
+    if spec.border != "zeros":
+        return {}
+    inp = spec.inputs[0]
+    out = spec.outputs[0] if spec.outputs else None
+    widths = {}
+    for a in (a for a in inp.axis_names if a in SPATIAL_AXES):
+        ax = inp.axis(a)
+        halo = max(ax.halo, out.axis(a).halo if out is not None and out.has_axis(a) else 0)
+        step = ax.step
+        if spec.kind == "deepimagej" and spec.deepimagej_tiling is not None:
+            halo = max(halo, spec.deepimagej_tiling.padding)
+            step = step or spec.deepimagej_tiling.minimum_size
+        step = max(1, step)
+        widths[a] = int(math.ceil(halo / step) * step)
+    return widths
 
 
 # --------------------------------------------------------------------------------------------

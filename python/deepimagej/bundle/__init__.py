@@ -205,6 +205,7 @@ def _fill_from_rdf(spec: ModelSpec, rdf: ModelSpec) -> ModelSpec:
         inputs=_borrow_tests(spec.inputs, rdf.inputs),
         outputs=_borrow_tests(spec.outputs, rdf.outputs),
         weights=weights,
+        border=rdf.border,  # config.xml has no field for it
     )
     if not spec.has_macros:
         merged = dataclasses.replace(

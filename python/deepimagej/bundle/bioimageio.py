@@ -31,7 +31,15 @@ import yaml
 
 from deepimagej.bundle.axes import axis_id_letter, field_error, normalize_axes, one_line
 from deepimagej.bundle.deepimagej_config import SIGNATURE_ALIASES, TAG_ALIASES
-from deepimagej.bundle.spec import AxisSpec, ModelSpec, ProcessingStep, TensorSpec, WeightsSpec
+from deepimagej.bundle.spec import (
+    BORDER_MODES,
+    OWN_CONFIG_KEY,
+    AxisSpec,
+    ModelSpec,
+    ProcessingStep,
+    TensorSpec,
+    WeightsSpec,
+)
 from deepimagej.errors import BundleError
 
 #: 0.3 / legacy weight format names -> current names.
@@ -185,8 +193,44 @@ class _Reader:
             pixel_size=_pixel_size(test_info),
             memory_peak=_text(test_info.get("memory_peak")),
             runtime=_text(test_info.get("runtime")),
+            border=self._border(),
             extra=extra,
         )
+
+    def _own_config(self) -> dict[str, Any]:
+        """This package's block ``config.deepimagej_py`` (empty when absent)."""
+        config = self.data.get("config")
+        ours = config.get(OWN_CONFIG_KEY) if isinstance(config, dict) else None
+        if ours is not None and not isinstance(ours, dict):
+            raise field_error(self.path, f"config.{OWN_CONFIG_KEY}", "a mapping", ours)
+        return ours or {}
+
+    def _detection_settings(self) -> dict[str, float] | None:
+        """``config.deepimagej_py.detection``: peak-finding settings of a detection model."""
+        settings = self._own_config().get("detection")
+        if settings is None:
+            return None
+        field = f"config.{OWN_CONFIG_KEY}.detection"
+        if not isinstance(settings, dict):
+            raise field_error(self.path, field, "a mapping with threshold, smooth_sigma, min_distance", settings)
+        out = {}
+        for key, value in settings.items():
+            if key not in ("threshold", "smooth_sigma", "min_distance"):
+                raise field_error(self.path, f"{field}.{key}", "one of threshold, smooth_sigma, min_distance", key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise field_error(self.path, f"{field}.{key}", "a number >= 0", value)
+            out[key] = value
+        return out
+
+    def _border(self) -> str:
+        """``config.deepimagej_py.border`` (default ``"mirror"``)."""
+        ours = self._own_config()
+        if ours.get("border") is None:
+            return "mirror"
+        border = ours["border"]
+        if border not in BORDER_MODES:
+            raise field_error(self.path, f"config.{OWN_CONFIG_KEY}.border", " or ".join(map(repr, BORDER_MODES)), border)
+        return str(border)
 
     def _list(self, key: str, *, required: bool) -> list[Any]:
         value = self.data.get(key)
@@ -685,6 +729,9 @@ class _Reader:
                 extra[key] = dij[key]
         if java:
             extra["java_processing"] = java
+        detection = self._detection_settings()
+        if detection is not None:
+            extra["detection"] = detection
         inputs = test_info.get("inputs")
         outputs = test_info.get("outputs")
         first_in = inputs[0] if isinstance(inputs, list) and inputs else inputs

@@ -29,7 +29,15 @@ from typing import Any
 
 import numpy as np
 
-from deepimagej.bundle.spec import AxisSpec, DeepImageJTiling, ModelSpec, ProcessingStep, TensorSpec, WeightsSpec
+from deepimagej.bundle.spec import (
+    BORDER_MODES,
+    AxisSpec,
+    DeepImageJTiling,
+    ModelSpec,
+    ProcessingStep,
+    TensorSpec,
+    WeightsSpec,
+)
 from deepimagej.errors import BundleError
 
 SAVED_MODEL_ZIP = "tensorflow_saved_model_bundle.zip"
@@ -161,6 +169,8 @@ def build_bundle(
     license: str = "BSD-2-Clause",  # noqa: A002 - the rdf field's name
     documentation: str | None = None,
     pixel_size: str | None = None,
+    border: str = "mirror",
+    extra: dict[str, Any] | None = None,
     overwrite: bool = False,
 ) -> ModelSpec:
     """Export a TensorFlow/Keras model as a runnable DeepImageJ + bioimage.io bundle.
@@ -176,6 +186,10 @@ def build_bundle(
         example_image: image (array or TIFF/NPY path) saved as ``exampleImage.tif``; the
             bundle computes ``resultImage.tif`` from it with its own pipeline.
         example_axes: axes of ``example_image`` (guessed when omitted).
+        border: what the model sees beyond the image border, ``"mirror"`` or ``"zeros"``
+            (:attr:`ModelSpec.border`); written to ``config.deepimagej_py.border`` of the rdf.
+        extra: more :attr:`ModelSpec.extra` entries; ``{"detection": {...}}`` (peak-finding
+            settings of a detection model) is written to ``config.deepimagej_py.detection``.
 
     Returns:
         The spec of the written bundle, read back from its ``rdf.yaml``.
@@ -186,6 +200,8 @@ def build_bundle(
     out = Path(out_dir)
     if out.exists() and not overwrite:
         raise BundleError(f"{out}: already exists; choose another --out or pass overwrite=True")
+    if border not in BORDER_MODES:
+        raise BundleError(f"border={border!r}: use one of {', '.join(BORDER_MODES)}")
     template = _template(
         Path(config_template) if config_template else None, Path(rdf_template) if rdf_template else None
     )
@@ -279,7 +295,8 @@ def build_bundle(
             postprocessing_macros=copied_post,
             deepimagej_tiling=tiling,
             pixel_size=pixel_size or (template.pixel_size if template else None),
-            extra={"documentation_text": documentation} if documentation else {},
+            border=border,
+            extra={**(extra or {}), **({"documentation_text": documentation} if documentation else {})},
         )
         if documentation:
             (work / "README.md").write_text(documentation, encoding="utf-8")

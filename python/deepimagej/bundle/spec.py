@@ -27,6 +27,10 @@ WEIGHT_FORMATS = (
 )
 #: Formats deepimagej can execute.
 RUNNABLE_WEIGHT_FORMATS = ("tensorflow_saved_model_bundle", "keras_hdf5", "onnx", "torchscript")
+#: What a model may see beyond the image border (:attr:`ModelSpec.border`).
+BORDER_MODES = ("mirror", "zeros")
+#: This package's own block in an rdf's free-form ``config`` (settings DeepImageJ has no field for).
+OWN_CONFIG_KEY = "deepimagej_py"
 
 
 @dataclass(frozen=True)
@@ -174,6 +178,11 @@ class ModelSpec:
         deepimagej_tiling: DeepImageJ tiling rules, when the bundle is a DeepImageJ 1.x config.
         pixel_size: physical pixel size as written (e.g. ``"1.30µm x 1.30µm"``).
         memory_peak / runtime: as measured by the bundle author.
+        border: what the model sees beyond the image border: ``"mirror"`` (DeepImageJ's mirror
+            padding, the default) or ``"zeros"`` (the pre-processed image is padded with zeros by
+            the halo; for models trained that way, e.g. detection of objects cut by the border,
+            whose mirror image would look like a whole object). Read from
+            ``config.deepimagej_py.border`` of an ``rdf.yaml``.
         extra: anything else worth showing (``info``), kept as read.
     """
 
@@ -198,6 +207,7 @@ class ModelSpec:
     pixel_size: str | None = None
     memory_peak: str | None = None
     runtime: str | None = None
+    border: str = "mirror"
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

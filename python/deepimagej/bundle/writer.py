@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from deepimagej.bundle.axes import to_deepimagej_axes
-from deepimagej.bundle.spec import DeepImageJTiling, ModelSpec, TensorSpec, WeightsSpec
+from deepimagej.bundle.spec import OWN_CONFIG_KEY, DeepImageJTiling, ModelSpec, TensorSpec, WeightsSpec
 from deepimagej.bundle.validate import sha256_of
 from deepimagej.errors import BundleError
 
@@ -235,6 +235,13 @@ def write_rdf_yaml(spec: ModelSpec, path: Path) -> None:
     _file_lists(spec, folder, data)
     data["weights"] = {fmt: _weights_yaml(w, folder) for fmt, w in spec.weights.items()}
     data["config"] = {"deepimagej": _deepimagej_block(spec, folder)}
+    own: dict[str, Any] = {}
+    if spec.border != "mirror":
+        own["border"] = spec.border
+    if spec.extra.get("detection"):
+        own["detection"] = {k: _number(v) for k, v in spec.extra["detection"].items()}
+    if own:
+        data["config"][OWN_CONFIG_KEY] = own
     text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=None, width=120)
     write_atomic(path, text)
 

@@ -24,6 +24,7 @@ COMMANDS = {
     "DeepImageJ Run": "run",
     "DeepImageJ Explore": "explore",
     "DeepImageJ Build Bundled Model": "build",
+    "U-Net Train": "train",
 }
 
 _session: ImageJ | None = None

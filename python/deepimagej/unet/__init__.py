@@ -7,6 +7,8 @@ Submodules (importing this package does not import TensorFlow):
 * :mod:`deepimagej.unet.augment` - tile sampling, rotation, elastic deformation, intensity curves (M3)
 * :mod:`deepimagej.unet.data` - images, label masks, ImageJ ROIs, detection points, samples
 * :mod:`deepimagej.unet.metrics` - object IoU, detection F1, SEG, pixel measures (M6)
+* :mod:`deepimagej.unet.postprocess` - probabilities to instance labels or detections (and the
+  equivalent ImageJ macros shipped in bundles)
 * :mod:`deepimagej.unet.model`, ``train``, ``export``, ``cli`` - the Keras half (TensorFlow
   is imported there)
 """
@@ -37,7 +39,9 @@ _LAZY = {
     "detection_f1": "metrics",
     "seg_measure": "metrics",
     "evaluate_segmentation": "metrics",
-    "peaks_to_points": "metrics",
+    "peaks_to_points": "postprocess",
+    "to_detections": "postprocess",
+    "to_instances": "postprocess",
 }
 
 __all__ = [  # noqa: RUF022 - same order as _LAZY
@@ -63,6 +67,8 @@ __all__ = [  # noqa: RUF022 - same order as _LAZY
     "seg_measure",
     "evaluate_segmentation",
     "peaks_to_points",
+    "to_detections",
+    "to_instances",
 ]
 
 

@@ -8,7 +8,8 @@ Each training tile is drawn as follows:
    deformation (random displacements on a coarse grid, cubic-spline interpolation to a dense
    field),
 3. image, classes and weights are sampled through that *same* map (image: linear or cubic,
-   classes: nearest neighbour, weights: linear; ``mode='reflect'`` outside the image),
+   classes: nearest neighbour, weights: linear); beyond the image border the tile shows the
+   mirror image (DeepImageJ's padding) or zeros (``border="zeros"``, see :func:`augment_sample`),
 4. the image tile's intensities go through a random smooth strictly increasing curve.
 
 Arrays are channel-last: images are ``(Y, X[, C])`` or ``(Z, Y, X[, C])``; classes and weights
@@ -30,6 +31,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from scipy.interpolate import PchipInterpolator
 
+from deepimagej.bundle.spec import BORDER_MODES
 from deepimagej.errors import TrainingError
 from deepimagej.unet.weights import element_spacing
 
@@ -278,6 +280,7 @@ def augment_sample(
     image_order: int = 1,
     n_knots: int = 5,
     intensity_strength: float = 0.5,
+    border: str = "mirror",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Draw one augmented training tile (Falk et al. 2019, M3).
 
@@ -314,6 +317,11 @@ def augment_sample(
         Spline order for the image (1 linear, 3 cubic).
     n_knots, intensity_strength : int, float
         Intensity curve parameters (:func:`intensity_curve`).
+    border : {"mirror", "zeros"}
+        What the tile shows beyond the image border: the mirror image (``"mirror"``, as
+        DeepImageJ's mirror padding) or zeros (``"zeros"``: the darkest value of an image
+        normalised to [0, 1]; classes and weights are 0 there, i.e. ignored). Train with what the
+        bundle will see when it runs (:attr:`deepimagej.bundle.spec.ModelSpec.border`).
 
     Returns
     -------
@@ -329,6 +337,8 @@ def augment_sample(
     weights = np.asarray(weights)
     image = np.asarray(image)
     ndim = classes.ndim
+    if border not in BORDER_MODES:
+        raise ValueError(f"border={border!r}: use one of {', '.join(BORDER_MODES)}")
     if (
         weights.shape != classes.shape
         or image.shape[:ndim] != classes.shape
@@ -352,20 +362,19 @@ def augment_sample(
     coords = coordinate_map(center, in_shape, rot, disp, element_size)
     out_coords = _crop_center(coords, out_shape)
 
+    mode = "reflect" if border == "mirror" else "constant"
     if image.ndim == ndim:
-        img_tile = ndi.map_coordinates(image.astype(np.float32), coords, order=image_order, mode="reflect")
+        img_tile = ndi.map_coordinates(image.astype(np.float32), coords, order=image_order, mode=mode)
     else:
         img_tile = np.stack(
             [
-                ndi.map_coordinates(
-                    image[..., c].astype(np.float32), coords, order=image_order, mode="reflect"
-                )
+                ndi.map_coordinates(image[..., c].astype(np.float32), coords, order=image_order, mode=mode)
                 for c in range(image.shape[-1])
             ],
             axis=-1,
         )
-    cls_tile = ndi.map_coordinates(classes, out_coords, order=0, mode="reflect")
-    w_tile = ndi.map_coordinates(weights.astype(np.float32), out_coords, order=1, mode="reflect")
+    cls_tile = ndi.map_coordinates(classes, out_coords, order=0, mode=mode)
+    w_tile = ndi.map_coordinates(weights.astype(np.float32), out_coords, order=1, mode=mode)
     if intensity:
         img_tile = intensity_curve(
             img_tile, rng, n_knots, intensity_strength, channel_axis=-1 if image.ndim > ndim else None
@@ -395,6 +404,7 @@ class Augmenter:
     image_order: int = 1
     n_knots: int = 5
     intensity_strength: float = 0.5
+    border: str = "mirror"
 
     def __call__(self, image, classes, weights, rng=None, pdf=None, center=None):
         """Return ``(image_tile, class_tile, weight_tile)``; see :func:`augment_sample`."""
@@ -417,4 +427,5 @@ class Augmenter:
             image_order=self.image_order,
             n_knots=self.n_knots,
             intensity_strength=self.intensity_strength,
+            border=self.border,
         )

@@ -50,9 +50,16 @@ def _progress(info: dict[str, Any]) -> None:
 @click.option("--depth", type=int, default=3, show_default=True, help="U-Net depth (poolings).")
 @click.option("--features", type=int, default=16, show_default=True, help="Features at the first level.")
 @click.option("--padding", type=click.Choice(["same", "valid"]), default="same", show_default=True)
-@click.option("--separation", "lam", type=float, default=None, help="lambda of the separation weight (paper: 50).")
+@click.option("--separation", "lam", type=float, default=None,
+              help="lambda of the separation weight [default: 50 (the paper) for segmentation, 0 for detection].")
 @click.option("--radius", type=float, default=3.0, show_default=True, help="Detection disk radius (px).")
 @click.option("--r-ign", type=float, default=6.0, show_default=True, help="Detection ignore-ring radius (px).")
+@click.option("--border", type=click.Choice(["mirror", "zeros"]), default=None,
+              help="What the network sees beyond the image border [default: zeros for detection (objects cut by "
+                   "the border keep their own centre), mirror for segmentation].")
+@click.option("--downsample", type=int, default=1, show_default=True,
+              help="2D: run the U-Net at 1/N of the image resolution (N = 2, 4: N times the receptive field, for "
+                   "objects larger than it).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--fresh", is_flag=True, help="Start over even if the checkpoint folder holds a checkpoint.")
 @click.option("--name", help="Model name in the bundle.")
@@ -60,12 +67,13 @@ def _progress(info: dict[str, Any]) -> None:
 def train(images: Path, labels: Path | None, rois: Path | None, points: Path | None, out_dir: Path,
           work: Path | None, from_bundle: Path | None, epochs: int, steps: int, tile: int, batch_size: int,
           lr: float, n_val: int | None, detection: bool, three_d: bool, element_size: str | None, depth: int,
-          features: int, padding: str, lam: float | None, radius: float, r_ign: float, seed: int, fresh: bool,
-          name: str | None) -> None:
+          features: int, padding: str, lam: float | None, radius: float, r_ign: float, border: str | None,
+          downsample: int, seed: int, fresh: bool, name: str | None) -> None:
     """Train (or fine-tune with --from) a U-Net on annotated images and export it as a bundle."""
     from deepimagej.errors import TrainingError
     from deepimagej.unet.train import load_samples
     from deepimagej.unet.train import train as run_training
+    from deepimagej.unet.weights import LAMBDA_SEP
 
     given = [p for p in (labels, rois, points) if p is not None]
     if len(given) != 1:
@@ -84,7 +92,9 @@ def train(images: Path, labels: Path | None, rois: Path | None, points: Path | N
             raise TrainingError(f"--element-size '{element_size}': expected z,y,x numbers, e.g. 2,0.5,0.5") from None
         if len(anisotropy) != 3:
             raise TrainingError(f"--element-size '{element_size}': give three sizes z,y,x")
-    prepare_kw = {} if lam is None else {"lam": lam}
+    if lam is None:
+        lam = 0.0 if detection else LAMBDA_SEP
+    prepare_kw = {"lam": lam}
     samples = load_samples(images, given[0], ndim=ndim, detection=detection, radius=radius, r_ign=r_ign,
                            prepare_kw=prepare_kw)
     click.echo(f"{len(samples)} annotated image(s) from {images}")
@@ -92,7 +102,8 @@ def train(images: Path, labels: Path | None, rois: Path | None, points: Path | N
     start = time.perf_counter()
     result = run_training(
         samples, out_dir=work, ndim=ndim, from_bundle=from_bundle, depth=depth, base_features=features,
-        padding=padding, anisotropy=anisotropy, epochs=epochs, steps_per_epoch=steps, tile=tile,
+        padding=padding, anisotropy=anisotropy, downsample=downsample,
+        border=border or ("zeros" if detection else "mirror"), epochs=epochs, steps_per_epoch=steps, tile=tile,
         batch_size=batch_size, learning_rate=lr, n_val=n_val, seed=seed, resume=not fresh, progress=_progress,
         bundle_dir=out_dir,
         export_kw={"name": name or out_dir.name, "kind": "detection" if detection else "segmentation"},
@@ -110,11 +121,12 @@ def train(images: Path, labels: Path | None, rois: Path | None, points: Path | N
               help="Ground truth: label masks / ROI files (folder or one file); points for --detection.")
 @click.option("--csv", "csv_path", type=click.Path(path_type=Path), help="Write the table as CSV.")
 @click.option("--detection", is_flag=True, help="Score detections (F1) instead of segmentation.")
-@click.option("--threshold", type=float, default=0.5, show_default=True, help="Foreground probability threshold.")
+@click.option("--threshold", type=float, default=None,
+              help="Foreground probability threshold [default: 0.5; detection: the bundle's own].")
 @click.option("--d-match", type=float, default=5.0, show_default=True, help="Detection matching distance (px).")
 @friendly_errors
 def evaluate(bundle: Path, images: Path, labels: Path, csv_path: Path | None, detection: bool,
-             threshold: float, d_match: float) -> None:
+             threshold: float | None, d_match: float) -> None:
     """Score BUNDLE on annotated images: pixel accuracy, foreground IoU, object IoU, SEG (or detection F1)."""
     from deepimagej.bundle import load_bundle
     from deepimagej.unet.evaluate import DETECTION_COLUMNS, SEGMENTATION_COLUMNS, evaluate_bundle

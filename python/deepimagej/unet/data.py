@@ -526,6 +526,9 @@ class TrainingSample:
         Tile-centre sampling pdf ``w'_bal`` (0 where ignored).
     name : str
         Where the sample came from (for messages).
+    points : numpy.ndarray or None
+        Detection: the annotated points ``(N, ndim)`` the disks were drawn from (used to choose
+        the peak-finding settings on validation images).
     """
 
     image: np.ndarray
@@ -535,6 +538,7 @@ class TrainingSample:
     classes: np.ndarray
     pdf: np.ndarray | None = None
     name: str = ""
+    points: np.ndarray | None = None
 
 
 def prepare_sample(

@@ -41,17 +41,24 @@ def evaluate_pairs(
     pairs: Sequence[tuple[Path, Path]],
     *,
     detection: bool = False,
-    threshold: float = 0.5,
+    threshold: float | None = None,
     d_match: float = 5.0,
     progress: Callable[[str, dict], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per image (name + measures); ``pairs`` are (image, labels/points file)."""
+    """One row per image (name + measures); ``pairs`` are (image, labels/points file).
+
+    ``threshold``: foreground probability threshold; ``None`` = 0.5 for segmentation and the
+    bundle's own setting for detection (:func:`~deepimagej.unet.postprocess.detection_settings`).
+    """
     from deepimagej import predict
     from deepimagej.unet import data as udata
     from deepimagej.unet import metrics
-    from deepimagej.unet.postprocess import to_detections, to_instances
+    from deepimagej.unet.postprocess import detection_settings, to_detections, to_instances
 
     spec = predict.as_spec(bundle)
+    peaks = detection_settings(spec)
+    if threshold is not None:
+        peaks["threshold"] = threshold
     ndim = sum(1 for a in spec.inputs[0].axis_names if a in "zyx")
     rows = []
     for img_path, lab_path in pairs:
@@ -66,7 +73,8 @@ def evaluate_pairs(
                 from deepimagej.unet.train import _centroids
 
                 gt_points = _centroids(udata.load_mask(lab_path))
-            points = to_detections(prob, threshold)
+            points = to_detections(prob, peaks["threshold"], min_distance=int(peaks["min_distance"]),
+                                   smooth_sigma=peaks["smooth_sigma"])
             res = metrics.detection_f1(points, gt_points, d_match=d_match)
             row.update({k: res[k] for k in (*DETECTION_COLUMNS, "tp", "fp", "fn")})
         else:
@@ -78,13 +86,71 @@ def evaluate_pairs(
                 raise TrainingError(
                     f"labels '{Path(lab_path).name}' are {gt.shape} but image '{Path(img_path).name}' is {shape}"
                 )
-            pred = to_instances(prob, threshold)
+            pred = to_instances(prob, 0.5 if threshold is None else threshold)
             res = metrics.evaluate_segmentation(pred, gt)
             row.update({k: res[k] for k in (*SEGMENTATION_COLUMNS, "n_gt", "n_pred")})
         rows.append(row)
         if progress is not None:
             progress(row["image"], row)
     return rows
+
+
+#: Peak-finding settings tried by :func:`tune_detection`.
+DETECTION_GRID = {
+    "threshold": (0.3, 0.4, 0.5, 0.6, 0.7, 0.8),
+    "smooth_sigma": (0.0, 1.0, 2.0),
+    "min_distance": (2, 3, 5),
+}
+
+
+def tune_detection(
+    bundle: Any,
+    images: Sequence[np.ndarray],
+    points: Sequence[np.ndarray],
+    *,
+    d_match: float = 5.0,
+    grid: dict[str, Sequence[float]] | None = None,
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """Choose the peak-finding settings of a detection bundle on annotated (validation) images.
+
+    Every combination of ``grid`` (default :data:`DETECTION_GRID`) is scored by the detection F1
+    summed over the images (all true/false positives and misses pooled); the best one wins.
+
+    Args:
+        bundle: the detection bundle (folder or spec).
+        images: raw images (as the bundle takes them).
+        points: the annotated points of each image, ``(N, ndim)`` array order.
+        d_match: matching tolerance of the F1 (pixels).
+
+    Returns:
+        ``(settings, score)``: ``{"threshold", "smooth_sigma", "min_distance"}`` and the pooled
+        ``precision``, ``recall``, ``f1``, ``tp``, ``fp``, ``fn`` they reach.
+    """
+    import itertools
+
+    from deepimagej import predict
+    from deepimagej.unet import metrics
+    from deepimagej.unet.postprocess import foreground, peaks_to_points
+
+    if not images or len(images) != len(points):
+        raise TrainingError("tune_detection: give one array of points per image (at least one image)")
+    spec = predict.as_spec(bundle)
+    probs = [foreground(predict_probabilities(spec, image)) for image in images]
+    grid = grid or DETECTION_GRID
+    best: tuple[dict[str, float], dict[str, Any]] | None = None
+    for threshold, sigma, distance in itertools.product(grid["threshold"], grid["smooth_sigma"], grid["min_distance"]):
+        tp = fp = fn = 0
+        for prob, gt in zip(probs, points):
+            found = peaks_to_points(prob, threshold, int(distance), sigma)
+            r = metrics.detection_f1(found, gt, d_match=d_match)
+            tp, fp, fn = tp + r["tp"], fp + r["fp"], fn + r["fn"]
+        f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0
+        if best is None or f1 > best[1]["f1"]:
+            score = {"precision": tp / (tp + fp) if tp + fp else 1.0, "recall": tp / (tp + fn) if tp + fn else 1.0,
+                     "f1": f1, "tp": tp, "fp": fp, "fn": fn}
+            best = ({"threshold": threshold, "smooth_sigma": sigma, "min_distance": int(distance)}, score)
+    assert best is not None
+    return best
 
 
 def mean_row(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -105,7 +171,7 @@ def evaluate_bundle(
     labels: str | Path,
     *,
     detection: bool = False,
-    threshold: float = 0.5,
+    threshold: float | None = None,
     d_match: float = 5.0,
     csv: str | Path | None = None,
 ) -> list[dict[str, Any]]:

@@ -40,10 +40,10 @@ def bundle_tiling(model) -> dict[str, Any]:
     from deepimagej.unet.model import infer_config, receptive_halo, size_multiple
 
     cfg = getattr(model, "unet_config", None) or infer_config(model)
-    ndim, depth, aniso = cfg["ndim"], cfg["depth"], cfg["anisotropy"]
+    ndim, depth, aniso, downsample = cfg["ndim"], cfg["depth"], cfg["anisotropy"], cfg.get("downsample", 1)
     axes = "yx" if ndim == 2 else "zyx"
-    mult = size_multiple(depth, ndim, aniso)
-    halo = receptive_halo(depth, ndim, aniso)
+    mult = size_multiple(depth, ndim, aniso, downsample)
+    halo = receptive_halo(depth, ndim, aniso, downsample)
     return {
         "axes": axes,
         "min_size": dict(zip(axes, mult)),
@@ -53,7 +53,7 @@ def bundle_tiling(model) -> dict[str, Any]:
 
 
 def _documentation(name: str, kind: str, cfg: dict[str, Any], tiling: dict[str, Any], training: dict | None,
-                   description: str) -> str:
+                   description: str, border: str = "mirror", detection: dict[str, float] | None = None) -> str:
     lines = [
         f"# {name}",
         "",
@@ -65,17 +65,30 @@ def _documentation(name: str, kind: str, cfg: dict[str, Any], tiling: dict[str, 
             f"features, leaky ReLU 0.1, {cfg['n_classes']} classes with soft-max; trained with "
             f"{cfg['padding']} convolutions, exported with same padding and a halo of "
             f"{', '.join(f'{a}={h}' for a, h in tiling['halo'].items())} px (overlap-tile)."
+            + (f" The network works at 1/{cfg['downsample']} of the image resolution ({cfg['downsample']} x "
+               f"{cfg['downsample']} average in, bilinear up-sampling of the class scores out)."
+               if cfg.get("downsample", 1) > 1 else "")
         ),
         "- Input: one channel, normalised per image to [0, 1] (scale_range, percentiles 0-100).",
+        "- Image border: "
+        + ("zeros beyond the border, as in training (`config.deepimagej_py.border: zeros`; an object cut by the "
+           "border is seen as cut, not mirrored into a whole one)." if border == "zeros"
+           else "mirror padding (DeepImageJ's default)."),
         "- Output: class probabilities (channel 2 in ImageJ / index 1 in Python = "
         + ("object centre" if kind == "detection" else "foreground") + ").",
         "",
         "## Post-processing",
     ]
     if kind == "detection":
+        d = detection or {}
         lines += [
-            "- ImageJ: `postprocessing_detection.ijm` (local maxima of the foreground probability > 0.5 -> point selection).",
-            "- Python: `deepimagej.unet.postprocess.to_detections(prob)`.",
+            (
+                f"- Detections: local maxima of the object-centre probability smoothed with a Gaussian of sigma "
+                f"{d.get('smooth_sigma')} px, above {d.get('threshold')}, at least {d.get('min_distance')} px "
+                "apart (`config.deepimagej_py.detection` in `rdf.yaml`)."
+            ),
+            "- ImageJ: `postprocessing_detection.ijm` (point selection + ROI Manager + Results table X, Y, Probability).",
+            "- Python: `deepimagej.unet.postprocess.to_detections(prob, **detection_settings(bundle))`.",
         ]
     else:
         lines += [
@@ -120,6 +133,8 @@ def export_unet(
     training: dict[str, Any] | None = None,
     macro: bool = True,
     pixel_size: str | None = None,
+    border: str = "mirror",
+    detection: dict[str, float] | None = None,
 ):
     """Export a U-Net (built by :func:`build_unet`, trained or not) as a bundle folder.
 
@@ -130,6 +145,11 @@ def export_unet(
         example_image: raw image saved as ``exampleImage.tif``; its result is computed by the bundle.
         training: training facts written into the documentation (loss, epochs, time...).
         macro: add the ImageJ post-processing macro.
+        border: what the model saw beyond the image border in training (``"mirror"`` or
+            ``"zeros"``); the bundle is run the same way (:attr:`ModelSpec.border`).
+        detection: peak-finding settings of a detection model (``threshold``, ``smooth_sigma``,
+            ``min_distance``; :data:`~deepimagej.unet.postprocess.DETECTION_DEFAULTS` for what is
+            missing), written to the rdf and into the ImageJ macro.
 
     Returns:
         The :class:`~deepimagej.bundle.spec.ModelSpec` of the written bundle.
@@ -137,7 +157,7 @@ def export_unet(
     from deepimagej.bundle.build import build_bundle
     from deepimagej.bundle.spec import ProcessingStep
     from deepimagej.unet.model import infer_config, same_padding_twin
-    from deepimagej.unet.postprocess import write_macro
+    from deepimagej.unet.postprocess import DETECTION_DEFAULTS, write_macro
 
     if kind not in ("segmentation", "detection"):
         raise TrainingError(f"kind='{kind}': use 'segmentation' or 'detection'")
@@ -151,12 +171,13 @@ def export_unet(
     pre = [ProcessingStep("scale_range", {"mode": "per_sample", "axes": axes, "min_percentile": 0.0,
                                           "max_percentile": 100.0, "eps": 1e-6})]
     example, example_axes = _example_layout(example_image, axes)
-    doc = _documentation(name, kind, cfg, tiling, training, description)
+    settings = {**DETECTION_DEFAULTS, **(detection or {})} if kind == "detection" else None
+    doc = _documentation(name, kind, cfg, tiling, training, description, border, settings)
     with tempfile.TemporaryDirectory() as tmp:
         macros = []
         if macro:
             macro_path = Path(tmp) / ("postprocessing_detection.ijm" if kind == "detection" else "postprocessing_instances.ijm")
-            write_macro(kind, macro_path)
+            write_macro(kind, macro_path, settings)
             macros.append(macro_path)
         spec = build_bundle(
             twin,
@@ -178,6 +199,8 @@ def export_unet(
             license=license,
             documentation=doc,
             pixel_size=pixel_size,
+            border=border,
+            extra={"detection": settings} if settings else None,
             overwrite=True,
         )
     return spec

@@ -28,7 +28,6 @@ __all__ = [
     "evaluate_segmentation",
     "foreground_iou",
     "object_iou",
-    "peaks_to_points",
     "pixel_accuracy",
     "seg_measure",
 ]
@@ -258,39 +257,3 @@ def evaluate_segmentation(pred_labels: np.ndarray, gt_labels: np.ndarray) -> dic
         "n_gt": int(np.unique(gt[gt > 0]).size),
         "n_pred": int(np.unique(pred[pred > 0]).size),
     }
-
-
-def peaks_to_points(
-    prob_map: np.ndarray,
-    threshold: float = 0.5,
-    min_distance: int = 3,
-    smooth_sigma: float = 1.0,
-) -> np.ndarray:
-    """Detections: local maxima of a foreground probability map.
-
-    Parameters
-    ----------
-    prob_map : numpy.ndarray
-        2D or 3D foreground probability (e.g. soft-max channel 1 of a detection U-Net).
-    threshold : float
-        Smallest accepted (smoothed) probability at a peak.
-    min_distance : int
-        Smallest distance between two peaks, pixels.
-    smooth_sigma : float
-        Gaussian smoothing before peak search (breaks flat plateaus of saturated
-        probabilities); 0 disables it.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``float64`` ``(N, ndim)`` array-ordered peak positions.
-    """
-    from skimage.feature import peak_local_max
-
-    p = np.asarray(prob_map, dtype=np.float32)
-    if smooth_sigma:
-        p = ndi.gaussian_filter(p, smooth_sigma)
-    peaks = peak_local_max(
-        p, min_distance=max(1, int(min_distance)), threshold_abs=threshold, exclude_border=False
-    )
-    return peaks.astype(np.float64).reshape(-1, p.ndim)

@@ -19,6 +19,13 @@ mirror-padded image, which is the paper's overlap-tile prediction.
 while ``dz / dy >= 1.5``, convolutions are 1x3x3 and pooling 1x2x2 (2D operations); each
 such pooling doubles the in-plane element size, until voxels are roughly isotropic and
 the network continues with 3x3x3 / 2x2x2.
+
+A coarser element size (``downsample=f``, 2D): the U-Net plugin runs a model at its own
+element size, rescaling images to it. Here the rescaling is part of the network: the image is
+averaged over f x f pixels before the first level and the class scores are up-sampled back
+(bilinear) before the soft-max, so the bundle still maps an image to probabilities of the same
+size. The receptive field grows f times at 1/f^2 of the cost; it suits objects larger than the
+receptive field of the full-resolution network (e.g. detecting the centres of large cells).
 """
 
 from __future__ import annotations
@@ -68,10 +75,12 @@ def level_ops(depth: int, ndim: int, anisotropy: Sequence[float] | None = None) 
     return ops
 
 
-def size_multiple(depth: int, ndim: int, anisotropy: Sequence[float] | None = None) -> tuple[int, ...]:
+def size_multiple(
+    depth: int, ndim: int, anisotropy: Sequence[float] | None = None, downsample: int = 1
+) -> tuple[int, ...]:
     """Per-axis factor a same-padding input size must be a multiple of (product of the poolings)."""
     ops = level_ops(depth, ndim, anisotropy)
-    mult = [1] * ndim
+    mult = [downsample] * ndim
     for lv in ops[:depth]:
         mult = [m * p for m, p in zip(mult, lv.pool)]
     return tuple(mult)
@@ -120,13 +129,17 @@ def valid_shapes(
     return tuple(ins), tuple(outs)
 
 
-def same_shape(shape: Sequence[int], depth: int, anisotropy: Sequence[float] | None = None) -> tuple[int, ...]:
+def same_shape(
+    shape: Sequence[int], depth: int, anisotropy: Sequence[float] | None = None, downsample: int = 1
+) -> tuple[int, ...]:
     """``shape`` rounded up to the next size a same-padding U-Net accepts."""
-    mult = size_multiple(depth, len(shape), anisotropy)
+    mult = size_multiple(depth, len(shape), anisotropy, downsample)
     return tuple(-(-int(s) // m) * m for s, m in zip(shape, mult))
 
 
-def receptive_halo(depth: int, ndim: int = 2, anisotropy: Sequence[float] | None = None) -> tuple[int, ...]:
+def receptive_halo(
+    depth: int, ndim: int = 2, anisotropy: Sequence[float] | None = None, downsample: int = 1
+) -> tuple[int, ...]:
     """Per-axis halo (pixels per side) that covers the receptive field of the U-Net.
 
     The valid-padding network loses ``r = (input - output) / 2`` pixels per side
@@ -136,15 +149,21 @@ def receptive_halo(depth: int, ndim: int = 2, anisotropy: Sequence[float] | None
     ``r + 2**depth - 1`` (measured: 23, 51, 107 px for depth 2, 3, 4). The halo is that
     radius rounded up to a multiple of the pooling factor, so that tiles stay on the pooling
     grid: then tiled prediction with the same-padding network has no seams and equals the
-    prediction on the whole (mirror-padded) image.
+    prediction on the whole (mirror-padded) image. With ``downsample=f`` the network works on
+    f x f averages, so the radius (in image pixels) is f times larger, plus the bilinear
+    up-sampling's reach of one coarse pixel.
     """
     halos = []
-    for (kernels, pools), mult in zip(_axis_ops(depth, ndim, anisotropy), size_multiple(depth, ndim, anisotropy)):
+    net_mult = size_multiple(depth, ndim, anisotropy)
+    for (kernels, pools), mult in zip(_axis_ops(depth, ndim, anisotropy), net_mult):
         size = 1
         while valid_output_size(size, depth, kernels, pools) is None:
             size += 1
         radius = (size - valid_output_size(size, depth, kernels, pools)) // 2 + mult - 1
-        halos.append(-(-radius // mult) * mult)
+        if downsample > 1:
+            radius = downsample * (radius + 1) + downsample - 1
+        step = mult * downsample
+        halos.append(-(-radius // step) * step)
     return tuple(halos)
 
 
@@ -157,6 +176,7 @@ def build_unet(
     in_channels: int = 1,
     anisotropy: Sequence[float] | None = None,
     name: str = "unet",
+    downsample: int = 1,
 ):
     """Build the U-Net (Falk et al. 2019) as a Keras model.
 
@@ -170,6 +190,9 @@ def build_unet(
         in_channels: input channels.
         anisotropy: 3D element size ``(z, y, x)``; 2D operations at the finest levels while
             the voxels are anisotropic (z at least 1.5 times the in-plane size).
+        downsample: 2D only, a power of 2: the network works at 1/``downsample`` of the image
+            resolution (``downsample x downsample`` average before the first level, bilinear
+            up-sampling of the class scores before the soft-max); 1 = full resolution (the paper).
 
     Returns:
         A ``keras.Model`` mapping ``(b, [z,] y, x, in_channels)`` to class probabilities
@@ -187,6 +210,10 @@ def build_unet(
         raise TrainingError(f"n_classes={n_classes}: the soft-max U-Net needs at least 2 classes")
     if base_features < 1:
         raise TrainingError(f"base_features={base_features}: must be positive")
+    if downsample < 1 or downsample & (downsample - 1) or (downsample > 1 and (ndim != 2 or padding != "same")):
+        raise TrainingError(
+            f"downsample={downsample}: use 1, or a power of 2 with a 2D U-Net and padding='same'"
+        )
     ops = level_ops(depth, ndim, anisotropy)
     conv = layers.Conv2D if ndim == 2 else layers.Conv3D
     pool = layers.MaxPooling2D if ndim == 2 else layers.MaxPooling3D
@@ -201,6 +228,8 @@ def build_unet(
 
     inputs = keras.Input(shape=(None,) * ndim + (in_channels,), name="input")
     x = inputs
+    if downsample > 1:
+        x = layers.AveragePooling2D(downsample, name="downsample")(x)
     skips = []
     for level in range(depth):
         x = block(x, base_features * 2**level, ops[level].kernel, f"down{level}")
@@ -221,14 +250,36 @@ def build_unet(
         x = layers.Concatenate(axis=-1, name=f"concat{level}")([skip, x])
         x = block(x, features, ops[level].kernel, f"up{level}")
     x = conv(n_classes, (1,) * ndim, padding="same", name="classes")(x)
+    for i in range(downsample.bit_length() - 1):  # bilinear x2 per step (see _bilinear_upsampling)
+        x = _bilinear_upsampling(x, f"upsample{i}")
     outputs = layers.Softmax(axis=-1, name="softmax")(x)
     model = keras.Model(inputs, outputs, name=name)
     model.unet_config = {  # kept on the object for export; not serialised by Keras
         "ndim": ndim, "n_classes": n_classes, "depth": depth, "base_features": base_features,
         "padding": padding, "in_channels": in_channels,
         "anisotropy": tuple(anisotropy) if anisotropy is not None else None,
+        "downsample": downsample,
     }
     return model
+
+
+def _bilinear_upsampling(x, name: str):
+    """2x bilinear up-sampling (half-pixel centres) as nearest-neighbour 2x + a fixed [1, 2, 1] / 4 filter.
+
+    Output pixel ``2i`` is ``0.25 a[i-1] + 0.75 a[i]`` and ``2i + 1`` is ``0.75 a[i] + 0.25 a[i+1]``,
+    which is bilinear interpolation; unlike Keras' bilinear ``UpSampling2D`` it can be traced
+    with unknown spatial sizes (SavedModel export). The filter is frozen (not trained).
+    """
+    import numpy as np
+    from keras import layers
+
+    x = layers.UpSampling2D(2, interpolation="nearest", name=f"{name}_nearest")(x)
+    smooth = layers.DepthwiseConv2D(3, padding="same", use_bias=False, trainable=False, name=name)
+    x = smooth(x)
+    taps = np.array([0.25, 0.5, 0.25], np.float32)
+    kernel = np.outer(taps, taps)[:, :, None, None] * np.ones((1, 1, int(x.shape[-1]), 1), np.float32)
+    smooth.set_weights([kernel])
+    return x
 
 
 def _crop_margins(depth: int, ndim: int, ops: list[LevelOps], level: int) -> tuple[int, ...]:
@@ -280,6 +331,7 @@ def infer_config(model) -> dict:
     if ndim == 3 and any(k[0] == 1 for k in kernels):
         n2d = sum(1 for k in kernels if k[0] == 1)
         anisotropy = (float(2**n2d), 1.0, 1.0)
+    downsample = int(model.get_layer("downsample").pool_size[0]) if "downsample" in names else 1
     return {
         "ndim": ndim,
         "n_classes": int(model.get_layer("classes").filters),
@@ -288,4 +340,5 @@ def infer_config(model) -> dict:
         "padding": first.padding,
         "in_channels": int(model.input_shape[-1]),
         "anisotropy": anisotropy,
+        "downsample": downsample,
     }

@@ -8,6 +8,8 @@ which DeepImageJ Run executes after the model.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from scipy import ndimage as ndi
 
@@ -39,40 +41,82 @@ rename(source + "_labels");
 close("foreground");
 """
 
-#: ImageJ macro shipped as the post-processing of detection bundles.
+#: Detection post-processing settings used when a bundle does not set its own
+#: (``config.deepimagej_py.detection`` in its rdf.yaml; see :func:`detection_settings`).
+DETECTION_DEFAULTS = {"threshold": 0.5, "smooth_sigma": 1.0, "min_distance": 3}
+
+#: ImageJ macro shipped as the post-processing of detection bundles (``{threshold}``,
+#: ``{smooth_sigma}`` and ``{min_distance}`` are filled in by :func:`detection_macro`).
 DETECTION_MACRO = """// deepimagej U-Net detection post-processing: class probabilities -> one point per object.
 // Input: the model output (soft-max probabilities; channel 2 = object centre).
-// Output: a multi-point selection on the foreground probability (local maxima with
-// probability > 0.5 and prominence 0.1), also added to the ROI Manager.
-// Python equivalent: deepimagej.unet.postprocess.to_detections(prob, threshold=0.5).
+// Output: a multi-point selection (also added to the ROI Manager) and a Results table
+// (X, Y, Slice, Probability): the local maxima of the Gaussian-smoothed centre probability
+// above the threshold, at least 'radius' pixels apart (ties: the first in reading order).
+// Python equivalent: deepimagej.unet.postprocess.to_detections(prob, threshold, min_distance, smooth_sigma).
+threshold = {threshold};
+sigma = {smooth_sigma};
+radius = {min_distance};
 getDimensions(width, height, channels, slices, frames);
 source = getTitle();
-if (channels > 1) {
-    run("Duplicate...", "title=" + source + "_detections duplicate channels=2");
-} else {
-    run("Duplicate...", "title=" + source + "_detections duplicate");
-}
-run("Gaussian Blur...", "sigma=1 stack");
-run("Find Maxima...", "prominence=0.1 strict exclude output=[Point Selection] light=false");
-if (selectionType() == 10) {
-    getSelectionCoordinates(xs, ys);
-    keep_x = newArray(xs.length);
-    keep_y = newArray(xs.length);
-    n = 0;
-    for (i = 0; i < xs.length; i++) {
-        if (getPixel(xs[i], ys[i]) > 0.5) {
-            keep_x[n] = xs[i];
-            keep_y[n] = ys[i];
-            n++;
-        }
-    }
-    if (n > 0) {
-        makeSelection("point", Array.trim(keep_x, n), Array.trim(keep_y, n));
-        roiManager("Add");
-    } else {
-        run("Select None");
-    }
-}
+if (channels > 1) {{
+    run("Duplicate...", "title=centres duplicate channels=2");
+}} else {{
+    run("Duplicate...", "title=centres duplicate");
+}}
+run("32-bit");
+centres = getImageID();
+if (sigma > 0) run("Gaussian Blur...", "sigma=" + sigma + " stack");
+run("Duplicate...", "title=centres_max duplicate");
+run("Maximum...", "radius=" + radius + " stack");
+imageCalculator("Subtract create 32-bit stack", "centres_max", "centres");
+below_max = getImageID();
+close("centres_max");
+r2 = radius * radius + 1;
+px = newArray(0); py = newArray(0); pz = newArray(0); pv = newArray(0);
+for (z = 1; z <= nSlices; z++) {{
+    selectImage(centres);
+    setSlice(z);
+    cx = newArray(0); cy = newArray(0); cv = newArray(0);
+    for (y = 0; y < height; y++) {{
+        for (x = 0; x < width; x++) {{
+            v = getPixel(x, y);
+            if (v > threshold) {{
+                cx = Array.concat(cx, x); cy = Array.concat(cy, y); cv = Array.concat(cv, v);
+            }}
+        }}
+    }}
+    selectImage(below_max);
+    setSlice(z);
+    first = px.length;
+    for (i = 0; i < cx.length; i++) {{
+        if (getPixel(cx[i], cy[i]) == 0) {{
+            keep = true;
+            for (j = first; j < px.length && keep; j++) {{
+                if ((px[j] - cx[i]) * (px[j] - cx[i]) + (py[j] - cy[i]) * (py[j] - cy[i]) <= r2) keep = false;
+            }}
+            if (keep) {{
+                px = Array.concat(px, cx[i]); py = Array.concat(py, cy[i]);
+                pz = Array.concat(pz, z); pv = Array.concat(pv, cv[i]);
+            }}
+        }}
+    }}
+}}
+close("Result of centres_max");
+selectImage(centres);
+rename(source + "_detections");
+run("Clear Results");
+for (i = 0; i < px.length; i++) {{
+    setResult("X", i, px[i]);
+    setResult("Y", i, py[i]);
+    setResult("Slice", i, pz[i]);
+    setResult("Probability", i, pv[i]);
+}}
+updateResults();
+if (px.length > 0) {{
+    makeSelection("point", px, py);
+    roiManager("Add");
+}}
+print("deepimagej detection: " + px.length + " objects");
 """
 
 
@@ -116,22 +160,105 @@ def _relabel(labels: np.ndarray):
     return relabel_sequential(labels)
 
 
-def to_detections(
-    prob: np.ndarray, threshold: float = 0.5, *, min_distance: int = 3, smooth_sigma: float = 1.0, channel_axis: int | None = -1
+def imagej_disk(radius: float, ndim: int = 2) -> np.ndarray:
+    """The neighbourhood of ImageJ's ``Maximum...`` filter: offsets with ``d^2 <= radius^2 + 1``."""
+    r = int(np.floor(np.sqrt(radius * radius + 1)))
+    grids = np.meshgrid(*[np.arange(-r, r + 1)] * ndim, indexing="ij")
+    return sum(g * g for g in grids) <= radius * radius + 1
+
+
+def peaks_to_points(
+    prob_map: np.ndarray,
+    threshold: float = DETECTION_DEFAULTS["threshold"],
+    min_distance: int = DETECTION_DEFAULTS["min_distance"],
+    smooth_sigma: float = DETECTION_DEFAULTS["smooth_sigma"],
 ) -> np.ndarray:
-    """Detections: local maxima of the (smoothed) foreground probability above ``threshold``.
+    """Detections: local maxima of a (smoothed) foreground probability map.
+
+    The same steps as the ImageJ macro :data:`DETECTION_MACRO` (Gaussian Blur, Maximum filter,
+    threshold), so that Python and ImageJ find the same points: the map is smoothed with a
+    Gaussian of ``smooth_sigma`` (edges extended with the nearest pixel, as ImageJ does); a pixel
+    is a peak when it equals the maximum over the disk ``d^2 <= min_distance^2 + 1`` around it
+    (ImageJ's ``Maximum...`` neighbourhood) and exceeds ``threshold``. Two such pixels closer than
+    that are equal maxima (a plateau): the first in reading (raster) order is kept.
+
+    Parameters
+    ----------
+    prob_map : numpy.ndarray
+        2D or 3D foreground probability (e.g. soft-max channel 1 of a detection U-Net).
+    threshold : float
+        Smallest accepted (smoothed) probability at a peak.
+    min_distance : int
+        Radius of the neighbourhood a peak is the maximum of, pixels.
+    smooth_sigma : float
+        Gaussian smoothing before the peak search; 0 disables it.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``float64`` ``(N, ndim)`` array-ordered peak positions.
+    """
+    p = np.asarray(prob_map, dtype=np.float32)
+    if smooth_sigma:
+        p = ndi.gaussian_filter(p, smooth_sigma, mode="nearest")
+    footprint = imagej_disk(max(1, int(min_distance)), p.ndim)
+    peaks = (p == ndi.maximum_filter(p, footprint=footprint, mode="nearest")) & (p > threshold)
+    limit = max(1, int(min_distance)) ** 2 + 1
+    kept: list[np.ndarray] = []
+    for candidate in np.argwhere(peaks):  # raster order
+        if not kept or np.min(np.sum((np.asarray(kept) - candidate) ** 2, axis=1)) > limit:
+            kept.append(candidate)
+    return np.asarray(kept, dtype=np.float64).reshape(-1, p.ndim)
+
+
+def detection_settings(bundle: Any = None) -> dict[str, float]:
+    """Peak-finding settings of a detection bundle (``config.deepimagej_py.detection``), else the defaults.
+
+    Args:
+        bundle: a bundle folder/descriptor, a :class:`~deepimagej.bundle.spec.ModelSpec`, or ``None``.
+
+    Returns:
+        ``{"threshold", "smooth_sigma", "min_distance"}`` (:data:`DETECTION_DEFAULTS` for what is not set).
+    """
+    settings = dict(DETECTION_DEFAULTS)
+    if bundle is not None:
+        from deepimagej import predict
+
+        settings.update(predict.as_spec(bundle).extra.get("detection") or {})
+    return settings
+
+
+def to_detections(
+    prob: np.ndarray,
+    threshold: float = DETECTION_DEFAULTS["threshold"],
+    *,
+    min_distance: int = DETECTION_DEFAULTS["min_distance"],
+    smooth_sigma: float = DETECTION_DEFAULTS["smooth_sigma"],
+    channel_axis: int | None = -1,
+) -> np.ndarray:
+    """Detections: :func:`peaks_to_points` of the foreground probability (channel 1 of a K-class output).
 
     Returns:
         ``(N, ndim)`` array-ordered point coordinates (y, x) or (z, y, x).
     """
-    from deepimagej.unet.metrics import peaks_to_points
-
     return peaks_to_points(foreground(prob, channel_axis), threshold, min_distance, smooth_sigma)
 
 
-def write_macro(kind: str, path) -> None:
-    """Write the post-processing macro of ``kind`` (``segmentation`` or ``detection``) to ``path``."""
+def detection_macro(threshold: float, smooth_sigma: float, min_distance: int) -> str:
+    """The ImageJ detection macro with these settings (the same as :func:`peaks_to_points`)."""
+    return DETECTION_MACRO.format(threshold=float(threshold), smooth_sigma=float(smooth_sigma),
+                                  min_distance=int(min_distance))
+
+
+def write_macro(kind: str, path, settings: dict[str, float] | None = None) -> None:
+    """Write the post-processing macro of ``kind`` (``segmentation`` or ``detection``) to ``path``.
+
+    ``settings``: detection peak-finding settings (:data:`DETECTION_DEFAULTS` when omitted).
+    """
     from pathlib import Path
 
-    text = SEGMENTATION_MACRO if kind == "segmentation" else DETECTION_MACRO
+    if kind == "segmentation":
+        text = SEGMENTATION_MACRO
+    else:
+        text = detection_macro(**{**DETECTION_DEFAULTS, **(settings or {})})
     Path(path).write_text(text, encoding="utf-8")

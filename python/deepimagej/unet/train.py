@@ -122,7 +122,7 @@ def load_samples(
     for img_path, lab_path in pairs:
         image = udata.load_image(img_path)
         shape = image.shape[:ndim]
-        ignore = None
+        ignore = points = None
         if lab_path.suffix.lower() in udata.ROI_SUFFIXES:
             if detection:
                 points = udata.points_from_rois(lab_path, ndim=ndim)
@@ -135,10 +135,10 @@ def load_samples(
             if detection:
                 points = _centroids(lab)
                 lab, ignore = udata.detection_targets(points, lab.shape, radius, r_ign)
-        samples.append(
-            udata.prepare_sample(image, lab, ignore, image_name=img_path.name, labels_name=lab_path.name,
-                                 **(prepare_kw or {}))
-        )
+        sample = udata.prepare_sample(image, lab, ignore, image_name=img_path.name, labels_name=lab_path.name,
+                                      **(prepare_kw or {}))
+        sample.points = points
+        samples.append(sample)
     return samples
 
 
@@ -253,7 +253,7 @@ class _TileStream:
         self.thread.join(timeout=5)
 
 
-def _validation_tiles(samples, images, in_shape, out_shape, n_per_image, seed):
+def _validation_tiles(samples, images, in_shape, out_shape, n_per_image, seed, border="mirror"):
     """Fixed validation tiles (no augmentation; centres drawn once from the weight pdf)."""
     from deepimagej.unet.augment import augment_sample
 
@@ -263,7 +263,7 @@ def _validation_tiles(samples, images, in_shape, out_shape, n_per_image, seed):
         for _ in range(n_per_image):
             x, y, w = augment_sample(
                 image, s.classes, s.weights, rng, in_shape=in_shape, out_shape=out_shape,
-                pdf=getattr(s, "pdf", None), rotation=False, elastic=False, intensity=False,
+                pdf=getattr(s, "pdf", None), rotation=False, elastic=False, intensity=False, border=border,
             )
             xs.append(x if x.ndim > len(in_shape) else x[..., None])
             ys.append(y.astype(np.int32))
@@ -369,6 +369,7 @@ def train(
     base_features: int = 16,
     padding: str = "same",
     anisotropy: Sequence[float] | None = None,
+    downsample: int = 1,
     epochs: int = 10,
     steps_per_epoch: int = 50,
     tile: int | Sequence[int] = 256,
@@ -383,6 +384,7 @@ def train(
     resume: bool = True,
     progress: ProgressCallback | None = _default_progress,
     augment: dict[str, Any] | None = None,
+    border: str = "mirror",
     prepare_kw: dict[str, Any] | None = None,
     bundle_dir: str | Path | None = None,
     export_kw: dict[str, Any] | None = None,
@@ -399,7 +401,7 @@ def train(
         n_classes: classes of the soft-max (2: background / foreground).
         from_bundle: fine-tune the Keras model of this bundle instead of starting from
             random weights (its architecture wins over ``depth``/``base_features``).
-        depth, base_features, padding, anisotropy: the architecture (:func:`build_unet`).
+        depth, base_features, padding, anisotropy, downsample: the architecture (:func:`build_unet`).
         epochs, steps_per_epoch: training length; validation + checkpoint after every epoch.
         tile: output tile size (per axis or one number); rounded to a valid network size.
         batch_size: tiles per step.
@@ -415,6 +417,10 @@ def train(
         progress: called after every epoch with a dict (see :data:`ProgressCallback`);
             ``None`` for silence. The default prints one line per epoch.
         augment: keyword arguments for :func:`augment_sample` (``rotation``, ``elastic``, ``intensity``...).
+        border: what the network sees beyond the image border, in training tiles and in the
+            exported bundle: ``"mirror"`` (DeepImageJ's mirror padding) or ``"zeros"``. Use
+            ``"zeros"`` when annotations depend on where the image ends, e.g. detection points at
+            the centroids of objects cut by the border (a mirrored half object looks whole).
         prepare_kw: keyword arguments for ``prepare_sample`` when ``data`` holds raw pairs.
         bundle_dir: export the best model as a bundle there (:func:`deepimagej.unet.export.export_unet`).
         export_kw: extra arguments for the export (name, description, kind, authors...).
@@ -440,6 +446,8 @@ def train(
         raise TrainingError(f"ndim={ndim}: the U-Net is 2D or 3D")
     if epochs < 1 or steps_per_epoch < 1 or batch_size < 1:
         raise TrainingError("epochs, steps_per_epoch and batch_size must be at least 1")
+    if border not in ("mirror", "zeros"):
+        raise TrainingError(f"border={border!r}: use 'mirror' or 'zeros'")
     out_dir = Path(out_dir)
     samples = _as_samples(data, ndim, prepare_kw)
     if val_samples is None:
@@ -464,7 +472,7 @@ def train(
             raise TrainingError(f"{from_bundle}: the model has {arch['n_classes']} classes, the data {n_classes}")
     else:
         keras.utils.set_random_seed(seed)
-        model = build_unet(ndim, n_classes, depth, base_features, padding, 1, anisotropy)
+        model = build_unet(ndim, n_classes, depth, base_features, padding, 1, anisotropy, downsample=downsample)
         arch = model.unet_config
     model.unet_config = arch
     depth, padding, anisotropy = arch["depth"], arch["padding"], arch["anisotropy"]
@@ -481,7 +489,7 @@ def train(
     smallest = np.min([s.classes.shape for s in train_samples], axis=0)
     if padding == "same":
         want = tuple(min(w, int(m)) for w, m in zip(want, smallest))
-        in_shape = out_shape = same_shape(want, depth, anisotropy)
+        in_shape = out_shape = same_shape(want, depth, anisotropy, arch.get("downsample", 1))
     else:
         in_shape, out_shape = valid_shapes(want, depth, anisotropy)
 
@@ -514,7 +522,7 @@ def train(
 
     train_images = [_image_of(s, ndim) for s in train_samples]
     val_images = [_image_of(s, ndim) for s in val_list]
-    vx, vy, vw = _validation_tiles(val_list, val_images, in_shape, out_shape, val_tiles_per_image, seed)
+    vx, vy, vw = _validation_tiles(val_list, val_images, in_shape, out_shape, val_tiles_per_image, seed, border)
 
     variables = model.trainable_variables
 
@@ -535,7 +543,7 @@ def train(
         probs = np.concatenate([np.asarray(forward(vx[i : i + 4])) for i in range(0, len(vx), 4)])
         return _tile_metrics(probs, vy, vw)
 
-    augment_kw = {"rotation": True, "elastic": True, "intensity": True, **(augment or {})}
+    augment_kw = {"rotation": True, "elastic": True, "intensity": True, **(augment or {}), "border": border}
     started = time.perf_counter()
     steps_done_here = 0
     if start_epoch == 0 and not history:  # the starting point, for learning curves
@@ -596,7 +604,7 @@ def train(
     if bundle_dir is not None:
         from deepimagej.unet.export import export_unet
 
-        kw = dict(export_kw or {})
+        kw = {"border": border, **(export_kw or {})}
         kw.setdefault("example_image", val_list[0].image)
         kw.setdefault("training", {
             "best_val_loss": result.best_val_loss, "best_epoch": best_epoch, "epochs": epochs,
@@ -605,6 +613,22 @@ def train(
             "from_bundle": Path(from_bundle).name if from_bundle else None,
             "training_time_s": round(history[-1]["elapsed_s"], 1),
         })
+        if kw.get("kind") == "detection" and "detection" not in kw and all(s.points is not None for s in val_list):
+            kw["detection"], score = _tune_detection(model, kw, val_list)
+            kw["training"]["detection_settings_from_validation"] = {"settings": kw["detection"], **score}
         export_unet(model, bundle_dir, **kw)
         result.bundle_path = Path(bundle_dir)
     return result
+
+
+def _tune_detection(model, export_kw: dict[str, Any], val_list: Sequence[Any]):
+    """Peak-finding settings that maximise the F1 on the validation images (a bundle exported aside)."""
+    import tempfile
+
+    from deepimagej.unet.evaluate import tune_detection
+    from deepimagej.unet.export import export_unet
+
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle = Path(tmp) / "bundle"
+        export_unet(model, bundle, **{**export_kw, "example_image": None, "training": None})
+        return tune_detection(bundle, [s.image for s in val_list], [s.points for s in val_list])

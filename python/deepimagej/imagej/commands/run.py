@@ -124,8 +124,10 @@ def run_bundle_on_imageplus(ij: ImageJ, opts: RunOptions, imp) -> Any:
         axes=axes,
         tile=opts.tile or None,
         weights_format=opts.weights_format,
-        apply_preprocessing=not pre,
-        apply_postprocessing=not post,
+        # the bundle's bioimage.io operations stand in for its macros, unless the user named the stage's
+        # macros or asked for none ("preprocessing=[no preprocessing]": the raw image goes in)
+        apply_preprocessing=not pre and opts.preprocessing is None,
+        apply_postprocessing=not post and opts.postprocessing is None,
         progress=progress,
     )
     out_axes = predict.output_axes(spec, axes)
