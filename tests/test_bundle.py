@@ -643,18 +643,33 @@ def test_written_bundle_loads_from_its_folder(tmp_path: Path) -> None:
     assert [p.name for p in dij.preprocessing_macros] == ["preprocessing.txt"]
 
 
-def test_border_setting_round_trips_and_is_checked(tmp_path: Path) -> None:
-    """``config.deepimagej_py.border``: written, read back, kept when config.xml is preferred, checked."""
+@pytest.mark.parametrize(
+    ("good", "bad", "field"),
+    [
+        ("border: zeros", "border: wrap", "<config.deepimagej_py.border>"),
+        ("test_time_augmentation: true", "test_time_augmentation: 8", "<config.deepimagej_py.test_time_augmentation>"),
+        ("threshold: 0.6", "threshold: high", "<config.deepimagej_py.detection.threshold>"),
+    ],
+    ids=["border", "tta", "detection"],
+)
+def test_own_settings_round_trip_and_are_checked(tmp_path: Path, good: str, bad: str, field: str) -> None:
+    """``config.deepimagej_py``: written, read back, kept when config.xml is preferred, checked."""
     import dataclasses
 
-    spec = dataclasses.replace(load_bundle(RDF), border="zeros")
-    assert load_bundle(RDF).border == "mirror"  # the default
+    original = load_bundle(RDF)
+    assert (original.border, original.test_time_augmentation, original.extra.get("detection")) == ("mirror", False, None)
+    spec = dataclasses.replace(original, border="zeros", test_time_augmentation=True,
+                               extra={**original.extra, "detection": {"threshold": 0.6, "min_distance": 3}})
     write_rdf_yaml(spec, tmp_path / "rdf.yaml")
     write_config_xml(spec, tmp_path / "config.xml")
-    assert read_descriptor(tmp_path / "rdf.yaml").border == "zeros"
-    assert load_bundle(tmp_path, prefer="deepimagej").border == "zeros"  # config.xml has no field for it
-    text = (tmp_path / "rdf.yaml").read_text(encoding="utf-8").replace("border: zeros", "border: wrap")
-    (tmp_path / "rdf.yaml").write_text(text, encoding="utf-8")
+    again = read_descriptor(tmp_path / "rdf.yaml")
+    assert (again.border, again.test_time_augmentation) == ("zeros", True)
+    assert again.extra["detection"] == {"threshold": 0.6, "min_distance": 3}
+    merged = load_bundle(tmp_path, prefer="deepimagej")  # config.xml has no field for them
+    assert (merged.border, merged.test_time_augmentation) == ("zeros", True)
+    text = (tmp_path / "rdf.yaml").read_text(encoding="utf-8")
+    assert good in text
+    (tmp_path / "rdf.yaml").write_text(text.replace(good, bad), encoding="utf-8")
     with pytest.raises(BundleError) as info:
         read_descriptor(tmp_path / "rdf.yaml")
-    assert_one_line(info.value, "rdf.yaml", "<config.deepimagej_py.border>")
+    assert_one_line(info.value, "rdf.yaml", field)

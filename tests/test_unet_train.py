@@ -215,6 +215,33 @@ def test_zero_border_bundle_runs_as_trained(trained, tmp_path):
     np.testing.assert_allclose(mirrored[48:-48, 48:-48], got[48:-48, 48:-48], atol=1e-5)  # ...the inside does not
 
 
+def test_test_time_augmentation_is_the_mean_over_the_8_symmetries(trained, tmp_path):
+    from deepimagej import predict
+    from deepimagej.unet.export import export_unet
+
+    spec = export_unet(trained.model, tmp_path / "tta", name="tiny tta", test_time_augmentation=True,
+                       example_image=blobs(7)[0])
+    assert spec.test_time_augmentation
+    image = blobs(13, size=(104, 136))[0]  # not square: quarter turns swap the tiling
+    plain = trained.bundle_path
+    expected = np.zeros((104, 136, 2), np.float32)
+    for turns in range(4):
+        for mirrored in (False, True):
+            moved = np.rot90(image, turns)
+            moved = moved[:, ::-1] if mirrored else moved
+            out = predict.run(plain, np.ascontiguousarray(moved), axes="yx", apply_postprocessing=False)
+            out = out[:, ::-1] if mirrored else out
+            expected += np.rot90(out, -turns) / 8
+    calls = []
+    got = predict.run(spec, image, axes="yx", apply_postprocessing=False, progress=lambda *a: calls.append(a[:2]))
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert calls[-1][0] == calls[-1][1] and calls[-1][1] % 8 == 0  # the 8 passes are one progress
+    tiled = predict.run(spec, image, axes="yx", tile={"y": 64, "x": 96}, apply_postprocessing=False)
+    np.testing.assert_allclose(tiled, got, atol=1e-5)
+    symmetric = predict.run(spec, np.ascontiguousarray(np.rot90(image)), axes="yx", apply_postprocessing=False)
+    np.testing.assert_allclose(np.rot90(symmetric, -1), got, atol=1e-5)  # the result no longer depends on orientation
+
+
 def test_deepimagej_test_passes_on_exported_bundle(trained):
     from deepimagej.cli import main
 

@@ -51,6 +51,10 @@ def describe(spec: ModelSpec, *, layers: bool = True) -> list[str]:
             f"tiling      : {'fixed' if tiling.fixed_patch else 'free'} patch {tiling.patch_size}, "
             f"minimum {tiling.minimum_size}, padding {tiling.padding}"
         )
+    if spec.border != "mirror":
+        lines.append(f"border      : {spec.border} beyond the image (not mirror padding)")
+    if spec.test_time_augmentation:
+        lines.append("augmented   : output averaged over the 8 rotations/reflections of the image")
     for path in spec.preprocessing_macros:
         lines.append(f"pre macro   : {path.name}{'' if path.exists() else ' (missing)'}")
     for path in spec.postprocessing_macros:

@@ -11,6 +11,7 @@ user's axis order.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -211,8 +212,12 @@ def predict_tensor(
     The tensor's spatial axes are tiled as the bundle prescribes (DeepImageJ Eq. 2-4 or
     bioimage.io min/step/halo), mirror-padded at the borders (zero-padded for a model with
     ``border == "zeros"``, :func:`deepimagej.tiling.zero_border`), run in batches and stitched.
-    Returns the first output in the model's output axes.
+    A model with ``test_time_augmentation`` runs on the 8 rotations/reflections of the tensor
+    (:func:`_dihedral_mean`). Returns the first output in the model's output axes.
     """
+    if spec.test_time_augmentation:
+        return _dihedral_mean(spec, tensor, tile=tile, weights_format=weights_format, batch_size=batch_size,
+                              progress=progress)
     weights = check_bundle(spec, weights_format)
     engine = load_engine(weights)
     tensor_spec = spec.inputs[0]
@@ -279,6 +284,45 @@ def predict_tensor(
             tuple(slice(border[a], output.shape[i] - border[a]) if a in border else slice(None) for i, a in enumerate(out_axes))
         ]
     return output
+
+
+#: The 8 rotations/reflections of the y-x plane: (quarter turns, then mirrored along x).
+DIHEDRAL = tuple((turns, mirrored) for turns in range(4) for mirrored in (False, True))
+_SWAP_YX = {"y": "x", "x": "y"}
+
+
+def _dihedral_mean(spec: ModelSpec, tensor: np.ndarray, *, tile: dict[str, int] | None,
+                   progress: ProgressCallback | None, **kwargs) -> np.ndarray:
+    """Test-time augmentation: the mean output over the 8 rotations/reflections of the y-x plane.
+
+    Each transformed tensor is predicted as usual (tiles, borders) and the transformation is
+    undone on the output before averaging. Progress counts the tiles of all 8 passes.
+    """
+    in_axes, out_axes = spec.inputs[0].axis_names, spec.outputs[0].axis_names
+    if not all(a in in_axes and a in out_axes for a in "yx"):
+        raise BundleError(f"{spec.source.name}: test-time augmentation needs y and x axes in the input and output")
+    plain = dataclasses.replace(spec, test_time_augmentation=False)
+    iy, ix, oy, ox = in_axes.index("y"), in_axes.index("x"), out_axes.index("y"), out_axes.index("x")
+    start = time.perf_counter()
+    total: np.ndarray | None = None
+    for n, (turns, mirrored) in enumerate(DIHEDRAL):
+        moved = np.rot90(tensor, turns, axes=(iy, ix))
+        if mirrored:
+            moved = np.flip(moved, axis=ix)
+        # a quarter turn swaps y and x: so do the tile sizes
+        moved_tile = {_SWAP_YX.get(a, a): s for a, s in tile.items()} if tile and turns % 2 else tile
+
+        def report(done: int, count: int, _elapsed: float, rss: int, n: int = n) -> None:
+            if progress is not None:
+                progress(n * count + done, len(DIHEDRAL) * count, time.perf_counter() - start, rss)
+
+        out = predict_tensor(plain, np.ascontiguousarray(moved), tile=moved_tile, progress=report, **kwargs)
+        if mirrored:
+            out = np.flip(out, axis=ox)
+        out = np.rot90(out, -turns, axes=(oy, ox)).astype(np.float32)
+        total = out if total is None else total + out
+    assert total is not None
+    return total / len(DIHEDRAL)
 
 
 def _allocate_output(

@@ -205,7 +205,8 @@ def _fill_from_rdf(spec: ModelSpec, rdf: ModelSpec) -> ModelSpec:
         inputs=_borrow_tests(spec.inputs, rdf.inputs),
         outputs=_borrow_tests(spec.outputs, rdf.outputs),
         weights=weights,
-        border=rdf.border,  # config.xml has no field for it
+        border=rdf.border,  # config.xml has no field for these two
+        test_time_augmentation=rdf.test_time_augmentation,
     )
     if not spec.has_macros:
         merged = dataclasses.replace(

@@ -194,6 +194,7 @@ class _Reader:
             memory_peak=_text(test_info.get("memory_peak")),
             runtime=_text(test_info.get("runtime")),
             border=self._border(),
+            test_time_augmentation=self._test_time_augmentation(),
             extra=extra,
         )
 
@@ -221,6 +222,13 @@ class _Reader:
                 raise field_error(self.path, f"{field}.{key}", "a number >= 0", value)
             out[key] = value
         return out
+
+    def _test_time_augmentation(self) -> bool:
+        """``config.deepimagej_py.test_time_augmentation`` (default ``false``)."""
+        value = self._own_config().get("test_time_augmentation", False)
+        if not isinstance(value, bool):
+            raise field_error(self.path, f"config.{OWN_CONFIG_KEY}.test_time_augmentation", "true or false", value)
+        return value
 
     def _border(self) -> str:
         """``config.deepimagej_py.border`` (default ``"mirror"``)."""

@@ -170,6 +170,7 @@ def build_bundle(
     documentation: str | None = None,
     pixel_size: str | None = None,
     border: str = "mirror",
+    test_time_augmentation: bool = False,
     extra: dict[str, Any] | None = None,
     overwrite: bool = False,
 ) -> ModelSpec:
@@ -188,6 +189,8 @@ def build_bundle(
         example_axes: axes of ``example_image`` (guessed when omitted).
         border: what the model sees beyond the image border, ``"mirror"`` or ``"zeros"``
             (:attr:`ModelSpec.border`); written to ``config.deepimagej_py.border`` of the rdf.
+        test_time_augmentation: average the model over the 8 rotations/reflections of the image
+            (:attr:`ModelSpec.test_time_augmentation`); the example result is computed that way.
         extra: more :attr:`ModelSpec.extra` entries; ``{"detection": {...}}`` (peak-finding
             settings of a detection model) is written to ``config.deepimagej_py.detection``.
 
@@ -296,6 +299,7 @@ def build_bundle(
             deepimagej_tiling=tiling,
             pixel_size=pixel_size or (template.pixel_size if template else None),
             border=border,
+            test_time_augmentation=test_time_augmentation,
             extra={**(extra or {}), **({"documentation_text": documentation} if documentation else {})},
         )
         if documentation:

@@ -183,6 +183,9 @@ class ModelSpec:
             the halo; for models trained that way, e.g. detection of objects cut by the border,
             whose mirror image would look like a whole object). Read from
             ``config.deepimagej_py.border`` of an ``rdf.yaml``.
+        test_time_augmentation: run the model on the 8 rotations/reflections of the image (in
+            the y-x plane) and average the outputs (``config.deepimagej_py.test_time_augmentation``);
+            8 times the computation for steadier results.
         extra: anything else worth showing (``info``), kept as read.
     """
 
@@ -208,6 +211,7 @@ class ModelSpec:
     memory_peak: str | None = None
     runtime: str | None = None
     border: str = "mirror"
+    test_time_augmentation: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -238,6 +238,8 @@ def write_rdf_yaml(spec: ModelSpec, path: Path) -> None:
     own: dict[str, Any] = {}
     if spec.border != "mirror":
         own["border"] = spec.border
+    if spec.test_time_augmentation:
+        own["test_time_augmentation"] = True
     if spec.extra.get("detection"):
         own["detection"] = {k: _number(v) for k, v in spec.extra["detection"].items()}
     if own:
