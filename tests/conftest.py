@@ -22,6 +22,19 @@ def assets() -> Path:
 
 
 @pytest.fixture(scope="session")
+def ij():
+    """The embedded ImageJ 1.x (one per test session); skips when Java, ij.jar or Xvfb are missing."""
+    pytest.importorskip("jpype")
+    from deepimagej.errors import DeepImageJError
+    from deepimagej.imagej import start
+
+    try:
+        return start(timeout=300)  # U-Net Train runs take minutes; tests of timeouts pass their own
+    except DeepImageJError as exc:
+        pytest.skip(f"ImageJ unavailable: {exc}")
+
+
+@pytest.fixture(scope="session")
 def repo() -> Path:
     return REPO
 

@@ -14,23 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deepimagej.errors import BundleError, DeepImageJError, InputImageError, MacroError
+from deepimagej.errors import BundleError, InputImageError, MacroError
 
 pytestmark = pytest.mark.imagej
 REPO = Path(__file__).resolve().parents[1]
 BUNDLE = REPO / "bundles" / "unet-pancreatic"
 PIPELINE = REPO / "macros" / "pancreatic_pipeline.ijm"
-
-
-@pytest.fixture(scope="session")
-def ij():
-    pytest.importorskip("jpype")
-    from deepimagej.imagej import start
-
-    try:
-        return start(timeout=60)
-    except DeepImageJError as exc:  # no Java / ij.jar / Xvfb on this machine
-        pytest.skip(f"ImageJ unavailable: {exc}")
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deepimagej.errors import DeepImageJError, MacroError
+from deepimagej.errors import MacroError
 
 ASSETS = Path(__file__).resolve().parents[2] / "shared" / "assets" / "deepimagej_bundles"
 
@@ -71,17 +71,6 @@ def test_every_macro_is_listed():
     if not ASSETS.is_dir():
         pytest.skip(f"{ASSETS} not found")
     assert _macros() == sorted(EXPECTED)
-
-
-@pytest.fixture(scope="module")
-def ij():
-    pytest.importorskip("jpype")
-    from deepimagej.imagej import start
-
-    try:
-        return start(timeout=60)
-    except DeepImageJError as exc:
-        pytest.skip(f"ImageJ unavailable: {exc}")
 
 
 @pytest.mark.imagej

@@ -5,8 +5,6 @@ Real ImageJ 1.x (embedded, Xvfb), real macros that fill the ROI Manager, real (t
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from skimage.draw import disk
@@ -18,17 +16,6 @@ pytest.importorskip("tensorflow")
 
 TINY = "epochs=1 steps=4 tile=64 depth=2 features=4"
 CENTRES = [(20, 22), (24, 70), (60, 30), (70, 74), (44, 50)]
-
-
-@pytest.fixture(scope="module")
-def ij():
-    pytest.importorskip("jpype")
-    from deepimagej.imagej import start
-
-    try:
-        return start(timeout=300)
-    except DeepImageJError as exc:  # no Java / ij.jar / Xvfb on this machine
-        pytest.skip(f"ImageJ unavailable: {exc}")
 
 
 def cells() -> np.ndarray:

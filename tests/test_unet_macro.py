@@ -40,20 +40,13 @@ DETECTION = REPO / "bundles" / "isbi2012-em-detection"
 
 
 @pytest.mark.skipif(not (DETECTION / "resultImage.tif").is_file(), reason="bundles/isbi2012-em-detection not built")
-def test_detection_macro_finds_the_points_python_finds(tmp_path):
+def test_detection_macro_finds_the_points_python_finds(ij):
     """The shipped detection macro (run in ImageJ) and to_detections: the same points, the same settings."""
-    pytest.importorskip("jpype")
     import tifffile
 
-    from deepimagej.errors import DeepImageJError
-    from deepimagej.imagej import start
     from deepimagej.unet.metrics import detection_f1
     from deepimagej.unet.postprocess import detection_settings, to_detections
 
-    try:
-        ij = start(timeout=60)
-    except DeepImageJError as exc:
-        pytest.skip(f"ImageJ unavailable: {exc}")
     settings = detection_settings(DETECTION)
     macro = DETECTION / "postprocessing_detection.ijm"
     assert f"threshold = {float(settings['threshold'])};" in macro.read_text()

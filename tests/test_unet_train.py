@@ -17,6 +17,7 @@ tf = pytest.importorskip("tensorflow")
 from click.testing import CliRunner
 from skimage.draw import disk
 
+from deepimagej.bundle import load_bundle
 from deepimagej.errors import TrainingError
 from deepimagej.unet import data as udata
 from deepimagej.unet.loss import weighted_softmax_cross_entropy, weighted_softmax_cross_entropy_np
@@ -301,10 +302,11 @@ def test_cli_train_and_evaluate(tmp_path, trained):
     out = tmp_path / "bundle"
     r = CliRunner().invoke(train_cmd, [
         "--images", str(tmp_path / "d" / "images"), "--labels", str(tmp_path / "d" / "labels"), "--out", str(out),
-        "--epochs", "1", "--steps", "2", "--tile", "48", "--depth", "2", "--features", "4",
+        "--epochs", "1", "--steps", "2", "--tile", "48", "--depth", "2", "--features", "4", "--tta",
     ])
     assert r.exit_code == 0, r.output
     assert (out / "rdf.yaml").is_file() and (out / "model.h5").is_file()
+    assert load_bundle(out).test_time_augmentation
     assert "epoch   1/1" in r.output
     csv = tmp_path / "scores.csv"
     r = CliRunner().invoke(evaluate_cmd, [str(trained.bundle_path), "--images", str(tmp_path / "d" / "images"),

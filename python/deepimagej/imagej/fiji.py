@@ -61,3 +61,14 @@ def explore_in_fiji(model: str = "", apply: bool = False) -> str:
     if apply:
         opts += " apply"
     return _session().run_macro(f'run("DeepImageJ Explore", "{opts}");').log
+
+
+def train_in_fiji(options: str = "") -> str:
+    """The "U-Net Train" command (a dialog when ``options`` is empty); returns what it logged.
+
+    Args:
+        options: the command's macro options, e.g.
+            ``"data=folders images=/data/imgs annotations=/data/masks output=/data/my-unet"``.
+    """
+    opts = options.replace('"', "'")
+    return _session().run_macro(f'run("U-Net Train", "{opts}");' if opts else 'run("U-Net Train");').log

@@ -97,9 +97,9 @@ def evaluate_pairs(
 
 #: Peak-finding settings tried by :func:`tune_detection`.
 DETECTION_GRID = {
-    "threshold": (0.3, 0.4, 0.5, 0.6, 0.7, 0.8),
-    "smooth_sigma": (0.0, 1.0, 2.0),
-    "min_distance": (2, 3, 5),
+    "threshold": (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8),
+    "smooth_sigma": (0.0, 1.0, 2.0, 3.0, 4.0),
+    "min_distance": (2, 3, 5, 7),
 }
 
 

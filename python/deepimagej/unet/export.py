@@ -75,9 +75,9 @@ def _documentation(name: str, kind: str, cfg: dict[str, Any], tiling: dict[str, 
         + ("zeros beyond the border, as in training (`config.deepimagej_py.border: zeros`; an object cut by the "
            "border is seen as cut, not mirrored into a whole one)." if border == "zeros"
            else "mirror padding (DeepImageJ's default)."),
-        *(["- Test-time augmentation: the output is the mean over the 8 rotations/reflections of the image "
-           "(`config.deepimagej_py.test_time_augmentation`; deepimagej only, DeepImageJ in Fiji runs the plain "
-           "network)."] if test_time_augmentation else []),
+        *([("- Test-time augmentation: the output is the mean over the 8 rotations/reflections of the image "
+            "(`config.deepimagej_py.test_time_augmentation`; deepimagej only, DeepImageJ in Fiji runs the plain "
+            "network).")] if test_time_augmentation else []),
         "- Output: class probabilities (channel 2 in ImageJ / index 1 in Python = "
         + ("object centre" if kind == "detection" else "foreground") + ").",
         "",

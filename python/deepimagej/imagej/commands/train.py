@@ -104,9 +104,8 @@ def roi_manager_zip(folder: Path) -> tuple[Path, bool]:
 
 def _samples_from_current_image(settings: dict[str, Any], tmp: Path) -> tuple[list[Any], bool, str]:
     """Training samples from the current image and the ROI Manager."""
-    from jpype import JClass
-
     import tifffile
+    from jpype import JClass
 
     from deepimagej.imagej.convert import from_imageplus, imageplus_axes
     from deepimagej.unet.train import load_samples
