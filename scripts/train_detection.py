@@ -162,6 +162,9 @@ def main() -> None:
     train_samples = load([i for i in TRAIN_IDS if i not in TUNE_IDS], args.radius, args.r_ign, prepare_kw)
     val_samples = load(TUNE_IDS, args.radius, args.r_ign, prepare_kw)
     source = None if str(args.from_bundle) == "none" else args.from_bundle
+    resolution = f", 1/{args.downsample} resolution" if args.downsample > 1 else ""
+    source_note = ("random weights" if source is None else
+                   f"{source.name} (transfer learning; deepened to depth {args.depth}{resolution})")
     if source is not None:
         source = deepen(source, args.depth, args.run / "deepened_source.h5", downsample=args.downsample)
     start = time.perf_counter()
@@ -195,8 +198,9 @@ def main() -> None:
     append_to_readme(args.out, rows, "Held-out evaluation (images 20-23, not used for training or tuning)",
                      f"Peaks of the centre probability (settings chosen on images 18-19: {settings}), matched to the "
                      f"annotated centroids within 5 px (Hungarian). Pooled over the 4 images: precision "
-                     f"{pooled['precision']:.3f}, recall {pooled['recall']:.3f}, F1 {pooled['f1']:.3f}. Training "
-                     f"time {train_time / 60:.1f} min on a 2-core CPU (scripts/train_detection.py).")
+                     f"{pooled['precision']:.3f}, recall {pooled['recall']:.3f}, F1 {pooled['f1']:.3f}. Trained from "
+                     f"{source_note}; training time {train_time / 60:.1f} min on a 2-core CPU "
+                     f"(scripts/train_detection.py).")
     for r in rows:
         print(f"{r['image']:>8}  precision {r['precision']:.4f}  recall {r['recall']:.4f}  F1 {r['f1']:.4f}")
     print(f"  pooled  precision {pooled['precision']:.4f}  recall {pooled['recall']:.4f}  F1 {pooled['f1']:.4f}")
