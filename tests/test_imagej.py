@@ -117,6 +117,7 @@ def test_macro_errors_carry_message_and_line(ij, macro, message, line):
     ('waitForUser("Click OK");', "waitForUser"),
     ('n = getNumber("sigma", 2);', "getNumber"),
     ('newImage("a", "8-bit ramp", 32, 32, 1);\nrun("Gaussian Blur...");', "Gaussian Blur"),
+    ('newImage("a", "8-bit ramp", 32, 32, 1);\nrun("DeepImageJ Run");', "DeepImageJ Run"),  # its dialog
 ])
 def test_blocking_dialogs_fail_fast(ij, macro, needle):
     import time
@@ -141,6 +142,49 @@ def test_deepimagej_run_errors_are_plain(ij):
     assert "line 2" in str(err.value) and "java" not in str(err.value).lower()
     with pytest.raises(InputImageError, match="needs a model"):
         ij.run_macro('run("DeepImageJ Run", "format=Tensorflow");', np.zeros((8, 8), np.uint8))
+
+
+def _in_macro_thread(function, options: str):
+    """``function()`` in a Java thread ImageJ treats as a macro thread whose options are ``options``.
+
+    A GenericDialog created there reads its fields from the options instead of showing, exactly as
+    when a macro calls the command with them.
+    """
+    from jpype import JClass, JProxy
+
+    out = {}
+
+    def body():
+        JClass("ij.Macro").setOptions(options)
+        try:
+            out["value"] = function()
+        except Exception as exc:  # noqa: BLE001 - re-raised in the test thread
+            out["error"] = exc
+        finally:
+            JClass("ij.Macro").setOptions(None)
+
+    thread = JClass("java.lang.Thread")(JProxy("java.lang.Runnable", dict(run=body)), "Run$_deepimagej_test")
+    thread.start()
+    thread.join(60_000)
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
+
+
+def test_run_and_build_dialogs_give_options_the_commands_read(ij, pancreatic):
+    from deepimagej.imagej.commands.build import ask_build_options, build_kwargs
+    from deepimagej.imagej.commands.options import RunOptions
+    from deepimagej.imagej.commands.run import ask_run_options
+
+    line = _in_macro_thread(ask_run_options, "model=unet-pancreatic format=Keras postprocessing=[no postprocessing] "
+                                             "tile=256,256")
+    opts = RunOptions.parse(line)
+    assert (opts.model, opts.weights_format, opts.logging) == ("unet-pancreatic", "keras_hdf5", "normal")
+    assert opts.preprocessing is None and opts.postprocessing == [] and opts.tile == {"y": 256, "x": 256}
+    defaults = RunOptions.parse(_in_macro_thread(ask_run_options, "model=unet-pancreatic"))
+    assert defaults.weights_format is None and defaults.postprocessing is None and defaults.tile == {}
+    kw = build_kwargs(_in_macro_thread(ask_build_options, "weights=/w/model.h5 output=/o/bundle halo=32"))
+    assert kw["out_dir"] == Path("/o/bundle") and kw["halo"] == 32 and "tile" not in kw and "name" not in kw
 
 
 def test_wrong_number_of_channels(ij, pancreatic):

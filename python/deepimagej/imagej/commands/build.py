@@ -47,10 +47,46 @@ def build_kwargs(options: str | None) -> dict[str, Any]:
     return kw
 
 
+#: the dialog's fields: (label = macro key, hint); all text, empty = not given
+BUILD_FIELDS = (
+    ("Weights", "model.h5 or SavedModel folder"),
+    ("Output", "bundle folder to write"),
+    ("Name", "model name"),
+    ("Axes", "input axes, e.g. yx or yxc"),
+    ("Example", "example image (its result is computed)"),
+    ("Preprocessing", "ImageJ macro file(s), comma-separated"),
+    ("Postprocessing", "ImageJ macro file(s), comma-separated"),
+    ("Config", "DeepImageJ config.xml template"),
+    ("Rdf", "bioimage.io rdf.yaml template"),
+    ("Tile", "patch size (empty: from the model)"),
+    ("Halo", "halo in pixels (empty: from the model)"),
+    ("Min", "minimum size (empty: from the model)"),
+)
+
+
+def ask_build_options() -> str | None:
+    """The "DeepImageJ Build Bundled Model" dialog (clicked from the menu): macro options, or None if cancelled."""
+    from jpype import JClass
+
+    gd = JClass("ij.gui.GenericDialog")("DeepImageJ Build Bundled Model")
+    for label, _hint in BUILD_FIELDS:
+        gd.addStringField(label, "", 30)
+    gd.addMessage("\n".join(f"{label}: {hint}" for label, hint in BUILD_FIELDS))
+    gd.showDialog()
+    if gd.wasCanceled():
+        return None
+    return " ".join(f"{label.lower()}=[{str(gd.getNextString()).strip()}]" for label, _hint in BUILD_FIELDS)
+
+
 def build_command(ij: Any, options: str | None) -> None:
+    """The "DeepImageJ Build Bundled Model" command (a dialog without options); called from the Java shim."""
     from jpype import JClass
 
     from deepimagej.bundle.build import build_bundle
 
+    if not (options or "").strip():
+        options = ask_build_options()
+        if options is None:
+            return
     spec = build_bundle(**build_kwargs(options))
     JClass("ij.IJ").log(f"[DeepImageJ] bundle '{spec.name}' written to {spec.root}")

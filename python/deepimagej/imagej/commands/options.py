@@ -17,6 +17,11 @@ FORMATS = {
     "onnx": "onnx",
 }
 NO_PROCESSING = ("", "no preprocessing", "no postprocessing", "none", "no")
+#: what the Run dialog offers (and records): "default" picks the bundle's first runnable weights
+FORMAT_CHOICES = ("default", "Tensorflow", "Keras", "ONNX", "Pytorch")
+LOGGING_CHOICES = ("normal", "verbose", "none")
+#: pre/post-processing value meaning "the bundle's own macros" (as if the key were absent)
+BUNDLE_OWN = "bundle's own"
 
 
 def parse_options(options: str | None) -> dict[str, str]:
@@ -98,13 +103,13 @@ class RunOptions:
             raise InputImageError("DeepImageJ Run needs a model: run(\"DeepImageJ Run\", \"model=[name] ...\")")
         fmt = low.get("format")
         weights_format = None
-        if fmt:
+        if fmt and fmt.strip().lower() != "default":
             weights_format = FORMATS.get(fmt.strip().lower().replace(" ", "_"))
             if weights_format is None:
                 raise InputImageError(f"unknown format={fmt}; use one of Tensorflow, Pytorch, ONNX, Keras")
         opts = cls(model=model.strip(), weights_format=weights_format)
         for stage in ("preprocessing", "postprocessing"):
-            if stage in low:
+            if stage in low and low[stage].strip().lower() != BUNDLE_OWN:
                 value = low[stage].strip()
                 setattr(opts, stage, [] if value.lower() in NO_PROCESSING else split_list(value))
         if low.get("axes"):

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deepimagej.errors import BundleError, InputImageError
-from deepimagej.imagej.commands.options import RunOptions
+from deepimagej.imagej.commands.options import BUNDLE_OWN, FORMAT_CHOICES, LOGGING_CHOICES, RunOptions
 
 if TYPE_CHECKING:  # pragma: no cover
     from deepimagej.imagej.session import ImageJ
@@ -145,10 +145,52 @@ def run_bundle_on_imageplus(ij: ImageJ, opts: RunOptions, imp) -> Any:
     return result
 
 
-def run_command(ij: ImageJ, options: str | None) -> None:
-    """The "DeepImageJ Run" command (both option syntaxes); called from the Java shim."""
+def ask_run_options() -> str | None:
+    """The "DeepImageJ Run" dialog (the command clicked from the menu): macro options, or None if cancelled.
+
+    The dialog's field labels are the macro keys (``model``, ``format``, ``preprocessing``,
+    ``postprocessing``, ``tile``, ``logging``), so the line ImageJ's Recorder writes for it is one
+    :meth:`RunOptions.parse` reads.
+
+    Raises:
+        BundleError: no bundle is installed in the models folders.
+    """
     from jpype import JClass
 
+    from deepimagej.imagej.models import installed_models, models_folders
+
+    models = [m.folder.name for m in installed_models() if m.spec is not None]
+    if not models:
+        where = ", ".join(str(f) for f in models_folders()) or "~/.deepimagej/models"
+        raise BundleError(f"DeepImageJ Run: no model installed; put bundle folders in {where} "
+                          "(or a folder named by the DEEPIMAGEJ_MODELS environment variable)")
+    gd = JClass("ij.gui.GenericDialog")("DeepImageJ Run")
+    gd.addChoice("Model", models, models[0])
+    gd.addChoice("Format", FORMAT_CHOICES, FORMAT_CHOICES[0])
+    gd.addStringField("Preprocessing", BUNDLE_OWN, 30)
+    gd.addStringField("Postprocessing", BUNDLE_OWN, 30)
+    gd.addStringField("Tile", "", 12)
+    gd.addChoice("Logging", LOGGING_CHOICES, LOGGING_CHOICES[0])
+    gd.addMessage("Pre/Postprocessing: the bundle's own macros, 'no preprocessing' / 'no postprocessing', or macro\n"
+                  "file names of the bundle (comma-separated). Tile: patch size per axis, e.g. 256,256 (empty: automatic).")
+    gd.showDialog()
+    if gd.wasCanceled():
+        return None
+    parts = [f"model=[{gd.getNextChoice()}]", f"format={gd.getNextChoice()}"]
+    for key in ("preprocessing", "postprocessing", "tile"):
+        parts.append(f"{key}=[{str(gd.getNextString()).strip()}]")
+    parts.append(f"logging={gd.getNextChoice()}")
+    return " ".join(parts)
+
+
+def run_command(ij: ImageJ, options: str | None) -> None:
+    """The "DeepImageJ Run" command (both option syntaxes; a dialog without options); called from the Java shim."""
+    from jpype import JClass
+
+    if not (options or "").strip():
+        options = ask_run_options()
+        if options is None:
+            return
     opts = RunOptions.parse(options)
     IJ = JClass("ij.IJ")
     if opts.input_path:  # DeepImageJ 3.x: inputPath / outputFolder / displayOutput
