@@ -81,10 +81,11 @@ def load(ids, radius: float, r_ign: float, prepare_kw: dict | None = None):
 def deepen(bundle: Path, depth: int, out: Path, downsample: int | None = None) -> Path:
     """A deeper U-Net initialised from ``bundle``'s (shallower) U-Net; returns the saved ``.h5``.
 
-    A depth-``d`` U-Net is a depth-``d+1`` U-Net whose lowest level is the old bottleneck: the
-    encoder blocks ``down0..`` and the old ``bottom`` block (-> ``down{d}``), the decoder blocks
-    ``up0..up{d-1}`` and the ``classes`` layer have the same shapes in the deeper net and are
-    copied; only the new bottleneck and the new top decoder level start from random weights.
+    A depth-``d`` U-Net is the top of a depth-``D`` U-Net (``D >= d``) whose level ``d`` is the old
+    bottleneck: the encoder blocks ``down0..`` and the old ``bottom`` block (-> ``down{d}``), the
+    decoder blocks ``up0..up{d-1}`` and the ``classes`` layer have the same shapes in the deeper
+    net and are copied; only the new lower levels (``down{d+1}..``, ``bottom``, ``up{d}..``) start
+    from random weights.
     This doubles the receptive field (halo ~56 -> ~112 px at depth 4), which the detection of
     large cells (centroid > 20 px from any membrane) needs, while keeping the segmentation
     knowledge of the transfer-learning source.
@@ -97,8 +98,8 @@ def deepen(bundle: Path, depth: int, out: Path, downsample: int | None = None) -
     downsample = cfg["downsample"] if downsample is None else downsample
     if cfg["depth"] >= depth and cfg["downsample"] == downsample:
         return bundle
-    if depth not in (cfg["depth"], cfg["depth"] + 1):
-        raise SystemExit(f"error: can deepen by one level only ({cfg['depth']} -> {depth})")
+    if depth < cfg["depth"]:
+        raise SystemExit(f"error: cannot make a U-Net shallower ({cfg['depth']} -> {depth})")
     import keras
 
     keras.utils.set_random_seed(0)
