@@ -165,7 +165,7 @@ def main() -> None:
     source = None if str(args.from_bundle) == "none" else args.from_bundle
     resolution = f", 1/{args.downsample} resolution" if args.downsample > 1 else ""
     source_note = ("random weights" if source is None else
-                   f"{source.name} (transfer learning; deepened to depth {args.depth}{resolution})")
+                   f"{source.name} (transfer learning; depth {args.depth}{resolution})")
     if source is not None:
         source = deepen(source, args.depth, args.run / "deepened_source.h5", downsample=args.downsample)
     start = time.perf_counter()
@@ -209,11 +209,10 @@ def main() -> None:
 
 def _pooled(rows) -> dict[str, float]:
     """Precision, recall and F1 of all images' matches together (the 'mean' row excluded)."""
-    tp = sum(r["tp"] for r in rows if r["image"] != "mean")
-    fp = sum(r["fp"] for r in rows if r["image"] != "mean")
-    fn = sum(r["fn"] for r in rows if r["image"] != "mean")
-    return {"precision": tp / (tp + fp), "recall": tp / (tp + fn), "f1": 2 * tp / (2 * tp + fp + fn)}
+    from deepimagej.unet.metrics import detection_scores
 
+    per_image = [r for r in rows if r["image"] != "mean"]
+    return detection_scores(*(sum(r[k] for r in per_image) for k in ("tp", "fp", "fn")))
 
 if __name__ == "__main__":
     main()

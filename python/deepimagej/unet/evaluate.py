@@ -144,10 +144,8 @@ def tune_detection(
             found = peaks_to_points(prob, threshold, int(distance), sigma)
             r = metrics.detection_f1(found, gt, d_match=d_match)
             tp, fp, fn = tp + r["tp"], fp + r["fp"], fn + r["fn"]
-        f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0
-        if best is None or f1 > best[1]["f1"]:
-            score = {"precision": tp / (tp + fp) if tp + fp else 1.0, "recall": tp / (tp + fn) if tp + fn else 1.0,
-                     "f1": f1, "tp": tp, "fp": fp, "fn": fn}
+        score = metrics.detection_scores(tp, fp, fn)
+        if best is None or score["f1"] > best[1]["f1"]:
             best = ({"threshold": threshold, "smooth_sigma": sigma, "min_distance": int(distance)}, score)
     assert best is not None
     return best

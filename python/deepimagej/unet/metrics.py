@@ -178,14 +178,21 @@ def detection_f1(
         cost = np.where(d <= d_match, d, big)
         rows, cols = linear_sum_assignment(cost)
         tp = int(np.sum(d[rows, cols] <= d_match))
-    fp, fn = len(pred) - tp, len(gt) - tp
-    precision = tp / (tp + fp) if tp + fp else 1.0
-    recall = tp / (tp + fn) if tp + fn else 1.0
-    f1 = 2 * tp / (2 * tp + fp + fn) if (2 * tp + fp + fn) else 1.0
+    return detection_scores(tp, len(pred) - tp, len(gt) - tp)
+
+
+def detection_scores(tp: int, fp: int, fn: int) -> dict:
+    """Precision, recall and F1 from match counts (e.g. summed over images: pooled scores).
+
+    Returns:
+        ``precision``, ``recall``, ``f1`` (floats; 1.0 when their denominators are 0) and the
+        counts ``tp``, ``fp``, ``fn`` (ints).
+    """
+    tp, fp, fn = int(tp), int(fp), int(fn)
     return {
-        "precision": float(precision),
-        "recall": float(recall),
-        "f1": float(f1),
+        "precision": tp / (tp + fp) if tp + fp else 1.0,
+        "recall": tp / (tp + fn) if tp + fn else 1.0,
+        "f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0,
         "tp": tp,
         "fp": fp,
         "fn": fn,
