@@ -21,15 +21,24 @@ What this data needs, found by measuring (see the issue note):
   model (2x2 average in, bilinear up-sampling out): twice the receptive field at a quarter of the
   full-resolution cost. Depth 3 (the source bundle's) scored better than depth 4 (held-out F1
   0.788 vs 0.781) and keeps the bundle at 5 MB instead of 16; depth 5 scored 0.759.
-* **Peak settings** (threshold, smoothing, minimum distance) are chosen on the validation
-  images 18-19 (never trained on) and stored in the bundle, for Python and the ImageJ macro.
+* **A cell head for large cells**: the centre of a cell of 5,000-20,000 px is far from anything
+  the centre U-Net sees, so its peak there is weak or misplaced (recall 0.45 for cells over
+  1,500 px), while its outline is what a segmentation U-Net sees best. The bundle holds two
+  U-Nets (:func:`deepimagej.unet.model.with_cell_head`): the centre U-Net and a cell U-Net (the
+  segmentation bundle fine-tuned with zero borders on the same training images); every solid
+  cell it segments gives its centroid instead of the peaks inside it
+  (:func:`deepimagej.unet.postprocess.to_detections`). ``--no-cells`` leaves it out.
+* **Peak and cell settings** (threshold, smoothing, minimum distance; cell threshold, area and
+  solidity) are chosen on the validation images 18-19 (never trained on) and stored in the
+  bundle, for Python and the ImageJ macro.
 
 Transfer learning (the paper's main use): the network starts from the ISBI segmentation
 bundle (``bundles/isbi2012-em-unet``), rebuilt at half resolution (and deepened with
 ``--depth`` > 3, :func:`deepen`).
 
 Images 0-17 train, 18-19 validate (best model, peak settings), 20-23 are held out (final score).
-Checkpoints: ``runs/isbi2012-em-detection``; results: ``benchmarks/results/isbi2012_detection_*.csv``.
+Checkpoints: ``runs/isbi2012-em-detection`` (centres) and ``runs/isbi2012-em-detection-cells``;
+results: ``benchmarks/results/isbi2012_detection_*.csv``.
 """
 
 from __future__ import annotations
@@ -46,6 +55,8 @@ ASSETS = REPO.parent / "shared" / "assets" / "isbi2012_em"
 POINTS = REPO / "benchmarks" / "data" / "isbi2012_points"
 BUNDLE = REPO / "bundles" / "isbi2012-em-detection"
 RUN = REPO / "runs" / "isbi2012-em-detection"
+CELL_RUN = REPO / "runs" / "isbi2012-em-detection-cells"
+SEGMENTATION_BUNDLE = REPO / "bundles" / "isbi2012-em-unet"
 RESULTS = REPO / "benchmarks" / "results"
 TRAIN_IDS = list(range(20))
 VAL_IDS = [20, 21, 22, 23]
@@ -125,6 +136,24 @@ def deepen(bundle: Path, depth: int, out: Path, downsample: int | None = None) -
     return out
 
 
+def train_cells(run: Path, epochs: int, fresh: bool):
+    """The cell U-Net: the segmentation bundle fine-tuned with zero borders (training images only).
+
+    Returns the best model (by the validation loss on images 18-19) and its :class:`TrainResult`.
+    """
+    from train_isbi import load as load_masks
+
+    from deepimagej.unet.train import train
+
+    train_ids = [i for i in TRAIN_IDS if i not in TUNE_IDS]
+    result = train(
+        load_masks(train_ids, lam=0.0), val_samples=load_masks(TUNE_IDS, lam=0.0), out_dir=run, ndim=2,
+        from_bundle=SEGMENTATION_BUNDLE, border="zeros", epochs=epochs, steps_per_epoch=50, tile=256,
+        batch_size=1, learning_rate=3e-4, seed=0, resume=not fresh,
+    )
+    return result.model, result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=120)
@@ -146,6 +175,10 @@ def main() -> None:
     parser.add_argument("--base-features", type=int, default=16)
     parser.add_argument("--no-tta", dest="tta", action="store_false",
                         help="do not average over the 8 rotations/reflections in the bundle")
+    parser.add_argument("--no-cells", dest="cells", action="store_false",
+                        help="no cell head: detections are the centre peaks only")
+    parser.add_argument("--cell-epochs", type=int, default=16, help="epochs (50 steps) of the cell U-Net")
+    parser.add_argument("--cell-run", type=Path, default=CELL_RUN)
     parser.add_argument("--fresh", action="store_true")
     parser.add_argument("--out", type=Path, default=BUNDLE)
     parser.add_argument("--run", type=Path, default=RUN)
@@ -171,26 +204,30 @@ def main() -> None:
     if source is not None:
         source = deepen(source, args.depth, args.run / "deepened_source.h5", downsample=args.downsample)
     start = time.perf_counter()
+    export_kw = {
+        "name": "ISBI 2012 EM cell detection U-Net (deepimagej)",
+        "description": "2D U-Net (Falk et al. 2019) detecting cells (one point per cell: the centroid) in "
+        "serial-section TEM (ISBI 2012 data, Arganda-Carreras et al. 2015; images from zhixuhao/unet, MIT). "
+        f"Output: class probabilities (channel 1 = within {args.radius:g} px of a cell centroid"
+        + ("; channel 3 = cell interior, from the cell U-Net)." if args.cells else ")."),
+        "kind": "detection",
+        "test_time_augmentation": args.tta,
+        "example_image": udata.load_image(pairs([VAL_IDS[0]])[0][0])[128:384, 128:384],
+        "tags": ("electron-microscopy", "isbi2012"),
+    }
     result = train(
         train_samples, val_samples=val_samples, out_dir=args.run, ndim=2, depth=args.depth,
         base_features=args.base_features, downsample=args.downsample, from_bundle=source, border="zeros",
         epochs=args.epochs, steps_per_epoch=args.steps, tile=args.tile, batch_size=1, learning_rate=args.lr,
-        lr_drop_epochs=args.lr_drop, seed=0, resume=not args.fresh, bundle_dir=args.out,
-        export_kw={
-            "name": "ISBI 2012 EM cell detection U-Net (deepimagej)",
-            "description": "2D U-Net (Falk et al. 2019) detecting cells (one point per cell: the centroid) in "
-            "serial-section TEM (ISBI 2012 data, Arganda-Carreras et al. 2015; images from zhixuhao/unet, MIT). "
-            f"Output: class probabilities (1 = within {args.radius:g} px of a cell centroid).",
-            "kind": "detection",
-            "test_time_augmentation": args.tta,
-            "example_image": udata.load_image(pairs([VAL_IDS[0]])[0][0])[128:384, 128:384],
-            "tags": ("electron-microscopy", "isbi2012"),
-        },
+        lr_drop_epochs=args.lr_drop, seed=0, resume=not args.fresh,
+        bundle_dir=None if args.cells else args.out, export_kw=export_kw,
     )
     train_time = result.history[-1]["elapsed_s"]
-    print(f"training time {train_time:.0f} s ({train_time / 60:.1f} min; this call "
+    print(f"centre U-Net: training time {train_time:.0f} s ({train_time / 60:.1f} min; this call "
           f"{time.perf_counter() - start:.0f} s); best val loss {result.best_val_loss:.4f} at epoch {result.best_epoch}")
     write_history(result.history, args.results / "isbi2012_detection_history.csv")
+    if args.cells:
+        train_time += export_two_heads(result, train_samples, val_samples, args, export_kw)
     rows = evaluate_pairs(args.out, pairs(VAL_IDS), detection=True, d_match=5.0)
     rows.append(mean_row(rows))
     pooled = _pooled(rows)
@@ -199,14 +236,42 @@ def main() -> None:
 
     settings = detection_settings(args.out)
     append_to_readme(args.out, rows, "Held-out evaluation (images 20-23, not used for training or tuning)",
-                     f"Peaks of the centre probability (settings chosen on images 18-19: {settings}), matched to the "
+                     "Peaks of the centre probability" + (" and centroids of the solid cells" if args.cells else "")
+                     + f" (settings chosen on images 18-19: {settings}), matched to the "
                      f"annotated centroids within 5 px (Hungarian). Pooled over the 4 images: precision "
                      f"{pooled['precision']:.3f}, recall {pooled['recall']:.3f}, F1 {pooled['f1']:.3f}. Trained from "
                      f"{source_note}; training time {train_time / 60:.1f} min on a 2-core CPU "
-                     f"(scripts/train_detection.py).")
+                     + ("(both U-Nets) " if args.cells else "") + "(scripts/train_detection.py).")
     for r in rows:
         print(f"{r['image']:>8}  precision {r['precision']:.4f}  recall {r['recall']:.4f}  F1 {r['f1']:.4f}")
     print(f"  pooled  precision {pooled['precision']:.4f}  recall {pooled['recall']:.4f}  F1 {pooled['f1']:.4f}")
+
+
+def export_two_heads(centres, train_samples, val_samples, args, export_kw) -> float:
+    """Train the cell U-Net, join it to the centre U-Net, tune both heads' settings, export; returns its time (s)."""
+    from deepimagej.unet.export import export_unet
+    from deepimagej.unet.model import with_cell_head
+    from deepimagej.unet.train import _tune_detection
+
+    cells, cell_result = train_cells(args.cell_run, args.cell_epochs, args.fresh)
+    cell_time = cell_result.history[-1]["elapsed_s"]
+    print(f"cell U-Net: training time {cell_time:.0f} s; best val loss {cell_result.best_val_loss:.4f} "
+          f"at epoch {cell_result.best_epoch}")
+    model = with_cell_head(centres.model, cells)
+    settings, score = _tune_detection(model, {**export_kw, "border": "zeros"}, val_samples)
+    print(f"settings chosen on images {TUNE_IDS}: {settings} (F1 {score['f1']:.3f})")
+    training = {
+        "centre_unet": {"best_val_loss": centres.best_val_loss, "best_epoch": centres.best_epoch,
+                        "epochs": args.epochs, "steps_per_epoch": args.steps, "tile": args.tile,
+                        "learning_rate": args.lr, "lr_drop_epochs": args.lr_drop, "n_train": len(train_samples),
+                        "training_time_s": round(centres.history[-1]["elapsed_s"], 1)},
+        "cell_unet": {"from_bundle": SEGMENTATION_BUNDLE.name, "best_val_loss": cell_result.best_val_loss,
+                      "best_epoch": cell_result.best_epoch, "epochs": args.cell_epochs, "steps_per_epoch": 50,
+                      "tile": 256, "learning_rate": 3e-4, "training_time_s": round(cell_time, 1)},
+        "detection_settings_from_validation": {"settings": settings, **score},
+    }
+    export_unet(model, args.out, **export_kw, border="zeros", detection=settings, training=training)
+    return cell_time
 
 
 def _pooled(rows) -> dict[str, float]:

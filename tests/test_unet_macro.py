@@ -41,23 +41,37 @@ DETECTION = REPO / "bundles" / "isbi2012-em-detection"
 
 @pytest.mark.skipif(not (DETECTION / "resultImage.tif").is_file(), reason="bundles/isbi2012-em-detection not built")
 def test_detection_macro_finds_the_points_python_finds(ij):
-    """The shipped detection macro (run in ImageJ) and to_detections: the same points, the same settings."""
+    """The shipped detection macro (run in ImageJ) and to_detections: the same points, the same settings.
+
+    The bundle has a cell head: its solid cells (ImageJ's Analyze Particles + Solidity in the
+    macro, :func:`solid_cells` in Python) replace the peaks inside them by their centroids.
+    """
     import tifffile
 
     from deepimagej.unet.metrics import detection_f1
-    from deepimagej.unet.postprocess import detection_settings, to_detections
+    from deepimagej.unet.postprocess import detection_settings, solid_cells, to_detections
 
     settings = detection_settings(DETECTION)
+    assert settings.get("cell_threshold") is not None
     macro = DETECTION / "postprocessing_detection.ijm"
     assert f"threshold = {float(settings['threshold'])};" in macro.read_text()
+    assert f"cell_threshold = {float(settings['cell_threshold'])};" in macro.read_text()
     result = ij.run_macro(macro, tifffile.imread(DETECTION / "resultImage.tif"), axes="cyx")
     table = result.results
     from_imagej = table[["Y", "X"]].to_numpy(float)
-    from_python = to_detections(np.load(DETECTION / "resultImage.npy")[0], settings["threshold"],
-                                min_distance=int(settings["min_distance"]), smooth_sigma=settings["smooth_sigma"])
+    prob = np.load(DETECTION / "resultImage.npy")[0]
+    from_python = to_detections(prob, **settings)
     assert len(from_python) > 20
     assert f"detection: {len(from_imagej)} objects" in result.log
     # ImageJ's Gaussian differs from scipy's in the 4th decimal: a near-tie may flip, nothing more
     agreement = detection_f1(from_imagej, from_python, d_match=1.5)
     assert agreement["f1"] >= 0.97, agreement
-    assert table["Probability"].min() > settings["threshold"]
+    peaks = table[table["Source"] == "peak"]
+    assert peaks["Probability"].min() > settings["threshold"]
+    # the cells: the same ones, the same centroids (exact: no smoothing involved)
+    _, centroids = solid_cells(prob[..., 3], settings["cell_threshold"], settings["min_cell_area"],
+                               settings["min_solidity"])
+    cells = table[table["Source"] == "cell"]
+    assert len(cells) == len(centroids) >= 2
+    np.testing.assert_allclose(cells[["Y", "X"]].to_numpy(float), centroids, atol=1e-3)
+    assert cells["Probability"].min() > settings["cell_threshold"]

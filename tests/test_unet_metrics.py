@@ -147,3 +147,54 @@ def test_peaks_to_points_on_plateaus():
     assert len(pts) == 3
     r = detection_f1(pts, np.array(centres), d_match=1.0)
     assert r["tp"] == 3
+
+
+def test_solid_cells_area_solidity_holes_and_centroids():
+    """Hand-computed: ImageJ's solidity = pixel count / area of the hull of the pixels' corners."""
+    from deepimagej.unet.postprocess import solid_cells
+
+    prob = np.zeros((120, 120), np.float32)
+    prob[5:45, 5:45] = 0.9  # square, 1600 px, solidity 1, centroid (24.5, 24.5)
+    prob[60:100, 5:15] = 0.9  # an L: 40 x 10 bar...
+    prob[90:100, 15:45] = 0.9  # ...+ 10 x 30 foot = 700 px; hull (x, y) (0,0) (10,0) (40,30) (40,40) (0,40) = 1150
+    prob[60:90, 70:100] = 0.9  # a 30 x 30 ring (hole 10 x 10) with a blob in the hole
+    prob[70:80, 70 + 10:70 + 20] = 0.0
+    prob[74:76, 84:86] = 0.9
+    prob[5:15, 70:80] = 0.9  # small square, 100 px
+    prob[5:15, 100:110] = 0.7  # below the threshold
+
+    labels, centroids = solid_cells(prob, threshold=0.8, min_area=0, min_solidity=0.0)
+    assert len(centroids) == 4  # the blob in the ring's hole belongs to the ring (holes filled)
+    np.testing.assert_allclose(centroids[0], [24.5, 24.5])
+    assert labels[75, 85] == labels[60, 70] and (labels[70:80, 80:90] > 0).all()
+    # raster order of the first pixels: square (5, 5), small square (5, 70), L (60, 5), ring (60, 70)
+    np.testing.assert_allclose(centroids[1], [9.5, 74.5])
+    l_shape = np.argwhere(prob[55:105, 0:50] > 0.8) + [55, 0]
+    np.testing.assert_allclose(centroids[2], l_shape.mean(axis=0))
+    np.testing.assert_allclose(centroids[3], [74.5, 84.5])  # the filled ring's centre
+
+    _, kept = solid_cells(prob, threshold=0.8, min_area=500, min_solidity=700 / 1150 - 1e-6)
+    assert len(kept) == 3  # square, ring, L (the 100 px square is too small)
+    _, kept = solid_cells(prob, threshold=0.8, min_area=500, min_solidity=700 / 1150 + 1e-6)
+    assert len(kept) == 2  # the L is not solid enough
+    with pytest.raises(ValueError, match="2D"):
+        solid_cells(np.zeros((2, 8, 8)))
+
+
+def test_to_detections_cell_head_replaces_the_peaks_inside_solid_cells():
+    from deepimagej.unet.postprocess import to_detections
+
+    yy, xx = np.mgrid[:80, :80]
+    centre = np.zeros((80, 80), np.float32)
+    for cy, cx in ((20, 15), (22, 30), (65, 65)):  # two peaks in the big cell, one outside
+        centre = np.maximum(centre, 0.9 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 8.0))
+    cell = np.zeros((80, 80), np.float32)
+    cell[5:45, 5:45] = 0.95
+    prob = np.stack([1 - centre, centre, 1 - cell, cell], axis=-1)
+    peaks_only = to_detections(prob, 0.5, min_distance=3, smooth_sigma=0)
+    assert len(peaks_only) == 3
+    points = to_detections(prob, 0.5, min_distance=3, smooth_sigma=0, cell_threshold=0.8, min_cell_area=100,
+                           min_solidity=0.9)
+    np.testing.assert_allclose(points, [[65, 65], [24.5, 24.5]])
+    with pytest.raises(ValueError, match="two-head"):
+        to_detections(prob[..., :3], 0.5, cell_threshold=0.8)

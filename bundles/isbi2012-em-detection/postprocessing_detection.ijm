@@ -1,14 +1,22 @@
 // deepimagej U-Net detection post-processing: class probabilities -> one point per object.
 // Input: the model output (soft-max probabilities; channel 2 = object centre).
 // Output: a multi-point selection (also added to the ROI Manager) and a Results table
-// (X, Y, Slice, Probability): the local maxima of the Gaussian-smoothed centre probability
+// (X, Y, Slice, Probability, Source): the local maxima of the Gaussian-smoothed centre probability
 // above the threshold, at least 'radius' pixels apart (ties: the first in reading order).
-// Python equivalent: deepimagej.unet.postprocess.to_detections(prob, threshold, min_distance, smooth_sigma).
+// A two-head model (4 channels, 2D) also gives the cell probability (channel 4): every solid
+// cell (8-connected, holes filled, area >= min_cell_area px, solidity >= min_solidity) of
+// probability > cell_threshold gives its centroid (Source "cell", Probability = the cell's mean)
+// instead of the peaks inside it; cell_threshold < 0 switches this off.
+// Python equivalent: deepimagej.unet.postprocess.to_detections(prob, **detection_settings(bundle)).
 threshold = 0.4;
 sigma = 3.0;
 radius = 5;
+cell_threshold = 0.8;
+min_cell_area = 1000;
+min_solidity = 0.6;
 getDimensions(width, height, channels, slices, frames);
 source = getTitle();
+source_id = getImageID();
 if (channels > 1) {
     run("Duplicate...", "title=centres duplicate channels=2");
 } else {
@@ -53,6 +61,67 @@ for (z = 1; z <= nSlices; z++) {
     }
 }
 close("Result of centres_max");
+ps = newArray(px.length);
+Array.fill(ps, 0);
+if (cell_threshold >= 0 && channels >= 4 && slices * frames == 1) {
+    selectImage(source_id);
+    run("Duplicate...", "title=cell_probability duplicate channels=4");
+    run("32-bit");
+    run("Properties...", "channels=1 slices=1 frames=1 unit=pixel pixel_width=1 pixel_height=1 voxel_depth=1");
+    cell_probability = getImageID();
+    run("Duplicate...", "title=cell_mask");
+    setThreshold(cell_threshold, 1e30);
+    setOption("BlackBackground", true);
+    run("Convert to Mask");
+    // "clear": the Count Masks numbering starts at 1 whatever the Results table holds
+    run("Analyze Particles...", "size=" + min_cell_area + "-Infinity pixel show=[Count Masks] clear include");
+    cells = getImageID();
+    close("cell_mask");
+    selectImage(cells);
+    getStatistics(area, mean, min, n_cells);
+    first_x = newArray(n_cells + 1); first_y = newArray(n_cells + 1); solid = newArray(n_cells + 1);
+    Array.fill(first_x, -1);
+    for (y = 0; y < height; y++) {
+        for (x = 0; x < width; x++) {
+            v = getPixel(x, y);
+            if (v > 0) {
+                if (first_x[v] < 0) { first_x[v] = x; first_y[v] = y; }
+            }
+        }
+    }
+    cx = newArray(0); cy = newArray(0); cv = newArray(0);
+    for (v = 1; v <= n_cells; v++) {
+        if (first_x[v] >= 0) {
+            selectImage(cells);
+            doWand(first_x[v], first_y[v], 0, "8-connected");
+            if (getValue("Solidity") >= min_solidity) {
+                solid[v] = 1;
+                cx = Array.concat(cx, getValue("X") - 0.5); cy = Array.concat(cy, getValue("Y") - 0.5);
+                selectImage(cell_probability);
+                run("Restore Selection");
+                cv = Array.concat(cv, getValue("Mean"));
+            }
+        }
+    }
+    selectImage(cells);
+    run("Select None");
+    qx = newArray(0); qy = newArray(0); qz = newArray(0); qv = newArray(0);
+    for (i = 0; i < px.length; i++) {
+        if (solid[getPixel(px[i], py[i])] == 0) {
+            qx = Array.concat(qx, px[i]); qy = Array.concat(qy, py[i]);
+            qz = Array.concat(qz, pz[i]); qv = Array.concat(qv, pv[i]);
+        }
+    }
+    ps = newArray(qx.length + cx.length);
+    Array.fill(ps, 1);
+    for (i = 0; i < qx.length; i++) ps[i] = 0;
+    px = Array.concat(qx, cx); py = Array.concat(qy, cy); pv = Array.concat(qv, cv);
+    pz = Array.concat(qz, newArray(cx.length));
+    for (i = qx.length; i < pz.length; i++) pz[i] = 1;
+    close("Count Masks of cell_mask");
+    selectImage(cell_probability);
+    close();
+}
 selectImage(centres);
 rename(source + "_detections");
 run("Clear Results");
@@ -61,6 +130,8 @@ for (i = 0; i < px.length; i++) {
     setResult("Y", i, py[i]);
     setResult("Slice", i, pz[i]);
     setResult("Probability", i, pv[i]);
+    if (ps[i] == 1) setResult("Source", i, "cell");
+    else setResult("Source", i, "peak");
 }
 updateResults();
 if (px.length > 0) {

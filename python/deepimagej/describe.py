@@ -55,6 +55,9 @@ def describe(spec: ModelSpec, *, layers: bool = True) -> list[str]:
         lines.append(f"border      : {spec.border} beyond the image (not mirror padding)")
     if spec.test_time_augmentation:
         lines.append("augmented   : output averaged over the 8 rotations/reflections of the image")
+    if spec.extra.get("detection"):
+        settings = ", ".join(f"{k} {v}" for k, v in spec.extra["detection"].items())
+        lines.append(f"detection   : {settings}")
     for path in spec.preprocessing_macros:
         lines.append(f"pre macro   : {path.name}{'' if path.exists() else ' (missing)'}")
     for path in spec.postprocessing_macros:

@@ -33,6 +33,7 @@ from deepimagej.bundle.axes import axis_id_letter, field_error, normalize_axes, 
 from deepimagej.bundle.deepimagej_config import SIGNATURE_ALIASES, TAG_ALIASES
 from deepimagej.bundle.spec import (
     BORDER_MODES,
+    DETECTION_KEYS,
     OWN_CONFIG_KEY,
     AxisSpec,
     ModelSpec,
@@ -216,8 +217,8 @@ class _Reader:
             raise field_error(self.path, field, "a mapping with threshold, smooth_sigma, min_distance", settings)
         out = {}
         for key, value in settings.items():
-            if key not in ("threshold", "smooth_sigma", "min_distance"):
-                raise field_error(self.path, f"{field}.{key}", "one of threshold, smooth_sigma, min_distance", key)
+            if key not in DETECTION_KEYS:
+                raise field_error(self.path, f"{field}.{key}", "one of " + ", ".join(DETECTION_KEYS), key)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise field_error(self.path, f"{field}.{key}", "a number >= 0", value)
             out[key] = value

@@ -31,6 +31,9 @@ RUNNABLE_WEIGHT_FORMATS = ("tensorflow_saved_model_bundle", "keras_hdf5", "onnx"
 BORDER_MODES = ("mirror", "zeros")
 #: This package's own block in an rdf's free-form ``config`` (settings DeepImageJ has no field for).
 OWN_CONFIG_KEY = "deepimagej_py"
+#: Keys of ``config.deepimagej_py.detection``: the peak settings of a detection model and the
+#: cell-head settings of a two-head one (:func:`deepimagej.unet.postprocess.to_detections`).
+DETECTION_KEYS = ("threshold", "smooth_sigma", "min_distance", "cell_threshold", "min_cell_area", "min_solidity")
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ _LAZY = {
     "seg_measure": "metrics",
     "evaluate_segmentation": "metrics",
     "peaks_to_points": "postprocess",
+    "solid_cells": "postprocess",
     "to_detections": "postprocess",
     "to_instances": "postprocess",
 }
@@ -67,6 +68,7 @@ __all__ = [  # noqa: RUF022 - same order as _LAZY
     "seg_measure",
     "evaluate_segmentation",
     "peaks_to_points",
+    "solid_cells",
     "to_detections",
     "to_instances",
 ]

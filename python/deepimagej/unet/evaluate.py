@@ -73,8 +73,7 @@ def evaluate_pairs(
                 from deepimagej.unet.train import _centroids
 
                 gt_points = _centroids(udata.load_mask(lab_path))
-            points = to_detections(prob, peaks["threshold"], min_distance=int(peaks["min_distance"]),
-                                   smooth_sigma=peaks["smooth_sigma"])
+            points = to_detections(prob, **peaks)
             res = metrics.detection_f1(points, gt_points, d_match=d_match)
             row.update({k: res[k] for k in (*DETECTION_COLUMNS, "tp", "fp", "fn")})
         else:
@@ -101,6 +100,12 @@ DETECTION_GRID = {
     "smooth_sigma": (0.0, 1.0, 2.0, 3.0, 4.0),
     "min_distance": (2, 3, 5, 7),
 }
+#: Cell-head settings tried by :func:`tune_detection` for a two-head model (after the peak settings).
+CELL_GRID = {
+    "cell_threshold": (0.5, 0.7, 0.8, 0.9, 0.95),
+    "min_cell_area": (300, 1000, 3000),
+    "min_solidity": (0.6, 0.65, 0.7, 0.75, 0.8, 0.9),
+}
 
 
 def tune_detection(
@@ -114,7 +119,9 @@ def tune_detection(
     """Choose the peak-finding settings of a detection bundle on annotated (validation) images.
 
     Every combination of ``grid`` (default :data:`DETECTION_GRID`) is scored by the detection F1
-    summed over the images (all true/false positives and misses pooled); the best one wins.
+    summed over the images (all true/false positives and misses pooled); the best one wins (the
+    first of equals, in grid order). For a two-head bundle (centres + cells, 4 output channels)
+    the cell settings (:data:`CELL_GRID`) are then chosen the same way, with those peak settings.
 
     Args:
         bundle: the detection bundle (folder or spec).
@@ -123,30 +130,39 @@ def tune_detection(
         d_match: matching tolerance of the F1 (pixels).
 
     Returns:
-        ``(settings, score)``: ``{"threshold", "smooth_sigma", "min_distance"}`` and the pooled
+        ``(settings, score)``: ``{"threshold", "smooth_sigma", "min_distance"}`` (and, for a
+        two-head bundle, ``{"cell_threshold", "min_cell_area", "min_solidity"}``) and the pooled
         ``precision``, ``recall``, ``f1``, ``tp``, ``fp``, ``fn`` they reach.
     """
-    import itertools
-
     from deepimagej import predict
-    from deepimagej.unet import metrics
-    from deepimagej.unet.postprocess import foreground, peaks_to_points
+    from deepimagej.unet.postprocess import to_detections
 
     if not images or len(images) != len(points):
         raise TrainingError("tune_detection: give one array of points per image (at least one image)")
     spec = predict.as_spec(bundle)
-    probs = [foreground(predict_probabilities(spec, image)) for image in images]
-    grid = grid or DETECTION_GRID
+    probs = [predict_probabilities(spec, image) for image in images]
+    settings, score = _grid_search(probs, points, grid or DETECTION_GRID, {}, to_detections, d_match)
+    if all(p.ndim == 3 and p.shape[-1] == 4 for p in probs):  # two heads: centres + cells
+        settings, score = _grid_search(probs, points, CELL_GRID, settings, to_detections, d_match)
+    return settings, score
+
+
+def _grid_search(probs, points, grid, fixed, detect, d_match):
+    """The combination of ``grid`` (added to ``fixed`` settings) with the best pooled F1."""
+    import itertools
+
+    from deepimagej.unet import metrics
+
     best: tuple[dict[str, float], dict[str, Any]] | None = None
-    for threshold, sigma, distance in itertools.product(grid["threshold"], grid["smooth_sigma"], grid["min_distance"]):
+    for values in itertools.product(*grid.values()):
+        settings = {**fixed, **dict(zip(grid, values))}
         tp = fp = fn = 0
         for prob, gt in zip(probs, points):
-            found = peaks_to_points(prob, threshold, int(distance), sigma)
-            r = metrics.detection_f1(found, gt, d_match=d_match)
+            r = metrics.detection_f1(detect(prob, **settings), gt, d_match=d_match)
             tp, fp, fn = tp + r["tp"], fp + r["fp"], fn + r["fn"]
         score = metrics.detection_scores(tp, fp, fn)
         if best is None or score["f1"] > best[1]["f1"]:
-            best = ({"threshold": threshold, "smooth_sigma": sigma, "min_distance": int(distance)}, score)
+            best = (settings, score)
     assert best is not None
     return best
 

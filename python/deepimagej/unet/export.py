@@ -36,9 +36,21 @@ from deepimagej.errors import TrainingError
 
 
 def bundle_tiling(model) -> dict[str, Any]:
-    """``min_size``, ``step`` and ``halo`` per spatial axis for a U-Net built by :func:`build_unet`."""
-    from deepimagej.unet.model import infer_config, receptive_halo, size_multiple
+    """``min_size``, ``step`` and ``halo`` per spatial axis for a U-Net built by :func:`build_unet`.
 
+    For a two-head model (:func:`~deepimagej.unet.model.with_cell_head`): the step both U-Nets
+    accept (least common multiple) and the larger halo, rounded up to that step.
+    """
+    from math import lcm
+
+    from deepimagej.unet.model import heads, infer_config, receptive_halo, size_multiple
+
+    centres, cells = heads(model)
+    if cells is not None:
+        a, b = bundle_tiling(centres), bundle_tiling(cells)
+        step = {ax: lcm(a["step"][ax], b["step"][ax]) for ax in a["axes"]}
+        halo = {ax: -(-max(a["halo"][ax], b["halo"][ax]) // step[ax]) * step[ax] for ax in a["axes"]}
+        return {"axes": a["axes"], "min_size": dict(step), "step": step, "halo": halo}
     cfg = getattr(model, "unet_config", None) or infer_config(model)
     ndim, depth, aniso, downsample = cfg["ndim"], cfg["depth"], cfg["anisotropy"], cfg.get("downsample", 1)
     axes = "yx" if ndim == 2 else "zyx"
@@ -54,7 +66,7 @@ def bundle_tiling(model) -> dict[str, Any]:
 
 def _documentation(name: str, kind: str, cfg: dict[str, Any], tiling: dict[str, Any], training: dict | None,
                    description: str, border: str = "mirror", detection: dict[str, float] | None = None,
-                   test_time_augmentation: bool = False) -> str:
+                   test_time_augmentation: bool = False, cell_cfg: dict[str, Any] | None = None) -> str:
     lines = [
         f"# {name}",
         "",
@@ -70,6 +82,10 @@ def _documentation(name: str, kind: str, cfg: dict[str, Any], tiling: dict[str, 
                f"{cfg['downsample']} average in, bilinear up-sampling of the class scores out)."
                if cfg.get("downsample", 1) > 1 else "")
         ),
+        *([(f"- Cell head: a second U-Net ({cell_cfg['ndim']}D, depth {cell_cfg['depth']}, "
+            f"{cell_cfg['base_features']} base features, 1/{cell_cfg.get('downsample', 1)} resolution) segments the "
+            "cell interiors; the model outputs both soft-maxes (channels 1-2: background / object centre; "
+            "channels 3-4: membrane / cell interior).")] if cell_cfg else []),
         "- Input: one channel, normalised per image to [0, 1] (scale_range, percentiles 0-100).",
         "- Image border: "
         + ("zeros beyond the border, as in training (`config.deepimagej_py.border: zeros`; an object cut by the "
@@ -91,7 +107,13 @@ def _documentation(name: str, kind: str, cfg: dict[str, Any], tiling: dict[str, 
                 f"{d.get('smooth_sigma')} px, above {d.get('threshold')}, at least {d.get('min_distance')} px "
                 "apart (`config.deepimagej_py.detection` in `rdf.yaml`)."
             ),
-            "- ImageJ: `postprocessing_detection.ijm` (point selection + ROI Manager + Results table X, Y, Probability).",
+            *([(f"- Solid cells replace the peaks inside them by their centroid: 8-connected regions of cell "
+                f"probability > {d.get('cell_threshold')} (holes filled) with at least {d.get('min_cell_area')} px "
+                f"and solidity >= {d.get('min_solidity')} (ImageJ's Solidity: area / convex hull area). Large cells "
+                "have a centre too far from their outline for a sharp peak; cells merged through a gap in their "
+                "membrane are not solid and keep their peaks.")] if d.get("cell_threshold") is not None else []),
+            "- ImageJ: `postprocessing_detection.ijm` (point selection + ROI Manager + Results table X, Y, Slice, "
+            "Probability, Source).",
             "- Python: `deepimagej.unet.postprocess.to_detections(prob, **detection_settings(bundle))`.",
         ]
     else:
@@ -99,7 +121,8 @@ def _documentation(name: str, kind: str, cfg: dict[str, Any], tiling: dict[str, 
             "- ImageJ: `postprocessing_instances.ijm` (threshold 0.5 + Analyze Particles, Count Masks -> labels).",
             "- Python: `deepimagej.unet.postprocess.to_instances(prob)`.",
         ]
-    lines += ["", "## Fine-tuning", "`deepimagej train --from <this bundle> ...` reloads `model.h5`.", ""]
+    lines += ["", "## Fine-tuning", "`deepimagej train --from <this bundle> ...` reloads `model.h5`"
+              + (" (its centre U-Net; the cell U-Net is trained from masks)." if cell_cfg else "."), ""]
     if training:
         lines += ["## Training", "```json", json.dumps(training, indent=1, default=str), "```", ""]
     lines += ["Built by deepimagej-py (`deepimagej.unet.export`).", ""]
@@ -144,7 +167,8 @@ def export_unet(
     """Export a U-Net (built by :func:`build_unet`, trained or not) as a bundle folder.
 
     Args:
-        model: the Keras model (valid-padding models are converted to their same-padding twin).
+        model: the Keras model (valid-padding models are converted to their same-padding twin), or
+            a two-head detection model of :func:`~deepimagej.unet.model.with_cell_head`.
         out_dir: bundle folder (replaced if it exists).
         kind: ``"segmentation"`` or ``"detection"`` (chooses the post-processing macro and docs).
         example_image: raw image saved as ``exampleImage.tif``; its result is computed by the bundle.
@@ -154,7 +178,9 @@ def export_unet(
             ``"zeros"``); the bundle is run the same way (:attr:`ModelSpec.border`).
         detection: peak-finding settings of a detection model (``threshold``, ``smooth_sigma``,
             ``min_distance``; :data:`~deepimagej.unet.postprocess.DETECTION_DEFAULTS` for what is
-            missing), written to the rdf and into the ImageJ macro.
+            missing), written to the rdf and into the ImageJ macro. A two-head model
+            (:func:`~deepimagej.unet.model.with_cell_head`) also has ``cell_threshold``,
+            ``min_cell_area`` and ``min_solidity`` (:data:`~deepimagej.unet.postprocess.CELL_DEFAULTS`).
         test_time_augmentation: the bundle averages the U-Net over the 8 rotations/reflections
             of the image (:attr:`ModelSpec.test_time_augmentation`; 8 times slower, steadier).
 
@@ -163,14 +189,23 @@ def export_unet(
     """
     from deepimagej.bundle.build import build_bundle
     from deepimagej.bundle.spec import ProcessingStep
-    from deepimagej.unet.model import infer_config, same_padding_twin
-    from deepimagej.unet.postprocess import DETECTION_DEFAULTS, write_macro
+    from deepimagej.unet.model import heads, infer_config, same_padding_twin, with_cell_head
+    from deepimagej.unet.postprocess import CELL_DEFAULTS, DETECTION_DEFAULTS, write_macro
 
     if kind not in ("segmentation", "detection"):
         raise TrainingError(f"kind='{kind}': use 'segmentation' or 'detection'")
-    cfg = dict(getattr(model, "unet_config", None) or infer_config(model))
-    twin = same_padding_twin(model)
-    twin.unet_config = {**cfg, "padding": "same"}
+    centres, cells = heads(model)
+    cfg = dict(getattr(centres, "unet_config", None) or infer_config(centres))
+    cell_cfg = None
+    if cells is None:
+        twin = same_padding_twin(model)
+        twin.unet_config = {**cfg, "padding": "same"}
+    elif kind != "detection":
+        raise TrainingError("a two-head model (centres + cells) is a detection model: export it with kind='detection'")
+    else:
+        cell_cfg = infer_config(cells)
+        twin = with_cell_head(centres, cells, name=model.name)
+        detection = {**CELL_DEFAULTS, **(detection or {})}
     tiling = bundle_tiling(twin)
     axes = tiling["axes"]
     out_dir = Path(out_dir)
@@ -179,7 +214,8 @@ def export_unet(
                                           "max_percentile": 100.0, "eps": 1e-6})]
     example, example_axes = _example_layout(example_image, axes)
     settings = {**DETECTION_DEFAULTS, **(detection or {})} if kind == "detection" else None
-    doc = _documentation(name, kind, cfg, tiling, training, description, border, settings, test_time_augmentation)
+    doc = _documentation(name, kind, cfg, tiling, training, description, border, settings, test_time_augmentation,
+                         cell_cfg)
     with tempfile.TemporaryDirectory() as tmp:
         macros = []
         if macro:

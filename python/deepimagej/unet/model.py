@@ -299,6 +299,57 @@ def _crop_margins(depth: int, ndim: int, ops: list[LevelOps], level: int) -> tup
     return tuple(margins)
 
 
+#: Layer names of the two U-Nets inside a two-head detection model (:func:`with_cell_head`).
+CENTRE_HEAD, CELL_HEAD = "centres", "cells"
+
+
+def with_cell_head(centres, cells, name: str = "unet_centres_cells"):
+    """One detection model from two 2D U-Nets: an object-centre U-Net and a cell-segmentation U-Net.
+
+    Both see the same image; the output concatenates their soft-max outputs: channels 0-1 are
+    the centre classes (background, centre) and channels 2-3 the cell classes (membrane, cell
+    interior). :func:`deepimagej.unet.postprocess.to_detections` with ``cell_threshold`` uses
+    the second pair to replace the peaks inside confidently segmented cells by the cells'
+    centroids. The U-Nets may differ in depth and resolution (``downsample``); they are copied
+    (same weights, same padding) under the layer names :data:`CENTRE_HEAD` and :data:`CELL_HEAD`.
+
+    Args:
+        centres: a 2-class 2D U-Net of :func:`build_unet` trained on object centres.
+        cells: a 2-class 2D U-Net of :func:`build_unet` trained on cell interiors (same input channels).
+
+    Returns:
+        A ``keras.Model`` mapping ``(b, y, x, c)`` to ``(b, y, x, 4)``.
+    """
+    import keras
+    from keras import layers
+
+    copies = []
+    for model, role in ((centres, CENTRE_HEAD), (cells, CELL_HEAD)):
+        config = dict(getattr(model, "unet_config", None) or infer_config(model))
+        if config["ndim"] != 2 or config["n_classes"] != 2:
+            raise TrainingError(f"the {role} U-Net must be 2D with 2 classes (it is {config['ndim']}D, "
+                                f"{config['n_classes']} classes)")
+        copy = build_unet(**{**config, "padding": "same"}, name=role)
+        for layer in copy.layers:
+            weights = model.get_layer(layer.name).get_weights()
+            if weights:
+                layer.set_weights(weights)
+        copies.append(copy)
+    if copies[0].unet_config["in_channels"] != copies[1].unet_config["in_channels"]:
+        raise TrainingError("the centre and cell U-Nets must take the same number of input channels")
+    inputs = keras.Input(shape=(None, None, copies[0].unet_config["in_channels"]), name="input")
+    outputs = layers.Concatenate(axis=-1, name="centre_and_cell_classes")([head(inputs) for head in copies])
+    return keras.Model(inputs, outputs, name=name)
+
+
+def heads(model):
+    """``(centres, cells)`` of a two-head model (:func:`with_cell_head`); ``(model, None)`` for a plain U-Net."""
+    names = {layer.name for layer in model.layers}
+    if {CENTRE_HEAD, CELL_HEAD} <= names:
+        return model.get_layer(CENTRE_HEAD), model.get_layer(CELL_HEAD)
+    return model, None
+
+
 def same_padding_twin(model):
     """A same-padding copy of a U-Net built by :func:`build_unet`, with the same weights.
 

@@ -45,19 +45,31 @@ close("foreground");
 #: (``config.deepimagej_py.detection`` in its rdf.yaml; see :func:`detection_settings`).
 DETECTION_DEFAULTS = {"threshold": 0.5, "smooth_sigma": 1.0, "min_distance": 3}
 
+#: Settings of the cell head of a two-head detection model (:func:`solid_cells`); a bundle that
+#: sets ``cell_threshold`` in ``config.deepimagej_py.detection`` uses its cell head.
+CELL_DEFAULTS = {"cell_threshold": 0.8, "min_cell_area": 1000, "min_solidity": 0.65}
+
 #: ImageJ macro shipped as the post-processing of detection bundles (``{threshold}``,
 #: ``{smooth_sigma}`` and ``{min_distance}`` are filled in by :func:`detection_macro`).
 DETECTION_MACRO = """// deepimagej U-Net detection post-processing: class probabilities -> one point per object.
 // Input: the model output (soft-max probabilities; channel 2 = object centre).
 // Output: a multi-point selection (also added to the ROI Manager) and a Results table
-// (X, Y, Slice, Probability): the local maxima of the Gaussian-smoothed centre probability
+// (X, Y, Slice, Probability, Source): the local maxima of the Gaussian-smoothed centre probability
 // above the threshold, at least 'radius' pixels apart (ties: the first in reading order).
-// Python equivalent: deepimagej.unet.postprocess.to_detections(prob, threshold, min_distance, smooth_sigma).
+// A two-head model (4 channels, 2D) also gives the cell probability (channel 4): every solid
+// cell (8-connected, holes filled, area >= min_cell_area px, solidity >= min_solidity) of
+// probability > cell_threshold gives its centroid (Source "cell", Probability = the cell's mean)
+// instead of the peaks inside it; cell_threshold < 0 switches this off.
+// Python equivalent: deepimagej.unet.postprocess.to_detections(prob, **detection_settings(bundle)).
 threshold = {threshold};
 sigma = {smooth_sigma};
 radius = {min_distance};
+cell_threshold = {cell_threshold};
+min_cell_area = {min_cell_area};
+min_solidity = {min_solidity};
 getDimensions(width, height, channels, slices, frames);
 source = getTitle();
+source_id = getImageID();
 if (channels > 1) {{
     run("Duplicate...", "title=centres duplicate channels=2");
 }} else {{
@@ -102,6 +114,67 @@ for (z = 1; z <= nSlices; z++) {{
     }}
 }}
 close("Result of centres_max");
+ps = newArray(px.length);
+Array.fill(ps, 0);
+if (cell_threshold >= 0 && channels >= 4 && slices * frames == 1) {{
+    selectImage(source_id);
+    run("Duplicate...", "title=cell_probability duplicate channels=4");
+    run("32-bit");
+    run("Properties...", "channels=1 slices=1 frames=1 unit=pixel pixel_width=1 pixel_height=1 voxel_depth=1");
+    cell_probability = getImageID();
+    run("Duplicate...", "title=cell_mask");
+    setThreshold(cell_threshold, 1e30);
+    setOption("BlackBackground", true);
+    run("Convert to Mask");
+    // "clear": the Count Masks numbering starts at 1 whatever the Results table holds
+    run("Analyze Particles...", "size=" + min_cell_area + "-Infinity pixel show=[Count Masks] clear include");
+    cells = getImageID();
+    close("cell_mask");
+    selectImage(cells);
+    getStatistics(area, mean, min, n_cells);
+    first_x = newArray(n_cells + 1); first_y = newArray(n_cells + 1); solid = newArray(n_cells + 1);
+    Array.fill(first_x, -1);
+    for (y = 0; y < height; y++) {{
+        for (x = 0; x < width; x++) {{
+            v = getPixel(x, y);
+            if (v > 0) {{
+                if (first_x[v] < 0) {{ first_x[v] = x; first_y[v] = y; }}
+            }}
+        }}
+    }}
+    cx = newArray(0); cy = newArray(0); cv = newArray(0);
+    for (v = 1; v <= n_cells; v++) {{
+        if (first_x[v] >= 0) {{
+            selectImage(cells);
+            doWand(first_x[v], first_y[v], 0, "8-connected");
+            if (getValue("Solidity") >= min_solidity) {{
+                solid[v] = 1;
+                cx = Array.concat(cx, getValue("X") - 0.5); cy = Array.concat(cy, getValue("Y") - 0.5);
+                selectImage(cell_probability);
+                run("Restore Selection");
+                cv = Array.concat(cv, getValue("Mean"));
+            }}
+        }}
+    }}
+    selectImage(cells);
+    run("Select None");
+    qx = newArray(0); qy = newArray(0); qz = newArray(0); qv = newArray(0);
+    for (i = 0; i < px.length; i++) {{
+        if (solid[getPixel(px[i], py[i])] == 0) {{
+            qx = Array.concat(qx, px[i]); qy = Array.concat(qy, py[i]);
+            qz = Array.concat(qz, pz[i]); qv = Array.concat(qv, pv[i]);
+        }}
+    }}
+    ps = newArray(qx.length + cx.length);
+    Array.fill(ps, 1);
+    for (i = 0; i < qx.length; i++) ps[i] = 0;
+    px = Array.concat(qx, cx); py = Array.concat(qy, cy); pv = Array.concat(qv, cv);
+    pz = Array.concat(qz, newArray(cx.length));
+    for (i = qx.length; i < pz.length; i++) pz[i] = 1;
+    close("Count Masks of cell_mask");
+    selectImage(cell_probability);
+    close();
+}}
 selectImage(centres);
 rename(source + "_detections");
 run("Clear Results");
@@ -110,6 +183,8 @@ for (i = 0; i < px.length; i++) {{
     setResult("Y", i, py[i]);
     setResult("Slice", i, pz[i]);
     setResult("Probability", i, pv[i]);
+    if (ps[i] == 1) setResult("Source", i, "cell");
+    else setResult("Source", i, "peak");
 }}
 updateResults();
 if (px.length > 0) {{
@@ -211,6 +286,65 @@ def peaks_to_points(
     return np.asarray(kept, dtype=np.float64).reshape(-1, p.ndim)
 
 
+def solid_cells(
+    cell_prob: np.ndarray,
+    threshold: float = CELL_DEFAULTS["cell_threshold"],
+    min_area: float = CELL_DEFAULTS["min_cell_area"],
+    min_solidity: float = CELL_DEFAULTS["min_solidity"],
+) -> tuple[np.ndarray, np.ndarray]:
+    """The confidently segmented cells of a cell probability map, and their centroids (2D).
+
+    A cell is an 8-connected component of ``cell_prob > threshold`` with its holes filled (as
+    ImageJ's Analyze Particles with "include holes" traces it) that has at least ``min_area``
+    pixels and a solidity of at least ``min_solidity``. Solidity is ImageJ's: the pixel count
+    over the area of the convex hull of the traced outline (the hull of the pixels' corners);
+    cells merged through a gap in their membrane are far from convex and fail it.
+
+    Parameters
+    ----------
+    cell_prob : numpy.ndarray
+        2D cell-interior probability (e.g. channel 1 of a segmentation U-Net).
+    threshold : float
+        Probability above which a pixel belongs to a cell.
+    min_area : float
+        Smallest accepted cell, pixels.
+    min_solidity : float
+        Smallest accepted solidity, 0-1.
+
+    Returns
+    -------
+    labels : numpy.ndarray
+        ``int32`` image, the accepted cells numbered 1..N in raster order of their first pixel.
+    centroids : numpy.ndarray
+        ``(N, 2)`` centroids (y, x) in array coordinates (pixel centres at integers).
+    """
+    from scipy.spatial import ConvexHull
+
+    prob = np.asarray(cell_prob)
+    if prob.ndim != 2:
+        raise ValueError(f"solid_cells works on 2D cell probabilities, not shape {prob.shape}")
+    components, _ = ndi.label(prob > threshold, structure=np.ones((3, 3), bool))
+    labels = np.zeros(prob.shape, np.int32)
+    inside_measured = np.zeros(prob.shape, bool)  # filled areas of the cells measured so far
+    centroids = []
+    corners = np.array([[0, 0], [0, 1], [1, 0], [1, 1]])
+    for index, box in enumerate(ndi.find_objects(components), start=1):  # raster order of first pixels
+        if inside_measured[box][components[box] == index].any():
+            continue  # in a hole of a cell measured before: part of that cell, as in ImageJ
+        cell = ndi.binary_fill_holes(components[box] == index)
+        area = int(cell.sum())
+        if area < max(min_area, 1):
+            continue
+        inside_measured[box] |= cell
+        pixels = np.argwhere(cell)
+        hull = ConvexHull((pixels[:, None, :] + corners).reshape(-1, 2))
+        if area / hull.volume < min_solidity:  # the 2D hull's "volume" is its area
+            continue
+        labels[box][cell] = len(centroids) + 1
+        centroids.append(pixels.mean(axis=0) + [box[0].start, box[1].start])
+    return labels, np.asarray(centroids, dtype=np.float64).reshape(-1, 2)
+
+
 def detection_settings(bundle: Any = None) -> dict[str, float]:
     """Peak-finding settings of a detection bundle (``config.deepimagej_py.detection``), else the defaults.
 
@@ -218,7 +352,9 @@ def detection_settings(bundle: Any = None) -> dict[str, float]:
         bundle: a bundle folder/descriptor, a :class:`~deepimagej.bundle.spec.ModelSpec`, or ``None``.
 
     Returns:
-        ``{"threshold", "smooth_sigma", "min_distance"}`` (:data:`DETECTION_DEFAULTS` for what is not set).
+        ``{"threshold", "smooth_sigma", "min_distance"}`` (:data:`DETECTION_DEFAULTS` for what is not set),
+        plus the bundle's cell-head settings (``cell_threshold``, ``min_cell_area``, ``min_solidity``;
+        :data:`CELL_DEFAULTS`) when it has them: pass them all to :func:`to_detections`.
     """
     settings = dict(DETECTION_DEFAULTS)
     if bundle is not None:
@@ -234,20 +370,50 @@ def to_detections(
     *,
     min_distance: int = DETECTION_DEFAULTS["min_distance"],
     smooth_sigma: float = DETECTION_DEFAULTS["smooth_sigma"],
+    cell_threshold: float | None = None,
+    min_cell_area: float = CELL_DEFAULTS["min_cell_area"],
+    min_solidity: float = CELL_DEFAULTS["min_solidity"],
     channel_axis: int | None = -1,
 ) -> np.ndarray:
-    """Detections: :func:`peaks_to_points` of the foreground probability (channel 1 of a K-class output).
+    """Detections: :func:`peaks_to_points` of the centre probability (channel 1 of a K-class output).
+
+    With ``cell_threshold`` (a two-head detection model, 2D, 4 channels: the centre soft-max
+    and the cell soft-max, :func:`deepimagej.unet.model.with_cell_head`), every confidently
+    segmented cell (:func:`solid_cells` of channel 3) gives its centroid instead of the peaks
+    inside it: a peak must be sharp to be found, and the centre of a large cell is far from
+    anything the centre head sees, while its outline is what the cell head sees best.
 
     Returns:
-        ``(N, ndim)`` array-ordered point coordinates (y, x) or (z, y, x).
+        ``(N, ndim)`` array-ordered point coordinates (y, x) or (z, y, x): the peaks (outside the
+        solid cells) first, then the cell centroids.
     """
-    return peaks_to_points(foreground(prob, channel_axis), threshold, min_distance, smooth_sigma)
+    points = peaks_to_points(foreground(prob, channel_axis), threshold, min_distance, smooth_sigma)
+    if cell_threshold is None:
+        return points
+    heads = np.asarray(prob) if channel_axis is None else np.moveaxis(np.asarray(prob), channel_axis, -1)
+    if heads.ndim != 3 or heads.shape[-1] != 4:
+        raise ValueError(
+            f"cell_threshold needs the 2D output of a two-head detection model (y, x, 4 channels), not shape {heads.shape}"
+        )
+    cells, centroids = solid_cells(heads[..., 3], cell_threshold, min_cell_area, min_solidity)
+    outside = cells[tuple(np.round(points).astype(int).T)] == 0
+    return np.concatenate([points[outside], centroids])
 
 
-def detection_macro(threshold: float, smooth_sigma: float, min_distance: int) -> str:
-    """The ImageJ detection macro with these settings (the same as :func:`peaks_to_points`)."""
-    return DETECTION_MACRO.format(threshold=float(threshold), smooth_sigma=float(smooth_sigma),
-                                  min_distance=int(min_distance))
+def detection_macro(
+    threshold: float,
+    smooth_sigma: float,
+    min_distance: int,
+    cell_threshold: float | None = None,
+    min_cell_area: float = CELL_DEFAULTS["min_cell_area"],
+    min_solidity: float = CELL_DEFAULTS["min_solidity"],
+) -> str:
+    """The ImageJ detection macro with these settings (the same as :func:`to_detections`)."""
+    return DETECTION_MACRO.format(
+        threshold=float(threshold), smooth_sigma=float(smooth_sigma), min_distance=int(min_distance),
+        cell_threshold=-1.0 if cell_threshold is None else float(cell_threshold),
+        min_cell_area=int(min_cell_area), min_solidity=float(min_solidity),
+    )
 
 
 def write_macro(kind: str, path, settings: dict[str, float] | None = None) -> None:

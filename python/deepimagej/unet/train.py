@@ -320,23 +320,28 @@ def _write_state(out_dir: Path, state: dict[str, Any]) -> None:
 
 
 def load_bundle_model(bundle: str | Path):
-    """The Keras model of a bundle (its ``model.h5`` / ``keras_hdf5`` weights), for fine-tuning."""
+    """The Keras U-Net of a bundle (its ``model.h5`` / ``keras_hdf5`` weights), for fine-tuning.
+
+    Of a two-head detection bundle (centres + cells, :func:`~deepimagej.unet.model.with_cell_head`)
+    this is the centre U-Net: points train centres; the cell U-Net is trained from masks.
+    """
     from deepimagej.engines.keras import load_keras_model
+    from deepimagej.unet.model import heads
 
     path = Path(bundle)
     if path.is_file() and path.suffix.lower() in {".h5", ".hdf5", ".keras"}:
-        return load_keras_model(path)
+        return heads(load_keras_model(path))[0]
     folder = path if path.is_dir() else path.parent
     for name in ("model.h5", "model.keras"):
         if (folder / name).is_file():
-            return load_keras_model(folder / name)
+            return heads(load_keras_model(folder / name))[0]
     try:
         from deepimagej.bundle import load_bundle
 
         spec = load_bundle(path)
         weights = spec.weights.get("keras_hdf5")
         if weights is not None and weights.path is not None and weights.path.is_file():
-            return load_keras_model(weights.path)
+            return heads(load_keras_model(weights.path))[0]
     except ImportError:  # pragma: no cover - bundle reader missing
         pass
     raise TrainingError(
