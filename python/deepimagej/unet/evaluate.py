@@ -135,30 +135,30 @@ def tune_detection(
         ``precision``, ``recall``, ``f1``, ``tp``, ``fp``, ``fn`` they reach.
     """
     from deepimagej import predict
-    from deepimagej.unet.postprocess import to_detections
 
     if not images or len(images) != len(points):
         raise TrainingError("tune_detection: give one array of points per image (at least one image)")
     spec = predict.as_spec(bundle)
     probs = [predict_probabilities(spec, image) for image in images]
-    settings, score = _grid_search(probs, points, grid or DETECTION_GRID, {}, to_detections, d_match)
+    settings, score = _grid_search(probs, points, grid or DETECTION_GRID, {}, d_match)
     if all(p.ndim == 3 and p.shape[-1] == 4 for p in probs):  # two heads: centres + cells
-        settings, score = _grid_search(probs, points, CELL_GRID, settings, to_detections, d_match)
+        settings, score = _grid_search(probs, points, CELL_GRID, settings, d_match)
     return settings, score
 
 
-def _grid_search(probs, points, grid, fixed, detect, d_match):
-    """The combination of ``grid`` (added to ``fixed`` settings) with the best pooled F1."""
+def _grid_search(probs, points, grid, fixed, d_match):
+    """The combination of ``grid`` (added to ``fixed`` settings) with the best pooled F1 of :func:`to_detections`."""
     import itertools
 
     from deepimagej.unet import metrics
+    from deepimagej.unet.postprocess import to_detections
 
     best: tuple[dict[str, float], dict[str, Any]] | None = None
     for values in itertools.product(*grid.values()):
         settings = {**fixed, **dict(zip(grid, values))}
         tp = fp = fn = 0
         for prob, gt in zip(probs, points):
-            r = metrics.detection_f1(detect(prob, **settings), gt, d_match=d_match)
+            r = metrics.detection_f1(to_detections(prob, **settings), gt, d_match=d_match)
             tp, fp, fn = tp + r["tp"], fp + r["fp"], fn + r["fn"]
         score = metrics.detection_scores(tp, fp, fn)
         if best is None or score["f1"] > best[1]["f1"]:

@@ -112,8 +112,8 @@ def _documentation(name: str, kind: str, cfg: dict[str, Any], tiling: dict[str, 
                 f"and solidity >= {d.get('min_solidity')} (ImageJ's Solidity: area / convex hull area). Large cells "
                 "have a centre too far from their outline for a sharp peak; cells merged through a gap in their "
                 "membrane are not solid and keep their peaks.")] if d.get("cell_threshold") is not None else []),
-            "- ImageJ: `postprocessing_detection.ijm` (point selection + ROI Manager + Results table X, Y, Slice, "
-            "Probability, Source).",
+            ("- ImageJ: `postprocessing_detection.ijm` (point selection + ROI Manager + Results table X, Y, Slice, "
+             "Probability, Source)."),
             "- Python: `deepimagej.unet.postprocess.to_detections(prob, **detection_settings(bundle))`.",
         ]
     else:

@@ -329,12 +329,7 @@ def with_cell_head(centres, cells, name: str = "unet_centres_cells"):
         if config["ndim"] != 2 or config["n_classes"] != 2:
             raise TrainingError(f"the {role} U-Net must be 2D with 2 classes (it is {config['ndim']}D, "
                                 f"{config['n_classes']} classes)")
-        copy = build_unet(**{**config, "padding": "same"}, name=role)
-        for layer in copy.layers:
-            weights = model.get_layer(layer.name).get_weights()
-            if weights:
-                layer.set_weights(weights)
-        copies.append(copy)
+        copies.append(_rebuilt(model, config, padding="same", name=role))
     if copies[0].unet_config["in_channels"] != copies[1].unet_config["in_channels"]:
         raise TrainingError("the centre and cell U-Nets must take the same number of input channels")
     inputs = keras.Input(shape=(None, None, copies[0].unet_config["in_channels"]), name="input")
@@ -359,13 +354,17 @@ def same_padding_twin(model):
     config = dict(getattr(model, "unet_config", None) or infer_config(model))
     if config["padding"] == "same":
         return model
-    config["padding"] = "same"
-    twin = build_unet(**config, name=model.name)
-    for layer in twin.layers:
+    return _rebuilt(model, config, padding="same", name=model.name)
+
+
+def _rebuilt(model, config: dict, *, padding: str, name: str):
+    """A new :func:`build_unet` U-Net of ``config`` (with ``padding``, ``name``) holding ``model``'s weights."""
+    copy = build_unet(**{**config, "padding": padding}, name=name)
+    for layer in copy.layers:
         weights = model.get_layer(layer.name).get_weights()
         if weights:
             layer.set_weights(weights)
-    return twin
+    return copy
 
 
 def infer_config(model) -> dict:

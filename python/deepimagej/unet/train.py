@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import queue
 import threading
 import time
@@ -313,6 +314,14 @@ def _save_weights(model, path: Path) -> None:
     tmp.replace(path)
 
 
+def _portable_path(path: str | Path, start: Path) -> str:
+    """``path`` relative to ``start`` (a checkpoint folder stays valid when the project moves)."""
+    try:
+        return Path(os.path.relpath(Path(path).resolve(), Path(start).resolve())).as_posix()
+    except ValueError:  # another drive (Windows): the name is all that can be kept portably
+        return Path(path).name
+
+
 def _write_state(out_dir: Path, state: dict[str, Any]) -> None:
     tmp = out_dir / (STATE_FILE + ".tmp")
     tmp.write_text(json.dumps(state, indent=1), encoding="utf-8")
@@ -328,20 +337,23 @@ def load_bundle_model(bundle: str | Path):
     from deepimagej.engines.keras import load_keras_model
     from deepimagej.unet.model import heads
 
-    path = Path(bundle)
+    return heads(load_keras_model(_keras_file(Path(bundle))))[0]
+
+
+def _keras_file(path: Path) -> Path:
+    """The Keras weights file of a bundle (or ``path`` itself when it is one)."""
     if path.is_file() and path.suffix.lower() in {".h5", ".hdf5", ".keras"}:
-        return heads(load_keras_model(path))[0]
+        return path
     folder = path if path.is_dir() else path.parent
     for name in ("model.h5", "model.keras"):
         if (folder / name).is_file():
-            return heads(load_keras_model(folder / name))[0]
+            return folder / name
     try:
         from deepimagej.bundle import load_bundle
 
-        spec = load_bundle(path)
-        weights = spec.weights.get("keras_hdf5")
+        weights = load_bundle(path).weights.get("keras_hdf5")
         if weights is not None and weights.path is not None and weights.path.is_file():
-            return heads(load_keras_model(weights.path))[0]
+            return weights.path
     except ImportError:  # pragma: no cover - bundle reader missing
         pass
     raise TrainingError(
@@ -502,7 +514,7 @@ def train(
         "architecture": {k: (list(v) if isinstance(v, tuple) else v) for k, v in arch.items()},
         "in_shape": list(in_shape), "out_shape": list(out_shape), "batch_size": batch_size,
         "learning_rate": learning_rate, "lr_drop_epochs": list(lr_drop_epochs), "seed": seed, "steps_per_epoch": steps_per_epoch,
-        "from_bundle": str(from_bundle) if from_bundle else None,
+        "from_bundle": _portable_path(from_bundle, out_dir) if from_bundle else None,
         "n_train": len(train_samples), "n_val": len(val_list),
     }
     optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
