@@ -10,6 +10,7 @@ from deepimagej.unet.metrics import (
     detection_f1,
     evaluate_segmentation,
     foreground_iou,
+    match_points,
     object_iou,
     pixel_accuracy,
     seg_measure,
@@ -128,6 +129,11 @@ def test_detection_f1():
     p = np.array([[0.0, 3.9], [0.0, 8.5]])
     r3 = detection_f1(p, g, d_match=5.0)
     assert r3["tp"] == 2
+    pred_index, gt_index = match_points(p, g, d_match=5.0)
+    assert sorted(zip(pred_index.tolist(), gt_index.tolist())) == [(0, 0), (1, 1)]  # not the nearer p0-g1
+    pred_index, gt_index = match_points(pred, gt, d_match=5.0)
+    assert sorted(zip(pred_index.tolist(), gt_index.tolist())) == [(0, 0), (3, 2)]
+    assert [len(a) for a in match_points(np.zeros((0, 2)), g)] == [0, 0]
     r4 = detection_f1(np.zeros((0, 2)), g)
     assert (r4["tp"], r4["fn"], r4["f1"], r4["precision"]) == (0, 2, 0.0, 1.0)
     assert detection_f1(np.zeros((0, 2)), np.zeros((0, 2)))["f1"] == 1.0

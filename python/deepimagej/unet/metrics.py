@@ -27,6 +27,7 @@ __all__ = [
     "detection_f1",
     "evaluate_segmentation",
     "foreground_iou",
+    "match_points",
     "object_iou",
     "pixel_accuracy",
     "seg_measure",
@@ -135,16 +136,16 @@ def seg_measure(pred_labels: np.ndarray, gt_labels: np.ndarray) -> float:
     return float(np.where(covering, jac, 0.0).max(axis=1).mean())
 
 
-def detection_f1(
+def match_points(
     pred_points: np.ndarray,
     gt_points: np.ndarray,
     d_match: float = 5.0,
     element_size: Sequence[float] | float | None = None,
-) -> dict:
-    """Detection precision, recall and F1 with Hungarian matching (Falk et al. 2019, M6).
+) -> tuple[np.ndarray, np.ndarray]:
+    """Match predicted to ground-truth points one-to-one (Hungarian algorithm on distances).
 
-    Points are matched one-to-one so that the number of pairs closer than ``d_match`` is
-    maximal and, among such matchings, their total distance is minimal.
+    The matching maximises the number of pairs closer than ``d_match`` and, among such
+    matchings, minimises their total distance.
 
     Parameters
     ----------
@@ -157,28 +158,51 @@ def detection_f1(
 
     Returns
     -------
+    pred_index, gt_index : numpy.ndarray
+        Indices of the matched pairs (``pred_points[pred_index[k]]`` matches
+        ``gt_points[gt_index[k]]``), each within ``d_match``.
+    """
+    pred, gt = _as_points(pred_points, gt_points)
+    if not (len(pred) and len(gt)):
+        return np.zeros(0, int), np.zeros(0, int)
+    ndim = pred.shape[1]
+    s = np.ones(ndim) if element_size is None else np.broadcast_to(np.asarray(element_size, float), (ndim,))
+    d = np.sqrt((((pred[:, None, :] - gt[None, :, :]) * s) ** 2).sum(-1))
+    big = d_match * (min(d.shape) + 1) + 1.0
+    rows, cols = linear_sum_assignment(np.where(d <= d_match, d, big))
+    close = d[rows, cols] <= d_match
+    return rows[close], cols[close]
+
+
+def detection_f1(
+    pred_points: np.ndarray,
+    gt_points: np.ndarray,
+    d_match: float = 5.0,
+    element_size: Sequence[float] | float | None = None,
+) -> dict:
+    """Detection precision, recall and F1 with Hungarian matching (Falk et al. 2019, M6).
+
+    Points are matched by :func:`match_points` (same parameters): one-to-one, so that the
+    number of pairs closer than ``d_match`` is maximal and, among such matchings, their total
+    distance is minimal.
+
+    Returns
+    -------
     dict
         ``precision``, ``recall``, ``f1`` (floats; 1.0 when their denominators are 0) and
         ``tp``, ``fp``, ``fn`` (ints).
     """
+    pred, gt = _as_points(pred_points, gt_points)
+    tp = len(match_points(pred, gt, d_match, element_size)[0])
+    return detection_scores(tp, len(pred) - tp, len(gt) - tp)
+
+
+def _as_points(pred_points: np.ndarray, gt_points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both point sets as float ``(N, ndim)`` arrays (an empty set takes the other's ``ndim``, else 2)."""
     pred = np.asarray(pred_points, dtype=float)
     gt = np.asarray(gt_points, dtype=float)
     ndim = pred.shape[-1] if pred.size else (gt.shape[-1] if gt.size else 2)
-    pred = pred.reshape(-1, ndim)
-    gt = gt.reshape(-1, ndim)
-    tp = 0
-    if len(pred) and len(gt):
-        s = (
-            np.ones(ndim)
-            if element_size is None
-            else np.broadcast_to(np.asarray(element_size, float), (ndim,))
-        )
-        d = np.sqrt((((pred[:, None, :] - gt[None, :, :]) * s) ** 2).sum(-1))
-        big = d_match * (min(d.shape) + 1) + 1.0
-        cost = np.where(d <= d_match, d, big)
-        rows, cols = linear_sum_assignment(cost)
-        tp = int(np.sum(d[rows, cols] <= d_match))
-    return detection_scores(tp, len(pred) - tp, len(gt) - tp)
+    return pred.reshape(-1, ndim), gt.reshape(-1, ndim)
 
 
 def detection_scores(tp: int, fp: int, fn: int) -> dict:
