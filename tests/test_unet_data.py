@@ -12,6 +12,7 @@ from deepimagej.errors import TrainingError
 from deepimagej.unet.data import (
     TrainingSample,
     detection_targets,
+    link_slice_rois,
     load_folder_pairs,
     load_image,
     load_mask,
@@ -22,6 +23,7 @@ from deepimagej.unet.data import (
     split_validation,
     write_point_rois,
 )
+from deepimagej.unet.weights import insert_ridges
 
 
 def one_line(exc_info) -> str:
@@ -93,6 +95,47 @@ def test_polygon_rect_oval_rois_round_trip(tmp_path):
     # a single .roi file works too
     square.tofile(tmp_path / "one.roi")
     assert (rois_to_labels(tmp_path / "one.roi", (30, 30)) == 1).sum() == 100
+
+
+def _rect(left, top, right, bottom, z, name=""):
+    """A rectangle ROI on 1-based slice z, named like the ROI Manager names it unless ``name`` is given."""
+    name = name or f"{z:04d}-{(top + bottom) // 2:04d}-{(left + right) // 2:04d}"
+    return roifile.ImagejRoi(roitype=roifile.ROI_TYPE.RECT, left=left, top=top, right=right, bottom=bottom,
+                             position=z, name=name)
+
+
+def test_rois_on_consecutive_slices_are_one_3d_object(tmp_path):
+    # a cell drawn on slices 1-3 (shrinking: 6x6, 4x4 inside it, 2x2) next to a touching cell on slices 1-2
+    rois = [_rect(1, 1, 7, 7, 1), _rect(7, 1, 11, 7, 1), _rect(2, 2, 6, 6, 2), _rect(6, 1, 11, 7, 2),
+            _rect(3, 3, 5, 5, 3)]
+    roifile.roiwrite(tmp_path / "cells3d.zip", rois)
+    lab = rois_to_labels(tmp_path / "cells3d.zip", (4, 12, 12))
+    assert np.unique(lab).tolist() == [0, 1, 2]
+    assert (lab == 1).sum() == 36 + 16 + 4 and (lab == 2).sum() == 24 + 30
+    assert lab[0, 3, 3] == lab[1, 3, 3] == lab[2, 3, 3] == 1 and lab[0, 3, 8] == lab[1, 3, 8] == 2
+    # the ridges between touching objects now separate the two cells, not the slices of one cell
+    ridged = insert_ridges(lab)
+    assert ridged[0, 2:5, 2:5].min() == 1 and ridged[1, 3, 3] == 1 and ridged[2, 3, 3] == 1
+    assert (ridged[1] == 1).sum() == 16 - 4  # only where the second cell's slice 2 (x from 6) touches it
+
+
+def test_link_slice_rois_names_and_one_to_one():
+    square = np.zeros((10, 10), bool)
+    square[2:8, 2:8] = True
+    left, right = np.zeros_like(square), np.zeros_like(square)
+    left[2:8, 2:4] = True  # 12 px: a third of the square's overlap
+    right[2:8, 4:8] = True  # 24 px
+    # one ROI over two on the next slice: linked to the larger overlap only (each is inside the square)
+    assert link_slice_rois([square, left, right], [0, 1, 1], ["", "", ""]) == [1, 2, 1]
+    # the same given name joins ROIs on any slices; two different given names are never joined
+    assert link_slice_rois([square, square, square], [0, 3, 1], ["nucleus-a", "nucleus-a", "nucleus-b"]) == [1, 1, 2]
+    # automatic ROI Manager names ("slice-y-x", "-1" for a repeat) are not given names
+    assert link_slice_rois([square, square], [0, 1], ["0001-0005-0005", "0002-0005-0005-1"]) == [1, 1]
+    # overlap below half of the smaller ROI, slices not adjacent, or a ROI outside the stack: apart
+    shifted = np.roll(square, 4, axis=1)  # 6x2 = 12 of 36 px shared
+    assert link_slice_rois([square, shifted], [0, 1], ["", ""]) == [1, 2]
+    assert link_slice_rois([square, square], [0, 2], ["", ""]) == [1, 2]
+    assert link_slice_rois([square, None], [0, 1], ["", ""]) == [1, 2]
 
 
 def test_rois_3d_positions_and_errors(tmp_path):

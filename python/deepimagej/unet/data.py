@@ -34,6 +34,7 @@ __all__ = [
     "ROI_SUFFIXES",
     "TrainingSample",
     "detection_targets",
+    "link_slice_rois",
     "load_folder_pairs",
     "load_image",
     "load_mask",
@@ -227,13 +228,16 @@ def rois_to_labels(roi_path: str | Path, shape: Sequence[int]) -> np.ndarray:
         rectangle, oval, freehand and traced ROIs (and composite shapes) are supported.
     shape : sequence of int
         Spatial shape of the image, ``(Y, X)`` or ``(Z, Y, X)``. In 3D each ROI labels its own
-        slice (``z_position``, or ``position`` for plain stacks).
+        slice (``z_position``, or ``position`` for plain stacks), and the ROIs drawn on
+        consecutive slices of one object are one object (:func:`link_slice_rois`): ROIs with
+        the same name (other than the ROI Manager's automatic ``"0003-0120-0045"`` names), and
+        ROIs on adjacent slices that overlap by at least half of the smaller one.
 
     Returns
     -------
     numpy.ndarray
-        ``int32`` labels: the i-th ROI is object ``i + 1`` (a later ROI overwrites an earlier
-        one where they overlap).
+        ``int32`` labels: objects numbered ``1..N`` in the order of their first ROI (a later ROI
+        overwrites an earlier one where they overlap).
 
     Raises
     ------
@@ -250,7 +254,8 @@ def rois_to_labels(roi_path: str | Path, shape: Sequence[int]) -> np.ndarray:
     rois = _read_rois(path)
     labels = np.zeros(shape, dtype=np.int32)
     regional = {ROI_TYPE.POLYGON, ROI_TYPE.RECT, ROI_TYPE.OVAL, ROI_TYPE.FREEHAND, ROI_TYPE.TRACED}
-    n_drawn = 0
+    stack = labels.reshape((-1, *shape[-2:]))  # a 2D image is a stack of one slice
+    masks, slices = [], []
     for i, roi in enumerate(rois):
         if roi.roitype == ROI_TYPE.POINT:
             raise TrainingError(
@@ -263,26 +268,90 @@ def rois_to_labels(roi_path: str | Path, shape: Sequence[int]) -> np.ndarray:
                 f"'{path.name}': ROI '{roi.name or i + 1}' is a {kind} ROI; expected one area ROI per object "
                 "(polygon, rectangle, oval, freehand)"
             )
-        mask = _rasterize(roi, shape[-2:])
+        z = 0
         if len(shape) == 3:
             z = _roi_slice(roi, roi.name)
             if z is None:
                 raise TrainingError(
                     f"'{path.name}': ROI '{roi.name or i + 1}' has no slice position, needed for a 3D image"
                 )
-            if not 0 <= z < shape[0]:
-                continue
-            target = labels[z]
-        else:
-            target = labels
-        if mask.any():
-            target[mask] = i + 1
+        masks.append(_rasterize(roi, shape[-2:]) if 0 <= z < len(stack) else None)
+        slices.append(z)
+    objects = link_slice_rois(masks, slices, [roi.name for roi in rois]) if len(shape) == 3 else range(1, len(rois) + 1)
+    n_drawn = 0
+    for mask, z, obj in zip(masks, slices, objects):
+        if mask is not None and mask.any():
+            stack[z][mask] = obj
             n_drawn += 1
     if n_drawn == 0:
         raise TrainingError(
             f"the ROIs in '{path.name}' cover no pixel of the {_size(shape)} image (empty annotation)"
         )
     return labels
+
+
+_AUTO_ROI_NAME = re.compile(r"^\d+(-\d+)+$")  # the ROI Manager's "0003-0120-0045" (slice-y-x), "-1" for repeats
+#: ROIs on adjacent slices are one object when their overlap is at least this share of the smaller ROI
+MIN_SLICE_OVERLAP = 0.5
+
+
+def link_slice_rois(masks: Sequence[np.ndarray | None], slices: Sequence[int], names: Sequence[str]) -> list[int]:
+    """Object numbers of 2D ROIs drawn slice by slice on a stack (one ROI per object and slice).
+
+    Two ROIs belong to one object when they have the same name (a name given in the ROI
+    Manager, not its automatic ``"0003-0120-0045"`` slice-y-x names), or when they lie on
+    adjacent slices and overlap by at least :data:`MIN_SLICE_OVERLAP` of the smaller one; between
+    two slices each ROI is linked to at most one other (the largest overlaps first, as a tracker
+    would), and ROIs with two different given names are never linked. Without this each slice
+    of an object would be an object of its own, and the one-pixel ridges between touching
+    objects (:func:`~deepimagej.unet.weights.insert_ridges`) would cut it into slices.
+
+    Args:
+        masks: per ROI its 2D mask, or ``None`` for a ROI outside the stack.
+        slices: per ROI its 0-based slice.
+        names: per ROI its name (``""`` for none).
+
+    Returns:
+        Per ROI its object number, ``1..N`` in the order of each object's first ROI.
+    """
+    parent = list(range(len(masks)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    given = [name if name and not _AUTO_ROI_NAME.match(name) else None for name in names]
+    first_with_name: dict[str, int] = {}
+    for i, name in enumerate(given):
+        if name is not None:
+            parent[root(i)] = root(first_with_name.setdefault(name, i))
+    pixels = [None if m is None else np.flatnonzero(m) for m in masks]
+    boxes = [None if m is None or not m.any() else ndi.find_objects(m.astype(np.uint8))[0] for m in masks]
+    by_slice: dict[int, list[int]] = {}
+    for i, z in enumerate(slices):
+        if pixels[i] is not None and pixels[i].size:
+            by_slice.setdefault(z, []).append(i)
+    for z, here in sorted(by_slice.items()):
+        pairs = []
+        for i in here:
+            for j in by_slice.get(z + 1, []):
+                if given[i] is not None and given[j] is not None and given[i] != given[j]:
+                    continue
+                if any(a.stop <= b.start or b.stop <= a.start for a, b in zip(boxes[i], boxes[j])):
+                    continue  # bounding boxes apart
+                shared = np.intersect1d(pixels[i], pixels[j], assume_unique=True).size
+                share = shared / min(pixels[i].size, pixels[j].size)
+                if share >= MIN_SLICE_OVERLAP:
+                    pairs.append((share, i, j))
+        linked: set[int] = set()
+        for _, i, j in sorted(pairs, reverse=True):
+            if i not in linked and j not in linked:
+                linked.update((i, j))
+                parent[root(j)] = root(i)
+    numbers: dict[int, int] = {}
+    return [numbers.setdefault(root(i), len(numbers) + 1) for i in range(len(masks))]
 
 
 def points_from_rois(roi_path: str | Path, ndim: int | None = None) -> np.ndarray:
