@@ -129,6 +129,21 @@ def test_blocking_dialogs_fail_fast(ij, macro, needle):
     assert time.monotonic() - t0 < 30
 
 
+def test_wait_for_user_stops_its_macro_and_leaves_no_thread(ij):
+    # closing a waitForUser dialog is its OK, and its macro thread waits for a notify that can
+    # come before it waits: the guard cancels it as Esc does and wakes it until it has left
+    from jpype import JClass
+
+    for attempt in range(5):
+        marker = f"after the dialog {attempt}"
+        with pytest.raises(MacroError, match="waits for a user"):
+            ij.run_macro(f'waitForUser("Click OK");\nprint("{marker}");', timeout=60)
+        assert marker not in ij.log()
+    threads = JClass("java.lang.Thread").getAllStackTraces()
+    waiting = [t.getName() for t in threads.keySet() if any("WaitForUserDialog.show" in str(f) for f in threads.get(t))]
+    assert waiting == []
+
+
 def test_macro_timeout(ij):
     with pytest.raises(MacroError, match="did not finish within 1 s"):
         ij.run_macro("while (true) { x = 1; }", timeout=1)

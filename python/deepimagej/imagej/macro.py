@@ -202,8 +202,7 @@ class MacroRunner:
             worker.start()
             forced = self._wait(worker, timeout)
             timed_out = worker.is_alive() and not forced
-            if timed_out:
-                self._Interpreter.abort(interp)
+            if timed_out:  # close first: a waitForUser dialog is cancelled before the abort wakes it
                 self._Guard.closeAll()
             if forced or timed_out:
                 self._Interpreter.abort(interp)

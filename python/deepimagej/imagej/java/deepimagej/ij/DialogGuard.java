@@ -1,5 +1,6 @@
 package deepimagej.ij;
 
+import ij.gui.WaitForUserDialog;
 import ij.macro.Interpreter;
 import java.awt.AWTEvent;
 import java.awt.Component;
@@ -87,28 +88,70 @@ public final class DialogGuard implements AWTEventListener {
             return;
         }
         Dialog d = (Dialog) w;
-        if (!d.isModal() && !(d instanceof ij.gui.WaitForUserDialog)) {
+        if (!d.isModal() && !(d instanceof WaitForUserDialog)) {
             return; // a tool window (B&C, Channels...): it does not wait for anyone
         }
         synchronized (caught) {
             caught.add(new String[] {d.getTitle(), text(d), d.getClass().getName()});
         }
         // a message (showMessage, exit("..."), IJ.error) waits for OK only: close it, let the macro decide
+        // waitForUser cancels its macro itself once its dialog is closed (see close()); aborting it
+        // as well would race with that (ImageJ's abort wakes the dialog before stopping the macro)
         boolean message = d.getClass().getName().equals("ij.gui.MessageDialog");
         Interpreter interp = interpreter;
-        if (interp != null && !message && !"Macro Error".equals(d.getTitle()) && !"No Image".equals(d.getTitle())) {
+        if (interp != null && !message && !(d instanceof WaitForUserDialog)
+                && !"Macro Error".equals(d.getTitle()) && !"No Image".equals(d.getTitle())) {
             Interpreter.abort(interp);
         }
         close(d);
     }
 
     private static void close(final Dialog d) {
+        if (d instanceof WaitForUserDialog) {
+            cancel((WaitForUserDialog) d);
+            return;
+        }
         EventQueue.invokeLater(() -> {
             d.dispatchEvent(new WindowEvent(d, WindowEvent.WINDOW_CLOSING));
             if (d.isShowing()) {
                 d.dispose();
             }
         });
+    }
+
+    /**
+     * Close a waitForUser dialog as its Esc key does, so that its macro stops with "Macro
+     * canceled" instead of going on as after OK. Its macro thread waits on the dialog's monitor
+     * in {@code show()} and only a notify wakes it (closing the window does not); a notify sent
+     * before the thread has reached its wait(), right after the window opened, is lost. So the
+     * dialog is notified again every 50 ms for 10 s, and the thread never waits forever.
+     */
+    private static void cancel(final WaitForUserDialog d) {
+        try {
+            Field esc = WaitForUserDialog.class.getDeclaredField("escPressed");
+            esc.setAccessible(true);
+            esc.setBoolean(d, true); // before any notify: the woken macro must see it
+        } catch (ReflectiveOperationException | RuntimeException e) {
+            Interpreter interp = interpreter; // an ImageJ without the field: abort the macro instead
+            if (interp != null) {
+                Interpreter.abort(interp);
+            }
+        }
+        EventQueue.invokeLater(d::dispose);
+        Thread nudger = new Thread(() -> {
+            for (int i = 0; i < 200; i++) {
+                synchronized (d) {
+                    d.notifyAll();
+                }
+                try {
+                    Thread.sleep(50);
+                } catch (InterruptedException e) {
+                    return;
+                }
+            }
+        }, "deepimagej-cancel-wait-for-user");
+        nudger.setDaemon(true);
+        nudger.start();
     }
 
     /** The visible text of a dialog: labels, text fields, ImageJ multi-line labels. */
