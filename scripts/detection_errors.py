@@ -34,7 +34,7 @@ def candidates(prob: np.ndarray, settings: dict) -> np.ndarray:
     from deepimagej.unet.postprocess import peaks_to_points
 
     points = [peaks_to_points(prob[..., 1], 0.2, 3, settings["smooth_sigma"])]
-    if "cell_threshold" in settings and prob.shape[-1] == 4:
+    if "cell_threshold" in settings:
         components, n = ndi.label(prob[..., 3] > settings["cell_threshold"])
         points.append(np.asarray(ndi.center_of_mass(np.ones_like(components), components, range(1, n + 1))).reshape(-1, 2))
     return np.concatenate(points)
@@ -59,6 +59,7 @@ def main() -> None:
     sizes, found, in_reach = [], [], []
     tp = fp = fn = 0
     fp_in_cells = 0
+    two_heads = "cell_threshold" in settings
     for i in args.images:
         labels = udata.load_mask(ASSETS / "label" / f"{i}.png", mode="semantic")
         gt = _centroids(labels)
@@ -67,7 +68,7 @@ def main() -> None:
         pred_index, gt_index = match_points(points, gt, args.d_match)
         tp, fp, fn = tp + len(gt_index), fp + len(points) - len(gt_index), fn + len(gt) - len(gt_index)
         unmatched = np.setdiff1d(np.arange(len(points)), pred_index)
-        if prob.shape[-1] == 4:
+        if two_heads:
             fp_in_cells += int(np.sum(prob[..., 3][tuple(np.round(points[unmatched]).astype(int).T)] > 0.5))
         hit = np.zeros(len(gt), bool)
         hit[gt_index] = True
@@ -80,7 +81,7 @@ def main() -> None:
     print(f"{args.bundle.name}, images {args.images}, d_match {args.d_match:g} px: {len(found)} cells")
     print(f"  precision {score['precision']:.3f}  recall {score['recall']:.3f}  F1 {score['f1']:.3f}  "
           f"(tp {tp}, fp {fp}, fn {fn}; settings {settings})")
-    if len(settings) > 3:
+    if two_heads:
         print(f"  false positives on cell interior (cell probability > 0.5): {fp_in_cells} of {fp}")
     for low, high in itertools.pairwise(SIZE_BINS):
         sel = (sizes >= low) & (sizes < high)

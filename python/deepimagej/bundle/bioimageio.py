@@ -214,7 +214,7 @@ class _Reader:
             return None
         field = f"config.{OWN_CONFIG_KEY}.detection"
         if not isinstance(settings, dict):
-            raise field_error(self.path, field, "a mapping with threshold, smooth_sigma, min_distance", settings)
+            raise field_error(self.path, field, "a mapping with keys among " + ", ".join(DETECTION_KEYS), settings)
         out = {}
         for key, value in settings.items():
             if key not in DETECTION_KEYS:

@@ -17,6 +17,7 @@ Every user error is a :class:`~deepimagej.errors.TrainingError` with a one-line 
 
 from __future__ import annotations
 
+import itertools
 import re
 import warnings
 from collections.abc import Sequence
@@ -314,44 +315,36 @@ def link_slice_rois(masks: Sequence[np.ndarray | None], slices: Sequence[int], n
     Returns:
         Per ROI its object number, ``1..N`` in the order of each object's first ROI.
     """
-    parent = list(range(len(masks)))
+    from scipy.cluster.hierarchy import DisjointSet
 
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
+    objects = DisjointSet(range(len(masks)))
     given = [name if name and not _AUTO_ROI_NAME.match(name) else None for name in names]
     first_with_name: dict[str, int] = {}
     for i, name in enumerate(given):
         if name is not None:
-            parent[root(i)] = root(first_with_name.setdefault(name, i))
-    pixels = [None if m is None else np.flatnonzero(m) for m in masks]
-    boxes = [None if m is None or not m.any() else ndi.find_objects(m.astype(np.uint8))[0] for m in masks]
+            objects.merge(first_with_name.setdefault(name, i), i)
+    boxes = [None if m is None else ndi.find_objects(m.astype(np.uint8)) for m in masks]  # [] when empty
+    areas = [0 if m is None else int(np.count_nonzero(m)) for m in masks]
     by_slice: dict[int, list[int]] = {}
     for i, z in enumerate(slices):
-        if pixels[i] is not None and pixels[i].size:
+        if boxes[i]:
             by_slice.setdefault(z, []).append(i)
     for z, here in sorted(by_slice.items()):
         pairs = []
-        for i in here:
-            for j in by_slice.get(z + 1, []):
-                if given[i] is not None and given[j] is not None and given[i] != given[j]:
-                    continue
-                if any(a.stop <= b.start or b.stop <= a.start for a, b in zip(boxes[i], boxes[j])):
-                    continue  # bounding boxes apart
-                shared = np.intersect1d(pixels[i], pixels[j], assume_unique=True).size
-                share = shared / min(pixels[i].size, pixels[j].size)
-                if share >= MIN_SLICE_OVERLAP:
-                    pairs.append((share, i, j))
+        for i, j in itertools.product(here, by_slice.get(z + 1, [])):
+            if given[i] is not None and given[j] is not None and given[i] != given[j]:
+                continue
+            both = tuple(slice(max(a.start, b.start), min(a.stop, b.stop)) for a, b in zip(boxes[i][0], boxes[j][0]))
+            share = np.count_nonzero(masks[i][both] & masks[j][both]) / min(areas[i], areas[j])  # 0: boxes apart
+            if share >= MIN_SLICE_OVERLAP:
+                pairs.append((share, i, j))
         linked: set[int] = set()
         for _, i, j in sorted(pairs, reverse=True):
             if i not in linked and j not in linked:
                 linked.update((i, j))
-                parent[root(j)] = root(i)
+                objects.merge(i, j)
     numbers: dict[int, int] = {}
-    return [numbers.setdefault(root(i), len(numbers) + 1) for i in range(len(masks))]
+    return [numbers.setdefault(objects[i], len(numbers) + 1) for i in range(len(masks))]
 
 
 def points_from_rois(roi_path: str | Path, ndim: int | None = None) -> np.ndarray:
