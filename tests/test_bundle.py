@@ -198,7 +198,7 @@ def test_nuclei_v05() -> None:
     assert spec.weights["onnx"].path == NUCLEI / "weights.onnx"
     assert spec.weights["onnx"].version == "20"
     assert spec.weights["pytorch_state_dict"].path is None
-    assert [w.format for w in spec.runnable_weights()] == ["onnx", "torchscript"]
+    assert [w.format for w in spec.runnable_weights()] == ["onnx", "torchscript", "pytorch_state_dict"]
 
 
 def test_nuclei_v04_variants() -> None:

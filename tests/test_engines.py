@@ -43,10 +43,10 @@ def test_tf1_graph(tmp_path, with_signature):
         signature="tf.saved_model.signature_constants.DEFAULT_SERVING_SIGNATURE_DEF_KEY",
         input_names=("input_img",), output_names=("out_img",),
     )
-    engine = load_engine(weights)
+    engine = load_engine(weights, ["input_img"], ["out_img"])
     batch = np.random.default_rng(0).random((1, 9, 11, 1)).astype(np.float32)
-    np.testing.assert_allclose(engine(batch)[0, :, :, 0], _expected(batch), atol=1e-5)
-    assert engine is load_engine(weights)  # loaded once, reused
+    np.testing.assert_allclose(engine({"input_img": batch})["out_img"][0, :, :, 0], _expected(batch), atol=1e-5)
+    assert engine is load_engine(weights, ["input_img"], ["out_img"])  # loaded once, reused
 
 
 def test_tf1_graph_without_signature_or_names_is_clear(tmp_path):
@@ -69,7 +69,10 @@ def test_not_a_saved_model_is_clear(tmp_path):
 
 def test_keras_and_savedmodel_agree(pancreatic_bundle):
     batch = np.random.default_rng(1).random((2, 64, 80, 1)).astype(np.float32)
-    tf_out = load_engine(pancreatic_bundle.weights["tensorflow_saved_model_bundle"])(batch)
-    keras_out = load_engine(pancreatic_bundle.weights["keras_hdf5"])(batch)
+    names = [pancreatic_bundle.inputs[0].name], [pancreatic_bundle.outputs[0].name]
+    tf_engine = load_engine(pancreatic_bundle.weights["tensorflow_saved_model_bundle"], *names)
+    keras_engine = load_engine(pancreatic_bundle.weights["keras_hdf5"], *names)
+    tf_out = tf_engine({names[0][0]: batch})[names[1][0]]
+    keras_out = keras_engine({names[0][0]: batch})[names[1][0]]
     assert tf_out.shape == (2, 64, 80, 1)
     np.testing.assert_allclose(tf_out, keras_out, atol=1e-5)

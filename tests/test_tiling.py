@@ -6,6 +6,7 @@ field, so tiled == untiled must hold exactly when the halo covers it and fail wh
 
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -15,12 +16,16 @@ from scipy import ndimage
 from deepimagej.bundle.spec import AxisSpec, DeepImageJTiling, ModelSpec, TensorSpec
 from deepimagej.errors import DeepImageJError
 from deepimagej.tiling import (
+    AxisMap,
     Stitcher,
     TilePlan,
     TilingError,
     iter_tile_batches,
+    cut,
+    iter_batches,
     layout_axis,
     mirror_pad,
+    model_geometry,
     plan_deepimagej,
     plan_for_spec,
     plan_tiles,
@@ -81,10 +86,9 @@ def box_model(r: int, passes: int = 2):
 
 def run_tiled(image: np.ndarray, axes: str, plan: TilePlan, model, batch_size: int = 3) -> np.ndarray:
     spatial_dims = tuple(axes.index(a) for a in axes if a in plan.spatial_axes)
-    padded = mirror_pad(image, plan.pad_width(axes))
     out = np.full(image.shape, np.nan)
     stitcher = Stitcher(plan, out, axes)
-    for tiles, batch in iter_tile_batches(plan, padded, batch_size, axes):
+    for tiles, batch in iter_tile_batches(plan, image, batch_size, axes):
         assert batch.shape[0] == len(tiles) <= batch_size
         result = model(batch, tuple(d + 1 for d in spatial_dims))
         stitcher.write_batch(tiles, result)
@@ -347,19 +351,38 @@ def test_plan_for_spec_deepimagej():
     check_plan(plan)
 
 
-def test_plan_for_spec_refuses_scaled_outputs():
+def test_plan_for_spec_scaled_outputs():
+    """A down-sampling output: valid sizes become even, the halo is counted in input pixels."""
+    in_axes = (AxisSpec("b"), AxisSpec("y", min=8, step=4), AxisSpec("x", min=8, step=4), AxisSpec("c", size=1))
     out = (
         AxisSpec("b"),
-        AxisSpec("y", reference=("in", "y"), scale=0.5),
-        AxisSpec("x", reference=("in", "x")),
+        AxisSpec("y", reference=("in", "y"), scale=0.5, halo=6),
+        AxisSpec("x", reference=("in", "x"), scale=0.25, halo=2),
         AxisSpec("c", size=1),
     )
-    with pytest.raises(TilingError, match="scaled"):
-        plan_for_spec(_spec(out_axes=out), {"y": 64, "x": 64})
+    spec = _spec(in_axes=in_axes, out_axes=out)
+    geometry = model_geometry(spec)
+    assert geometry.outputs["out"]["y"] == AxisMap(Fraction(1, 2))
+    assert geometry.halo == {"y": 12, "x": 8}  # 6 / 0.5 and 2 / 0.25 input pixels
+    assert geometry.step == {"y": 4, "x": 4} and geometry.min_size == {"y": 8, "x": 8}
+    plan = plan_for_spec(spec, {"y": 96, "x": 64}, tile={"y": 40, "x": 32})
+    assert plan.grid_shape[0] > 1 and plan.grid_shape[1] > 1
+    assert (plan.output_size("y", geometry.outputs["out"]["y"]), plan.output_size("x", geometry.outputs["out"]["x"])) == (48, 16)
+    with pytest.raises(TilingError, match="whole pixels"):
+        plan_for_spec(spec, {"y": 96, "x": 66})
     classifier = (AxisSpec("b"), AxisSpec("c", size=3))
     assert plan_for_spec(_spec(out_axes=classifier), {"y": 64, "x": 64}).n_tiles == 1
     with pytest.raises(TilingError, match="no axis"):
         plan_for_spec(_spec(out_axes=classifier), {"y": 640, "x": 64}, tile={"y": 64})
+
+
+def test_inputs_must_agree_on_sizes():
+    a = TensorSpec("a", (AxisSpec("b"), AxisSpec("y", size=64), AxisSpec("x", size=64)))
+    b = TensorSpec("b", (AxisSpec("b"), AxisSpec("y", size=32), AxisSpec("x", size=64)))
+    out = TensorSpec("out", (AxisSpec("b"), AxisSpec("y", reference=("a", "y")), AxisSpec("x", reference=("a", "x"))))
+    spec = ModelSpec("m", Path("rdf.yaml"), "bioimageio", "0.5.4", (a, b), (out,))
+    with pytest.raises(TilingError, match="input 'a' needs 64 pixels along y but input 'b' needs 32"):
+        model_geometry(spec)
 
 
 # --------------------------------------------------------------------------------------------
@@ -410,10 +433,9 @@ def test_tiled_equals_untiled_3d_with_channel_change():
         {"z": 14, "y": 30, "x": 26}, "czyx", halo={"z": 2, "y": 2, "x": 2}, tile={"z": 8, "y": 12, "x": 16}
     )
     assert all(n > 1 for n in plan.grid_shape)
-    padded = mirror_pad(image, plan.pad_width("czyx"))
     out = np.zeros((3, 14, 30, 26))
     pairs = []
-    for tiles, batch in iter_tile_batches(plan, padded, 5, "czyx"):
+    for tiles, batch in iter_tile_batches(plan, image, 5, "czyx"):
         result = model(batch, (2, 3, 4))
         pairs += list(zip(tiles, result))
     stitch(plan, pairs, out, "czyx")
@@ -425,7 +447,7 @@ def test_stitcher_checks_sizes():
     with pytest.raises(TilingError, match="pixels along y"):
         Stitcher(plan, np.zeros((39, 40)))
     stitcher = Stitcher(plan, np.zeros((40, 40)))
-    with pytest.raises(TilingError, match="size of their input"):
+    with pytest.raises(TilingError, match="returned 12 pixels along y for a tile of 16"):
         stitcher.write(plan.tiles[0], np.zeros((12, 16)))
     with pytest.raises(TilingError, match="plan expects"):
         next(iter_tile_batches(plan, np.zeros((30, 40)), 2))
@@ -445,3 +467,103 @@ def test_aligned_tiles_start_on_the_step_grid():
     check_plan(whole)
     # stride (256 - 94) // 8 * 8 = 160: y tiles at 0, 160, 320 (the last flush with the end)
     assert sorted({t.input_slices[0].start for t in tiled.tiles}) == [0, 160, 320]
+
+
+# --------------------------------------------------------------------------------------------
+# scaled outputs and several tensors, through the production cutter and stitcher
+# --------------------------------------------------------------------------------------------
+
+
+def _resample(y: np.ndarray, dims: tuple[int, ...], scale: Fraction) -> np.ndarray:
+    for d in dims:
+        if scale > 1:
+            y = np.repeat(y, int(scale), axis=d)
+        elif scale < 1:
+            y = y.take(np.arange(0, y.shape[d], int(1 / scale)), axis=d)
+    return y
+
+
+@pytest.mark.parametrize("scale,offset", [(Fraction(2), 0), (Fraction(4), 0), (Fraction(1, 2), 0), (Fraction(1, 4), 0),
+                                          (Fraction(1), -3), (Fraction(2), -2)])
+def test_scaled_outputs_tiled_equal_untiled(scale, offset):
+    """Up-/down-sampling 'networks' (box filters, then nearest up-sampling or subsampling, then
+    a crop of ``-offset`` output pixels per side, like a valid convolution): tiled == untiled."""
+    rng = np.random.default_rng(4)
+    image = rng.random((88, 104)).astype(np.float64)
+    smooth = box_model(r=2, passes=2)  # receptive radius 4
+
+    def model(batch: np.ndarray) -> np.ndarray:
+        y = _resample(smooth(batch, (1, 2)), (1, 2), scale)
+        c = -offset
+        return y[:, c : y.shape[1] - c, c : y.shape[2] - c] if c else y
+
+    amap = AxisMap(scale, Fraction(offset))
+    step = max(1, int(1 / scale)) * 4
+    kw = {"min_size": {"y": step, "x": step}, "step": {"y": step, "x": step}}
+    halo = int(np.ceil(4 + (-offset) / scale))
+    halo = -(-halo // step) * step
+    whole = plan_tiles(image.shape, "yx", halo={"y": halo, "x": halo}, **kw)
+    tiled = plan_tiles(image.shape, "yx", halo={"y": halo, "x": halo}, tile={"y": 2 * halo + 2 * step, "x": 2 * halo + step}, **kw)
+    assert whole.n_tiles == 1 and tiled.grid_shape[0] > 1 and tiled.grid_shape[1] > 2
+    results = []
+    for plan in (whole, tiled):
+        shape = (plan.output_size("y", amap), plan.output_size("x", amap))
+        out = np.full(shape, np.nan)
+        stitcher = Stitcher(plan, out, "yx", {"y": amap, "x": amap})
+        for tiles, batch in iter_tile_batches(plan, image, 4, "yx"):
+            stitcher.write_batch(tiles, model(batch))
+        assert stitcher.done and not np.isnan(out).any()
+        results.append(out)
+    assert results[0].shape == (88 * scale + 2 * offset, 104 * scale + 2 * offset)
+    expected = model(image[None])[0]
+    np.testing.assert_allclose(results[0], expected, atol=1e-12)
+    np.testing.assert_allclose(results[1], expected, atol=1e-12)
+
+
+def test_several_inputs_and_outputs_with_items():
+    """Two inputs (one with channels, one shared by every item), two outputs (one down-sampled)."""
+    rng = np.random.default_rng(5)
+    raw = rng.random((3, 70, 90))  # b y x: three items
+    mask = rng.random((2, 70, 90))  # c y x: the same for every item
+    smooth = box_model(r=1, passes=2)  # receptive radius 2
+
+    def model(raw_b: np.ndarray, mask_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        s = smooth(raw_b, (1, 2))  # b y x
+        m = smooth(mask_b, (2, 3))  # b c y x
+        first = s[:, None] * m  # b c y x, 2 channels
+        second = np.stack([s, s**2, m[:, 0]], axis=1)[:, :, ::2, ::2]  # b c y/2 x/2, 3 channels
+        return first, second
+
+    maps = {"first": {"y": AxisMap(), "x": AxisMap()}, "second": {"y": AxisMap(Fraction(1, 2)), "x": AxisMap(Fraction(1, 2))}}
+    kw = {"min_size": {"y": 2, "x": 2}, "step": {"y": 2, "x": 2}, "halo": {"y": 2, "x": 2}}
+    plan = plan_tiles({"y": 70, "x": 90}, "yx", tile={"y": 20, "x": 24}, **kw)
+    assert plan.n_tiles > 9
+    outs = {"first": np.full((3, 2, 70, 90), np.nan), "second": np.full((3, 3, 35, 45), np.nan)}
+    stitchers = {n: Stitcher(plan, outs[n], "bcyx", maps[n]) for n in outs}
+    sources = {"raw": (raw, "byx"), "mask": (mask, "cyx")}
+    for batch in iter_batches(plan, sources, batch_size=7, fill_to=7):
+        assert batch.arrays["raw"].shape[0] == batch.arrays["mask"].shape[0] == 7
+        results = dict(zip(("first", "second"), model(batch.arrays["raw"], batch.arrays["mask"])))
+        for k, (item, tile) in enumerate(batch.jobs):
+            for name, result in results.items():
+                stitchers[name].write(tile, result[k], {"b": item})
+    for item in range(3):
+        first, second = model(raw[item : item + 1], mask[None])
+        np.testing.assert_allclose(outs["first"][item], first[0], atol=1e-12)
+        np.testing.assert_allclose(outs["second"][item], second[0], atol=1e-12)
+
+
+def test_zero_border_cut_and_crop():
+    """A zero border: windows see zeros beyond the image (then mirror), outputs exclude the border."""
+    image = np.arange(1, 1 + 12 * 10, dtype=float).reshape(12, 10)
+    plan = plan_tiles(image.shape, "yx", halo={"y": 2, "x": 2}, tile={"y": 8, "x": 8}, border={"y": 4, "x": 4})
+    assert plan.image_shape == (20, 18) and plan.source_shape == (12, 10)
+    extended = np.pad(image, 4)
+    reference = mirror_pad(extended, plan.pad_width("yx"))
+    out = np.full(image.shape, np.nan)
+    stitcher = Stitcher(plan, out, "yx")
+    for t in plan.tiles:
+        window = cut(image, "yx", plan, t)
+        np.testing.assert_array_equal(window, reference[t.input_slices])
+        stitcher.write(t, window)
+    np.testing.assert_array_equal(out, image)

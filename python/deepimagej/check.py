@@ -1,4 +1,4 @@
-"""``deepimagej test``: run a bundle on its own test input and compare with its reference output."""
+"""``deepimagej test``: run a bundle on its own test inputs and compare every output with its reference."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 from deepimagej import predict
 from deepimagej.bundle.spec import ModelSpec
 from deepimagej.errors import BundleError
-from deepimagej.io import read_image
+from deepimagej.io import ImageData, read_image
 
 #: Default tolerance on the maximum absolute difference for continuous outputs.
 DEFAULT_TOLERANCE = 1e-3
@@ -20,19 +20,42 @@ DEFAULT_AGREEMENT = 0.999
 
 
 @dataclass(frozen=True)
-class CheckReport:
-    """Result of running a bundle on its test input.
+class OutputCheck:
+    """One output compared with its reference.
 
     Attributes:
-        weights_format: the weights that ran.
-        max_abs_diff: largest absolute difference to the reference.
+        name: the output tensor.
+        max_abs_diff: largest absolute difference to the reference (``inf`` on a shape mismatch).
         agreement: fraction of equal pixels (binary/label references), else ``None``.
         passed: whether the output matches within tolerance.
-        reference: file compared against.
+        reference: the file compared against.
         message: one-line summary.
     """
 
+    name: str
+    max_abs_diff: float
+    agreement: float | None
+    passed: bool
+    reference: Path
+    message: str
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """Result of running a bundle on its test inputs, for one weights format.
+
+    Attributes:
+        weights_format: the weights that ran.
+        outputs: one :class:`OutputCheck` per output.
+        max_abs_diff: the largest difference over every output.
+        agreement: the smallest agreement over the discrete outputs, else ``None``.
+        passed: whether every output matches.
+        reference: the first reference file.
+        message: one-line summary of every output.
+    """
+
     weights_format: str
+    outputs: tuple[OutputCheck, ...]
     max_abs_diff: float
     agreement: float | None
     passed: bool
@@ -47,16 +70,67 @@ def _is_discrete(reference: np.ndarray) -> bool:
     return values.size <= 256 and bool(np.all(values == np.round(values)))
 
 
-def _test_pair(spec: ModelSpec) -> tuple[np.ndarray, str, np.ndarray, Path]:
-    """Test input (with axes) and reference output of a bundle."""
-    tin, tout = spec.inputs[0].test_tensor, spec.outputs[0].test_tensor
-    if tin is not None and tout is not None and tin.is_file() and tout.is_file():
-        return np.load(tin), spec.inputs[0].axis_names, np.load(tout), tout
-    if spec.sample_inputs and spec.sample_outputs and spec.sample_inputs[0].is_file() and spec.sample_outputs[0].is_file():
+def _load_npy(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except ValueError:
+        raise BundleError(f"{path.name}: a test tensor must be a plain .npy array (pickled objects are refused)") from None
+    except OSError as exc:
+        raise BundleError(f"{path}: cannot read the test tensor ({exc.strerror or exc})") from None
+
+
+def _test_data(spec: ModelSpec) -> tuple[dict[str, ImageData], dict[str, tuple[np.ndarray, str, Path]]]:
+    """Test inputs (with axes) and reference outputs (array, axes, file) of a bundle."""
+    tensors = [*spec.inputs, *spec.outputs]
+    if all(t.test_tensor is not None and t.test_tensor.is_file() for t in tensors):
+        inputs = {t.name: ImageData(_load_npy(t.test_tensor), t.axis_names) for t in spec.inputs}
+        refs = {t.name: (_load_npy(t.test_tensor), t.axis_names, t.test_tensor) for t in spec.outputs}
+        return inputs, refs
+    if (
+        len(spec.inputs) == 1 and len(spec.outputs) == 1 and spec.sample_inputs and spec.sample_outputs
+        and spec.sample_inputs[0].is_file() and spec.sample_outputs[0].is_file()
+    ):
         image = read_image(spec.sample_inputs[0])
-        reference = read_image(spec.sample_outputs[0]).array
-        return image.array, image.axes, reference, spec.sample_outputs[0]
-    raise BundleError(f"{spec.source.name}: no test input/output (test_inputs/test_outputs or exampleImage/resultImage) to compare")
+        reference = read_image(spec.sample_outputs[0])
+        refs = {spec.outputs[0].name: (reference.array, reference.axes, spec.sample_outputs[0])}
+        return {spec.inputs[0].name: image}, refs
+    raise BundleError(
+        f"{spec.source.name}: no test input/output for every tensor (test_tensor / test_inputs + test_outputs, "
+        "or exampleImage + resultImage) to compare"
+    )
+
+
+def _in_axes(array: np.ndarray, axes: str, target: str) -> np.ndarray:
+    """``array`` (axes ``axes``) laid out in ``target``'s order: size-1 axes dropped or added as needed."""
+    for a in [a for a in axes if a not in target]:
+        if array.shape[axes.index(a)] != 1:
+            return array  # not comparable axis by axis: the shape check reports it
+        array = array.take(0, axis=axes.index(a))
+        axes = axes.replace(a, "")
+    for a in target:
+        if a not in axes:
+            array = array[..., np.newaxis]
+            axes += a
+    return np.transpose(array, [axes.index(a) for a in target])
+
+
+def _compare(
+    name: str, output: ImageData, reference: np.ndarray, ref_axes: str, ref_path: Path, tolerance: float,
+    min_agreement: float,
+) -> OutputCheck:
+    out = np.squeeze(_in_axes(output.array, output.axes, ref_axes))
+    ref = np.squeeze(reference)
+    label = f"'{name}' vs {ref_path.name}"
+    if out.shape != ref.shape:
+        return OutputCheck(name, float("inf"), None, False, ref_path,
+                           f"{label}: output shape {out.shape} differs from the reference {ref.shape}")
+    diff = float(np.max(np.abs(out.astype(np.float64) - ref.astype(np.float64)))) if out.size else 0.0
+    if _is_discrete(ref):
+        agreement = float(np.mean(out == ref))
+        return OutputCheck(name, diff, agreement, agreement >= min_agreement, ref_path,
+                           f"{label}: {agreement:.4%} of pixels equal (need >= {min_agreement:.1%}), max abs diff {diff:.3g}")
+    return OutputCheck(name, diff, None, diff <= tolerance, ref_path,
+                       f"{label}: max abs diff {diff:.3g} (tolerance {tolerance:g})")
 
 
 def check_reference(
@@ -66,34 +140,36 @@ def check_reference(
     tolerance: float = DEFAULT_TOLERANCE,
     min_agreement: float = DEFAULT_AGREEMENT,
     tile: dict[str, int] | None = None,
+    trust_code: bool = False,
 ) -> CheckReport:
-    """Run ``spec`` on its test input and compare with the reference output.
+    """Run ``spec`` on its test inputs and compare every output with its reference.
 
     Continuous references pass when the maximum absolute difference is <= ``tolerance``;
     binary/label references when at least ``min_agreement`` of the pixels are equal.
     """
-    image, axes, reference, ref_path = _test_pair(spec)
+    inputs, refs = _test_data(spec)
     # Stages that are ImageJ macros only are not run here (no ImageJ): the reference of a bundle
     # built by deepimagej is computed the same way; the message says so.
-    skip_pre = bool(spec.preprocessing_macros) and not spec.inputs[0].processing
-    skip_post = bool(spec.postprocessing_macros) and not spec.outputs[0].processing
-    output = predict.run(spec, image, axes=axes, weights_format=weights_format, tile=tile,
-                         apply_preprocessing=not skip_pre, apply_postprocessing=not skip_post)
-    used = weights_format or spec.runnable_weights()[0].format
-    output = np.squeeze(output)
-    reference = np.squeeze(reference)
-    if output.shape != reference.shape:
-        return CheckReport(used, float("inf"), None, False, ref_path,
-                          f"output shape {output.shape} differs from reference {reference.shape} ({ref_path.name})")
-    diff = float(np.max(np.abs(output.astype(np.float64) - reference.astype(np.float64)))) if output.size else 0.0
-    if _is_discrete(reference):
-        agreement = float(np.mean(output == reference))
-        passed = agreement >= min_agreement
-        message = f"{used}: {agreement:.4%} of pixels equal to {ref_path.name} (need >= {min_agreement:.1%}), max abs diff {diff:.3g}"
-    else:
-        agreement = None
-        passed = diff <= tolerance
-        message = f"{used}: max abs diff to {ref_path.name} = {diff:.3g} (tolerance {tolerance:g})"
+    skip_pre = bool(spec.preprocessing_macros) and not any(t.processing for t in spec.inputs)
+    skip_post = bool(spec.postprocessing_macros) and not any(t.processing for t in spec.outputs)
+    bound = predict.bind_inputs(spec, {n: d.array for n, d in inputs.items()}, {n: d.axes for n, d in inputs.items()})
+    result = predict.predict(spec, bound, weights_format=weights_format, tile=tile, trust_code=trust_code,
+                             apply_preprocessing=not skip_pre, apply_postprocessing=not skip_post)
+    used = result.run_plan.weights_format
+    checks = tuple(
+        _compare(name, result.outputs[name], ref, ref_axes, path, tolerance, min_agreement)
+        for name, (ref, ref_axes, path) in refs.items()
+    )
+    message = f"{used}: " + "; ".join(c.message for c in checks)
     if skip_pre or skip_post:
         message += " (ImageJ macros not run: test them with `deepimagej macro`)"
-    return CheckReport(used, diff, agreement, passed, ref_path, message)
+    agreements = [c.agreement for c in checks if c.agreement is not None]
+    return CheckReport(
+        weights_format=used,
+        outputs=checks,
+        max_abs_diff=max(c.max_abs_diff for c in checks),
+        agreement=min(agreements) if agreements else None,
+        passed=all(c.passed for c in checks),
+        reference=checks[0].reference,
+        message=message,
+    )

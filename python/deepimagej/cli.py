@@ -6,14 +6,20 @@ library tracebacks are never shown for them.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from deepimagej.cli_errors import friendly_errors
 from deepimagej.errors import DeepImageJError
+
+if TYPE_CHECKING:
+    from deepimagej.bundle.spec import ModelSpec
+    from deepimagej.io import ImageData
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -73,54 +79,158 @@ def main() -> None:
 
 @main.command("run")
 @click.argument("bundle", type=click.Path(path_type=Path))
-@click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Output TIFF (or .npy).")
+@click.argument("input_path", metavar="[INPUT]", type=click.Path(path_type=Path), required=False)
+@click.option("--input", "-i", "named_inputs", multiple=True, metavar="NAME=PATH",
+              help="An image for the model input NAME (repeat for each input of a several-input model).")
+@click.option("-o", "--output", "outputs", multiple=True, required=True, metavar="PATH|DIR|NAME=PATH",
+              help="Output file (.tif or .npy); a folder for a several-output model; or NAME=PATH per output.")
 @click.option("--tile", help="Model input size per spatial axis, e.g. 256 or 256,256 or y=256,x=512 (halo included).")
-@click.option("--axes", help="Axes of the input image, e.g. yx, yxc, zyx, tyx (read from the TIFF when omitted).")
-@click.option("--weights", "weights_format", help="Weights format to run: tensorflow_saved_model_bundle, keras_hdf5, onnx, torchscript.")
+@click.option("--axes", help="Axes of the input image(s), e.g. yx, yxc, zyx, tyx, or raw=yx,mask=cyx "
+              "(read from the TIFF when omitted).")
+@click.option("--weights", "weights_format",
+              help="Weights format to run: tensorflow_saved_model_bundle, keras_hdf5, onnx, torchscript, pytorch_state_dict.")
+@click.option("--max-memory", help="Memory budget of the run, e.g. 1.5G or 800M (default: half of the free memory).")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Tiles per model call (default: from the memory budget).")
 @click.option("--no-preprocessing", is_flag=True, help="Skip the bundle's pre-processing.")
 @click.option("--no-postprocessing", is_flag=True, help="Skip the bundle's post-processing.")
+@click.option("--trust-code", is_flag=True, help="Allow weights that run Python code shipped in the bundle (pytorch_state_dict).")
+@click.option("-v", "--verbose", is_flag=True, help="Show the tile plan and the memory estimate.")
 @click.option("--quiet", is_flag=True, help="No progress bar or summary.")
 @friendly_errors
-def run_cmd(bundle: Path, input_path: Path, output: Path, tile: str | None, axes: str | None,
-            weights_format: str | None, no_preprocessing: bool, no_postprocessing: bool, quiet: bool) -> None:
-    """Run BUNDLE on the image INPUT and write the result to OUTPUT."""
+def run_cmd(bundle: Path, input_path: Path | None, named_inputs: tuple[str, ...], outputs: tuple[str, ...],
+            tile: str | None, axes: str | None, weights_format: str | None, max_memory: str | None,
+            batch_size: int | None, no_preprocessing: bool, no_postprocessing: bool, trust_code: bool,
+            verbose: bool, quiet: bool) -> None:
+    """Run BUNDLE on the image INPUT (or --input NAME=PATH for each input) and write the result to OUTPUT."""
     from deepimagej import predict
     from deepimagej.bundle import load_bundle
-    from deepimagej.io import ImageData, read_image, write_image
 
     spec = load_bundle(bundle)
-    image = read_image(input_path)
-    in_axes = axes or image.axes
-    if axes is None and "c" not in in_axes and image.array.ndim == 3 and spec.inputs[0].has_axis("c"):
-        in_axes = predict.guess_axes(image.array.shape, spec)
-    spatial = "".join(a for a in spec.inputs[0].axis_names if a in "zyx")
+    paths = _input_paths(spec, input_path, named_inputs)
+    images = {name: _read_for(spec, name, path, _axes_for(axes, name)) for name, path in paths.items()}
+    targets = _output_paths(spec, outputs, next(iter(paths.values())))
+    spatial = tiling_axes(spec)
     progress = _Progress(enabled=not quiet and sys.stderr.isatty())
     start = time.perf_counter()
     try:
-        result = predict.run(
-            spec, image.array, axes=in_axes, tile=parse_tile(tile, spatial), weights_format=weights_format,
-            apply_preprocessing=not no_preprocessing, apply_postprocessing=not no_postprocessing, progress=progress,
+        result = predict.predict(
+            spec, predict.bind_inputs(spec, images), tile=parse_tile(tile, spatial), weights_format=weights_format,
+            batch_size=batch_size, max_memory=max_memory, apply_preprocessing=not no_preprocessing,
+            apply_postprocessing=not no_postprocessing, progress=progress, trust_code=trust_code,
         )
     finally:
         progress.close()
     elapsed = time.perf_counter() - start
-    out_axes = predict.output_axes(spec, in_axes)
-    write_image(output, ImageData(result, out_axes, image.pixel_size, image.unit))
+    if verbose:
+        for line in result.run_plan.describe():
+            click.echo(line)
+    from deepimagej.io import write_image
+
+    for name, target in targets.items():
+        out = result.outputs[name]
+        write_image(target, out)
+        if not quiet:
+            click.echo(f"{spec.name}: {name} {tuple(out.array.shape)} [{out.axes}] -> {target}")
     if not quiet:
-        click.echo(
-            f"{spec.name}: {input_path.name} {tuple(image.array.shape)} -> {output} {tuple(result.shape)} "
-            f"[{out_axes}] in {elapsed:.2f} s, peak memory {predict.peak_rss_bytes() / 2**20:.0f} MiB"
-        )
+        sources = ", ".join(f"{p.name} {tuple(images[n].array.shape)}" for n, p in paths.items())
+        click.echo(f"{sources}: {result.run_plan.plan.n_tiles * result.run_plan.n_items} tile(s) in {elapsed:.2f} s, "
+                   f"peak memory {result.peak_rss / 2**20:.0f} MiB")
+
+
+def tiling_axes(spec: ModelSpec) -> str:
+    """The spatial axes of the model's inputs (what --tile sizes refer to)."""
+    spatial = ""
+    for t in spec.inputs:
+        spatial += "".join(a for a in t.axis_names if a in "zyx" and a not in spatial)
+    return spatial or "yx"
+
+
+def _pairs(values: tuple[str, ...] | list[str], option: str) -> dict[str, str]:
+    pairs = {}
+    for value in values:
+        name, sep, rest = value.partition("=")
+        if not sep or not name.strip() or not rest.strip():
+            raise DeepImageJError(f"{option} '{value}': expected NAME=VALUE")
+        pairs[name.strip()] = rest.strip()
+    return pairs
+
+
+def _input_paths(spec: ModelSpec, positional: Path | None, named: tuple[str, ...]) -> dict[str, Path]:
+    names = [t.name for t in spec.inputs]
+    given = {k: Path(v) for k, v in _pairs(named, "--input").items()}
+    for k in given:
+        if k not in names:
+            raise DeepImageJError(f"--input {k}=...: the model has no input '{k}' (its inputs: {', '.join(names)})")
+    if positional is not None:
+        if len(names) > 1:
+            raise DeepImageJError(
+                f"{spec.name} has {len(names)} inputs ({', '.join(names)}): give each with --input NAME=PATH"
+            )
+        given.setdefault(names[0], positional)
+    missing = [n for n in names if n not in given]
+    if missing:
+        hint = "INPUT" if len(names) == 1 else f"--input {missing[0]}=PATH"
+        raise DeepImageJError(f"{spec.name}: no image for input '{missing[0]}'; give {hint}")
+    return {n: given[n] for n in names}
+
+
+def _axes_for(axes: str | None, name: str) -> str | None:
+    if axes is None or "=" not in axes:
+        return axes
+    return _pairs(axes.split(","), "--axes").get(name)
+
+
+def _read_for(spec: ModelSpec, name: str, path: Path, axes: str | None) -> ImageData:
+    """Read an input image; a 3D TIFF read as ``zyx`` is re-guessed for a model that wants channels."""
+    from deepimagej import predict
+    from deepimagej.io import read_image
+
+    image = read_image(path)
+    tensor = next(t for t in spec.inputs if t.name == name)
+    if axes is not None:
+        return dataclasses.replace(image, axes=axes)
+    if "c" not in image.axes and image.array.ndim == 3 and tensor.has_axis("c"):
+        return dataclasses.replace(image, axes=predict.guess_axes(image.array.shape, spec, tensor))
+    return image
+
+
+def _output_paths(spec: ModelSpec, values: tuple[str, ...], first_input: Path) -> dict[str, Path]:
+    """``-o`` values -> one file per output (a folder gets ``<input stem>_<output>.tif`` files)."""
+    names = [t.name for t in spec.outputs]
+    named = {k: Path(v) for k, v in _pairs([v for v in values if "=" in v], "-o").items()}
+    plain = [Path(v) for v in values if "=" not in v]
+    for k in named:
+        if k not in names:
+            raise DeepImageJError(f"-o {k}=...: the model has no output '{k}' (its outputs: {', '.join(names)})")
+    if len(plain) > 1:
+        raise DeepImageJError("-o: give one output path (or folder), or NAME=PATH for each output")
+    targets = dict(named)
+    if plain:
+        target = plain[0]
+        as_folder = target.is_dir() or (len(names) > 1 and not target.suffix)
+        if as_folder:
+            for n in names:
+                targets.setdefault(n, target / f"{first_input.stem}_{n}.tif")
+        elif len(names) > 1:
+            raise DeepImageJError(
+                f"{spec.name} has {len(names)} outputs ({', '.join(names)}): give -o FOLDER or -o NAME=PATH for each"
+            )
+        else:
+            targets.setdefault(names[0], target)
+    missing = [n for n in names if n not in targets]
+    if missing:
+        raise DeepImageJError(f"no output path for '{missing[0]}': give -o {missing[0]}=PATH or -o FOLDER")
+    return {n: targets[n] for n in names}
 
 
 @main.command("test")
 @click.argument("bundle", type=click.Path(path_type=Path))
 @click.option("--weights", "weights_format", multiple=True, help="Weights format(s) to test (default: every runnable one present).")
 @click.option("--tolerance", type=float, default=None, help="Max abs difference allowed (default 1e-3).")
+@click.option("--trust-code", is_flag=True, help="Also test weights that run Python code shipped in the bundle (pytorch_state_dict).")
 @friendly_errors
-def test_cmd(bundle: Path, weights_format: tuple[str, ...], tolerance: float | None) -> None:
-    """Run BUNDLE on its test input and compare with its reference output (exit 1 on mismatch)."""
+def test_cmd(bundle: Path, weights_format: tuple[str, ...], tolerance: float | None, trust_code: bool) -> None:
+    """Run BUNDLE on its test inputs and compare every output with its reference (exit 1 on mismatch)."""
     from deepimagej.bundle import load_bundle
     from deepimagej.check import DEFAULT_TOLERANCE, check_reference
 
@@ -128,9 +238,12 @@ def test_cmd(bundle: Path, weights_format: tuple[str, ...], tolerance: float | N
     formats = list(weights_format) or [w.format for w in spec.runnable_weights() if w.path is not None and w.path.exists()]
     if not formats:
         raise DeepImageJError(f"{spec.source}: no runnable weights file present (tensorflow, keras, onnx or torchscript)")
+    if not weights_format and not trust_code and "pytorch_state_dict" in formats and len(formats) > 1:
+        formats.remove("pytorch_state_dict")
+        click.echo("SKIP pytorch_state_dict: it runs Python code shipped in the bundle; test it with --trust-code")
     failed = False
     for fmt in formats:
-        report = check_reference(spec, weights_format=fmt, tolerance=tolerance or DEFAULT_TOLERANCE)
+        report = check_reference(spec, weights_format=fmt, tolerance=tolerance or DEFAULT_TOLERANCE, trust_code=trust_code)
         click.echo(f"{'PASS' if report.passed else 'FAIL'} {report.message}")
         failed |= not report.passed
     sys.exit(1 if failed else 0)
@@ -139,15 +252,31 @@ def test_cmd(bundle: Path, weights_format: tuple[str, ...], tolerance: float | N
 @main.command("info")
 @click.argument("bundle", type=click.Path(path_type=Path))
 @click.option("--layers/--no-layers", default=True, help="Load the weights and summarise layers/operations.")
+@click.option("--image", "image_path", type=click.Path(path_type=Path),
+              help="Show the tile plan and the estimated peak memory for this image (measures the model once).")
+@click.option("--axes", help="Axes of --image (read from the TIFF when omitted).")
+@click.option("--tile", help="Tile size to plan with (default: chosen from the memory budget).")
+@click.option("--max-memory", help="Memory budget to plan with, e.g. 1.5G (default: half of the free memory).")
+@click.option("--weights", "weights_format", help="Weights format to plan for.")
 @friendly_errors
-def info_cmd(bundle: Path, layers: bool) -> None:
-    """Describe BUNDLE: inputs, outputs, axes, tiling, processing, weights, layers."""
+def info_cmd(bundle: Path, layers: bool, image_path: Path | None, axes: str | None, tile: str | None,
+             max_memory: str | None, weights_format: str | None) -> None:
+    """Describe BUNDLE: every tensor with its shape rule, tiling, processing, weights, layers (and a plan)."""
     from deepimagej.bundle import load_bundle
     from deepimagej.describe import describe
 
     spec = load_bundle(bundle)
     for line in describe(spec, layers=layers):
         click.echo(line)
+    if image_path is not None:
+        from deepimagej.describe import describe_plan
+
+        images = {t.name: _read_for(spec, t.name, image_path, _axes_for(axes, t.name)) for t in spec.inputs[:1]}
+        if len(spec.inputs) > 1:
+            raise DeepImageJError(f"--image plans a one-input model; {spec.name} has {len(spec.inputs)} inputs")
+        for line in describe_plan(spec, images, tile=parse_tile(tile, tiling_axes(spec)), max_memory=max_memory,
+                                  weights_format=weights_format):
+            click.echo(line)
 
 
 @main.command("list")
@@ -208,25 +337,26 @@ def demo_cmd(out_dir: Path) -> None:
     from deepimagej import predict
     from deepimagej.bundle import load_bundle
     from deepimagej.check import check_reference
-    from deepimagej.io import ImageData, read_image, write_image
+    from deepimagej.engines import load_engine
+    from deepimagej.io import read_image, write_image
 
     bundle = REPO_ROOT / "bundles" / "unet-pancreatic"
     spec = load_bundle(bundle)
     example = read_image(spec.sample_inputs[0])
+    weights = spec.runnable_weights()[0]
     click.echo(f"model   : {spec.name}  ({bundle})")
     click.echo(f"input   : {spec.sample_inputs[0]}  {example.array.shape} {example.array.dtype}")
-    from deepimagej.engines import load_engine
-
     start = time.perf_counter()
-    load_engine(spec.runnable_weights()[0])
+    load_engine(weights, [t.name for t in spec.inputs], [t.name for t in spec.outputs])
     loaded = time.perf_counter() - start
     start = time.perf_counter()
-    result = predict.run(spec, example.array, axes=example.axes)
+    result = predict.predict(spec, predict.bind_inputs(spec, example))
     elapsed = time.perf_counter() - start
+    out = next(iter(result.outputs.values()))
     target = out_dir / "unet-pancreatic_result.tif"
-    write_image(target, ImageData(result.astype("uint8"), predict.output_axes(spec, example.axes), example.pixel_size, example.unit))
-    click.echo(f"steps   : scale_range (min-max) -> U-Net ({spec.runnable_weights()[0].format}) -> binarize 0.5")
-    click.echo(f"output  : {target}  {result.shape}, {int(result.sum())} foreground pixels ({result.mean():.1%}); "
+    write_image(target, dataclasses.replace(out, array=out.array.astype("uint8")))
+    click.echo(f"steps   : scale_range (min-max) -> U-Net ({weights.format}) -> binarize 0.5")
+    click.echo(f"output  : {target}  {out.array.shape}, {int(out.array.sum())} foreground pixels ({out.array.mean():.1%}); "
                f"model loaded in {loaded:.1f} s, run in {elapsed:.2f} s")
     report = check_reference(spec)
     click.echo(f"check   : {report.message}")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from deepimagej.bundle.spec import AxisSpec, ModelSpec, TensorSpec
 from deepimagej.errors import DeepImageJError
+from deepimagej.io import ImageData
 
 DESCRIPTOR_NAMES = ("rdf.yaml", "bioimageio.yaml", "model.yaml", "config.xml")
 
@@ -77,11 +79,14 @@ def describe(spec: ModelSpec, *, layers: bool = True) -> list[str]:
 def _layer_lines(spec: ModelSpec) -> list[str]:
     from deepimagej.engines import load_engine
 
-    present = [w for w in spec.runnable_weights() if w.path is not None and w.path.exists()]
+    present = [
+        w for w in spec.runnable_weights()
+        if w.path is not None and w.path.exists() and w.format != "pytorch_state_dict"  # would run the bundle's code
+    ]
     if not present:
-        return ["layers      : (no runnable weights file present)"]
+        return ["layers      : (no runnable weights file present that can be inspected without running its code)"]
     try:
-        engine = load_engine(present[0])
+        engine = load_engine(present[0], [t.name for t in spec.inputs], [t.name for t in spec.outputs])
     except DeepImageJError as exc:
         return [f"layers      : cannot load {present[0].format}: {exc}"]
     return [f"layers      : {present[0].format} ({engine.runtime})", *engine.describe()]
@@ -114,6 +119,33 @@ def one_line(bundle_dir: Path, root: Path | None = None) -> str:
     formats = ",".join(w.format.replace("tensorflow_saved_model_bundle", "tensorflow") for w in spec.runnable_weights()
                        if w.path is not None and w.path.exists()) or "no weights"
     return f"{label}: {spec.name} [{formats}]" + (f" - {desc}" if desc else "")
+
+
+def describe_plan(
+    spec: ModelSpec,
+    images: Mapping[str, ImageData],
+    *,
+    tile: dict[str, int] | None = None,
+    max_memory: str | int | None = None,
+    weights_format: str | None = None,
+) -> list[str]:
+    """How a run on ``images`` would go: tiles, batch and the estimated peak memory.
+
+    The model's memory is measured once (a short run in a separate process, cached).
+    """
+    from deepimagej import predict
+    from deepimagej.bundle.validate import check_bundle
+
+    bound = predict.bind_inputs(spec, images)
+    weights = check_bundle(spec, weights_format)
+    tensors = {}
+    for t in spec.inputs:
+        layout = predict.Layout.of(bound[t.name].axes, t)
+        tensors[t.name] = (layout.to_model(bound[t.name].array), layout.model_axes)
+    run_plan = predict.plan_run(spec, tensors, None, weights_format=weights.format, tile=tile,
+                                max_memory=max_memory, measure=True)
+    shape = ", ".join(f"{n} {tuple(d.array.shape)} [{d.axes}]" for n, d in bound.items())
+    return [f"image       : {shape}", *run_plan.describe()]
 
 
 def describe_architecture(spec: ModelSpec) -> list[str]:

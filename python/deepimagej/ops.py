@@ -1,7 +1,10 @@
 """bioimage.io pre- and post-processing operations in numpy.
 
 :func:`apply_processing` applies a bundle's :class:`~deepimagej.bundle.spec.ProcessingStep`
-list to an array whose dimensions are named by an axes string (``"byxc"``...). Semantics follow
+list to an array whose dimensions are named by an axes string (``"byxc"``...). The same in two
+passes: :func:`fit` computes what depends on the whole tensor (percentiles, mean, std) and the
+returned :class:`Pipeline` applies the steps to any block of it with those statistics frozen,
+so that each tile of a large image is normalised exactly as the whole image would be. Semantics follow
 the bioimage.io model spec (0.4 ``name`` / 0.5 ``id``):
 
 * ``scale_range``: ``(x - p_lo) / (p_hi - p_lo + eps)`` where ``p_lo``/``p_hi`` are the
@@ -38,6 +41,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -45,7 +49,7 @@ import numpy as np
 from deepimagej.bundle.spec import ProcessingStep
 from deepimagej.errors import DeepImageJError
 
-__all__ = ["SUPPORTED_OPS", "ProcessingError", "apply_processing", "apply_step"]
+__all__ = ["SUPPORTED_OPS", "Pipeline", "ProcessingError", "apply_processing", "apply_step", "fit"]
 
 DEFAULT_EPS = 1e-6
 
@@ -194,26 +198,44 @@ def _reorder_stat(stat: np.ndarray, ref_axes: str, axes: str) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------
-# operations: f(x, axes, kwargs, dataset_stats, references) -> array
+# operations: statistics (whole tensor) and application (any block of it)
 # --------------------------------------------------------------------------------------------
+#
+# Each operation is a pair: ``stats(x, axes, kw, dataset_stats, references) -> {name: array}``
+# computes what depends on the whole tensor (percentiles, mean, std: ``keepdims`` arrays in
+# ``x``'s axes), and ``apply(x, axes, kw, stats) -> array`` transforms any block of the tensor
+# with those statistics frozen -- so a tile is normalised exactly as the whole image would be.
 
 
-def _scale_range(
+def _number(kw: Mapping[str, Any], name: str, default: float | None, op: str) -> float:
+    """A scalar kwarg as float, with a one-line error for anything else."""
+    value = kw.get(name, default)
+    if value is None:
+        raise ProcessingError(f"{op}: parameter '{name}' is missing")
+    try:
+        if isinstance(value, bool):
+            raise TypeError(value)
+        return float(value)
+    except (TypeError, ValueError):
+        raise ProcessingError(f"{op}: parameter '{name}' must be a number, got {value!r}") from None
+
+
+def _no_stats(x: np.ndarray, axes: str, kw: Mapping[str, Any], dataset_stats: _Stats, references: _Refs) -> dict:
+    return {}
+
+
+def _scale_range_stats(
     x: np.ndarray, axes: str, kw: Mapping[str, Any], dataset_stats: _Stats, references: _Refs
-) -> np.ndarray:
+) -> dict[str, np.ndarray]:
     op = "scale_range"
     mode = _mode(kw, op, ("per_sample", "per_dataset"))
-    lo_p = float(kw.get("min_percentile", 0.0))
-    hi_p = float(kw.get("max_percentile", 100.0))
+    lo_p = _number(kw, "min_percentile", 0.0, op)
+    hi_p = _number(kw, "max_percentile", 100.0, op)
     if not 0 <= lo_p < hi_p <= 100:
         raise ProcessingError(
             f"{op}: need 0 <= min_percentile < max_percentile <= 100, got {lo_p} and {hi_p}"
         )
-    eps = float(kw.get("eps", DEFAULT_EPS))
-    x = _float(x)
-    ref, ref_axes = _reference(kw, x, axes, references, op)
-    dims = _reduce_axes(ref_axes, kw, per_dataset=mode == "per_dataset")
-    lo = hi = None
+    _number(kw, "eps", DEFAULT_EPS, op)
     if mode == "per_dataset" and dataset_stats is not None:
         table = dict(dataset_stats.get("percentiles") or {})
         table.setdefault(0.0, dataset_stats.get("min"))
@@ -221,49 +243,58 @@ def _scale_range(
         lo, hi = table.get(lo_p), table.get(hi_p)
         if (lo is None) != (hi is None):
             raise ProcessingError(f"{op}: dataset_stats give only one of the {lo_p} / {hi_p} percentiles")
-    if lo is None or hi is None:
-        lo, hi = np.percentile(ref.astype(np.float64), [lo_p, hi_p], axis=dims, keepdims=True)
-        lo = _stats_shape_for(lo, ref_axes, axes, x)
-        hi = _stats_shape_for(hi, ref_axes, axes, x)
-    lo, hi = _as_stat(lo), _as_stat(hi)
-    return ((x - lo) / (hi - lo + np.float32(eps))).astype(np.float32, copy=False)
+        if lo is not None:
+            return {"lo": _as_stat(lo), "hi": _as_stat(hi)}
+    ref, ref_axes = _reference(kw, x, axes, references, op)
+    dims = _reduce_axes(ref_axes, kw, per_dataset=mode == "per_dataset")
+    lo, hi = np.percentile(ref.astype(np.float64), [lo_p, hi_p], axis=dims, keepdims=True)
+    return {"lo": _as_stat(_stats_shape_for(lo, ref_axes, axes, x)), "hi": _as_stat(_stats_shape_for(hi, ref_axes, axes, x))}
+
+
+def _scale_range(x: np.ndarray, axes: str, kw: Mapping[str, Any], stats: Mapping[str, np.ndarray]) -> np.ndarray:
+    eps = np.float32(_number(kw, "eps", DEFAULT_EPS, "scale_range"))
+    x = _float(x)
+    return ((x - stats["lo"]) / (stats["hi"] - stats["lo"] + eps)).astype(np.float32, copy=False)
+
+
+def _zero_mean_unit_variance_stats(
+    x: np.ndarray, axes: str, kw: Mapping[str, Any], dataset_stats: _Stats, references: _Refs
+) -> dict[str, np.ndarray]:
+    op = "zero_mean_unit_variance"
+    mode = _mode(kw, op, ("per_sample", "per_dataset", "fixed"))
+    _number(kw, "eps", DEFAULT_EPS, op)
+    if mode == "fixed":
+        return {}
+    stats = dataset_stats if mode == "per_dataset" and dataset_stats is not None else {}
+    if "mean" in stats and "std" in stats:
+        return {"mean": _as_stat(stats["mean"]), "std": _as_stat(stats["std"])}
+    dims = _reduce_axes(axes, kw, per_dataset=mode == "per_dataset")
+    x64 = np.asarray(x, dtype=np.float64)
+    return {"mean": _as_stat(x64.mean(axis=dims, keepdims=True)), "std": _as_stat(x64.std(axis=dims, keepdims=True))}
 
 
 def _zero_mean_unit_variance(
-    x: np.ndarray, axes: str, kw: Mapping[str, Any], dataset_stats: _Stats, references: _Refs
+    x: np.ndarray, axes: str, kw: Mapping[str, Any], stats: Mapping[str, np.ndarray]
 ) -> np.ndarray:
-    op = "zero_mean_unit_variance"
-    mode = _mode(kw, op, ("per_sample", "per_dataset", "fixed"))
-    if mode == "fixed":
-        return _fixed_zero_mean_unit_variance(x, axes, kw, dataset_stats, references)
-    eps = float(kw.get("eps", DEFAULT_EPS))
+    if str(kw.get("mode", "per_sample")) == "fixed":
+        return _fixed_zero_mean_unit_variance(x, axes, kw, stats)
+    eps = np.float32(_number(kw, "eps", DEFAULT_EPS, "zero_mean_unit_variance"))
     x = _float(x)
-    dims = _reduce_axes(axes, kw, per_dataset=mode == "per_dataset")
-    stats = dataset_stats if mode == "per_dataset" and dataset_stats is not None else {}
-    if "mean" in stats and "std" in stats:
-        m, sd = stats["mean"], stats["std"]
-    else:
-        x64 = x.astype(np.float64)
-        m = x64.mean(axis=dims, keepdims=True)
-        sd = x64.std(axis=dims, keepdims=True)
-    m, sd = _as_stat(m), _as_stat(sd)
-    return ((x - m) / (sd + np.float32(eps))).astype(np.float32, copy=False)
+    return ((x - stats["mean"]) / (stats["std"] + eps)).astype(np.float32, copy=False)
 
 
 def _fixed_zero_mean_unit_variance(
-    x: np.ndarray, axes: str, kw: Mapping[str, Any], dataset_stats: _Stats, references: _Refs
+    x: np.ndarray, axes: str, kw: Mapping[str, Any], stats: Mapping[str, np.ndarray]
 ) -> np.ndarray:
     op = "fixed_zero_mean_unit_variance"
-    eps = float(kw.get("eps", DEFAULT_EPS))
+    eps = np.float32(_number(kw, "eps", DEFAULT_EPS, op))
     x = _float(x)
     m = _param(kw.get("mean"), x, axes, kw, op, "mean")
     s = _param(kw.get("std"), x, axes, kw, op, "std")
-    return ((x - m) / (s + np.float32(eps))).astype(np.float32, copy=False)
+    return ((x - m) / (s + eps)).astype(np.float32, copy=False)
 
 
-def _scale_linear(
-    x: np.ndarray, axes: str, kw: Mapping[str, Any], dataset_stats: _Stats, references: _Refs
-) -> np.ndarray:
+def _scale_linear(x: np.ndarray, axes: str, kw: Mapping[str, Any], stats: Mapping[str, np.ndarray]) -> np.ndarray:
     op = "scale_linear"
     x = _float(x)
     gain = _param(kw.get("gain", 1.0), x, axes, kw, op, "gain")
@@ -271,31 +302,37 @@ def _scale_linear(
     return (x * gain + offset).astype(np.float32, copy=False)
 
 
-def _scale_mean_variance(
+def _scale_mean_variance_stats(
     x: np.ndarray, axes: str, kw: Mapping[str, Any], dataset_stats: _Stats, references: _Refs
-) -> np.ndarray:
+) -> dict[str, np.ndarray]:
     op = "scale_mean_variance"
     mode = _mode(kw, op, ("per_sample", "per_dataset"))
-    eps = float(kw.get("eps", DEFAULT_EPS))
-    x = _float(x)
+    _number(kw, "eps", DEFAULT_EPS, op)
     if not kw.get("reference_tensor"):
         raise ProcessingError(f"{op}: parameter 'reference_tensor' is missing")
     ref, ref_axes = _reference(kw, x, axes, references, op)
     per_dataset = mode == "per_dataset"
     dims = _reduce_axes(axes, kw, per_dataset=per_dataset)
     ref_dims = _reduce_axes(ref_axes, kw, per_dataset=per_dataset)
-    x64, r64 = x.astype(np.float64), ref.astype(np.float64)
-    m = _as_stat(x64.mean(axis=dims, keepdims=True))
-    s = _as_stat(x64.std(axis=dims, keepdims=True))
-    rm = _as_stat(_stats_shape_for(r64.mean(axis=ref_dims, keepdims=True), ref_axes, axes, x))
-    rs = _as_stat(_stats_shape_for(r64.std(axis=ref_dims, keepdims=True), ref_axes, axes, x))
-    e = np.float32(eps)
-    return ((x - m) / (s + e) * (rs + e) + rm).astype(np.float32, copy=False)
+    x64, r64 = np.asarray(x, dtype=np.float64), ref.astype(np.float64)
+    return {
+        "mean": _as_stat(x64.mean(axis=dims, keepdims=True)),
+        "std": _as_stat(x64.std(axis=dims, keepdims=True)),
+        "ref_mean": _as_stat(_stats_shape_for(r64.mean(axis=ref_dims, keepdims=True), ref_axes, axes, x)),
+        "ref_std": _as_stat(_stats_shape_for(r64.std(axis=ref_dims, keepdims=True), ref_axes, axes, x)),
+    }
 
 
-def _clip(
-    x: np.ndarray, axes: str, kw: Mapping[str, Any], dataset_stats: _Stats, references: _Refs
+def _scale_mean_variance(
+    x: np.ndarray, axes: str, kw: Mapping[str, Any], stats: Mapping[str, np.ndarray]
 ) -> np.ndarray:
+    e = np.float32(_number(kw, "eps", DEFAULT_EPS, "scale_mean_variance"))
+    x = _float(x)
+    scaled = (x - stats["mean"]) / (stats["std"] + e) * (stats["ref_std"] + e) + stats["ref_mean"]
+    return scaled.astype(np.float32, copy=False)
+
+
+def _clip(x: np.ndarray, axes: str, kw: Mapping[str, Any], stats: Mapping[str, np.ndarray]) -> np.ndarray:
     op = "clip"
     x = _float(x)
     lo = kw.get("min")
@@ -307,26 +344,20 @@ def _clip(
     return np.clip(x, lo, hi).astype(np.float32, copy=False)
 
 
-def _binarize(
-    x: np.ndarray, axes: str, kw: Mapping[str, Any], dataset_stats: _Stats, references: _Refs
-) -> np.ndarray:
+def _binarize(x: np.ndarray, axes: str, kw: Mapping[str, Any], stats: Mapping[str, np.ndarray]) -> np.ndarray:
     op = "binarize"
     x = _float(x)
     threshold = _param(kw.get("threshold"), x, axes, kw, op, "threshold")
     return (x > threshold).astype(np.float32, copy=False)
 
 
-def _sigmoid(
-    x: np.ndarray, axes: str, kw: Mapping[str, Any], dataset_stats: _Stats, references: _Refs
-) -> np.ndarray:
+def _sigmoid(x: np.ndarray, axes: str, kw: Mapping[str, Any], stats: Mapping[str, np.ndarray]) -> np.ndarray:
     x = _float(x)
     # 1 / (1 + exp(-x)) without overflow warnings for large |x|
     return np.exp(-np.logaddexp(np.float32(0), -x)).astype(np.float32, copy=False)
 
 
-def _softmax(
-    x: np.ndarray, axes: str, kw: Mapping[str, Any], dataset_stats: _Stats, references: _Refs
-) -> np.ndarray:
+def _softmax(x: np.ndarray, axes: str, kw: Mapping[str, Any], stats: Mapping[str, np.ndarray]) -> np.ndarray:
     op = "softmax"
     x = _float(x)
     along = str(kw.get("axis", "c"))
@@ -337,9 +368,7 @@ def _softmax(
     return (e / e.sum(axis=dim, keepdims=True)).astype(np.float32, copy=False)
 
 
-def _ensure_dtype(
-    x: np.ndarray, axes: str, kw: Mapping[str, Any], dataset_stats: _Stats, references: _Refs
-) -> np.ndarray:
+def _ensure_dtype(x: np.ndarray, axes: str, kw: Mapping[str, Any], stats: Mapping[str, np.ndarray]) -> np.ndarray:
     op = "ensure_dtype"
     name = kw.get("dtype")
     if name is None:
@@ -351,17 +380,23 @@ def _ensure_dtype(
     return x.astype(dtype)
 
 
-_OPS: dict[str, Callable[..., np.ndarray]] = {
-    "scale_range": _scale_range,
-    "zero_mean_unit_variance": _zero_mean_unit_variance,
-    "fixed_zero_mean_unit_variance": _fixed_zero_mean_unit_variance,
-    "scale_linear": _scale_linear,
-    "scale_mean_variance": _scale_mean_variance,
-    "clip": _clip,
-    "binarize": _binarize,
-    "sigmoid": _sigmoid,
-    "softmax": _softmax,
-    "ensure_dtype": _ensure_dtype,
+@dataclass(frozen=True)
+class _Op:
+    stats: Callable[..., dict[str, np.ndarray]]
+    apply: Callable[..., np.ndarray]
+
+
+_OPS: dict[str, _Op] = {
+    "scale_range": _Op(_scale_range_stats, _scale_range),
+    "zero_mean_unit_variance": _Op(_zero_mean_unit_variance_stats, _zero_mean_unit_variance),
+    "fixed_zero_mean_unit_variance": _Op(_no_stats, _fixed_zero_mean_unit_variance),
+    "scale_linear": _Op(_no_stats, _scale_linear),
+    "scale_mean_variance": _Op(_scale_mean_variance_stats, _scale_mean_variance),
+    "clip": _Op(_no_stats, _clip),
+    "binarize": _Op(_no_stats, _binarize),
+    "sigmoid": _Op(_no_stats, _sigmoid),
+    "softmax": _Op(_no_stats, _softmax),
+    "ensure_dtype": _Op(_no_stats, _ensure_dtype),
 }
 
 #: Names of the operations :func:`apply_processing` knows.
@@ -373,6 +408,106 @@ SUPPORTED_OPS: tuple[str, ...] = tuple(_OPS)
 # --------------------------------------------------------------------------------------------
 
 
+def _op(step: ProcessingStep) -> _Op:
+    op = _OPS.get(step.name)
+    if op is None:
+        raise ProcessingError(
+            f"unknown processing operation '{step.name}'; supported: {', '.join(SUPPORTED_OPS)}"
+        )
+    return op
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """Processing steps with their whole-tensor statistics computed (:func:`fit`).
+
+    Attributes:
+        steps: the steps, in order.
+        stats: per step, its statistics as ``keepdims`` arrays in the fitted tensor's axes (size
+            1 along reduced axes; along ``b`` either 1 or one value per item).
+        axes: the axes of the tensor it was fitted on.
+    """
+
+    steps: tuple[ProcessingStep, ...]
+    stats: tuple[dict[str, np.ndarray], ...]
+    axes: str
+
+    def varies_along(self, axis: str) -> bool:
+        """Whether a statistic differs along ``axis`` (then a block must hold that axis whole)."""
+        if axis not in self.axes:
+            return False
+        dim = self.axes.index(axis)
+        return any(s.ndim == len(self.axes) and s.shape[dim] > 1 for stats in self.stats for s in stats.values())
+
+    def apply(self, block: np.ndarray, item: int | None = None) -> np.ndarray:
+        """Apply the steps to the whole tensor or any block of it (same axes, any size along the others).
+
+        Args:
+            block: the tensor, or a block of it cut along axes the statistics do not vary along.
+            item: for a block of one item along ``b`` (size 1), the item's index: per-item
+                statistics are taken at that index.
+
+        Returns:
+            A new array: float32, unless an ``ensure_dtype`` step says otherwise; with no steps,
+            ``block`` cast to float32 (a copy).
+        """
+        x = np.asarray(block)
+        if x.ndim != len(self.axes):
+            raise ProcessingError(f"the tensor has {x.ndim} dimensions but axes '{self.axes}' name {len(self.axes)}")
+        if not self.steps:
+            return x.astype(np.float32)
+        for step, stats in zip(self.steps, self.stats):
+            if item is not None and "b" in self.axes:
+                stats = {k: _item_stat(v, self.axes.index("b"), item) for k, v in stats.items()}
+            x = _op(step).apply(x, self.axes, dict(step.kwargs or {}), stats)
+        if x is block:  # pragma: no cover - every op returns a new array; keep the promise anyway
+            x = x.copy()
+        return x
+
+
+def _item_stat(stat: np.ndarray, dim: int, item: int) -> np.ndarray:
+    if stat.ndim <= dim or stat.shape[dim] == 1:
+        return stat
+    return np.take(stat, [item], axis=dim)
+
+
+def fit(
+    steps: Sequence[ProcessingStep],
+    array: np.ndarray,
+    axes: str,
+    *,
+    dataset_stats: Mapping[str, Any] | None = None,
+    references: Mapping[str, tuple[np.ndarray, str]] | None = None,
+) -> Pipeline:
+    """Compute the whole-tensor statistics of ``steps`` on ``array`` (see :class:`Pipeline`).
+
+    A step's statistics are taken on the tensor as the steps before it leave it, so a step
+    that needs statistics after another step costs one application of the earlier steps to
+    the whole tensor; steps without statistics cost nothing here.
+
+    Args: see :func:`apply_processing`.
+
+    Raises:
+        ProcessingError: unknown operation, or parameters that do not fit the tensor.
+    """
+    x = np.asarray(array)
+    if x.ndim != len(axes):
+        raise ProcessingError(f"the tensor has {x.ndim} dimensions but axes '{axes}' name {len(axes)}")
+    fitted: list[dict[str, np.ndarray]] = []
+    done = 0  # steps already applied to x
+    for k, step in enumerate(steps):
+        op = _op(step)
+        kw = dict(step.kwargs or {})
+        if op.stats is _no_stats:
+            fitted.append({})
+            continue
+        if done < k:
+            x = Pipeline(tuple(steps[done:k]), tuple(fitted[done:k]), axes).apply(x)
+            done = k
+        fitted.append(op.stats(x, axes, kw, dataset_stats, references))
+    return Pipeline(tuple(steps), tuple(fitted), axes)
+
+
 def apply_step(
     array: np.ndarray,
     axes: str,
@@ -382,12 +517,7 @@ def apply_step(
     references: Mapping[str, tuple[np.ndarray, str]] | None = None,
 ) -> np.ndarray:
     """Apply one processing step; see :func:`apply_processing`."""
-    func = _OPS.get(step.name)
-    if func is None:
-        raise ProcessingError(
-            f"unknown processing operation '{step.name}'; supported: {', '.join(SUPPORTED_OPS)}"
-        )
-    return func(array, axes, dict(step.kwargs or {}), dataset_stats, references)
+    return apply_processing(array, axes, [step], dataset_stats=dataset_stats, references=references)
 
 
 def apply_processing(
@@ -398,7 +528,7 @@ def apply_processing(
     dataset_stats: Mapping[str, Any] | None = None,
     references: Mapping[str, tuple[np.ndarray, str]] | None = None,
 ) -> np.ndarray:
-    """Apply bioimage.io processing steps in order.
+    """Apply bioimage.io processing steps in order to a whole tensor.
 
     Args:
         array: the tensor; never modified.
@@ -418,13 +548,5 @@ def apply_processing(
     Raises:
         ProcessingError: unknown operation, or parameters that do not fit the tensor.
     """
-    x = np.asarray(array)
-    if x.ndim != len(axes):
-        raise ProcessingError(f"the tensor has {x.ndim} dimensions but axes '{axes}' name {len(axes)}")
-    if not steps:
-        return x.astype(np.float32)
-    for step in steps:
-        x = apply_step(x, axes, step, dataset_stats=dataset_stats, references=references)
-    if x is array:  # pragma: no cover - every op returns a new array; keep the promise anyway
-        x = x.copy()
-    return x
+    pipeline = fit(steps, array, axes, dataset_stats=dataset_stats, references=references)
+    return pipeline.apply(np.asarray(array))

@@ -1,11 +1,22 @@
-"""Tile planning, mirror padding and stitching (pure numpy, no model imports).
+"""The block plan over every tensor of a model: tile layout, borders, cutting and stitching.
+
+Pure numpy, no model imports. This module is the only place that cuts images into tiles and
+puts tile outputs back together; :mod:`deepimagej.predict` only orchestrates.
 
 A model sees the image through tiles: windows of a fixed *tile size* (the model input size,
-halo included) cut out of the image after it has been mirror-padded at its borders. Of each
-tile's output only the central part is kept -- ``halo`` pixels are cropped on each side, where
-the model lacked context -- and the kept parts are written side by side into the output so
-that every output pixel is written exactly once. When the halo covers the model's receptive
-field, the tiled result equals the untiled one.
+halo included) of the image, extended beyond its borders by mirroring (DeepImageJ's
+``CompactMirroring``) or, for models trained that way, by a band of zeros first
+(:func:`zero_border`). Of each tile's output only the central part is kept -- the ``halo`` is
+cropped on each side, where the model lacked context -- and the kept parts are written side by
+side into the output so that every output pixel is written exactly once. When the halo covers
+the model's receptive field, the tiled result equals the untiled one.
+
+Every input with spatial axes is cut with the same windows (inputs must agree on their spatial
+sizes); inputs without a tiled axis are passed whole. Every output follows the input along each
+spatial axis by an :class:`AxisMap` (bioimage.io: ``size = scale * input + 2 * offset``; 0.5 size
+references are converted to this form when the descriptor is read), so a scaled output
+(super-resolution, down-sampling) is stitched from the same plan; outputs that do not follow an
+axis (fixed size, axis missing) need one tile along it.
 
 Two rules choose the tile size, per spatial axis (``z``, ``y``, ``x``; ``b``, ``t`` and ``c``
 are never tiled):
@@ -27,8 +38,10 @@ Both rules share one layout (:func:`layout_axis`), which is exactly DeepImageJ's
   ``k * (Q - 2h)`` in padded coordinates and the last tile starts at ``I - (Q - 2h)``.
 
 Coordinates: :class:`Tile` ``input_slices`` index the *mirror-padded* image, ``output_slices``
-index the model output of that tile (same spatial size as its input: output scale 1, offset 0),
-and ``target_slices`` index the output image (the size of the unpadded image).
+index the model output of that tile for an output of the input's size (scale 1, offset 0), and
+``target_slices`` index the image (extended by its zero border, if any). Scaled outputs get
+their slices from :meth:`TilePlan.output_window`. Padding is never applied to the whole image:
+:func:`cut` pads each window on the fly, so memory follows the tile.
 
 Mirror padding is numpy's ``"reflect"`` mode (the border pixel is not repeated:
 ``[a b c] -> b | a b c | b``), which is what DeepImageJ's ``CompactMirroring`` and scipy's
@@ -37,33 +50,67 @@ Mirror padding is numpy's ``"reflect"`` mode (the border pixel is not repeated:
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
 
 import numpy as np
 
-from deepimagej.bundle.spec import SPATIAL_AXES, DeepImageJTiling, ModelSpec
+from deepimagej.bundle.spec import SPATIAL_AXES, DeepImageJTiling, ModelSpec, TensorSpec
 from deepimagej.errors import DeepImageJError
 
 __all__ = [
+    "AxisMap",
+    "Batch",
+    "ModelGeometry",
     "Stitcher",
     "Tile",
     "TilePlan",
     "TilingError",
+    "cut",
+    "iter_batches",
     "iter_tile_batches",
     "layout_axis",
     "mirror_pad",
-    "zero_border",
+    "model_geometry",
     "plan_deepimagej",
     "plan_for_spec",
     "plan_tiles",
+    "reflect_index",
     "stitch",
+    "zero_border",
 ]
 
 
 class TilingError(DeepImageJError):
     """The image cannot be tiled as the model requires (sizes, halo, output scale)."""
+
+
+@dataclass(frozen=True)
+class AxisMap:
+    """How an output axis follows a tiled input axis: ``size = scale * input + 2 * offset``.
+
+    ``offset`` is per side, in output pixels (bioimage.io 0.4 convention; a negative offset is
+    the border a valid-convolution network loses). Output pixel ``j`` lies at input position
+    ``(j - offset) / scale``.
+    """
+
+    scale: Fraction = Fraction(1)
+    offset: Fraction = Fraction(0)
+
+    @property
+    def is_identity(self) -> bool:
+        return self.scale == 1 and self.offset == 0
+
+    def size(self, n: int) -> Fraction:
+        """Output size for an input of ``n`` pixels (may be fractional: callers check)."""
+        return self.scale * n + 2 * self.offset
+
+
+IDENTITY = AxisMap()
 
 
 @dataclass(frozen=True)
@@ -74,8 +121,9 @@ class Tile:
         grid_index: position of the tile in the tile grid, one index per spatial axis.
         input_slices: the model input window in the mirror-padded image; each has the plan's
             tile size.
-        output_slices: the part of the model output of this tile that is kept (halo cropped).
-        target_slices: where that part goes in the (unpadded) output image.
+        output_slices: the part of a same-size model output of this tile that is kept (halo
+            cropped).
+        target_slices: where that part goes in the image (extended by the plan's zero border).
     """
 
     grid_index: tuple[int, ...]
@@ -92,14 +140,18 @@ class TilePlan:
 
     Attributes:
         spatial_axes: the tiled axes, e.g. ``"yx"`` or ``"zyx"``.
-        image_shape: size of the (unpadded) image per spatial axis.
+        image_shape: size of the image per spatial axis, including the zero border (the image
+            as the model sees it).
         tile_shape: model input size per spatial axis (halo included).
         halo: pixels cropped from each side of a tile output (at least; a tile next to the
             image border may keep more of the mirror-padded side, never less than ``halo``
             away from the tile border).
-        pad_before / pad_after: mirror padding applied to the image before tiles are cut.
+        pad_before / pad_after: mirror padding of the (zero-extended) image the tiles are cut
+            from (applied per tile by :func:`cut`).
         tiles: the tiles, in C order of their grid index (last axis fastest).
         rule: ``"bioimageio"`` or ``"deepimagej"``, the rule that chose ``tile_shape``.
+        border: width of the band of zeros around the image per axis (:func:`zero_border`);
+            ``image_shape`` includes it, outputs exclude it.
     """
 
     spatial_axes: str
@@ -110,6 +162,11 @@ class TilePlan:
     pad_after: tuple[int, ...]
     tiles: tuple[Tile, ...]
     rule: str = "bioimageio"
+    border: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.border:
+            object.__setattr__(self, "border", tuple(0 for _ in self.spatial_axes))
 
     @property
     def n_tiles(self) -> int:
@@ -127,6 +184,16 @@ class TilePlan:
     def padded_shape(self) -> tuple[int, ...]:
         """Spatial shape of the mirror-padded image."""
         return tuple(s + b + a for s, b, a in zip(self.image_shape, self.pad_before, self.pad_after))
+
+    @property
+    def source_shape(self) -> tuple[int, ...]:
+        """Spatial shape of the image itself (without its zero border)."""
+        return tuple(s - 2 * z for s, z in zip(self.image_shape, self.border))
+
+    @property
+    def tile_pixels(self) -> int:
+        """Pixels in one model input window (spatial axes only)."""
+        return math.prod(self.tile_shape)
 
     def pad_width(self, axes: str) -> list[tuple[int, int]]:
         """``np.pad``-style pad widths for an array whose dimensions are named by ``axes``.
@@ -152,6 +219,52 @@ class TilePlan:
         return tuple(
             slices[self.spatial_axes.index(a)] if a in self.spatial_axes else slice(None) for a in axes
         )
+
+    def output_size(self, axis: str, amap: AxisMap = IDENTITY) -> int:
+        """Size along ``axis`` of an output that follows the image by ``amap``.
+
+        Raises:
+            TilingError: the size would not be a whole number of pixels.
+        """
+        i = self.spatial_axes.index(axis)
+        size = amap.size(self.source_shape[i])
+        if size.denominator != 1 or size < 1:
+            raise TilingError(
+                f"an image of {self.source_shape[i]} pixels along {axis} gives an output of {float(size):g} pixels "
+                f"(scale {amap.scale}, offset {amap.offset}); use an image size that gives whole pixels"
+            )
+        return int(size)
+
+    def output_window(self, tile: Tile, axis: str, amap: AxisMap = IDENTITY) -> tuple[slice, slice]:
+        """Where the kept part of ``tile``'s output goes, along ``axis``, for an output mapped by ``amap``.
+
+        Returns:
+            ``(slice in the tile's model output, slice in the output image)``; both empty when
+            the tile only covers the zero border.
+        """
+        i = self.spatial_axes.index(axis)
+        s, off = amap.scale, amap.offset
+        extended, z = self.image_shape[i], self.border[i]
+        keep = tile.target_slices[i]
+        window_start = tile.input_slices[i].start - self.pad_before[i]  # extended image coordinates
+        # scaled input coordinates of the kept range; at the image ends the output's own margin
+        # (the offset) belongs to the first / last tile, as in one untiled call
+        v0 = keep.start * s if keep.start > 0 else -off
+        v1 = keep.stop * s if keep.stop < extended else extended * s + off
+        shift = z * s - off  # output index = v - shift
+        size = self.output_size(axis, amap)
+        t0, t1 = max(v0 - shift, 0), min(v1 - shift, size)
+        if t1 <= t0:
+            return slice(0, 0), slice(0, 0)
+        o0 = t0 + shift - window_start * s + off
+        values = (t0, t1, o0)
+        if any(Fraction(v).denominator != 1 for v in values):
+            raise TilingError(
+                f"tile boundaries along {axis} do not fall on whole output pixels (scale {s}, offset {off}); "
+                "use a tile size that is a multiple of the output scale's denominator"
+            )
+        t0, t1, o0 = (int(v) for v in values)
+        return slice(o0, o0 + t1 - t0), slice(t0, t1)
 
     def _check_axes(self, axes: str) -> None:
         missing = [a for a in self.spatial_axes if a not in axes]
@@ -300,6 +413,7 @@ def _build_plan(
     rule: str,
     align: Sequence[int] | None = None,
     totals: Sequence[int] | None = None,
+    border: Sequence[int] = (),
 ) -> TilePlan:
     pads_before, pads_after, per_axis = [], [], []
     for i, (a, size, q, h) in enumerate(zip(spatial, image, tile, halo)):
@@ -330,6 +444,7 @@ def _build_plan(
         pad_after=tuple(pads_after),
         tiles=tuple(tiles_out),
         rule=rule,
+        border=tuple(int(z) for z in border),
     )
 
 
@@ -393,6 +508,7 @@ def plan_tiles(
     fixed: Mapping[str, int] | None = None,
     max_tile: Mapping[str, int] | None = None,
     align: bool = True,
+    border: Mapping[str, int] | None = None,
 ) -> TilePlan:
     """Plan tiles with the bioimage.io rule (valid model input sizes ``min + n * step``).
 
@@ -412,6 +528,8 @@ def plan_tiles(
             rounded down to a valid size not above it.
         align: start tiles on multiples of each axis' ``step`` (see :func:`layout_axis`), so that
             models that pool by ``step`` give the same result tiled and untiled.
+        border: width of a band of zeros around the image per axis (:func:`zero_border`); the
+            plan covers the image with its border.
 
     Returns:
         The :class:`TilePlan`.
@@ -421,6 +539,8 @@ def plan_tiles(
             while the image needs more than one tile.
     """
     spatial, sizes = _spatial_shape(image_shape, axes)
+    borders = [int((border or {}).get(a, 0)) for a in spatial]
+    sizes = tuple(n + 2 * z for n, z in zip(sizes, borders))
     min_size, step, halo = dict(min_size or {}), dict(step or {}), dict(halo or {})
     tile, fixed, max_tile = dict(tile or {}), dict(fixed or {}), dict(max_tile or {})
     tile_shape, halos, aligns, totals = [], [], [], []
@@ -471,7 +591,7 @@ def plan_tiles(
         raise TilingError(
             f"tile names axes {', '.join(sorted(unknown))} that are not spatial axes of '{axes}'"
         )
-    return _build_plan(spatial, sizes, tile_shape, halos, "bioimageio", aligns, totals)
+    return _build_plan(spatial, sizes, tile_shape, halos, "bioimageio", aligns, totals, borders)
 
 
 def plan_deepimagej(
@@ -480,6 +600,7 @@ def plan_deepimagej(
     tiling: DeepImageJTiling,
     patch: int | Mapping[str, int] | None = None,
     fixed: Mapping[str, int] | None = None,
+    border: Mapping[str, int] | None = None,
 ) -> TilePlan:
     """Plan tiles with the DeepImageJ 1.x rule (paper Eq. 2-4).
 
@@ -502,15 +623,19 @@ def plan_deepimagej(
             patch; for a fixed patch it must equal ``tiling.patch_size``.
         fixed: axes outside the patch rule with a fixed model input size (e.g. a fixed ``z``
             depth); they get that tile size and no padding.
+        border: width of a band of zeros around the image per axis (see :func:`plan_tiles`).
 
     Raises:
         TilingError: invalid patch, ``Q <= 2P`` with several tiles, or tiling needed but the
             model does not allow it.
     """
     spatial, sizes = _spatial_shape(image_shape, axes)
+    borders = [int((border or {}).get(a, 0)) for a in spatial]
+    sizes = tuple(n + 2 * z for n, z in zip(sizes, borders))
     p, m = int(tiling.padding), max(1, int(tiling.minimum_size))
     fixed = dict(fixed or {})
-    tile_shape, halos, aligns, totals = [], [], [], []
+    tile_shape: list[int] = []
+    halos: list[int] = []
     for a, size in zip(spatial, sizes):
         if a in fixed:  # e.g. a fixed z depth: not patched, no padding
             tile_shape.append(int(fixed[a]))
@@ -543,7 +668,182 @@ def plan_deepimagej(
                 )
         tile_shape.append(q)
         halos.append(p)
-    return _build_plan(spatial, sizes, tile_shape, halos, "deepimagej")
+    return _build_plan(spatial, sizes, tile_shape, halos, "deepimagej", border=borders)
+
+
+
+
+# --------------------------------------------------------------------------------------------
+# the model's geometry: valid input sizes, halo and output maps per spatial axis
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelGeometry:
+    """What the bundle says about each spatial axis, for every tensor at once.
+
+    Attributes:
+        spatial_axes: the axes that can be tiled, in the first input's order.
+        fixed: axis -> the model's fixed input size.
+        min_size / step: axis -> valid input sizes ``min + n * step`` (axes not in ``fixed``),
+            valid for every input and giving whole output pixels for every output.
+        halo: axis -> input pixels cropped on each side of a tile: the inputs' own halo
+            (DeepImageJ ``Padding``) and each output's halo (and negative offset) in input pixels.
+        outputs: output name -> {axis: :class:`AxisMap`} for the axes the output follows;
+            ``None`` for a spatial axis it has at a size of its own (taken whole).
+        whole: axis -> why the image cannot be split along it (an output lacks it or does not
+            follow it); a plan with several tiles along such an axis is refused.
+    """
+
+    spatial_axes: str
+    fixed: dict[str, int] = field(default_factory=dict)
+    min_size: dict[str, int] = field(default_factory=dict)
+    step: dict[str, int] = field(default_factory=dict)
+    halo: dict[str, int] = field(default_factory=dict)
+    outputs: dict[str, dict[str, AxisMap | None]] = field(default_factory=dict)
+    whole: dict[str, str] = field(default_factory=dict)
+
+
+def _fraction(value: float) -> Fraction:
+    return Fraction(value).limit_denominator(1024)
+
+
+def _output_map(spec: ModelSpec, tensor: TensorSpec, axis: str, depth: int = 0) -> AxisMap | None:
+    """How ``tensor``'s ``axis`` follows the inputs; ``None`` when it has a size of its own."""
+    ax = tensor.axis(axis)
+    if ax.size is not None and ax.reference is None:
+        return None
+    if ax.reference is None:
+        return IDENTITY  # free size (DeepImageJ outputs, data-dependent): assumed to follow the input
+    ref_name, ref_axis = ax.reference
+    if ref_axis != axis:
+        raise TilingError(
+            f"{spec.name}: axis {axis} of tensor '{tensor.name}' follows axis {ref_axis} of '{ref_name}'; "
+            "deepimagej only tiles axes that follow the same axis"
+        )
+    own = AxisMap(_fraction(ax.scale), _fraction(ax.offset))
+    ref = next((t for t in spec.inputs if t.name == ref_name), None)
+    if ref is not None:
+        inner = _input_map(spec, ref, axis)
+    else:
+        ref = next((t for t in spec.outputs if t.name == ref_name), None)
+        if ref is None or depth > len(spec.outputs):
+            raise TilingError(f"{spec.name}: tensor '{tensor.name}' refers to an unknown tensor '{ref_name}'")
+        inner = _output_map(spec, ref, axis, depth + 1)
+    if inner is None:
+        return None
+    return AxisMap(own.scale * inner.scale, own.scale * inner.offset + own.offset)
+
+
+def _input_map(spec: ModelSpec, tensor: TensorSpec, axis: str) -> AxisMap:
+    """Inputs follow the tiled image one to one; an input sized by another input must match it."""
+    ax = tensor.axis(axis)
+    if ax.reference is not None and (ax.scale != 1 or ax.offset != 0):
+        raise TilingError(
+            f"{spec.name}: input '{tensor.name}' axis {axis} is {ax.scale:g} x '{ax.reference[0]}' + "
+            f"{2 * ax.offset:g}; deepimagej tiles inputs of equal spatial size only"
+        )
+    return IDENTITY
+
+
+def _merge_sizes(spec: ModelSpec, axis: str) -> tuple[int | None, int, int]:
+    """(fixed size or None, min, step) valid for every input that has ``axis``."""
+    fixed: dict[int, str] = {}
+    rules: list[tuple[int, int, str]] = []
+    for t in spec.inputs:
+        if not t.has_axis(axis):
+            continue
+        ax = t.axis(axis)
+        _input_map(spec, t, axis)
+        if ax.reference is not None:
+            continue
+        if ax.size is not None:
+            fixed.setdefault(ax.size, t.name)
+        elif ax.step == 0:
+            fixed.setdefault(ax.min, t.name)
+        else:
+            rules.append((ax.min, ax.step, t.name))
+    if len(fixed) > 1:
+        (a, na), (b, nb) = list(fixed.items())[:2]
+        raise TilingError(
+            f"{spec.name}: input '{na}' needs {a} pixels along {axis} but input '{nb}' needs {b}; "
+            "the bundle's inputs disagree"
+        )
+    if fixed:
+        size, name = next(iter(fixed.items()))
+        for lo, st, other in rules:
+            if size < lo or (size - lo) % st:
+                raise TilingError(
+                    f"{spec.name}: input '{name}' needs {size} pixels along {axis}, which input '{other}' "
+                    f"does not accept ({lo} + n*{st})"
+                )
+        return size, size, 0
+    if not rules:
+        return None, 1, 1
+    step = math.lcm(*(st for _, st, _ in rules))
+    start = max(lo for lo, _, _ in rules)
+    for size in range(start, start + step + 1):
+        if all(size >= lo and (size - lo) % st == 0 for lo, st, _ in rules):
+            return None, size, step
+    names = " and ".join(f"'{n}'" for _, _, n in rules)
+    raise TilingError(f"{spec.name}: inputs {names} accept no common size along {axis}")
+
+
+def model_geometry(spec: ModelSpec) -> ModelGeometry:
+    """Read every tensor's spatial rules from ``spec`` into one :class:`ModelGeometry`.
+
+    Raises:
+        TilingError: inputs that disagree on a size, an axis following another axis, or an
+            output scale that no valid input size turns into whole pixels.
+    """
+    spatial = ""
+    for t in spec.inputs:
+        spatial += "".join(a for a in t.axis_names if a in SPATIAL_AXES and a not in spatial)
+    geometry = ModelGeometry(spatial_axes=spatial)
+    for out in spec.outputs:
+        geometry.outputs[out.name] = {}
+    for a in spatial:
+        fixed, lo, st = _merge_sizes(spec, a)
+        halo = max((t.axis(a).halo for t in spec.inputs if t.has_axis(a)), default=0)
+        grid = 1
+        for out in spec.outputs:
+            if not out.has_axis(a):
+                geometry.outputs[out.name][a] = None
+                geometry.whole.setdefault(a, f"the output '{out.name}' has no axis {a}")
+                continue
+            amap = _output_map(spec, out, a)
+            geometry.outputs[out.name][a] = amap
+            if amap is None:
+                geometry.whole.setdefault(a, f"the output '{out.name}' has a fixed size along {a}")
+                continue
+            if (2 * amap.offset).denominator != 1 or amap.offset.denominator != 1:
+                geometry.whole.setdefault(a, f"the output '{out.name}' has a half-pixel offset along {a}")
+            grid = math.lcm(grid, amap.scale.denominator)
+            band = out.axis(a).halo - amap.offset  # output pixels not to keep, from the tile edge
+            if band > 0:
+                halo = max(halo, math.ceil(band / amap.scale))
+        halo = math.ceil(halo / grid) * grid
+        if fixed is not None:
+            if fixed % grid:
+                raise TilingError(
+                    f"{spec.name}: the model's input size {fixed} along {a} does not give whole output pixels "
+                    f"(output scale 1/{grid})"
+                )
+            geometry.fixed[a] = fixed
+        else:
+            lo = next((v for v in range(lo, lo + grid * max(st, 1) + 1, max(st, 1)) if v % grid == 0), None)
+            if lo is None:
+                raise TilingError(
+                    f"{spec.name}: no valid input size along {a} gives whole output pixels (output scale 1/{grid})"
+                )
+            geometry.min_size[a], geometry.step[a] = lo, math.lcm(st, grid)
+        geometry.halo[a] = halo
+    return geometry
+
+
+# --------------------------------------------------------------------------------------------
+# planning a whole model
+# --------------------------------------------------------------------------------------------
 
 
 def plan_for_spec(
@@ -551,80 +851,65 @@ def plan_for_spec(
     image_shape: Mapping[str, int],
     tile: Mapping[str, int] | None = None,
     max_tile: Mapping[str, int] | None = None,
+    geometry: ModelGeometry | None = None,
 ) -> TilePlan:
-    """Plan tiles for the first input of ``spec`` on an image of ``image_shape``.
+    """Plan tiles for every tensor of ``spec`` on an image of ``image_shape``.
 
-    A DeepImageJ 1.x ``config.xml`` (``spec.kind == "deepimagej"`` with tiling fields) uses
-    :func:`plan_deepimagej` (``tile`` values are the user's patch size; a ``z`` axis with a fixed
-    size and no halo keeps that size); anything else uses
-    :func:`plan_tiles` with ``min``/``step``/fixed ``size`` of the input's spatial axes and the
-    halo = max of the input's and output's halo on each axis.
+    A DeepImageJ 1.x ``config.xml`` (``spec.kind == "deepimagej"`` with tiling fields and outputs
+    of the input's size) uses :func:`plan_deepimagej` (``tile`` values are the user's patch size;
+    a ``z`` axis with a fixed size and no halo keeps that size); anything else uses
+    :func:`plan_tiles` with the valid sizes, halo and output scales of :func:`model_geometry`.
+    A model with ``border == "zeros"`` is planned on the image extended by :func:`zero_border`.
 
     Args:
         spec: the model.
-        image_shape: size of each spatial axis of the model input, e.g. ``{"y": 512, "x": 512}``;
+        image_shape: size of each spatial axis of the inputs, e.g. ``{"y": 512, "x": 512}``;
             other keys are ignored.
         tile: requested model input size per spatial axis (halo included), or ``None``.
-        max_tile: largest tile per axis when ``tile`` does not set it (bioimage.io rule; a memory
-            bound): the image is then split into as few, equal tiles as that allows.
+        max_tile: largest tile per axis when ``tile`` does not set it (a memory bound): the
+            image is then split into as few, equal tiles as that allows.
+        geometry: ``model_geometry(spec)``, when the caller already has it.
 
     Raises:
-        TilingError: the output is not the same size as the input (scale != 1 or offset != 0),
-            or the image cannot be tiled as the model requires.
+        TilingError: the image cannot be tiled as the model requires: an output that does not
+            follow an axis along which the image needs several tiles, a scaled output that
+            would not be whole pixels, invalid tile requests.
     """
-    inp = spec.inputs[0]
-    out = spec.outputs[0] if spec.outputs else None
-    axes = inp.axis_names
-    spatial = "".join(a for a in axes if a in SPATIAL_AXES)
-    if out is not None:
-        for a in spatial:
-            if out.has_axis(a):
-                ax = out.axis(a)
-                if ax.scale != 1 or ax.offset != 0:
-                    raise TilingError(
-                        f"{spec.name}: output axis {a} is scaled (scale {ax.scale}, offset {ax.offset}) relative to "
-                        "the input; deepimagej only tiles models whose output has the size of their input"
-                    )
-    if spec.kind == "deepimagej" and spec.deepimagej_tiling is not None:
+    geometry = geometry or model_geometry(spec)
+    spatial = geometry.spatial_axes
+    missing = [a for a in spatial if a not in image_shape]
+    if missing:
+        raise TilingError(f"{spec.name}: the image has no axis {', '.join(missing)} (model axes: {spatial})")
+    shape = {a: int(image_shape[a]) for a in spatial}
+    border = zero_border(spec)
+    scaled = any(m is not None and not m.is_identity for maps in geometry.outputs.values() for m in maps.values())
+    if spec.kind == "deepimagej" and spec.deepimagej_tiling is not None and not scaled:
+        inp = spec.inputs[0]
         # a spatial axis with a fixed size and no halo (a fixed z depth) is outside the patch rule
         fixed_depth = {
             a: inp.axis(a).size
             for a in spatial
-            if a not in "yx" and inp.axis(a).size is not None and inp.axis(a).halo == 0
+            if a not in "yx" and inp.has_axis(a) and inp.axis(a).size is not None and inp.axis(a).halo == 0
         }
-        plan = plan_deepimagej(image_shape, axes, spec.deepimagej_tiling, patch=tile, fixed=fixed_depth)
+        plan = plan_deepimagej(shape, spatial, spec.deepimagej_tiling, patch=tile, fixed=fixed_depth, border=border)
     else:
-        min_size, step, fixed, halo = {}, {}, {}, {}
-        for a in spatial:
-            ax = inp.axis(a)
-            if ax.size is not None:
-                fixed[a] = ax.size
-            elif ax.reference is not None:
-                min_size[a], step[a] = 1, 1
-            else:
-                min_size[a], step[a] = ax.min, ax.step
-            h = ax.halo
-            if out is not None and out.has_axis(a):
-                h = max(h, out.axis(a).halo)
-            halo[a] = h
         plan = plan_tiles(
-            image_shape, axes, min_size=min_size, step=step, halo=halo, fixed=fixed, tile=tile, max_tile=max_tile
+            shape, spatial, min_size=geometry.min_size, step=geometry.step, halo=geometry.halo,
+            fixed=geometry.fixed, tile=tile, max_tile=max_tile, border=border,
         )
-    if out is not None:
-        for a, q in zip(plan.spatial_axes, plan.tile_shape):
-            if not out.has_axis(a):
-                if plan.grid_shape[plan.spatial_axes.index(a)] > 1:
-                    raise TilingError(
-                        f"{spec.name}: the output has no axis {a}, so the image cannot be split into tiles along {a}; "
-                        "use an image (or tile) that fits the model input in one piece"
-                    )
-                continue
-            ax = out.axis(a)
-            if ax.size is not None and ax.reference is None and ax.size != q:
-                raise TilingError(
-                    f"{spec.name}: output axis {a} has a fixed size of {ax.size} but the model input tile is {q}; "
-                    "deepimagej only tiles models whose output has the size of their input"
-                )
+    for a, n in zip(plan.spatial_axes, plan.grid_shape):
+        if n > 1 and a in geometry.whole:
+            raise TilingError(
+                f"{spec.name}: {geometry.whole[a]}, so the image cannot be split into tiles along {a}; "
+                "use an image (or tile) that fits the model input in one piece"
+            )
+    for name, maps in geometry.outputs.items():
+        for a, amap in maps.items():
+            if amap is not None:
+                try:
+                    plan.output_size(a, amap)
+                except TilingError as exc:
+                    raise TilingError(f"{spec.name}: output '{name}': {exc}") from None
     return plan
 
 
@@ -632,7 +917,7 @@ def zero_border(spec: ModelSpec) -> dict[str, int]:
     """Width of the zero border around the image for a model with ``border == "zeros"``.
 
     Such a model was trained to see zeros beyond the image (see :attr:`ModelSpec.border`), so the
-    pre-processed image is padded with zeros before it is tiled, and the output cropped back.
+    pre-processed image is extended with zeros before it is tiled, and the outputs exclude them.
     The width per spatial axis is the halo (the DeepImageJ ``Padding`` of a ``config.xml``),
     rounded up to a multiple of the axis's size step, so that the image keeps its place on the
     model's down-sampling grid.
@@ -658,82 +943,270 @@ def zero_border(spec: ModelSpec) -> dict[str, int]:
 
 
 # --------------------------------------------------------------------------------------------
-# cutting and stitching
+# cutting
 # --------------------------------------------------------------------------------------------
 
 
-def iter_tile_batches(
-    plan: TilePlan, padded: np.ndarray, batch_size: int, axes: str | None = None
-) -> Iterator[tuple[list[Tile], np.ndarray]]:
-    """Cut the mirror-padded image into batches of tiles.
+def reflect_index(index: np.ndarray, size: int) -> np.ndarray:
+    """Positions mirrored into ``[0, size)`` as numpy's ``"reflect"`` padding does (period ``2 size - 2``)."""
+    if size == 1:
+        return np.zeros_like(index)
+    period = 2 * size - 2
+    r = np.mod(index, period)
+    return np.where(r < size, r, period - r)
+
+
+def cut(
+    source: Any,
+    axes: str,
+    plan: TilePlan,
+    tile: Tile,
+    transform: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> np.ndarray:
+    """The model input window of ``tile``, read from the unpadded image ``source``.
+
+    Only the pixels the window needs are read (one rectangular read, so ``source`` may be a
+    lazy array: zarr, a memory map); mirror padding and the zero border are applied to the
+    window alone.
+
+    Args:
+        source: the image (not padded), indexable like a numpy array; its spatial sizes are
+            ``plan.source_shape``.
+        axes: names of ``source``'s dimensions; axes the plan does not tile are taken whole.
+        plan: the plan.
+        tile: one of ``plan.tiles``.
+        transform: a pixel-wise transform (e.g. frozen pre-processing) applied to the pixels
+            read, before mirroring and before the zero border (which stays zero).
+
+    Returns:
+        The window: a view of ``source`` when it lies inside the image and there is no
+        transform, else a new array.
+    """
+    if len(axes) != len(source.shape):
+        raise TilingError(f"array has {len(source.shape)} dimensions but axes '{axes}' name {len(axes)}")
+    index: list[slice] = []
+    fixes: list[tuple[int, np.ndarray, np.ndarray]] = []
+    for d, a in enumerate(axes):
+        if a not in plan.spatial_axes:
+            index.append(slice(None))
+            continue
+        i = plan.spatial_axes.index(a)
+        size = plan.source_shape[i]
+        if source.shape[d] != size:
+            raise TilingError(f"the image is {source.shape[d]} pixels along {a}, the plan expects {size}")
+        window = tile.input_slices[i]
+        offset = plan.pad_before[i] + plan.border[i]
+        start, stop = window.start - offset, window.stop - offset
+        if start >= 0 and stop <= size:
+            index.append(slice(start, stop))
+            continue
+        positions = reflect_index(np.arange(window.start, window.stop) - plan.pad_before[i], plan.image_shape[i])
+        positions = positions - plan.border[i]
+        inside = (positions >= 0) & (positions < size)
+        lo = int(positions[inside].min()) if inside.any() else 0
+        hi = int(positions[inside].max()) + 1 if inside.any() else 1
+        index.append(slice(lo, hi))
+        fixes.append((d, np.where(inside, positions - lo, 0), inside))
+    block = np.asarray(source[tuple(index)])
+    if transform is not None:
+        block = transform(block)
+    for d, positions, inside in fixes:
+        block = np.take(block, positions, axis=d)
+        if not inside.all():
+            outside = [slice(None)] * block.ndim
+            outside[d] = ~inside
+            block[tuple(outside)] = 0
+    return block
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Model inputs of some ``(item, tile)`` jobs, stacked along each input's batch axis.
+
+    Attributes:
+        jobs: the ``(item, tile)`` pairs, in the order of the stacked entries.
+        arrays: input name -> the stacked windows; the batch axis is where ``b`` is in that
+            input's axes (a new leading axis when it has none).
+        filled: entries added at the end (copies of the last job) to reach a fixed batch size.
+    """
+
+    jobs: tuple[tuple[int, Tile], ...]
+    arrays: dict[str, np.ndarray]
+    filled: int = 0
+
+
+def iter_batches(
+    plan: TilePlan,
+    sources: Mapping[str, tuple[Any, str]],
+    batch_size: int,
+    *,
+    fill_to: int | None = None,
+    transforms: Mapping[str, Callable[[np.ndarray, int], np.ndarray]] | None = None,
+) -> Iterator[Batch]:
+    """Cut every input for every ``(item, tile)`` job and stack the windows into batches.
 
     Args:
         plan: the plan.
-        padded: the image after ``mirror_pad(image, plan.pad_width(axes))``.
+        sources: input name -> ``(array, axes)``, arrays not padded. An array whose axes hold
+            ``b`` has one item per index along ``b`` (the run's batch); an array with one item
+            (or no ``b``) is shared by every item.
+        batch_size: jobs per batch (the last batch may be smaller).
+        fill_to: a fixed batch size the model requires: the last batch is filled up with
+            copies of its last entry (see :attr:`Batch.filled`).
+        transforms: input name -> ``f(pixels, item)``, a pixel-wise transform applied to what
+            :func:`cut` reads for that item (frozen pre-processing).
+
+    Yields:
+        :class:`Batch` es covering every item and every tile, items outer, tiles inner.
+    """
+    if not sources:
+        raise TilingError("no input to cut")
+    n_items = 1
+    for name, (array, axes) in sources.items():
+        if "b" in axes:
+            n = array.shape[axes.index("b")]
+            if n != 1 and n_items != 1 and n != n_items:
+                raise TilingError(f"input '{name}' has {n} items along b, another input has {n_items}")
+            n_items = max(n_items, n)
+    batch_size = max(1, int(batch_size))
+    jobs = [(item, t) for item in range(n_items) for t in plan.tiles]
+    for first in range(0, len(jobs), batch_size):
+        chunk = jobs[first : first + batch_size]
+        filled = max(0, (fill_to or 0) - len(chunk))
+        arrays = {}
+        for name, (array, axes) in sources.items():
+            transform = (transforms or {}).get(name)
+            windows = []
+            for item, t in chunk:
+                k = item if "b" in axes and array.shape[axes.index("b")] > 1 else 0
+                f = None if transform is None else functools.partial(_call_with_item, transform, k)
+                if "b" in axes:
+                    b = axes.index("b")
+                    windows.append(cut(array[(slice(None),) * b + (slice(k, k + 1),)], axes, plan, t, f))
+                else:
+                    windows.append(cut(array, axes, plan, t, f))
+            windows += [windows[-1]] * filled
+            if "b" in axes:
+                arrays[name] = np.concatenate(windows, axis=axes.index("b"))
+            else:
+                arrays[name] = np.stack(windows)
+        yield Batch(tuple(chunk), arrays, filled)
+
+
+def _call_with_item(transform: Callable[[np.ndarray, int], np.ndarray], item: int, block: np.ndarray) -> np.ndarray:
+    return transform(block, item)
+
+
+def iter_tile_batches(
+    plan: TilePlan, image: np.ndarray, batch_size: int, axes: str | None = None
+) -> Iterator[tuple[list[Tile], np.ndarray]]:
+    """Cut one image into batches of tiles (:func:`iter_batches` for a single input).
+
+    Args:
+        plan: the plan.
+        image: the image, **not** padded (:func:`cut` pads each window).
         batch_size: tiles per batch (the last batch may be smaller).
-        axes: names of ``padded``'s dimensions (default ``plan.spatial_axes``); non-spatial
-            axes (``c``...) are taken whole.
+        axes: names of ``image``'s dimensions (default ``plan.spatial_axes``); must not hold ``b``.
 
     Yields:
         ``(tiles, batch)`` where ``batch`` stacks the tiles along a new **leading** axis:
-        ``batch.shape == (len(tiles), *tile_shape_in_axes_order)``. Tiles are views until
-        ``np.stack`` copies them into the batch (one copy per batch).
+        ``batch.shape == (len(tiles), *tile_shape_in_axes_order)``.
     """
     axes = plan.spatial_axes if axes is None else axes
-    if padded.ndim != len(axes):
-        raise TilingError(f"array has {padded.ndim} dimensions but axes '{axes}' name {len(axes)}")
+    if "b" in axes:
+        raise TilingError("iter_tile_batches cuts one image; use iter_batches for a batch of items")
     plan._check_axes(axes)
-    for a, n in zip(plan.spatial_axes, plan.padded_shape):
-        if padded.shape[axes.index(a)] != n:
-            raise TilingError(
-                f"padded image is {padded.shape[axes.index(a)]} pixels along {a}, the plan expects {n}; "
-                "pad it with mirror_pad(image, plan.pad_width(axes))"
-            )
-    batch_size = max(1, int(batch_size))
-    tiles = plan.tiles
-    for first in range(0, len(tiles), batch_size):
-        chunk = list(tiles[first : first + batch_size])
-        yield chunk, np.stack([padded[plan.index(t.input_slices, axes)] for t in chunk])
+    for batch in iter_batches(plan, {"image": (image, axes)}, batch_size):
+        yield [t for _, t in batch.jobs], batch.arrays["image"]
+
+
+# --------------------------------------------------------------------------------------------
+# stitching
+# --------------------------------------------------------------------------------------------
 
 
 class Stitcher:
-    """Writes the kept part of each tile output into a preallocated output image.
+    """Writes the kept part of each tile output into a preallocated output.
 
     Args:
         plan: the plan.
-        out: the output image; its spatial axes have the plan's ``image_shape``, other axes
-            (e.g. ``c``, which may differ from the input's) the size of the tile outputs.
-        axes: names of ``out``'s dimensions (default ``plan.spatial_axes``); tile outputs have
-            the same axes, with the tile size on spatial axes.
+        out: the output; along each spatial axis it follows, its size is
+            ``plan.output_size(axis, map)``; other axes (``c``, a fixed-size axis...) have the
+            size of the tile outputs. Any array supporting slice assignment (numpy, zarr).
+        axes: names of ``out``'s dimensions (default ``plan.spatial_axes``).
+        maps: axis -> :class:`AxisMap` for the spatial axes the output follows (default: every
+            plan axis, one to one); a plan axis mapped to ``None`` or absent from ``out`` is
+            taken whole (the plan has one tile along it).
     """
 
-    def __init__(self, plan: TilePlan, out: np.ndarray, axes: str | None = None):
+    def __init__(
+        self,
+        plan: TilePlan,
+        out: Any,
+        axes: str | None = None,
+        maps: Mapping[str, AxisMap | None] | None = None,
+    ):
         self.plan = plan
         self.out = out
         self.axes = plan.spatial_axes if axes is None else axes
-        plan._check_axes(self.axes)
-        if out.ndim != len(self.axes):
-            raise TilingError(
-                f"output has {out.ndim} dimensions but axes '{self.axes}' name {len(self.axes)}"
-            )
-        for a, n in zip(plan.spatial_axes, plan.image_shape):
-            if out.shape[self.axes.index(a)] != n:
-                raise TilingError(
-                    f"output is {out.shape[self.axes.index(a)]} pixels along {a}, the image is {n}"
-                )
+        self.maps = {a: IDENTITY for a in plan.spatial_axes} if maps is None else dict(maps)
+        if len(out.shape) != len(self.axes):
+            raise TilingError(f"output has {len(out.shape)} dimensions but axes '{self.axes}' name {len(self.axes)}")
+        for a in plan.spatial_axes:
+            amap = self.maps.get(a)
+            if a in self.axes and amap is not None:
+                n = plan.output_size(a, amap)
+                if out.shape[self.axes.index(a)] != n:
+                    raise TilingError(f"output is {out.shape[self.axes.index(a)]} pixels along {a}, the image gives {n}")
+        self._windows: dict[tuple[tuple[int, ...], str], tuple[slice, slice]] = {}
         self.written = 0
 
-    def write(self, tile: Tile, output: np.ndarray) -> None:
-        """Write one tile output (axes ``self.axes``, tile size on spatial axes)."""
-        for a, q in zip(self.plan.spatial_axes, self.plan.tile_shape):
-            if output.shape[self.axes.index(a)] != q:
+    def _window(self, tile: Tile, axis: str) -> tuple[slice, slice]:
+        key = (tile.grid_index, axis)
+        if key not in self._windows:
+            self._windows[key] = self.plan.output_window(tile, axis, self.maps[axis])  # type: ignore[arg-type]
+        return self._windows[key]
+
+    def write(self, tile: Tile, output: np.ndarray, index: Mapping[str, int] | None = None) -> None:
+        """Write one tile output.
+
+        Args:
+            tile: the tile it was computed from.
+            output: the model output for that tile, with the axes of ``out`` minus those in
+                ``index``.
+            index: positions along axes of ``out`` that the tile output lacks, e.g. ``{"b": 3}``
+                for the fourth item of a batch.
+        """
+        index = dict(index or {})
+        if output.ndim != len(self.axes) - len(index):
+            raise TilingError(
+                f"a tile output has {output.ndim} dimensions, expected {len(self.axes) - len(index)} "
+                f"(axes '{self.axes}' without {''.join(index)})"
+            )
+        src: list[slice] = []
+        dst: list[slice | int] = []
+        for a in self.axes:
+            if a in index:
+                dst.append(index[a])
+                continue
+            amap = self.maps.get(a) if a in self.plan.spatial_axes else None
+            if amap is None:
+                src.append(slice(None))
+                dst.append(slice(None))
+                continue
+            n = output.shape[len(src)]
+            q = self.plan.tile_shape[self.plan.spatial_axes.index(a)]
+            expected = amap.size(q)
+            if n != expected:
+                rule = "the size of its input" if amap.is_identity else f"{amap.scale} x its input + {2 * amap.offset}"
                 raise TilingError(
-                    f"the model returned {output.shape[self.axes.index(a)]} pixels along {a} for a tile of {q}; "
-                    "deepimagej only tiles models whose output has the size of their input"
+                    f"the model returned {n} pixels along {a} for a tile of {q} (expected {float(expected):g}: "
+                    f"{rule}, as its descriptor says)"
                 )
-        self.out[self.plan.index(tile.target_slices, self.axes)] = output[
-            self.plan.index(tile.output_slices, self.axes)
-        ]
+            o, t = self._window(tile, a)
+            src.append(o)
+            dst.append(t)
+        self.out[tuple(dst)] = output[tuple(src)]
         self.written += 1
 
     def write_batch(self, tiles: Sequence[Tile], outputs: np.ndarray) -> None:

@@ -33,6 +33,7 @@ from deepimagej.bundle.axes import axis_id_letter, field_error, normalize_axes, 
 from deepimagej.bundle.deepimagej_config import SIGNATURE_ALIASES, TAG_ALIASES
 from deepimagej.bundle.spec import (
     BORDER_MODES,
+    ArchitectureSpec,
     DETECTION_KEYS,
     OWN_CONFIG_KEY,
     AxisSpec,
@@ -637,8 +638,45 @@ class _Reader:
                 input_names=tuple(t.name for t in inputs) if is_tf else (),
                 output_names=tuple(t.name for t in outputs) if is_tf else (),
                 version=version,
+                architecture=self._architecture(entry, field) if name == "pytorch_state_dict" else None,
             )
         return weights
+
+    def _architecture(self, entry: dict[str, Any], field: str) -> ArchitectureSpec | None:
+        """``pytorch_state_dict`` architecture: 0.4 ``file.py:Name`` + ``architecture_sha256`` +
+        ``kwargs``; 0.5 ``{source | import_from, callable, sha256, kwargs}``."""
+        raw = entry.get("architecture")
+        if raw is None:
+            return None
+        if isinstance(raw, str):  # 0.4
+            source, sep, name = raw.rpartition(":")
+            if not sep or not source or not name:
+                raise field_error(self.path, f"{field}.architecture", "'file.py:CallableName'", raw)
+            kwargs = entry.get("kwargs") or {}
+            sha = self._sha256(entry.get("architecture_sha256"), f"{field}.architecture_sha256")
+            import_from = None
+            if not source.endswith(".py"):  # an importable module, e.g. 'my_package.models'
+                import_from, source = source, None
+        else:
+            raw = self._mapping(raw, f"{field}.architecture")
+            name = raw.get("callable")
+            source, import_from = raw.get("source"), raw.get("import_from")
+            kwargs = raw.get("kwargs") or {}
+            sha = self._sha256(raw.get("sha256"), f"{field}.architecture.sha256")
+        if not isinstance(name, str) or not name.strip():
+            raise field_error(self.path, f"{field}.architecture.callable", "the name of a class or function", name)
+        if (source is None) == (import_from is None):
+            raise field_error(
+                self.path, f"{field}.architecture", "either a source file or an import_from module", raw
+            )
+        kwargs = self._mapping(kwargs, f"{field}.architecture.kwargs")
+        path = None
+        if source is not None:
+            source, path = self._source(source, f"{field}.architecture.source")
+        return ArchitectureSpec(
+            callable=name.strip(), source=source, path=path, sha256=sha,
+            import_from=str(import_from) if import_from else None, kwargs=dict(kwargs),
+        )
 
     def _model_keys(self, dij: dict[str, Any]) -> tuple[str | None, str | None]:
         keys = dij.get("model_keys")

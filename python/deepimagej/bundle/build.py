@@ -373,18 +373,17 @@ def _add_example(spec: ModelSpec, work: Path, example: np.ndarray | str | Path, 
     image = _read_example(example)
     user_axes = axes or predict.guess_axes(image.shape, spec)
     write_image(work / "exampleImage.tif", ImageData(image, user_axes))
-    layout = predict._layout(user_axes, spec.inputs[0])  # noqa: SLF001 - same package family
-    np.save(work / "exampleImage.npy", predict.to_model_layout(image, layout))
+    np.save(work / "exampleImage.npy", predict.Layout.of(user_axes, spec.inputs[0]).to_model(image))
     runnable = dataclasses.replace(spec, preprocessing_macros=(), postprocessing_macros=())
     start = time.perf_counter()
-    result = predict.run(runnable, image, axes=user_axes)
+    prediction = predict.predict(runnable, predict.bind_inputs(runnable, image, user_axes))
     runtime = time.perf_counter() - start
-    out_axes = predict.output_axes(spec, user_axes)
+    output = next(iter(prediction.outputs.values()))
+    result, out_axes = output.array, output.axes
     if result.size and np.all(result == np.round(result)) and 0 <= result.min() and result.max() <= 255:
         result = result.astype(np.uint8)  # binary/label results: store compactly, exactly
     write_image(work / "resultImage.tif", ImageData(result, out_axes))
-    out_layout = predict._layout(out_axes, spec.outputs[0])  # noqa: SLF001
-    np.save(work / "resultImage.npy", predict.to_model_layout(result, out_layout))
+    np.save(work / "resultImage.npy", predict.Layout.of(out_axes, spec.outputs[0]).to_model(result))
     inputs = (dataclasses.replace(spec.inputs[0], test_tensor=work / "exampleImage.npy", sample_tensor=work / "exampleImage.tif"),)
     outputs = (dataclasses.replace(spec.outputs[0], test_tensor=work / "resultImage.npy", sample_tensor=work / "resultImage.tif"),)
     return dataclasses.replace(
@@ -394,6 +393,6 @@ def _add_example(spec: ModelSpec, work: Path, example: np.ndarray | str | Path, 
         sample_inputs=(work / "exampleImage.tif",),
         sample_outputs=(work / "resultImage.tif",),
         runtime=f"{runtime:.1f} s",
-        memory_peak=f"{predict.peak_rss_bytes() / 2**20:.1f} Mb",
+        memory_peak=f"{prediction.peak_rss / 2**20:.1f} Mb",
         extra={**spec.extra, "test_input_size": "x".join(str(s) for s in image.shape)},
     )

@@ -25,8 +25,9 @@ WEIGHT_FORMATS = (
     "pytorch_state_dict",
     "tensorflow_js",
 )
-#: Formats deepimagej can execute.
-RUNNABLE_WEIGHT_FORMATS = ("tensorflow_saved_model_bundle", "keras_hdf5", "onnx", "torchscript")
+#: Formats deepimagej can execute (``pytorch_state_dict`` only for a bundle whose code the user
+#: trusts: it imports the architecture's Python source from the bundle).
+RUNNABLE_WEIGHT_FORMATS = ("tensorflow_saved_model_bundle", "keras_hdf5", "onnx", "torchscript", "pytorch_state_dict")
 #: What a model may see beyond the image border (:attr:`ModelSpec.border`).
 BORDER_MODES = ("mirror", "zeros")
 #: This package's own block in an rdf's free-form ``config`` (settings DeepImageJ has no field for).
@@ -124,6 +125,27 @@ class TensorSpec:
 
 
 @dataclass(frozen=True)
+class ArchitectureSpec:
+    """The network of ``pytorch_state_dict`` weights: Python code that builds the model.
+
+    Attributes:
+        callable: name of the class or function in the source that returns the ``torch.nn.Module``.
+        source: the source file as written (relative path or URL), or ``None`` for ``import_from``.
+        path: the resolved local file, or ``None`` (URL, or an importable module).
+        sha256: expected checksum of the source file.
+        import_from: an importable module that holds ``callable`` (0.5 ``import_from``).
+        kwargs: keyword arguments of ``callable``.
+    """
+
+    callable: str
+    source: str | None = None
+    path: Path | None = None
+    sha256: str | None = None
+    import_from: str | None = None
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class WeightsSpec:
     """One weights entry of the bundle.
 
@@ -135,6 +157,7 @@ class WeightsSpec:
         tag: TensorFlow SavedModel tag (e.g. ``serve``).
         signature: TensorFlow signature key (e.g. ``serving_default``).
         input_names / output_names: tensor names inside the graph, when the bundle gives them.
+        architecture: the network's code (``pytorch_state_dict`` weights only).
     """
 
     format: str
@@ -146,6 +169,7 @@ class WeightsSpec:
     input_names: tuple[str, ...] = ()
     output_names: tuple[str, ...] = ()
     version: str | None = None
+    architecture: ArchitectureSpec | None = None
 
 
 @dataclass(frozen=True)

@@ -153,8 +153,8 @@ def _rel(path: Path, root: Path) -> str:
 # --------------------------------------------------------------------------- input image
 
 
-def check_input(spec: ModelSpec, shape: tuple[int, ...], axes: str) -> None:
-    """Check that an image of ``shape`` with ``axes`` can be fed to the model's first input.
+def check_input(spec: ModelSpec, shape: tuple[int, ...], axes: str, tensor: TensorSpec | None = None) -> None:
+    """Check that an image of ``shape`` with ``axes`` can be fed to an input of the model.
 
     Rules:
 
@@ -170,10 +170,26 @@ def check_input(spec: ModelSpec, shape: tuple[int, ...], axes: str) -> None:
       patch: it must be at least the model's minimum size and, for fixed-size axes, no larger
       than the fixed size.
 
+    Args:
+        spec: the model.
+        shape: the image's shape.
+        axes: the image's axes.
+        tensor: the input it is for (default: the first).
+
     Raises:
-        InputImageError: one line saying which axis is wrong and what the model expects.
+        InputImageError: one line saying which axis is wrong and what the model expects (and
+            which input, for a model with several).
     """
-    tensor = spec.inputs[0]
+    tensor = spec.inputs[0] if tensor is None else tensor
+    try:
+        _check_input(spec, tensor, shape, axes)
+    except InputImageError as exc:
+        if len(spec.inputs) > 1:
+            raise InputImageError(f"input '{tensor.name}': {exc}") from None
+        raise
+
+
+def _check_input(spec: ModelSpec, tensor: TensorSpec, shape: tuple[int, ...], axes: str) -> None:
     axes = _normalize_image_axes(axes, shape)
     sizes = dict(zip(axes, (int(s) for s in shape)))
     for a, n in sizes.items():

@@ -1,29 +1,60 @@
-"""The engine interface shared by every weight format."""
+"""The engine interface shared by every weight format.
+
+An engine is a loaded model called on a batch of every input tensor at once:
+``engine({"raw": batch, "mask": batch}) -> {"out0": batch, "out1": batch}``. Tensors are named
+as in the bundle; each batch is laid out in that tensor's own axes (e.g. ``byxc``). The engine
+maps the bundle's names onto the runtime's own inputs and outputs: by name where they agree,
+else by position (the descriptor lists tensors in the model's order).
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from deepimagej.bundle.spec import WeightsSpec
+from deepimagej.errors import EngineError
 
 
 class Engine(ABC):
-    """A loaded model: ``engine(batch) -> output batch`` in the model's own axes."""
+    """A loaded model: ``engine({input name: batch}) -> {output name: batch}`` in the model's own axes.
+
+    Attributes:
+        weights: the weights entry it was loaded from.
+        inputs / outputs: the bundle's tensor names, in the descriptor's order.
+    """
 
     #: Short name of the runtime, for ``info`` and logs.
     runtime: str = ""
     #: Batch size the model requires (e.g. an ONNX graph exported for batch 1); None if free.
     fixed_batch_size: int | None = None
 
-    def __init__(self, weights: WeightsSpec):
+    def __init__(self, weights: WeightsSpec, inputs: Sequence[str], outputs: Sequence[str]):
         self.weights = weights
+        self.inputs = tuple(inputs)
+        self.outputs = tuple(outputs)
 
     @abstractmethod
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        """Run the model on one batch (float32, model input axes); return the first output."""
+    def __call__(self, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the model on one batch of every input; return every output."""
 
     def describe(self) -> list[str]:
         """Human-readable summary of the model's layers or operations (one line each)."""
         return []
+
+    def match(self, kind: str, ours: Sequence[str], theirs: Sequence[str]) -> dict[str, str]:
+        """Map the bundle's tensor names onto the runtime's: by name when the sets agree, else by position.
+
+        Raises:
+            EngineError: the model has fewer tensors than the bundle describes.
+        """
+        if set(ours) <= set(theirs):
+            return {name: name for name in ours}
+        if len(theirs) < len(ours):
+            raise EngineError(
+                f"{self.weights.path}: the model has {len(theirs)} {kind}(s) ({', '.join(theirs)}) but the bundle "
+                f"describes {len(ours)} ({', '.join(ours)})"
+            )
+        return dict(zip(ours, theirs))

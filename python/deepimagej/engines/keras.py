@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -12,7 +15,7 @@ from deepimagej.engines.tensorflow import quiet_tensorflow
 from deepimagej.errors import EngineError, first_line
 
 
-def load_keras_model(path):  # noqa: ANN001, ANN201 - returns a keras.Model
+def load_keras_model(path: str | Path) -> Any:
     """Load a Keras model file without compiling it; errors become :class:`EngineError`."""
     quiet_tensorflow()
     import keras
@@ -20,8 +23,7 @@ def load_keras_model(path):  # noqa: ANN001, ANN201 - returns a keras.Model
     try:
         return keras.models.load_model(str(path), compile=False)
     except Exception as exc:  # keras raises many kinds; the user needs one line
-        first = first_line(exc)
-        raise EngineError(f"{path}: cannot load Keras model ({first})") from None
+        raise EngineError(f"{path}: cannot load Keras model ({first_line(exc)})") from None
 
 
 class KerasEngine(Engine):
@@ -29,20 +31,28 @@ class KerasEngine(Engine):
 
     runtime = "keras"
 
-    def __init__(self, weights: WeightsSpec):
-        super().__init__(weights)
+    def __init__(self, weights: WeightsSpec, inputs: Sequence[str], outputs: Sequence[str]):
+        super().__init__(weights, inputs, outputs)
         import tensorflow as tf
 
         self.model = load_keras_model(weights.path)
-        self._fn = tf.function(lambda x: self.model(x, training=False), reduce_retracing=True)
+        n_in, n_out = len(self.model.inputs), len(self.model.outputs)
+        if n_in != len(self.inputs) or n_out < len(self.outputs):
+            raise EngineError(
+                f"{weights.path}: the Keras model has {n_in} input(s) and {n_out} output(s), the bundle describes "
+                f"{len(self.inputs)} and {len(self.outputs)}"
+            )
+        self._fn = tf.function(lambda *x: self.model(list(x) if n_in > 1 else x[0], training=False),
+                               reduce_retracing=True)
 
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        out = self._fn(np.ascontiguousarray(batch, dtype=np.float32))
-        if isinstance(out, (list, tuple)):
-            out = out[0]
-        elif isinstance(out, dict):
-            out = next(iter(out.values()))
-        return np.asarray(out)
+    def __call__(self, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        args = [np.ascontiguousarray(batch[name], dtype=np.float32) for name in self.inputs]
+        out = self._fn(*args)
+        if isinstance(out, Mapping):
+            out = list(out.values())
+        elif not isinstance(out, (list, tuple)):
+            out = [out]
+        return {name: np.asarray(value) for name, value in zip(self.outputs, out)}
 
     def describe(self) -> list[str]:
         counts = Counter(type(layer).__name__ for layer in self.model.layers)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -10,16 +11,26 @@ from deepimagej.bundle.spec import WeightsSpec
 from deepimagej.engines.base import Engine
 from deepimagej.errors import EngineError, first_line
 
-_ONNX_DTYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16}
+_ONNX_DTYPES = {
+    "tensor(float)": np.float32,
+    "tensor(double)": np.float64,
+    "tensor(float16)": np.float16,
+    "tensor(uint8)": np.uint8,
+    "tensor(int8)": np.int8,
+    "tensor(uint16)": np.uint16,
+    "tensor(int16)": np.int16,
+    "tensor(int32)": np.int32,
+    "tensor(int64)": np.int64,
+}
 
 
 class OnnxEngine(Engine):
-    """Runs an ONNX graph with onnxruntime's CPU provider."""
+    """Runs an ONNX graph with onnxruntime's CPU provider (one session, reused)."""
 
     runtime = "onnxruntime"
 
-    def __init__(self, weights: WeightsSpec):
-        super().__init__(weights)
+    def __init__(self, weights: WeightsSpec, inputs: Sequence[str], outputs: Sequence[str]):
+        super().__init__(weights, inputs, outputs)
         try:
             import onnxruntime as ort
         except ImportError:
@@ -29,27 +40,34 @@ class OnnxEngine(Engine):
         try:
             self.session = ort.InferenceSession(str(weights.path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types
-            msg = first_line(exc)
-            raise EngineError(f"{weights.path}: cannot load ONNX model ({msg})") from None
-        first = self.session.get_inputs()[0]
-        self.input_name = first.name
-        self.input_dtype = _ONNX_DTYPES.get(first.type, np.float32)
-        batch_dim = first.shape[0] if first.shape else None
-        self.fixed_batch_size = batch_dim if isinstance(batch_dim, int) and batch_dim > 0 else None
-        self.output_name = self.session.get_outputs()[0].name
+            raise EngineError(f"{weights.path}: cannot load ONNX model ({first_line(exc)})") from None
+        graph_inputs = {i.name: i for i in self.session.get_inputs()}
+        self._feed = self.match("input", self.inputs, list(graph_inputs))
+        self._fetch = self.match("output", self.outputs, [o.name for o in self.session.get_outputs()])
+        self._dtypes = {ours: _ONNX_DTYPES.get(graph_inputs[theirs].type, np.float32) for ours, theirs in self._feed.items()}
+        batch_dims = {graph_inputs[theirs].shape[0] if graph_inputs[theirs].shape else None for theirs in self._feed.values()}
+        fixed = [d for d in batch_dims if isinstance(d, int) and d > 0]
+        self.fixed_batch_size = fixed[0] if fixed else None
+        self._names = list(self._fetch.values())
 
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        x = np.ascontiguousarray(batch, dtype=self.input_dtype)
-        return self.session.run([self.output_name], {self.input_name: x})[0]
+    def __call__(self, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        feed = {
+            theirs: np.ascontiguousarray(batch[ours], dtype=self._dtypes[ours]) for ours, theirs in self._feed.items()
+        }
+        try:
+            results = self.session.run(self._names, feed)
+        except Exception as exc:  # onnxruntime's errors carry the graph's own message
+            raise EngineError(f"{self.weights.path.name}: the ONNX model failed ({first_line(exc)})") from None
+        return dict(zip(self._fetch, results))
 
     def describe(self) -> list[str]:
-        lines = [f"input '{self.input_name}' {self.session.get_inputs()[0].shape} -> output '{self.output_name}'"]
+        ins = ", ".join(f"'{i.name}' {i.shape}" for i in self.session.get_inputs())
+        outs = ", ".join(f"'{o.name}'" for o in self.session.get_outputs())
+        lines = [f"inputs {ins} -> outputs {outs}"]
         try:
             import onnx
-
-            model = onnx.load(str(self.weights.path), load_external_data=False)
-            ops = Counter(node.op_type for node in model.graph.node)
-            lines += [f"  {n} x {op}" for op, n in ops.most_common(25)]
         except ImportError:
-            pass
-        return lines
+            return lines
+        model = onnx.load(str(self.weights.path), load_external_data=False)
+        ops = Counter(node.op_type for node in model.graph.node)
+        return lines + [f"  {n} x {op}" for op, n in ops.most_common(25)]

@@ -13,13 +13,16 @@ import shutil
 import tempfile
 import zipfile
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from deepimagej.bundle.spec import WeightsSpec
 from deepimagej.engines.base import Engine
 from deepimagej.errors import EngineError, first_line
+from deepimagej.paths import cache_dir
 
 #: DeepImageJ 1.x configs spell tags and signature keys as Java constants.
 _TAG_ALIASES = {"tf.saved_model.tag_constants.SERVING": "serve", "serving": "serve"}
@@ -31,14 +34,6 @@ _SIGNATURE_ALIASES = {
 def quiet_tensorflow() -> None:
     """Silence TensorFlow's C++ start-up chatter (must run before the first import)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-
-def cache_dir() -> Path:
-    """Folder where deepimagej unpacks zipped weights."""
-    root = os.environ.get("DEEPIMAGEJ_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "deepimagej"
-    )
-    return Path(root)
 
 
 def _unpack_zip(path: Path) -> Path:
@@ -86,8 +81,8 @@ class SavedModelEngine(Engine):
 
     runtime = "tensorflow"
 
-    def __init__(self, weights: WeightsSpec):
-        super().__init__(weights)
+    def __init__(self, weights: WeightsSpec, inputs: Sequence[str], outputs: Sequence[str]):
+        super().__init__(weights, inputs, outputs)
         quiet_tensorflow()
         import tensorflow as tf
 
@@ -96,14 +91,13 @@ class SavedModelEngine(Engine):
         try:
             self._loaded = tf.saved_model.load(str(folder), tags=[tag])
         except Exception as exc:  # TF raises many kinds; the user needs one line
-            msg = first_line(exc)
-            raise EngineError(f"{folder}: cannot load SavedModel with tag '{tag}' ({msg})") from None
+            raise EngineError(f"{folder}: cannot load SavedModel with tag '{tag}' ({first_line(exc)})") from None
         key = _SIGNATURE_ALIASES.get(weights.signature or "", weights.signature) or "serving_default"
         signatures = dict(self._loaded.signatures)
         if key not in signatures and len(signatures) == 1:
             key = next(iter(signatures))
         if key in signatures:
-            self._init_signature(folder, key, signatures[key], weights)
+            self._init_signature(key, signatures[key])
         elif weights.input_names and weights.output_names and hasattr(self._loaded, "prune"):
             self._init_tensor_names(folder, weights)
         else:
@@ -113,39 +107,45 @@ class SavedModelEngine(Engine):
             )
         self._tf = tf
 
-    def _init_signature(self, folder: Path, key: str, fn, weights: WeightsSpec) -> None:  # noqa: ANN001
-        """TF2 (and TF1 with a signature_def): call the signature with its input key."""
+    def _init_signature(self, key: str, fn: Any) -> None:
+        """TF2 (and TF1 with a signature_def): call the signature with its input keys."""
         self.signature_key = key
         self._fn = fn
         inputs = fn.structured_input_signature[1]
-        if len(inputs) != 1:
-            raise EngineError(f"{folder}: signature '{key}' has {len(inputs)} inputs; deepimagej runs single-input models")
-        self.input_name = next(iter(inputs))
-        self.input_dtype = inputs[self.input_name].dtype.as_numpy_dtype
-        outputs = list(fn.structured_outputs)
-        wanted = [n for n in weights.output_names if n in outputs]
-        self.output_name = wanted[0] if wanted else sorted(outputs)[0]
+        self._feed = self.match("input", self.inputs, list(inputs))
+        self._dtypes = {ours: inputs[theirs].dtype.as_numpy_dtype for ours, theirs in self._feed.items()}
+        self._fetch = self.match("output", self.outputs, sorted(fn.structured_outputs))
         self._by_name = False
 
     def _init_tensor_names(self, folder: Path, weights: WeightsSpec) -> None:
         """TF1 graph without a usable signature: feed and fetch the tensors the bundle names."""
-        feed = weights.input_names[0] if ":" in weights.input_names[0] else weights.input_names[0] + ":0"
-        fetch = weights.output_names[0] if ":" in weights.output_names[0] else weights.output_names[0] + ":0"
+        feeds = [n if ":" in n else n + ":0" for n in weights.input_names]
+        fetches = [n if ":" in n else n + ":0" for n in weights.output_names]
         try:
-            self._fn = self._loaded.prune(feed, fetch)
+            self._fn = self._loaded.prune(feeds, fetches)
         except (KeyError, ValueError) as exc:
-            msg = str(exc).strip().splitlines()[0]
-            raise EngineError(f"{folder}: tensors '{feed}' -> '{fetch}' not found in the graph ({msg})") from None
+            raise EngineError(
+                f"{folder}: tensors {', '.join(feeds)} -> {', '.join(fetches)} not found in the graph ({first_line(exc)})"
+            ) from None
         self.signature_key = "(tensor names)"
-        self.input_name, self.output_name = feed, fetch
-        self.input_dtype = self._fn.inputs[0].dtype.as_numpy_dtype
+        self._feed = dict(zip(self.inputs, feeds))
+        self._fetch = dict(zip(self.outputs, fetches))
+        self._dtypes = {ours: t.dtype.as_numpy_dtype for ours, t in zip(self.inputs, self._fn.inputs)}
         self._by_name = True
 
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        x = self._tf.constant(np.ascontiguousarray(batch, dtype=self.input_dtype))
-        if self._by_name:
-            return self._fn(x).numpy()
-        return self._fn(**{self.input_name: x})[self.output_name].numpy()
+    def __call__(self, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        tf = self._tf
+        args = {ours: tf.constant(np.ascontiguousarray(batch[ours], dtype=self._dtypes[ours])) for ours in self._feed}
+        try:
+            if self._by_name:
+                results = self._fn(*(args[ours] for ours in self.inputs))
+                if not isinstance(results, (list, tuple)):
+                    results = [results]
+                return {name: r.numpy() for name, r in zip(self.outputs, results)}
+            results = self._fn(**{self._feed[ours]: value for ours, value in args.items()})
+        except Exception as exc:  # tf.errors.* with the graph's own message
+            raise EngineError(f"{self.weights.path.name}: the TensorFlow model failed ({first_line(exc)})") from None
+        return {ours: results[theirs].numpy() for ours, theirs in self._fetch.items()}
 
     def describe(self) -> list[str]:
         graph_def = self._fn.graph.as_graph_def()
@@ -153,6 +153,8 @@ class SavedModelEngine(Engine):
         for function in graph_def.library.function:  # the model body lives in called functions
             ops.update(node.op for node in function.node_def)
         interesting = {k: v for k, v in ops.items() if k not in _PLUMBING_OPS}
-        lines = [f"signature '{self.signature_key}': input '{self.input_name}' -> output '{self.output_name}'"]
+        feeds = ", ".join(f"'{v}'" for v in self._feed.values())
+        fetches = ", ".join(f"'{v}'" for v in self._fetch.values())
+        lines = [f"signature '{self.signature_key}': inputs {feeds} -> outputs {fetches}"]
         lines += [f"  {n} x {op}" for op, n in sorted(interesting.items(), key=lambda kv: -kv[1])[:25]]
         return lines

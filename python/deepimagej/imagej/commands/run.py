@@ -118,10 +118,9 @@ def run_bundle_on_imageplus(ij: ImageJ, opts: RunOptions, imp) -> Any:
     if pre:
         current.changes = False
         current.close()
-    output = predict.run(
+    prediction = predict.predict(
         spec,
-        image,
-        axes=axes,
+        predict.bind_inputs(spec, image, axes),
         tile=opts.tile or None,
         weights_format=opts.weights_format,
         # the bundle's bioimage.io operations stand in for its macros, unless the user named the stage's
@@ -130,7 +129,8 @@ def run_bundle_on_imageplus(ij: ImageJ, opts: RunOptions, imp) -> Any:
         apply_postprocessing=not post and opts.postprocessing is None,
         progress=progress,
     )
-    out_axes = predict.output_axes(spec, axes)
+    first = next(iter(prediction.outputs.values()))
+    output, out_axes = first.array, first.axes
     result = to_imageplus(output, title=output_title(spec, post), axes=out_axes, calibration={
         "x": float(calibration.pixelWidth), "y": float(calibration.pixelHeight),
         "z": float(calibration.pixelDepth), "unit": str(calibration.getUnit()),
