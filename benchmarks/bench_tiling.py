@@ -1,38 +1,49 @@
-"""Tiling overhead, throughput and memory of ``deepimagej.predict.run`` (``make bench``).
+"""Speed and memory of ``deepimagej.predict.run`` against plain loops over the same library (``make bench``).
 
-Measured in one process, on a 2048x2048 image (the pancreatic example image mirrored up to
-that size), each figure against a baseline taken in the same run:
+Each configuration runs in its own child process, so that its peak resident memory (VmHWM,
+whole process: runtime, model, image, outputs) is its own; times are the best of a few runs
+after a warm-up. Ratios compare configurations measured in the same run, on a 2048x2048 image
+(the pancreatic example image mirrored up to that size):
 
-(a) pancreatic U-Net (TF SavedModel bundle): ``predict.run`` with its default tiling and with
-    512-pixel tiles / ONE direct call of the same SavedModel signature on the whole
-    mirror-padded image (the floor: no tiling, no pre/post-processing);
-(b) throughput in megapixels per second of the default run;
-(c) peak RSS increase during the run (kernel VmHWM, reset before the run) / input size;
-(d) nuclei U-Net (ONNX, fixed 512x512 input, halo 32): ``predict.run`` / a plain loop calling
-    onnxruntime directly on the same tiles.
+pancreatic U-Net (TF SavedModel bundle)
+    default   ``predict.run`` with the default plan (memory budget: half the free memory)
+    untiled   ONE direct call of the SavedModel signature on the whole pre-processed image
+              (2048 is a valid size: no padding; the floor: no tiling, no post-processing)
+    untiled_halo  the same call on the image mirror-padded by the halo (47) on every side to a
+              valid size, 2144x2144: DeepImageJ's one-patch run (paper Eq. 2), the floor of
+              earlier benchmarks
+    tile608   ``predict.run`` with 608-pixel tiles
+    keras608  a plain loop calling the same SavedModel on the same 608-pixel tiles
+    budget1G  ``predict.run(max_memory="1G")``
+nuclei U-Net (fixed 512x512 input, halo 32; ONNX and TorchScript weights)
+    onnx / onnx_raw               ``predict.run`` / a plain onnxruntime loop on the same 25 tiles
+    torchscript / torchscript_raw ``predict.run`` / a plain TorchScript loop (inference_mode)
+    onnx_1G                       ``predict.run(max_memory="1G")``
 
-The last line printed is one JSON object (keys ``tiling_overhead``, ``mpix_per_s``,
-``peak_rss_over_input``, ``onnx_overhead``, ...) so that runs can be compared.
+The last line printed is one JSON object with every figure, so that runs can be compared.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
-import resource
+import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 ASSETS = REPO.parent / "shared" / "assets"
+NUCLEI = ASSETS / "bioimageio_unet2d_nuclei_broad" / "bioimageio.yaml"
 SIZE = 2048
 REPEATS = 3
 
 
-def _best_of(fn, repeats: int = REPEATS) -> float:  # noqa: ANN001
+def _best_of(fn: Callable[[], object], repeats: int = REPEATS) -> float:
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -41,21 +52,12 @@ def _best_of(fn, repeats: int = REPEATS) -> float:  # noqa: ANN001
     return min(times)
 
 
-def _status(field: str) -> int:
+def _peak() -> int:
     with open("/proc/self/status") as fh:
         for line in fh:
-            if line.startswith(field + ":"):
+            if line.startswith("VmHWM:"):
                 return int(line.split()[1]) * 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-def _reset_peak() -> None:
-    """Reset the kernel's peak-RSS counter (VmHWM) of this process (Linux >= 4.0)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-    except OSError:
-        pass
+    return 0
 
 
 def _big_image() -> np.ndarray:
@@ -63,100 +65,191 @@ def _big_image() -> np.ndarray:
 
     base = read_image(ASSETS / "unet_pancreatic" / "exampleImage.tif").array
     reps = (-(-SIZE // base.shape[0]), -(-SIZE // base.shape[1]))
-    tiled = np.pad(base, [(0, reps[0] * base.shape[0] - base.shape[0]), (0, reps[1] * base.shape[1] - base.shape[1])], mode="symmetric")
+    tiled = np.pad(base, [(0, reps[0] * base.shape[0] - base.shape[0]), (0, reps[1] * base.shape[1] - base.shape[1])],
+                   mode="symmetric")
     return np.ascontiguousarray(tiled[:SIZE, :SIZE])
 
 
-def bench_pancreatic(bundle: Path, image: np.ndarray) -> dict[str, float]:
-    from deepimagej import ops, predict, tiling
-    from deepimagej.bundle import load_bundle
+def _engine(spec, fmt: str):  # noqa: ANN001, ANN202
     from deepimagej.engines import load_engine
 
-    spec = load_bundle(bundle)
-    engine = load_engine(spec.runnable_weights()[0])
-    halo = 47
-    valid = SIZE + 2 * halo + (-(SIZE + 2 * halo)) % 8
-    pre = ops.apply_processing(image[None, :, :, None], "byxc", spec.inputs[0].processing)
-    lo = halo
-    hi = valid - SIZE - halo
-    padded = tiling.mirror_pad(np.asarray(pre, dtype=np.float32), [(0, 0), (lo, hi), (lo, hi), (0, 0)])
-    engine(padded)  # warm-up (graph tracing, memory pools)
-    floor = _best_of(lambda: engine(padded))
-
-    predict.run(spec, image, axes="yx")  # warm-up for every shape the default plan uses
-    rss_before = _status("VmRSS")
-    _reset_peak()
-    default = _best_of(lambda: predict.run(spec, image, axes="yx"))
-    peak_increase = max(_status("VmHWM") - rss_before, 0)
-    predict.run(spec, image, axes="yx", tile={"y": 512, "x": 512})
-    t512 = _best_of(lambda: predict.run(spec, image, axes="yx", tile={"y": 512, "x": 512}))
-    plan = tiling.plan_for_spec(spec, {"y": SIZE, "x": SIZE}, None, max_tile=predict.default_max_tile("yx"))
-    rss_before = _status("VmRSS")
-    _reset_peak()
-    predict.run(spec, image, axes="yx", tile={"y": 512, "x": 512})
-    peak_512 = max(_status("VmHWM") - rss_before, 0)
-    return {
-        "floor_s": floor,
-        "default_s": default,
-        "default_tiles": plan.n_tiles,
-        "tile512_s": t512,
-        "tiling_overhead": default / floor,
-        "tiling_overhead_512": t512 / floor,
-        "mpix_per_s": SIZE * SIZE / 1e6 / default,
-        "peak_rss_over_input": peak_increase / image.nbytes,
-        "peak_rss_over_input_float32": peak_increase / (image.size * 4),
-        "peak_rss_over_input_512": peak_512 / image.nbytes,
-    }
+    return load_engine(spec.weights[fmt], [t.name for t in spec.inputs], [t.name for t in spec.outputs])
 
 
-def bench_onnx(image: np.ndarray) -> dict[str, float]:
-    from deepimagej import ops, predict, tiling
-    from deepimagej.bundle import load_bundle
-    from deepimagej.engines import load_engine
+def _pre(spec, image: np.ndarray, axes: str) -> np.ndarray:  # noqa: ANN001
+    from deepimagej import ops
 
-    spec = load_bundle(ASSETS / "bioimageio_unet2d_nuclei_broad" / "bioimageio.yaml")
-    weights = spec.weights["onnx"]
-    engine = load_engine(weights)
-    session = engine.session
-    name = session.get_inputs()[0].name
-    img = image.astype(np.float32)
-    plan = tiling.plan_for_spec(spec, {"y": SIZE, "x": SIZE}, None)
-    pre = ops.apply_processing(img[None, None], "bcyx", spec.inputs[0].processing)
+    return ops.apply_processing(image, axes, spec.inputs[0].processing)
 
-    def raw_loop() -> None:
-        padded = tiling.mirror_pad(pre, [(0, 0), (0, 0)] + list(zip(plan.pad_before, plan.pad_after)))
-        out = np.empty((1, 1, SIZE, SIZE), np.float32)
+
+def _raw_loop(spec, fmt: str, image: np.ndarray, tile: dict[str, int] | None) -> Callable[[], np.ndarray]:  # noqa: ANN001
+    """A plain loop: pre-process the whole image, mirror-pad it, call the runtime tile by tile."""
+    from deepimagej import tiling
+
+    tensor = spec.inputs[0]
+    model_axes = tensor.axis_names
+    plan = tiling.plan_for_spec(spec, {"y": SIZE, "x": SIZE}, tile)
+    name = tensor.name
+    if fmt == "onnx":
+        session = _engine(spec, fmt).session
+        feed_name = session.get_inputs()[0].name
+
+        def call(x: np.ndarray) -> np.ndarray:
+            return session.run(None, {feed_name: x})[0]
+    elif fmt == "torchscript":
+        import torch
+
+        module = torch.jit.load(str(spec.weights[fmt].path)).eval()
+
+        def call(x: np.ndarray) -> np.ndarray:
+            with torch.inference_mode():
+                return module(torch.from_numpy(x)).numpy()
+    else:
+        signature, key, out_key = _signature(spec)
+        import tensorflow as tf
+
+        def call(x: np.ndarray) -> np.ndarray:
+            return signature(**{key: tf.constant(x)})[out_key].numpy()
+
+    def loop() -> np.ndarray:
+        pre = _pre(spec, image[None, ..., None] if model_axes == "byxc" else image[None, None], model_axes)
+        pad = [(0, 0)] * pre.ndim
+        for a, before, after in zip(plan.spatial_axes, plan.pad_before, plan.pad_after):
+            pad[model_axes.index(a)] = (before, after)
+        padded = tiling.mirror_pad(pre, pad)
+        out = np.empty(pre.shape, np.float32)
         for t in plan.tiles:
-            x = np.ascontiguousarray(padded[(0, slice(None), *t.input_slices)][None])
-            y = session.run(None, {name: x})[0]
-            out[(0, slice(None), *t.target_slices)] = y[(0, slice(None), *t.output_slices)]
+            index = [slice(None)] * pre.ndim
+            target = [slice(None)] * pre.ndim
+            source = [slice(None)] * pre.ndim
+            for a, s_in, s_out, s_tgt in zip(plan.spatial_axes, t.input_slices, t.output_slices, t.target_slices):
+                d = model_axes.index(a)
+                index[d], source[d], target[d] = s_in, s_out, s_tgt
+            y = call(np.ascontiguousarray(padded[tuple(index)]))
+            out[tuple(target)] = y[tuple(source)]
+        return out
 
-    raw_loop()
-    raw = _best_of(raw_loop)
-    predict.run(spec, image, axes="yx", weights_format="onnx")
-    ours = _best_of(lambda: predict.run(spec, image, axes="yx", weights_format="onnx"))
-    return {"onnx_raw_s": raw, "onnx_run_s": ours, "onnx_tiles": plan.n_tiles, "onnx_overhead": ours / raw}
+    return loop
+
+
+def _signature(spec):  # noqa: ANN001, ANN202
+    """The bundle's SavedModel ``serving_default`` signature, loaded with TensorFlow directly."""
+    import tensorflow as tf
+
+    from deepimagej.engines.tensorflow import saved_model_dir
+
+    loaded = tf.saved_model.load(str(saved_model_dir(spec.weights["tensorflow_saved_model_bundle"].path)))
+    signature = loaded.signatures["serving_default"]
+    signature.loaded = loaded  # keep the variables alive
+    key = next(iter(signature.structured_input_signature[1]))
+    return signature, key, next(iter(signature.structured_outputs))
+
+
+def run_config(name: str) -> dict[str, float]:
+    """One configuration, in this (child) process: time and peak RSS."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from deepimagej import predict, tiling
+    from deepimagej.bundle import load_bundle
+
+    if name.startswith(("untiled", "keras608", "tile608", "budget1G", "default")):
+        spec = load_bundle(REPO / "bundles" / "unet-pancreatic")
+        image = _big_image()
+        fmt = "tensorflow_saved_model_bundle"
+        if name in ("untiled", "untiled_halo"):
+            signature, key, out_key = _signature(spec)
+            pre = _pre(spec, image[None, ..., None], "byxc")
+            if name == "untiled":
+                padded = pre
+            else:
+                halo = 47
+                after = halo + (-(SIZE + 2 * halo)) % 8
+                padded = tiling.mirror_pad(pre, [(0, 0), (halo, after), (halo, after), (0, 0)])
+            import tensorflow as tf
+
+            def call() -> np.ndarray:
+                return signature(**{key: tf.constant(padded)})[out_key].numpy()
+
+            call()
+            seconds = _best_of(call)
+            return {"seconds": seconds, "peak": _peak(), "tiles": 1, "size": padded.shape[1]}
+        if name == "keras608":
+            loop = _raw_loop(spec, fmt, image, {"y": 608, "x": 608})
+            loop()
+            return {"seconds": _best_of(loop), "peak": _peak()}
+        kwargs = {"default": {}, "tile608": {"tile": {"y": 608, "x": 608}}, "budget1G": {"max_memory": "1G"}}[name]
+        from deepimagej import memory
+
+        memory.measure(spec, spec.weights[fmt])  # the one-off probe (cached) is not part of the run
+        result = predict.predict(spec, predict.bind_inputs(spec, image, "yx"), **kwargs)
+        seconds = _best_of(lambda: predict.run(spec, image, axes="yx", **kwargs))
+        return {"seconds": seconds, "peak": _peak(), "tiles": result.run_plan.plan.n_tiles,
+                "batch": result.run_plan.choice.batch, "estimated_peak": result.run_plan.choice.estimated_peak}
+    spec = load_bundle(NUCLEI)
+    image = _big_image().astype(np.float32)
+    fmt = "onnx" if name.startswith("onnx") else "torchscript"
+    if name.endswith("_raw"):
+        loop = _raw_loop(spec, fmt, image, None)
+        loop()
+        return {"seconds": _best_of(loop), "peak": _peak()}
+    kwargs = {"max_memory": "1G"} if name.endswith("_1G") else {}
+    if kwargs:
+        from deepimagej import memory
+
+        memory.measure(spec, spec.weights[fmt])
+    result = predict.predict(spec, predict.bind_inputs(spec, image, "yx"), weights_format=fmt, **kwargs)
+    seconds = _best_of(lambda: predict.run(spec, image, axes="yx", weights_format=fmt, **kwargs))
+    return {"seconds": seconds, "peak": _peak(), "tiles": result.run_plan.plan.n_tiles,
+            "batch": result.run_plan.choice.batch}
+
+
+CONFIGS = ["untiled", "untiled_halo", "default", "tile608", "keras608", "budget1G", "onnx_raw", "onnx", "torchscript_raw",
+           "torchscript", "onnx_1G"]
+
+
+def _child(name: str) -> dict[str, float]:
+    proc = subprocess.run([sys.executable, __file__, "--config", name], capture_output=True, text=True, check=False,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        sys.exit(f"configuration {name} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
+    return json.loads(lines[-1])
 
 
 def main() -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    bundle = REPO / "bundles" / "unet-pancreatic"
-    if not bundle.is_dir() or not ASSETS.is_dir():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", choices=CONFIGS, help="run one configuration in this process (used by the driver)")
+    parser.add_argument("--only", nargs="*", choices=CONFIGS, help="run only these configurations")
+    args = parser.parse_args()
+    if args.config:
+        print(json.dumps(run_config(args.config)))
+        return
+    if not (REPO / "bundles" / "unet-pancreatic").is_dir() or not ASSETS.is_dir():
         sys.exit("error: needs bundles/unet-pancreatic (make models) and ../shared/assets")
-    image = _big_image()
-    print(f"image {image.shape} {image.dtype}, {os.cpu_count()} cores")
-    results = bench_pancreatic(bundle, image)
-    print(f"pancreatic U-Net: one untiled SavedModel call {results['floor_s']:.2f} s; "
-          f"predict.run default ({results['default_tiles']} tiles) {results['default_s']:.2f} s "
-          f"-> overhead {results['tiling_overhead']:.3f}x; 512-px tiles {results['tile512_s']:.2f} s "
-          f"-> {results['tiling_overhead_512']:.3f}x (DeepImageJ paper: 3.2x)")
-    print(f"throughput {results['mpix_per_s']:.2f} Mpix/s; peak RSS increase / input size: default tiles "
-          f"{results['peak_rss_over_input']:.0f}x (uint8 input; {results['peak_rss_over_input_float32']:.0f}x its float32), "
-          f"512-px tiles {results['peak_rss_over_input_512']:.0f}x")
-    results.update(bench_onnx(image))
-    print(f"nuclei U-Net ONNX: raw onnxruntime tile loop {results['onnx_raw_s']:.2f} s, predict.run "
-          f"{results['onnx_run_s']:.2f} s ({results['onnx_tiles']} tiles) -> overhead {results['onnx_overhead']:.3f}x")
-    print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in results.items()}))
+    print(f"image {SIZE}x{SIZE}, {os.cpu_count()} cores; each configuration in its own process")
+    r = {}
+    for name in args.only or CONFIGS:
+        r[name] = _child(name)
+        extra = "".join(f", {k} {v}" for k, v in r[name].items() if k in ("tiles", "batch"))
+        print(f"  {name:16s} {r[name]['seconds']:.2f} s, peak RSS {r[name]['peak'] / 2**30:.2f} GiB{extra}")
+    figures: dict[str, float] = {f"{k}_s": v["seconds"] for k, v in r.items()}
+    figures.update({f"{k}_peak_gib": round(v["peak"] / 2**30, 3) for k, v in r.items()})
+
+    def ratio(a: str, b: str, label: str, target: float) -> None:
+        if a in r and b in r:
+            value = r[a]["seconds"] / r[b]["seconds"]
+            figures[label] = round(value, 3)
+            print(f"{label:32s} {value:.3f}  (target <= {target})")
+
+    ratio("default", "untiled_halo", "pancreatic default / untiled+halo", 1.10)
+    ratio("default", "untiled", "pancreatic default / untiled", 1.10)
+    ratio("tile608", "untiled_halo", "pancreatic tile 608 / untiled+halo", 1.40)
+    ratio("keras608", "untiled_halo", "plain loop tile 608 / untiled+halo", 1.40)
+    ratio("onnx", "onnx_raw", "nuclei ONNX / raw loop", 1.05)
+    ratio("torchscript", "torchscript_raw", "nuclei TorchScript / raw loop", 1.10)
+    for name, limit in (("default", 1.5), ("tile608", 1.0), ("budget1G", 1.0), ("onnx_1G", 1.0)):
+        if name in r:
+            print(f"peak RSS {name:23s} {r[name]['peak'] / 2**30:.3f} GiB  (target <= {limit} GiB)")
+    print(json.dumps(figures))
 
 
 if __name__ == "__main__":

@@ -4,19 +4,22 @@ A model call needs memory for its activations, roughly ``fixed + per_pixel * pix
 ``pixels`` counts every input pixel of the call (tile pixels times batch). The two numbers of a
 bundle come from, in order of preference:
 
-1. a **measurement**: :func:`measure` runs the real model once on two small inputs in a fresh
-   process and reads the peak resident memory of each call (Linux ``VmHWM``); the result is
-   cached per weights file (its sha256) under the user cache folder, so it is paid once;
+1. a **measurement**: :func:`measure` runs the real model twice on each of two small inputs in
+   a fresh process and reads the peak resident memory (Linux ``VmHWM``) after each size (a
+   runtime's second call of a shape may take more than its first); the result is cached per
+   weights file (its sha256) under the user cache folder, so it is paid once;
 2. the **bundle's own** measured peak (DeepImageJ ``MemoryPeak`` at its test image size);
 3. a conservative **default** (:data:`DEFAULT_PER_PIXEL`).
 
-:func:`choose` then picks the tile size and batch for an image: among the plans whose estimated
-peak fits the budget, the cheapest (pixels computed, halo included, plus a per-call cost); and
-among the plans within :data:`TIME_SLACK` of it, the one that needs the least memory -- so a
-default run does not hold gigabytes of activations to save a few percent of time. The budget is
-``max_memory`` when the caller gives one, else :func:`default_budget` (a fraction of the memory
-available now); it covers the whole process (what is already resident, the image and its
-outputs, and the model call).
+:func:`choose` then picks the tile size and batch for an image: the plan that computes the
+fewest pixels (halo included, plus a per-call cost) among those whose estimated peak fits the
+budget, and among the plans within :data:`TIME_SLACK` of it the one that needs the least
+memory. The budget covers the whole process (what is already resident, the image and its
+outputs, the model call): ``max_memory`` when the caller gives one; else
+:func:`default_budget`, half of the memory available, with model calls of at most
+:data:`DEFAULT_CALL_BYTES` -- a larger call is not faster on a CPU (the halo recomputed around
+tiles of that size costs a few percent), so a default run does not hold gigabytes of
+activations to gain nothing.
 """
 
 from __future__ import annotations
@@ -56,14 +59,20 @@ __all__ = [
 DEFAULT_PER_PIXEL = 1024.0
 #: Fraction of the memory available at the start of a run that a run may use by default.
 DEFAULT_FRACTION = 0.5
+#: Largest model call (activation bytes) of a run without ``max_memory``: a 2D U-Net's tiles are
+#: then about 1000-1500 pixels wide, where the halo recomputation costs a few percent.
+DEFAULT_CALL_BYTES = 768 * 2**20
 #: A plan may take this much longer (estimated) than the fastest one that fits, to use less memory.
-TIME_SLACK = 0.10
+TIME_SLACK = 0.03
 #: Cost of one model call, in pixel-equivalents of computation (framework dispatch, copies).
 CALL_COST_PIXELS = 25_000
+#: Measured per-pixel memory is raised by this factor: the probe's small calls under-estimate the
+#: allocator overhead of large ones by 5-10 % (pancreatic U-Net: 437 vs 477 bytes per pixel).
+SAFETY = 1.10
 #: Tiles smaller than this many pixels are batched together (larger tiles gain nothing on a CPU).
 BATCH_PIXELS = 256 * 256 * 4
 MAX_BATCH = 16
-_PROBE_VERSION = 1
+_PROBE_VERSION = 3
 
 
 def parse_size(text: str | float) -> int:
@@ -227,7 +236,7 @@ def measure(spec: ModelSpec, weights: WeightsSpec, *, trust_code: bool = False, 
         reason = (proc.stdout.strip().splitlines() or proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise DeepImageJError(f"{spec.source.name}: measuring the model's memory failed ({reason})")
     data = json.loads(lines[-1])
-    model = MemoryModel(float(data["per_pixel"]), float(data["fixed"]), "measured")
+    model = MemoryModel(SAFETY * float(data["per_pixel"]), SAFETY * float(data["fixed"]), "measured")
     if cached is not None:
         cached.parent.mkdir(parents=True, exist_ok=True)
         tmp = cached.with_suffix(f".{os.getpid()}.part")
@@ -288,20 +297,34 @@ def _axis_candidates(spec: ModelSpec, axis: str, size: int, geometry: tiling.Mod
     halo = dij.padding if dij is not None else geometry.halo[axis]
     step = dij.minimum_size if dij is not None else max(geometry.step.get(axis, 1), 1)
     extended = size + 2 * border
-    for n in range(2, 257):
-        want = math.ceil(extended / n) + 2 * halo + (step - 1)
-        if dij is not None:
-            want = math.ceil(want / step) * step
-        try:
-            candidate = plan(want)
-        except tiling.TilingError:
+    for n in _TILE_COUNTS:
+        if n >= single.n_tiles * 2 and n > extended // max(step, 1):
             break
-        q = candidate.tile_shape[0]
-        if candidate.n_tiles not in found or q < found[candidate.n_tiles]:
-            found[candidate.n_tiles] = q
-        if q - 2 * halo <= step:
+        q = math.ceil((extended + 2 * halo * (n - 1)) / n)  # n tiles overlapping by 2 * halo cover the axis
+        candidate = None
+        for _ in range(8):  # the smallest valid size at or above q that needs at most n tiles
+            if dij is not None:
+                q = math.ceil(q / step) * step
+            try:
+                candidate = plan(q)
+            except tiling.TilingError:
+                candidate = None
+                break
+            if candidate.n_tiles <= n:
+                break
+            q = candidate.tile_shape[0] + step
+        if candidate is None:
+            break
+        count, tile = candidate.n_tiles, candidate.tile_shape[0]
+        if count not in found or tile < found[count]:
+            found[count] = tile
+        if tile - 2 * halo <= 2 * step:
             break
     return sorted(found.items())
+
+
+#: Tile counts per axis tried by :func:`choose` (every count up to 8, then sparser).
+_TILE_COUNTS = (*range(2, 9), 10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 56, 64, 80, 96, 128, 160, 192, 256, 384, 512)
 
 
 class _Option(NamedTuple):
@@ -317,6 +340,8 @@ def choose(
     *,
     budget: int,
     baseline: int,
+    reusable: int = 0,
+    call_limit: int | None = None,
     n_items: int = 1,
     fixed_batch: int | None = None,
     tile: dict[str, int] | None = None,
@@ -333,6 +358,9 @@ def choose(
         budget: bytes the whole process may use.
         baseline: bytes the process holds during the run besides the model call (resident
             now, plus the arrays the run allocates).
+        reusable: resident bytes a model call reuses (the runtime's memory pool from earlier
+            calls, counted in ``baseline`` already).
+        call_limit: largest model call allowed, in bytes (``None``: only the budget limits it).
         n_items: batch items of the run (e.g. the slices of a stack run by a 2D model).
         fixed_batch: the batch size the model requires, if any.
         tile: the user's tile size; then only the batch is chosen.
@@ -345,7 +373,9 @@ def choose(
     """
     geometry = geometry or tiling.model_geometry(spec)
     spatial = geometry.spatial_axes
-    available = budget - baseline
+    available = budget - baseline + reusable
+    if call_limit is not None:
+        available = min(available, call_limit)
     dij = spec.kind == "deepimagej" and spec.deepimagej_tiling is not None
     if tile or (dij and spec.deepimagej_tiling.fixed_patch) or not spatial:
         plan = tiling.plan_for_spec(spec, image_shape, tile, geometry=geometry)
@@ -383,7 +413,7 @@ def choose(
         batch = max(1, min(MAX_BATCH, jobs, BATCH_PIXELS // max(pixels, 1)))
         while batch > 1 and model.call_bytes(pixels * batch) > available:
             batch -= 1
-    peak = int(baseline + model.call_bytes(pixels * batch))
+    peak = int(baseline + max(0.0, model.call_bytes(pixels * batch) - reusable))
     return Choice(chosen.tile, batch, chosen.n_tiles, peak, budget, model)
 
 
@@ -436,6 +466,7 @@ def _probe(descriptor: str, weights_format: str, trust_code: bool) -> dict[str, 
                     dims.append(ax.size or ax.min or 1)
             batch[t.name] = np.random.default_rng(0).random(dims, dtype=np.float32)
         engine(batch)
+        engine(batch)  # a second call of a shape can take more than the first (allocator pools)
         points.append((math.prod(shape.values()) * (engine.fixed_batch_size or 1), _status("VmHWM") - loaded))
     if len(points) == 2 and points[1][0] > points[0][0] and points[1][1] > points[0][1]:
         per_pixel = (points[1][1] - points[0][1]) / (points[1][0] - points[0][0])

@@ -247,7 +247,11 @@ def _scale_range_stats(
             return {"lo": _as_stat(lo), "hi": _as_stat(hi)}
     ref, ref_axes = _reference(kw, x, axes, references, op)
     dims = _reduce_axes(ref_axes, kw, per_dataset=mode == "per_dataset")
-    lo, hi = np.percentile(ref.astype(np.float64), [lo_p, hi_p], axis=dims, keepdims=True)
+    if lo_p == 0 and hi_p == 100:  # min-max: the same numbers, without sorting a float64 copy
+        lo = np.min(ref, axis=dims, keepdims=True).astype(np.float64)
+        hi = np.max(ref, axis=dims, keepdims=True).astype(np.float64)
+    else:
+        lo, hi = np.percentile(ref.astype(np.float64), [lo_p, hi_p], axis=dims, keepdims=True)
     return {"lo": _as_stat(_stats_shape_for(lo, ref_axes, axes, x)), "hi": _as_stat(_stats_shape_for(hi, ref_axes, axes, x))}
 
 

@@ -365,14 +365,30 @@ def plan_run(
     n_items = _items(tensors)
     weights = spec.weights[weights_format]
     strict = max_memory is not None
-    model = memory.measure(spec, weights, trust_code=trust_code) if strict or measure else memory.estimate(spec, weights)
     budget = memory.parse_size(max_memory) if strict else memory.default_budget()
-    baseline = memory.rss_bytes() + _output_bytes(spec, geometry, shape, n_items) + extra_bytes
+    resident = memory.rss_bytes()
+    baseline = resident + _output_bytes(spec, geometry, shape, n_items) + extra_bytes
+    # what earlier runs of this engine left resident is its runtime's pool, reused by this run's calls
+    # (not the inputs, which the user may have loaded since)
+    held = resident - sum(array.nbytes for array, _ in tensors.values())
+    reusable = max(0, held - engine.resident_bytes) if engine is not None and engine.resident_bytes else 0
     fixed = _fixed_batch(spec, engine) if engine is not None else None
-    choice = memory.choose(
-        spec, shape, model, budget=budget, baseline=baseline, n_items=n_items, fixed_batch=fixed,
-        tile=tile, batch_size=batch_size, strict=strict, geometry=geometry,
-    )
+
+    def decide(model: memory.MemoryModel) -> memory.Choice:
+        return memory.choose(
+            spec, shape, model, budget=budget, baseline=baseline, reusable=reusable,
+            call_limit=None if strict else memory.DEFAULT_CALL_BYTES, n_items=n_items, fixed_batch=fixed,
+            tile=tile, batch_size=batch_size, strict=strict, geometry=geometry,
+        )
+
+    model = memory.estimate(spec, weights)
+    choice = None if strict or measure else decide(model)
+    # the tiles depend on the model's memory: measure it (once per weights file) unless it is known or
+    # the image fits one call even by the conservative estimate
+    if model.source != "measured" and (choice is None or (choice.n_tiles > 1 and not tile)):
+        model = memory.measure(spec, weights, trust_code=trust_code)
+        choice = None
+    choice = choice or decide(model)
     plan = tiling.plan_for_spec(spec, shape, choice.tile, geometry=geometry)
     return RunPlan(plan, choice, n_items, weights_format, geometry)
 
@@ -474,6 +490,8 @@ def predict(
     _refuse_macro_only(spec, apply_preprocessing, apply_postprocessing)
     weights = check_bundle(spec, weights_format)
     engine = load_engine(weights, [t.name for t in spec.inputs], [t.name for t in spec.outputs], trust_code=trust_code)
+    if engine.resident_bytes is None:
+        engine.resident_bytes = memory.rss_bytes()
     layouts = {t.name: Layout.of(inputs[t.name].axes, t) for t in spec.inputs}
     raw = {t.name: (layouts[t.name].to_model(inputs[t.name].array), layouts[t.name].model_axes) for t in spec.inputs}
     references = dict(raw)

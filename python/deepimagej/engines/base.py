@@ -30,6 +30,9 @@ class Engine(ABC):
     runtime: str = ""
     #: Batch size the model requires (e.g. an ONNX graph exported for batch 1); None if free.
     fixed_batch_size: int | None = None
+    #: Resident memory of the process once the model was loaded and before its first run (set by
+    #: the first run): memory above it that earlier calls left is the runtime's reusable pool.
+    resident_bytes: int | None = None
 
     def __init__(self, weights: WeightsSpec, inputs: Sequence[str], outputs: Sequence[str]):
         self.weights = weights
