@@ -72,7 +72,7 @@ SAFETY = 1.10
 #: Tiles smaller than this many pixels are batched together (larger tiles gain nothing on a CPU).
 BATCH_PIXELS = 256 * 256 * 4
 MAX_BATCH = 16
-_PROBE_VERSION = 3
+_PROBE_VERSION = 4
 
 
 def parse_size(text: str | float) -> int:
@@ -153,11 +153,14 @@ class MemoryModel:
         per_pixel: bytes per input pixel of the call (tile pixels times batch).
         fixed: bytes per call whatever its size.
         source: ``"measured"``, ``"bundle"`` or ``"default"``.
+        loaded: resident bytes of a fresh process once the model is loaded (measured only; 0
+            when unknown): what a run costs before its first call.
     """
 
     per_pixel: float
     fixed: float = 0.0
     source: str = "default"
+    loaded: float = 0.0
 
     def call_bytes(self, pixels: int) -> float:
         return self.fixed + self.per_pixel * pixels
@@ -204,7 +207,7 @@ def estimate(spec: ModelSpec, weights: WeightsSpec) -> MemoryModel:
     if cached is not None and cached.is_file():
         try:
             data = json.loads(cached.read_text())
-            return MemoryModel(float(data["per_pixel"]), float(data["fixed"]), "measured")
+            return MemoryModel(float(data["per_pixel"]), float(data["fixed"]), "measured", float(data["loaded"]))
         except (OSError, ValueError, KeyError, TypeError):
             pass  # a damaged cache entry is measured again
     return _bundle_peak(spec) or MemoryModel(DEFAULT_PER_PIXEL)
@@ -236,7 +239,8 @@ def measure(spec: ModelSpec, weights: WeightsSpec, *, trust_code: bool = False, 
         reason = (proc.stdout.strip().splitlines() or proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise DeepImageJError(f"{spec.source.name}: measuring the model's memory failed ({reason})")
     data = json.loads(lines[-1])
-    model = MemoryModel(SAFETY * float(data["per_pixel"]), SAFETY * float(data["fixed"]), "measured")
+    model = MemoryModel(SAFETY * float(data["per_pixel"]), SAFETY * float(data["fixed"]), "measured",
+                        float(data["loaded"]))
     if cached is not None:
         cached.parent.mkdir(parents=True, exist_ok=True)
         tmp = cached.with_suffix(f".{os.getpid()}.part")
@@ -474,7 +478,7 @@ def _probe(descriptor: str, weights_format: str, trust_code: bool) -> dict[str, 
     else:
         pixels, used = points[-1]
         per_pixel, fixed = max(used, 0) / max(pixels, 1), 0.0
-    return {"per_pixel": per_pixel, "fixed": fixed}
+    return {"per_pixel": per_pixel, "fixed": fixed, "loaded": loaded}
 
 
 def _main(argv: list[str]) -> int:

@@ -366,11 +366,16 @@ def plan_run(
     weights = spec.weights[weights_format]
     strict = max_memory is not None
     budget = memory.parse_size(max_memory) if strict else memory.default_budget()
-    resident = memory.rss_bytes()
+    inputs_bytes = sum(array.nbytes for array, _ in tensors.values())
+    model = memory.estimate(spec, weights)
+    if model.source != "measured" and (strict or measure):
+        model = memory.measure(spec, weights, trust_code=trust_code)
+    # without a loaded engine (planning only), a run's process holds the loaded model and the inputs
+    resident = memory.rss_bytes() if engine is not None else max(memory.rss_bytes(), int(model.loaded) + inputs_bytes)
     baseline = resident + _output_bytes(spec, geometry, shape, n_items) + extra_bytes
     # what earlier runs of this engine left resident is its runtime's pool, reused by this run's calls
     # (not the inputs, which the user may have loaded since)
-    held = resident - sum(array.nbytes for array, _ in tensors.values())
+    held = resident - inputs_bytes
     reusable = max(0, held - engine.resident_bytes) if engine is not None and engine.resident_bytes else 0
     fixed = _fixed_batch(spec, engine) if engine is not None else None
 
@@ -381,14 +386,12 @@ def plan_run(
             tile=tile, batch_size=batch_size, strict=strict, geometry=geometry,
         )
 
-    model = memory.estimate(spec, weights)
-    choice = None if strict or measure else decide(model)
+    choice = decide(model)
     # the tiles depend on the model's memory: measure it (once per weights file) unless it is known or
     # the image fits one call even by the conservative estimate
-    if model.source != "measured" and (choice is None or (choice.n_tiles > 1 and not tile)):
+    if model.source != "measured" and choice.n_tiles > 1 and not tile:
         model = memory.measure(spec, weights, trust_code=trust_code)
-        choice = None
-    choice = choice or decide(model)
+        choice = decide(model)
     plan = tiling.plan_for_spec(spec, shape, choice.tile, geometry=geometry)
     return RunPlan(plan, choice, n_items, weights_format, geometry)
 
