@@ -53,7 +53,9 @@ def check_plan(plan: TilePlan) -> None:
         for i in range(len(plan.spatial_axes)):
             s_in, s_out, s_tgt = t.input_slices[i], t.output_slices[i], t.target_slices[i]
             q, h = plan.tile_shape[i], plan.halo[i]
-            assert s_in.stop - s_in.start == q
+            assert s_in.stop - s_in.start <= q, "tile_shape is the largest window"
+            if plan.rule == "deepimagej":
+                assert s_in.stop - s_in.start == q
             assert 0 <= s_in.start and s_in.stop <= padded[i], "tiles stay inside the padded image"
             assert s_out.stop - s_out.start == s_tgt.stop - s_tgt.start
             # kept pixels are >= halo from a tile border, except at the image's own border (bioimage.io
@@ -67,6 +69,10 @@ def check_plan(plan: TilePlan) -> None:
             # the kept tile pixels are the same image pixels as the target
             assert s_in.start + s_out.start - plan.pad_before[i] == s_tgt.start
     assert plan.n_tiles == int(np.prod(plan.grid_shape))
+    for i in range(len(plan.spatial_axes)):  # kept blocks on a regular grid (chunks of an output store)
+        starts = sorted({t.target_slices[i].start for t in plan.tiles})
+        sizes = {b - a for a, b in zip(starts, starts[1:])}
+        assert len(sizes) <= 1, f"kept blocks along axis {i} start at {starts}"
 
 
 def box_model(r: int, passes: int = 2):
@@ -178,7 +184,7 @@ def test_default_is_one_tile_of_valid_size():
     ("shape", "tile", "halo", "mn", "st"),
     [
         ((100, 70), {"y": 48, "x": 40}, 8, 16, 8),
-        ((257, 31), {"y": 64, "x": 64}, 16, 32, 32),
+        ((257, 31), {"y": 96, "x": 64}, 16, 32, 32),
         ((33, 200), {"y": 20, "x": 50}, 4, 10, 5),
         ((64, 64), {"y": 64, "x": 64}, 0, 64, 0),
         ((1, 50), {"y": 8, "x": 24}, 2, 8, 8),
@@ -211,8 +217,10 @@ def test_requested_tile_is_rounded_up_and_capped():
 def test_fixed_size_axes():
     plan = plan_tiles((300, 50), "yx", fixed={"y": 128, "x": 128}, halo={"y": 16, "x": 16})
     assert plan.tile_shape == (128, 128)
-    # y: stride 96, tiles at 0, 96 and (last, flush with the end) 172; x: one tile padded to 128
-    assert [t.input_slices[0].start for t in plan.tiles] == [0, 96, 172]
+    # y: kept blocks of at most 128 - 2 * 16 = 96 pixels on a regular grid: 4 blocks of 75 (the first window
+    # starts at 0, the others 16 before their block, the last one ends at the image end); x: one tile padded to 128
+    assert [t.input_slices[0].start for t in plan.tiles] == [0, 59, 134, 172]
+    assert [t.target_slices[0].start for t in plan.tiles] == [0, 75, 150, 225]
     check_plan(plan)
     with pytest.raises(TilingError, match="only 128"):
         plan_tiles((300, 50), "yx", fixed={"y": 128, "x": 128}, tile={"y": 200})
@@ -447,26 +455,31 @@ def test_stitcher_checks_sizes():
     with pytest.raises(TilingError, match="pixels along y"):
         Stitcher(plan, np.zeros((39, 40)))
     stitcher = Stitcher(plan, np.zeros((40, 40)))
-    with pytest.raises(TilingError, match="returned 12 pixels along y for a tile of 16"):
-        stitcher.write(plan.tiles[0], np.zeros((12, 16)))
+    middle = next(t for t in plan.tiles if t.grid_index == (1, 1))
+    q = middle.input_slices[0].stop - middle.input_slices[0].start
+    with pytest.raises(TilingError, match=f"returned {q - 2} pixels along y for a tile of {q}"):
+        stitcher.write(middle, np.zeros((q - 2, q)))
     with pytest.raises(TilingError, match="plan expects"):
         next(iter_tile_batches(plan, np.zeros((30, 40)), 2))
 
 
 def test_aligned_tiles_start_on_the_step_grid():
-    """Tile origins are multiples of the model's step from the untiled run's origin (pooling grid)."""
+    """Windows start on multiples of the model's step from the untiled run's origin (pooling grid);
+    kept blocks lie on a regular grid, and border windows need context on one side only."""
     kw = {"min_size": {"y": 8, "x": 8}, "step": {"y": 8, "x": 8}, "halo": {"y": 47, "x": 47}}
     whole = plan_tiles((576, 720), "yx", **kw)
     tiled = plan_tiles((576, 720), "yx", tile={"y": 256, "x": 256}, **kw)
     assert whole.n_tiles == 1 and tiled.n_tiles > 1
     assert whole.pad_before == tiled.pad_before == (0, 0)
     for t in tiled.tiles:
-        assert all(s.start % 8 == 0 for s in t.input_slices)
-        assert all(s.stop - s.start == 256 for s in t.input_slices)
+        assert all(s.start % 8 == 0 and (s.stop - s.start) % 8 == 0 for s in t.input_slices)
+        assert all(s.stop - s.start <= 256 for s in t.input_slices)
     check_plan(tiled)
     check_plan(whole)
-    # stride (256 - 94) // 8 * 8 = 160: y tiles at 0, 160, 320 (the last flush with the end)
-    assert sorted({t.input_slices[0].start for t in tiled.tiles}) == [0, 160, 320]
+    # y: blocks of at most 256 - 48 - 47 = 161 -> 4 blocks of 144; windows 48 before (47 on the step grid) and
+    # 47 after each block, 0-based at the start, ending at the image end at the end
+    ys = sorted({(t.input_slices[0].start, t.input_slices[0].stop, t.target_slices[0].start) for t in tiled.tiles})
+    assert ys == [(0, 192, 0), (96, 336, 144), (240, 480, 288), (384, 576, 432)]
 
 
 # --------------------------------------------------------------------------------------------

@@ -275,11 +275,13 @@ class Choice:
     model: MemoryModel
 
 
-def _axis_candidates(spec: ModelSpec, axis: str, size: int, geometry: tiling.ModelGeometry) -> list[tuple[int, int]]:
-    """``(tiles along the axis, tile size)`` for every distinct tile count, the smallest tile per count.
+def _axis_candidates(
+    spec: ModelSpec, axis: str, size: int, geometry: tiling.ModelGeometry
+) -> list[tuple[int, int, int]]:
+    """``(tiles, largest window, pixels of all windows)`` along one axis, per distinct tile count.
 
-    Each candidate is a real one-axis plan (:func:`deepimagej.tiling.plan_for_spec` rules), so the
-    counts are exact.
+    Each candidate is a real one-axis plan (the rules of :func:`deepimagej.tiling.plan_for_spec`),
+    so the counts and sizes are exact.
     """
     border = tiling.zero_border(spec).get(axis, 0)
     dij = spec.deepimagej_tiling if spec.kind == "deepimagej" else None
@@ -294,17 +296,20 @@ def _axis_candidates(spec: ModelSpec, axis: str, size: int, geometry: tiling.Mod
             tile=request, border={axis: border},
         )
 
+    def entry(p: tiling.TilePlan) -> tuple[int, int, int]:
+        return p.n_tiles, p.tile_shape[0], sum(t.input_slices[0].stop - t.input_slices[0].start for t in p.tiles)
+
     single = plan(None)
-    found = {single.n_tiles: single.tile_shape[0]}
+    found = {single.n_tiles: entry(single)}
     if axis in geometry.fixed or axis in geometry.whole or (dij is not None and dij.fixed_patch):
-        return sorted(found.items())
+        return sorted(found.values())
     halo = dij.padding if dij is not None else geometry.halo[axis]
     step = dij.minimum_size if dij is not None else max(geometry.step.get(axis, 1), 1)
     extended = size + 2 * border
     for n in _TILE_COUNTS:
         if n >= single.n_tiles * 2 and n > extended // max(step, 1):
             break
-        q = math.ceil((extended + 2 * halo * (n - 1)) / n)  # n tiles overlapping by 2 * halo cover the axis
+        q = math.ceil(extended / n) + 2 * halo  # n blocks with their halo on both sides
         candidate = None
         for _ in range(8):  # the smallest valid size at or above q that needs at most n tiles
             if dij is not None:
@@ -319,12 +324,12 @@ def _axis_candidates(spec: ModelSpec, axis: str, size: int, geometry: tiling.Mod
             q = candidate.tile_shape[0] + step
         if candidate is None:
             break
-        count, tile = candidate.n_tiles, candidate.tile_shape[0]
-        if count not in found or tile < found[count]:
-            found[count] = tile
-        if tile - 2 * halo <= 2 * step:
+        count = candidate.n_tiles
+        if count not in found or candidate.tile_shape[0] < found[count][1]:
+            found[count] = entry(candidate)
+        if candidate.tile_shape[0] - 2 * halo <= 2 * step:
             break
-    return sorted(found.items())
+    return sorted(found.values())
 
 
 #: Tile counts per axis tried by :func:`choose` (every count up to 8, then sparser).
@@ -334,7 +339,8 @@ _TILE_COUNTS = (*range(2, 9), 10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 56, 64, 80
 class _Option(NamedTuple):
     tile: dict[str, int]
     n_tiles: int
-    pixels: int
+    pixels: int  # of the largest window (memory)
+    computed: int  # of all windows (time)
 
 
 def choose(
@@ -383,11 +389,17 @@ def choose(
     dij = spec.kind == "deepimagej" and spec.deepimagej_tiling is not None
     if tile or (dij and spec.deepimagej_tiling.fixed_patch) or not spatial:
         plan = tiling.plan_for_spec(spec, image_shape, tile, geometry=geometry)
-        options = [_Option(dict(zip(plan.spatial_axes, plan.tile_shape)), plan.n_tiles, plan.tile_pixels)]
+        computed = sum(math.prod(s.stop - s.start for s in t.input_slices) for t in plan.tiles)
+        options = [_Option(dict(zip(plan.spatial_axes, plan.tile_shape)), plan.n_tiles, plan.tile_pixels, computed)]
     else:
         per_axis = [_axis_candidates(spec, a, image_shape[a], geometry) for a in spatial]
         options = [
-            _Option({a: q for a, (_, q) in zip(spatial, combo)}, math.prod(n for n, _ in combo), math.prod(q for _, q in combo))
+            _Option(
+                {a: q for a, (_, q, _) in zip(spatial, combo)},
+                math.prod(n for n, _, _ in combo),
+                math.prod(q for _, q, _ in combo),
+                math.prod(s for _, _, s in combo),
+            )
             for combo in itertools.product(*per_axis)
         ]
     fits = [o for o in options if model.call_bytes(o.pixels) <= available]
@@ -402,7 +414,7 @@ def choose(
         fits = [smallest]
 
     def cost(o: _Option) -> float:
-        return o.n_tiles * n_items * (o.pixels + CALL_COST_PIXELS)
+        return n_items * (o.computed + o.n_tiles * CALL_COST_PIXELS)
 
     best = min(cost(o) for o in fits)
     chosen = min((o for o in fits if cost(o) <= best * (1 + TIME_SLACK)), key=lambda o: (o.pixels, cost(o)))

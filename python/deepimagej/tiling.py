@@ -319,23 +319,31 @@ class _AxisTile:
     output_stop: int
     target_start: int
     target_stop: int
+    size: int  # the model input window along the axis
 
 
 def layout_axis(
-    size: int, tile: int, halo: int, align: int = 0, total: int | None = None
+    size: int,
+    tile: int,
+    halo: int,
+    align: int = 0,
+    total: int | None = None,
+    valid: Callable[[int], int | None] | None = None,
 ) -> tuple[int, int, list[_AxisTile]]:
     """Lay tiles of ``tile`` pixels with ``halo`` along one axis of ``size`` pixels.
 
     Args:
         size: image size along the axis.
-        tile: model input size (halo included).
+        tile: model input size (halo included): the largest window.
         halo: pixels cropped on each side of a tile output.
         align: 0 (default) for DeepImageJ's layout (mirror padding of ``halo`` on both sides);
-            >= 1 for the bioimage.io layout of :func:`_layout_flush`: tiles start on multiples of
-            ``align`` (pass the model's size ``step``, i.e. its down-sampling factor) inside the
-            image padded at its end only to ``total`` pixels, so that a pooling network sees the
-            same pixel grid in every tile as in one untiled call.
+            >= 1 for the bioimage.io layout of :func:`_layout_chunks`: windows start on multiples
+            of ``align`` (pass the model's size ``step``, i.e. its down-sampling factor) inside
+            the image padded at its end only to ``total`` pixels, so that a pooling network sees
+            the same pixel grid in every tile as in one untiled call.
         total: the padded length for the bioimage.io layout (a valid model input size >= size).
+        valid: the smallest valid model input size at or above a length (``None`` when there is
+            none); bioimage.io layout only (default: every length is valid).
 
     Returns:
         ``(pad_before, pad_after, tiles)``; see the module docstring for the rule.
@@ -348,10 +356,10 @@ def layout_axis(
     if halo < 0:
         raise TilingError(f"halo must be >= 0, got {halo}")
     if align >= 1:
-        return _layout_flush(size, tile, halo, align, total if total is not None else size)
+        return _layout_chunks(size, tile, halo, align, total if total is not None else size, valid or (lambda n: n))
     if tile >= size + 2 * halo:  # one tile covers the image and its halo
         before = (tile - size) // 2
-        return before, tile - size - before, [_AxisTile(0, before, before + size, 0, size)]
+        return before, tile - size - before, [_AxisTile(0, before, before + size, 0, size, tile)]
     inner = tile - 2 * halo
     if inner <= 0:
         raise TilingError(
@@ -362,46 +370,56 @@ def layout_axis(
     tiles = []
     for k in range(n):
         if k < n - 1:
-            tiles.append(_AxisTile(k * inner, halo, halo + inner, k * inner, (k + 1) * inner))
+            tiles.append(_AxisTile(k * inner, halo, halo + inner, k * inner, (k + 1) * inner, tile))
         else:
             start = size - inner  # padded coordinates: the tile ends at the end of the padded axis
             target_start = k * inner
             out_start = target_start + halo - start
-            tiles.append(_AxisTile(start, out_start, halo + inner, target_start, size))
+            tiles.append(_AxisTile(start, out_start, halo + inner, target_start, size, tile))
     return halo, halo, tiles
 
 
-def _layout_flush(size: int, tile: int, halo: int, align: int, total: int) -> tuple[int, int, list[_AxisTile]]:
-    """The bioimage.io layout: no padding before the image, tiles on the ``align`` grid.
+def _layout_chunks(
+    size: int, tile: int, halo: int, align: int, total: int, valid: Callable[[int], int | None]
+) -> tuple[int, int, list[_AxisTile]]:
+    """The bioimage.io layout: kept blocks on a regular grid, windows on the ``align`` grid.
 
     The image is mirror-padded *after* its end to ``total`` pixels (the smallest valid model
-    input size that holds it) -- exactly what one untiled call sees. Tiles start at multiples
-    of ``stride`` (the useful size rounded down to a multiple of ``align``); the last tile ends
-    at ``total``. The first tile keeps its output from the image border, the last up to the
-    image end, and every inner cut is at least ``halo`` pixels from a tile border. So each
-    tile sees the same pixel grid and the same border context as the untiled call, and the
-    tiled output equals the untiled output wherever the halo covers the receptive field.
+    input size that holds it) -- exactly what one untiled call sees. The output is kept in
+    blocks of ``chunk`` pixels (the last one shorter), a multiple of ``align``: so a chunked
+    output store (zarr) has one writer per chunk. Each block is computed from the smallest valid
+    window that reaches at least ``halo`` pixels beyond it on each side -- on one side only at
+    the image's ends, as the untiled call: the first window starts at 0, the last one ends at
+    ``total`` at the latest, so border windows are smaller than inner ones. Windows start on the
+    ``align`` grid, so each tile sees the same pixel grid and the same border context as the
+    untiled call, and the tiled output equals the untiled output wherever the halo covers the
+    receptive field. ``chunk`` is the largest the window size ``tile`` allows, balanced so that
+    the blocks have nearly equal sizes.
     """
-    total = max(total, tile, size)
+    total = max(total, size)
     if tile >= total:
-        return 0, tile - size, [_AxisTile(0, 0, size, 0, size)]
-    stride = ((tile - 2 * halo) // align) * align
-    if stride <= 0:
+        return 0, tile - size, [_AxisTile(0, 0, size, 0, size, tile)]
+    before = math.ceil(halo / align) * align  # context before a block, on the align grid
+    widest = ((tile - before - halo) // align) * align
+    if widest <= 0:
         raise TilingError(
             f"a tile of {tile} pixels leaves less than {align} pixels once the halo of {halo} pixels is cropped "
-            f"on both sides; use tiles larger than {2 * halo + align}"
+            f"on both sides; use tiles larger than {before + halo + align}"
         )
-    starts = [0]
-    while starts[-1] + tile < total:
-        starts.append(starts[-1] + stride)
-    starts[-1] = total - tile
+    n = math.ceil(size / widest)
+    chunk = math.ceil(math.ceil(size / n) / align) * align
     tiles = []
-    keep_start = 0
-    for k, start in enumerate(starts):
-        keep_stop = size if k == len(starts) - 1 else min(start + tile - halo, size)
-        if keep_stop > keep_start:
-            tiles.append(_AxisTile(start, keep_start - start, keep_stop - start, keep_start, keep_stop))
-        keep_start = keep_stop
+    for keep_start in range(0, size, chunk):
+        keep_stop = min(keep_start + chunk, size)
+        low = max(keep_start - before, 0)  # at the image start, the image border (as untiled)
+        high = min(keep_stop + halo, total) if keep_stop < size else size  # beyond total: as untiled
+        window = min(valid(high - low) or tile, tile)
+        start = min(low, total - window)
+        if start < 0 or start + window < high:
+            raise TilingError(
+                f"no window of {window} pixels covers pixels {keep_start}-{keep_stop} with their halo of {halo}"
+            )
+        tiles.append(_AxisTile(start, keep_start - start, keep_stop - start, keep_start, keep_stop, window))
     return 0, total - size, tiles
 
 
@@ -414,11 +432,15 @@ def _build_plan(
     align: Sequence[int] | None = None,
     totals: Sequence[int] | None = None,
     border: Sequence[int] = (),
+    valid: Sequence[Callable[[int], int | None]] | None = None,
 ) -> TilePlan:
     pads_before, pads_after, per_axis = [], [], []
     for i, (a, size, q, h) in enumerate(zip(spatial, image, tile, halo)):
+        step = align[i] if align else 0
         try:
-            before, after, tiles = layout_axis(size, q, h, align[i] if align else 0, totals[i] if totals else None)
+            before, after, tiles = layout_axis(
+                size, q, h, step, totals[i] if totals else None, valid[i] if valid else None
+            )
         except TilingError as exc:
             raise TilingError(f"axis {a}: {exc}") from None
         pads_before.append(before)
@@ -430,7 +452,7 @@ def _build_plan(
         tiles_out.append(
             Tile(
                 grid_index=tuple(int(g) for g in grid),
-                input_slices=tuple(slice(p.input_start, p.input_start + q) for p, q in zip(parts, tile)),
+                input_slices=tuple(slice(p.input_start, p.input_start + p.size) for p in parts),
                 output_slices=tuple(slice(p.output_start, p.output_stop) for p in parts),
                 target_slices=tuple(slice(p.target_start, p.target_stop) for p in parts),
             )
@@ -438,7 +460,7 @@ def _build_plan(
     return TilePlan(
         spatial_axes=spatial,
         image_shape=tuple(int(s) for s in image),
-        tile_shape=tuple(int(q) for q in tile),
+        tile_shape=tuple(max(p.size for p in tiles) for tiles in per_axis),
         halo=tuple(int(h) for h in halo),
         pad_before=tuple(pads_before),
         pad_after=tuple(pads_after),
@@ -544,6 +566,7 @@ def plan_tiles(
     min_size, step, halo = dict(min_size or {}), dict(step or {}), dict(halo or {})
     tile, fixed, max_tile = dict(tile or {}), dict(fixed or {}), dict(max_tile or {})
     tile_shape, halos, aligns, totals = [], [], [], []
+    rules: list[tuple[int, int]] = []
     for a, size in zip(spatial, sizes):
         h = int(halo.get(a, 0))
         if a in fixed:
@@ -586,12 +609,14 @@ def plan_tiles(
         halos.append(h)
         aligns.append(max(st, 1) if align else 0)
         totals.append(total)
+        rules.append((lo, st))
     unknown = set(tile) - set(spatial)
     if unknown - set("bct"):
         raise TilingError(
             f"tile names axes {', '.join(sorted(unknown))} that are not spatial axes of '{axes}'"
         )
-    return _build_plan(spatial, sizes, tile_shape, halos, "bioimageio", aligns, totals, borders)
+    windows = [functools.partial(_round_up, minimum=lo, step=st) for lo, st in rules]
+    return _build_plan(spatial, sizes, tile_shape, halos, "bioimageio", aligns, totals, borders, windows)
 
 
 def plan_deepimagej(
@@ -1070,8 +1095,7 @@ def iter_batches(
             n_items = max(n_items, n)
     batch_size = max(1, int(batch_size))
     jobs = [(item, t) for item in range(n_items) for t in plan.tiles]
-    for first in range(0, len(jobs), batch_size):
-        chunk = jobs[first : first + batch_size]
+    for chunk in _same_shape_batches(jobs, batch_size):
         filled = max(0, (fill_to or 0) - len(chunk))
         arrays = {}
         for name, (array, axes) in sources.items():
@@ -1091,6 +1115,17 @@ def iter_batches(
             else:
                 arrays[name] = np.stack(windows)
         yield Batch(tuple(chunk), arrays, filled)
+
+
+def _same_shape_batches(jobs: list[tuple[int, Tile]], batch_size: int) -> Iterator[list[tuple[int, Tile]]]:
+    """Batches of up to ``batch_size`` jobs whose windows have the same shape (they are stacked),
+    in the order of each shape's first job."""
+    groups: dict[tuple[int, ...], list[tuple[int, Tile]]] = {}
+    for job in jobs:
+        groups.setdefault(tuple(s.stop - s.start for s in job[1].input_slices), []).append(job)
+    for group in groups.values():
+        for first in range(0, len(group), batch_size):
+            yield group[first : first + batch_size]
 
 
 def _call_with_item(transform: Callable[[np.ndarray, int], np.ndarray], item: int, block: np.ndarray) -> np.ndarray:
@@ -1195,7 +1230,8 @@ class Stitcher:
                 dst.append(slice(None))
                 continue
             n = output.shape[len(src)]
-            q = self.plan.tile_shape[self.plan.spatial_axes.index(a)]
+            window = tile.input_slices[self.plan.spatial_axes.index(a)]
+            q = window.stop - window.start
             expected = amap.size(q)
             if n != expected:
                 rule = "the size of its input" if amap.is_identity else f"{amap.scale} x its input + {2 * amap.offset}"
