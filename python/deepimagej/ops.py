@@ -46,6 +46,7 @@ from typing import Any
 
 import numpy as np
 
+from deepimagej import stats
 from deepimagej.bundle.spec import ProcessingStep
 from deepimagej.errors import DeepImageJError
 
@@ -54,7 +55,8 @@ __all__ = ["SUPPORTED_OPS", "Pipeline", "ProcessingError", "apply_processing", "
 DEFAULT_EPS = 1e-6
 
 _Stats = Mapping[str, Any] | None
-_Refs = Mapping[str, tuple[np.ndarray, str]] | None
+_Refs = Mapping[str, tuple[Any, str]] | None
+_Transform = Callable[[np.ndarray, tuple[Any, ...]], np.ndarray] | None
 
 
 class ProcessingError(DeepImageJError):
@@ -152,12 +154,11 @@ def _reference(
         return x, axes
     if references and name in references:
         ref, ref_axes = references[name]
-        ref = np.asarray(ref)
-        if ref.ndim != len(ref_axes):
+        if len(ref.shape) != len(ref_axes):
             raise ProcessingError(
-                f"{op}: reference tensor '{name}' has {ref.ndim} dimensions but axes '{ref_axes}'"
+                f"{op}: reference tensor '{name}' has {len(ref.shape)} dimensions but axes '{ref_axes}'"
             )
-        return _float(ref), ref_axes
+        return ref, ref_axes
     warnings.warn(
         f"{op}: reference tensor '{name}' was not provided; statistics are taken from the tensor itself",
         stacklevel=3,
@@ -220,12 +221,14 @@ def _number(kw: Mapping[str, Any], name: str, default: float | None, op: str) ->
         raise ProcessingError(f"{op}: parameter '{name}' must be a number, got {value!r}") from None
 
 
-def _no_stats(x: np.ndarray, axes: str, kw: Mapping[str, Any], dataset_stats: _Stats, references: _Refs) -> dict:
+def _no_stats(
+    x: Any, axes: str, kw: Mapping[str, Any], dataset_stats: _Stats, references: _Refs, transform: _Transform
+) -> dict:
     return {}
 
 
 def _scale_range_stats(
-    x: np.ndarray, axes: str, kw: Mapping[str, Any], dataset_stats: _Stats, references: _Refs
+    x: Any, axes: str, kw: Mapping[str, Any], dataset_stats: _Stats, references: _Refs, transform: _Transform
 ) -> dict[str, np.ndarray]:
     op = "scale_range"
     mode = _mode(kw, op, ("per_sample", "per_dataset"))
@@ -246,12 +249,12 @@ def _scale_range_stats(
         if lo is not None:
             return {"lo": _as_stat(lo), "hi": _as_stat(hi)}
     ref, ref_axes = _reference(kw, x, axes, references, op)
+    own = transform if ref is x else None
     dims = _reduce_axes(ref_axes, kw, per_dataset=mode == "per_dataset")
-    if lo_p == 0 and hi_p == 100:  # min-max: the same numbers, without sorting a float64 copy
-        lo = np.min(ref, axis=dims, keepdims=True).astype(np.float64)
-        hi = np.max(ref, axis=dims, keepdims=True).astype(np.float64)
+    if lo_p == 0 and hi_p == 100:  # min-max: the same numbers, with a single pass
+        lo, hi = stats.minmax(ref, dims, own)
     else:
-        lo, hi = np.percentile(ref.astype(np.float64), [lo_p, hi_p], axis=dims, keepdims=True)
+        lo, hi = stats.percentiles(ref, dims, [lo_p, hi_p], own)
     return {"lo": _as_stat(_stats_shape_for(lo, ref_axes, axes, x)), "hi": _as_stat(_stats_shape_for(hi, ref_axes, axes, x))}
 
 
@@ -262,19 +265,19 @@ def _scale_range(x: np.ndarray, axes: str, kw: Mapping[str, Any], stats: Mapping
 
 
 def _zero_mean_unit_variance_stats(
-    x: np.ndarray, axes: str, kw: Mapping[str, Any], dataset_stats: _Stats, references: _Refs
+    x: Any, axes: str, kw: Mapping[str, Any], dataset_stats: _Stats, references: _Refs, transform: _Transform
 ) -> dict[str, np.ndarray]:
     op = "zero_mean_unit_variance"
     mode = _mode(kw, op, ("per_sample", "per_dataset", "fixed"))
     _number(kw, "eps", DEFAULT_EPS, op)
     if mode == "fixed":
         return {}
-    stats = dataset_stats if mode == "per_dataset" and dataset_stats is not None else {}
-    if "mean" in stats and "std" in stats:
-        return {"mean": _as_stat(stats["mean"]), "std": _as_stat(stats["std"])}
+    given = dataset_stats if mode == "per_dataset" and dataset_stats is not None else {}
+    if "mean" in given and "std" in given:
+        return {"mean": _as_stat(given["mean"]), "std": _as_stat(given["std"])}
     dims = _reduce_axes(axes, kw, per_dataset=mode == "per_dataset")
-    x64 = np.asarray(x, dtype=np.float64)
-    return {"mean": _as_stat(x64.mean(axis=dims, keepdims=True)), "std": _as_stat(x64.std(axis=dims, keepdims=True))}
+    mean, std = stats.mean_std(x, dims, transform)
+    return {"mean": _as_stat(mean), "std": _as_stat(std)}
 
 
 def _zero_mean_unit_variance(
@@ -307,7 +310,7 @@ def _scale_linear(x: np.ndarray, axes: str, kw: Mapping[str, Any], stats: Mappin
 
 
 def _scale_mean_variance_stats(
-    x: np.ndarray, axes: str, kw: Mapping[str, Any], dataset_stats: _Stats, references: _Refs
+    x: Any, axes: str, kw: Mapping[str, Any], dataset_stats: _Stats, references: _Refs, transform: _Transform
 ) -> dict[str, np.ndarray]:
     op = "scale_mean_variance"
     mode = _mode(kw, op, ("per_sample", "per_dataset"))
@@ -318,12 +321,13 @@ def _scale_mean_variance_stats(
     per_dataset = mode == "per_dataset"
     dims = _reduce_axes(axes, kw, per_dataset=per_dataset)
     ref_dims = _reduce_axes(ref_axes, kw, per_dataset=per_dataset)
-    x64, r64 = np.asarray(x, dtype=np.float64), ref.astype(np.float64)
+    mean, std = stats.mean_std(x, dims, transform)
+    ref_mean, ref_std = stats.mean_std(ref, ref_dims, transform if ref is x else None)
     return {
-        "mean": _as_stat(x64.mean(axis=dims, keepdims=True)),
-        "std": _as_stat(x64.std(axis=dims, keepdims=True)),
-        "ref_mean": _as_stat(_stats_shape_for(r64.mean(axis=ref_dims, keepdims=True), ref_axes, axes, x)),
-        "ref_std": _as_stat(_stats_shape_for(r64.std(axis=ref_dims, keepdims=True), ref_axes, axes, x)),
+        "mean": _as_stat(mean),
+        "std": _as_stat(std),
+        "ref_mean": _as_stat(_stats_shape_for(ref_mean, ref_axes, axes, x)),
+        "ref_std": _as_stat(_stats_shape_for(ref_std, ref_axes, axes, x)),
     }
 
 
@@ -443,13 +447,14 @@ class Pipeline:
         dim = self.axes.index(axis)
         return any(s.ndim == len(self.axes) and s.shape[dim] > 1 for stats in self.stats for s in stats.values())
 
-    def apply(self, block: np.ndarray, item: int | None = None) -> np.ndarray:
+    def apply(self, block: np.ndarray, region: tuple[Any, ...] | None = None) -> np.ndarray:
         """Apply the steps to the whole tensor or any block of it (same axes, any size along the others).
 
         Args:
-            block: the tensor, or a block of it cut along axes the statistics do not vary along.
-            item: for a block of one item along ``b`` (size 1), the item's index: per-item
-                statistics are taken at that index.
+            block: the tensor, or a block of it.
+            region: where ``block`` lies in the fitted tensor (a slice or index per axis), when
+                it is a block: statistics that vary along an axis (per item along ``b``, per
+                channel...) are taken over that part.
 
         Returns:
             A new array: float32, unless an ``ensure_dtype`` step says otherwise; with no steps,
@@ -460,19 +465,23 @@ class Pipeline:
             raise ProcessingError(f"the tensor has {x.ndim} dimensions but axes '{self.axes}' name {len(self.axes)}")
         if not self.steps:
             return x.astype(np.float32)
-        for step, stats in zip(self.steps, self.stats):
-            if item is not None and "b" in self.axes:
-                stats = {k: _item_stat(v, self.axes.index("b"), item) for k, v in stats.items()}
-            x = _op(step).apply(x, self.axes, dict(step.kwargs or {}), stats)
+        for step, stats_ in zip(self.steps, self.stats):
+            if region is not None:
+                stats_ = {k: _in_region(v, region) for k, v in stats_.items()}
+            x = _op(step).apply(x, self.axes, dict(step.kwargs or {}), stats_)
         if x is block:  # pragma: no cover - every op returns a new array; keep the promise anyway
             x = x.copy()
         return x
 
 
-def _item_stat(stat: np.ndarray, dim: int, item: int) -> np.ndarray:
-    if stat.ndim <= dim or stat.shape[dim] == 1:
+def _in_region(stat: np.ndarray, region: tuple[Any, ...]) -> np.ndarray:
+    """The part of a ``keepdims`` statistic over ``region`` (axes where it has size 1 broadcast)."""
+    if stat.ndim != len(region):
         return stat
-    return np.take(stat, [item], axis=dim)
+    index = tuple(
+        (r if isinstance(r, slice) else slice(r, r + 1)) if n > 1 else slice(None) for n, r in zip(stat.shape, region)
+    )
+    return stat[index]
 
 
 def fit(
@@ -485,30 +494,27 @@ def fit(
 ) -> Pipeline:
     """Compute the whole-tensor statistics of ``steps`` on ``array`` (see :class:`Pipeline`).
 
-    A step's statistics are taken on the tensor as the steps before it leave it, so a step
-    that needs statistics after another step costs one application of the earlier steps to
-    the whole tensor; steps without statistics cost nothing here.
+    Statistics are computed block by block (:mod:`deepimagej.stats`), so ``array`` may be larger
+    than memory (zarr, dask); a step's statistics are taken on the tensor as the steps before it
+    leave it (those steps are applied to each block as it is read); steps without statistics
+    cost nothing here.
 
-    Args: see :func:`apply_processing`.
+    Args: see :func:`apply_processing` (``array`` may be any array with numpy indexing).
 
     Raises:
         ProcessingError: unknown operation, or parameters that do not fit the tensor.
     """
-    x = np.asarray(array)
-    if x.ndim != len(axes):
-        raise ProcessingError(f"the tensor has {x.ndim} dimensions but axes '{axes}' name {len(axes)}")
+    if len(array.shape) != len(axes):
+        raise ProcessingError(f"the tensor has {len(array.shape)} dimensions but axes '{axes}' name {len(axes)}")
     fitted: list[dict[str, np.ndarray]] = []
-    done = 0  # steps already applied to x
     for k, step in enumerate(steps):
         op = _op(step)
         kw = dict(step.kwargs or {})
         if op.stats is _no_stats:
             fitted.append({})
             continue
-        if done < k:
-            x = Pipeline(tuple(steps[done:k]), tuple(fitted[done:k]), axes).apply(x)
-            done = k
-        fitted.append(op.stats(x, axes, kw, dataset_stats, references))
+        before = Pipeline(tuple(steps[:k]), tuple(fitted), axes)
+        fitted.append(op.stats(array, axes, kw, dataset_stats, references, before.apply if k else None))
     return Pipeline(tuple(steps), tuple(fitted), axes)
 
 

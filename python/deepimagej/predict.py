@@ -20,6 +20,7 @@ padded or normalised copy of the whole image.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -511,7 +512,7 @@ def predict(
             extra += array.nbytes
             pipeline = ops.fit((), array, model_axes)
         sources[t.name] = (array, model_axes)
-        transforms[t.name] = pipeline.apply
+        transforms[t.name] = functools.partial(_apply_to_item, pipeline)
     start = time.perf_counter()
     plan_kwargs = {"weights_format": weights.format, "tile": tile, "batch_size": batch_size,
                    "max_memory": max_memory, "trust_code": trust_code, "extra_bytes": extra}
@@ -532,6 +533,12 @@ def predict(
         out, axes = layouts[follow].from_model(array, out_axes, image.array.shape)
         outputs[t.name] = ImageData(out, axes, _output_pixel_size(image, run_plan, t), image.unit)
     return Prediction(outputs, run_plan, seconds, memory.peak_rss_bytes())
+
+
+def _apply_to_item(pipeline: ops.Pipeline, block: np.ndarray, item: int) -> np.ndarray:
+    """Pre-processing of a window of one item (its statistics; the window's own pixels)."""
+    region = tuple(slice(item, item + 1) if a == "b" else slice(None) for a in pipeline.axes)
+    return pipeline.apply(block, region)
 
 
 def _run_blocks(
