@@ -580,3 +580,7 @@ def test_zero_border_cut_and_crop():
         np.testing.assert_array_equal(window, reference[t.input_slices])
         stitcher.write(t, window)
     np.testing.assert_array_equal(out, image)
+    # the kept blocks lie on a regular grid of the output (which excludes the border): chunks of a store
+    for axis in "yx":
+        starts = sorted({plan.output_window(t, axis)[1].start for t in plan.tiles})
+        assert starts[0] == 0 and len({b - a for a, b in zip(starts, starts[1:])}) == 1

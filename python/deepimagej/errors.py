@@ -19,6 +19,10 @@ class InputImageError(DeepImageJError):
     """The input image does not fit the model (axes, channels, size)."""
 
 
+class OutputError(DeepImageJError):
+    """A result cannot be written where asked (it is an input, the folder is read-only, the disk is full...)."""
+
+
 class EngineError(DeepImageJError):
     """A deep-learning engine could not load or run the model."""
 

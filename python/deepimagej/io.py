@@ -36,7 +36,8 @@ class ImageData:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-def _tiff_axes(series_axes: str) -> str:
+def tiff_axes(series_axes: str) -> str:
+    """tifffile series axes (``TZCYXS``...) -> deepimagej letters (``S`` samples -> ``c``)."""
     mapping = {"T": "t", "Z": "z", "C": "c", "Y": "y", "X": "x", "S": "c", "Q": "b", "I": "b"}
     axes = "".join(mapping.get(a, "b") for a in series_axes)
     if len(set(axes)) != len(axes):  # e.g. C and S both present: keep the first as channel
@@ -88,7 +89,7 @@ def _read_tiff(path: Path) -> ImageData:
         with tifffile.TiffFile(path) as tif:
             series = tif.series[0]
             array = series.asarray()
-            axes = _tiff_axes(series.axes)
+            axes = tiff_axes(series.axes)
             ij = tif.imagej_metadata or {}
             page = tif.pages.first
             pixel_size: dict[str, float] = {}

@@ -50,7 +50,7 @@ from deepimagej import stats
 from deepimagej.bundle.spec import ProcessingStep
 from deepimagej.errors import DeepImageJError
 
-__all__ = ["SUPPORTED_OPS", "Pipeline", "ProcessingError", "apply_processing", "apply_step", "fit"]
+__all__ = ["SUPPORTED_OPS", "Pipeline", "ProcessingError", "apply_processing", "apply_step", "fit", "needs_statistics"]
 
 DEFAULT_EPS = 1e-6
 
@@ -414,6 +414,14 @@ SUPPORTED_OPS: tuple[str, ...] = tuple(_OPS)
 # --------------------------------------------------------------------------------------------
 # public API
 # --------------------------------------------------------------------------------------------
+
+
+def needs_statistics(step: ProcessingStep) -> bool:
+    """Whether a step depends on statistics of the whole tensor (else it works pixel by pixel)."""
+    op = _op(step)
+    if op.stats is _no_stats:
+        return False
+    return not (step.name == "zero_mean_unit_variance" and str((step.kwargs or {}).get("mode")) == "fixed")
 
 
 def _op(step: ProcessingStep) -> _Op:

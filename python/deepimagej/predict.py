@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from deepimagej import memory, ops, tiling
+from deepimagej import memory, ops, stores, tiling
 from deepimagej.bundle import load_bundle
 from deepimagej.bundle.spec import ModelSpec, TensorSpec
 from deepimagej.bundle.validate import check_bundle, check_input
@@ -139,8 +139,11 @@ class Layout:
         batch = "".join(a for a in user_axes if a not in model_axes or a == "b")
         return cls(user_axes, batch, model_axes)
 
-    def to_model(self, image: np.ndarray) -> np.ndarray:
-        """Reorder the user's image into the model axes, folding extra axes into ``b`` (a view where possible)."""
+    def to_model(self, image: Any) -> Any:
+        """Reorder the user's image into the model axes, folding extra axes into ``b`` (a view where possible;
+        a lazy array stays lazy)."""
+        if is_lazy(image):
+            image = _lazy_view(image)
         user = self.user_axes
         order = [user.index(a) for a in self.batch_axes]
         rest = [a for a in self.model_axes if a != "b"]
@@ -152,6 +155,19 @@ class Layout:
         current = "b" + "".join(rest)
         return np.transpose(arr, [current.index(a) for a in self.model_axes])
 
+    def output_axes(self, out_axes: str, out_shape: tuple[int, ...]) -> OutputAxes:
+        """How a model output (axes ``out_axes`` with ``b``, shape ``out_shape``) maps onto the user's axes."""
+        user = self.user_axes
+        target = [a for a in user if a not in self.batch_axes]
+        for i, a in enumerate(out_axes):
+            if a != "b" and a not in target and out_shape[i] > 1:
+                target.append(a)
+        dropped = "".join(a for a in out_axes if a not in target and a != "b")  # size 1
+        added = "".join(a for a in target if a not in out_axes)  # e.g. the image had c, the output lacks it
+        current = self.batch_axes + "".join(target)
+        final = "".join([a for a in user if a in current] + [a for a in target if a not in user])
+        return OutputAxes(out_axes, "".join(target), dropped, added, self.batch_axes, final)
+
     def from_model(self, output: np.ndarray, out_axes: str, image_shape: tuple[int, ...]) -> tuple[np.ndarray, str]:
         """Inverse of :meth:`to_model` for a model output (axes ``out_axes``, with ``b``).
 
@@ -161,23 +177,86 @@ class Layout:
             model returns several channels, an index axis...) at the end; output axes of size 1
             that the image did not have are dropped.
         """
-        user = self.user_axes
-        target = [a for a in user if a not in self.batch_axes]
-        for i, a in enumerate(out_axes):
-            if a != "b" and a not in target and output.shape[i] > 1:
-                target.append(a)
-        for a in [a for a in out_axes if a not in target and a != "b"]:  # size 1: dropped
-            output = output.take(0, axis=out_axes.index(a))
-            out_axes = out_axes.replace(a, "")
-        for a in [a for a in target if a not in out_axes]:  # e.g. the image had c, the output lacks it
+        mapping = self.output_axes(out_axes, output.shape)
+        axes = out_axes
+        for a in mapping.dropped:
+            output = output.take(0, axis=axes.index(a))
+            axes = axes.replace(a, "")
+        for a in mapping.added:
             output = output[..., np.newaxis]
-            out_axes += a
-        output = np.transpose(output, [out_axes.index(a) for a in "b" + "".join(target)])
-        batch_shape = [image_shape[user.index(a)] for a in self.batch_axes]
+            axes += a
+        output = np.transpose(output, [axes.index(a) for a in "b" + mapping.target])
+        batch_shape = [image_shape[self.user_axes.index(a)] for a in self.batch_axes]
         output = output.reshape(batch_shape + list(output.shape[1:]))
-        current = self.batch_axes + "".join(target)
-        final = [a for a in user if a in current] + [a for a in target if a not in user]
-        return np.transpose(output, [current.index(a) for a in final]), "".join(final)
+        current = self.batch_axes + mapping.target
+        return np.transpose(output, [current.index(a) for a in mapping.final]), mapping.final
+
+
+@dataclass(frozen=True)
+class OutputAxes:
+    """A model output's axes next to the user's (see :meth:`Layout.output_axes`).
+
+    Attributes:
+        out_axes: the model output's axes, with ``b``.
+        target: the output's axes besides the items, in the order they take.
+        dropped: model output axes of size 1 that the user's image did not have.
+        added: user axes (size 1) the model output lacks.
+        batch_axes: user axes the items unfold into.
+        final: the axes of the output the user gets.
+    """
+
+    out_axes: str
+    target: str
+    dropped: str
+    added: str
+    batch_axes: str
+    final: str
+
+    def final_shape(self, model_shape: tuple[int, ...], batch_shape: tuple[int, ...]) -> tuple[int, ...]:
+        sizes = {a: n for a, n in zip(self.out_axes, model_shape) if a != "b"}
+        sizes.update(dict.fromkeys(self.added, 1))
+        sizes.update(zip(self.batch_axes, batch_shape))
+        return tuple(sizes[a] for a in self.final)
+
+
+class UserOrder:
+    """A model-layout view (the output's axes, with ``b``) of an output stored in the user's axis order.
+
+    The :class:`~deepimagej.tiling.Stitcher` writes tiles through it into a store laid out as
+    the user gets the output (``mapping.final``), item ``k`` along ``b`` landing at its position
+    along the user's stack/time axes.
+    """
+
+    def __init__(self, target: Any, mapping: OutputAxes, model_shape: tuple[int, ...], batch_shape: tuple[int, ...]):
+        self.target = target
+        self.mapping = mapping
+        self.shape = model_shape
+        self.batch_shape = batch_shape
+
+    def __setitem__(self, index: tuple[Any, ...], value: np.ndarray) -> None:
+        m = self.mapping
+        value = np.asarray(value)
+        axes = "".join(a for a, i in zip(m.out_axes, index) if not isinstance(i, (int, np.integer)))
+        positions = dict(zip(m.out_axes, index))
+        for a in m.dropped:
+            if a in axes:
+                value = value.take(0, axis=axes.index(a))
+                axes = axes.replace(a, "")
+        for a in m.added:
+            value = value[..., np.newaxis]
+            axes += a
+        item = positions["b"]
+        unravelled = dict(zip(m.batch_axes, np.unravel_index(int(item), self.batch_shape))) if m.batch_axes else {}
+        final_index: list[Any] = []
+        for a in m.final:
+            if a in unravelled:
+                final_index.append(int(unravelled[a]))
+            elif a in m.added:
+                final_index.append(slice(None))
+            else:
+                final_index.append(positions[a])
+        order = [axes.index(a) for a in m.final if a not in unravelled]
+        self.target[tuple(final_index)] = np.transpose(value, order)
 
 
 def bind_inputs(
@@ -226,20 +305,35 @@ def bind_inputs(
 
 def _image_data(spec: ModelSpec, tensor: TensorSpec, value: ImageLike, axes: str | None) -> ImageData:
     if isinstance(value, ImageData):
-        data = value
-        array, known = np.asarray(value.array), value.axes
-    elif hasattr(value, "dims") and hasattr(value, "values"):  # xarray.DataArray
-        array = np.asarray(value.values)
+        data, array, known = value, value.array, value.axes
+    elif isinstance(value, stores.LazyImage):
+        data = ImageData(value.array, value.axes, value.pixel_size, value.unit)
+        array, known = value.array, value.axes
+    elif hasattr(value, "dims") and hasattr(value, "data"):  # xarray.DataArray (numpy- or dask-backed)
+        array = value.data
         known = "".join(str(d).lower()[:1] for d in value.dims)
         data = ImageData(array, known)
     else:
-        array, known = np.asarray(value), None
+        array, known = (value if is_lazy(value) else np.asarray(value)), None
         data = ImageData(array, "")
-    if np.iscomplexobj(array):
+    if np.dtype(array.dtype).kind == "c":
         raise InputImageError(f"input '{tensor.name}': complex-valued images are not supported; pass the real part")
-    user_axes = _check_axes_string(axes or known, array.ndim) if (axes or known) else guess_axes(array.shape, spec, tensor)
-    check_input(spec, array.shape, user_axes, tensor)
+    ndim = len(array.shape)
+    user_axes = _check_axes_string(axes or known, ndim) if (axes or known) else guess_axes(array.shape, spec, tensor)
+    check_input(spec, tuple(array.shape), user_axes, tensor)
     return dataclasses.replace(data, array=array, axes=user_axes)
+
+
+def is_lazy(array: Any) -> bool:
+    """Whether ``array`` is read on demand (zarr, dask...) rather than held in memory."""
+    return not isinstance(array, np.ndarray) and hasattr(array, "shape") and hasattr(array, "dtype")
+
+
+def _lazy_view(array: Any) -> Any:
+    """A lazy array that numpy's transpose/reshape act on without reading it (dask)."""
+    import dask.array as da
+
+    return array if isinstance(array, da.Array) else da.from_array(array, chunks=getattr(array, "chunks", "auto"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -345,6 +439,7 @@ def plan_run(
     trust_code: bool = False,
     extra_bytes: int = 0,
     measure: bool = False,
+    streamed: bool = False,
 ) -> RunPlan:
     """Plan a run: tile size and batch under the memory budget, then the block plan.
 
@@ -360,6 +455,7 @@ def plan_run(
         trust_code: the bundle's code is trusted (for the memory probe of code-carrying weights).
         extra_bytes: memory the run allocates besides the outputs (whole-image copies).
         measure: measure the model's memory (once, cached) even without ``max_memory``.
+        streamed: the outputs go to a store block by block (they take no memory).
     """
     geometry = tiling.model_geometry(spec)
     shape = _spatial_shape(spec, tensors, geometry.spatial_axes)
@@ -367,13 +463,14 @@ def plan_run(
     weights = spec.weights[weights_format]
     strict = max_memory is not None
     budget = memory.parse_size(max_memory) if strict else memory.default_budget()
-    inputs_bytes = sum(array.nbytes for array, _ in tensors.values())
+    inputs_bytes = sum(array.nbytes for array, _ in tensors.values() if not is_lazy(array))
     model = memory.estimate(spec, weights)
     if model.source != "measured" and (strict or measure):
         model = memory.measure(spec, weights, trust_code=trust_code)
     # without a loaded engine (planning only), a run's process holds the loaded model and the inputs
     resident = memory.rss_bytes() if engine is not None else max(memory.rss_bytes(), int(model.loaded) + inputs_bytes)
-    baseline = resident + _output_bytes(spec, geometry, shape, n_items) + extra_bytes
+    outputs_bytes = 0 if streamed else _output_bytes(spec, geometry, shape, n_items)
+    baseline = resident + outputs_bytes + extra_bytes
     # what earlier runs of this engine left resident is its runtime's pool, reused by this run's calls
     # (not the inputs, which the user may have loaded since)
     held = resident - inputs_bytes
@@ -486,10 +583,16 @@ def predict(
     apply_postprocessing: bool = True,
     progress: ProgressCallback | None = None,
     trust_code: bool = False,
+    out: str | Path | None = None,
+    overwrite: bool = False,
 ) -> Prediction:
     """Run ``spec`` on named images (see :func:`bind_inputs`); every output comes back with its axes.
 
-    Arguments as for :func:`run`.
+    Args:
+        out: stream every output to this store (``*.ome.zarr``, ``*.zarr``, ``*.tif``) block by
+            block instead of holding it in memory; the returned images then read from it.
+        overwrite: replace an existing ``out``.
+        others: as for :func:`run`.
     """
     _refuse_macro_only(spec, apply_preprocessing, apply_postprocessing)
     weights = check_bundle(spec, weights_format)
@@ -500,7 +603,7 @@ def predict(
     raw = {t.name: (layouts[t.name].to_model(inputs[t.name].array), layouts[t.name].model_axes) for t in spec.inputs}
     references = dict(raw)
     geometry_axes = tiling.model_geometry(spec).spatial_axes
-    sources: dict[str, tuple[np.ndarray, str]] = {}
+    sources: dict[str, tuple[Any, str]] = {}
     transforms: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {}
     extra = 0
     for t in spec.inputs:
@@ -508,6 +611,11 @@ def predict(
         steps = t.processing if apply_preprocessing else ()
         pipeline = ops.fit(steps, array, model_axes, references=references)
         if any(pipeline.varies_along(a) for a in geometry_axes):  # statistics per pixel: not blockwise
+            if is_lazy(array):
+                raise InputImageError(
+                    f"{spec.name}: the pre-processing of input '{t.name}' has statistics per pixel, so it needs the "
+                    "whole image in memory; read the image whole (not from a zarr/dask array)"
+                )
             array = pipeline.apply(array)
             extra += array.nbytes
             pipeline = ops.fit((), array, model_axes)
@@ -515,7 +623,11 @@ def predict(
         transforms[t.name] = functools.partial(_apply_to_item, pipeline)
     start = time.perf_counter()
     plan_kwargs = {"weights_format": weights.format, "tile": tile, "batch_size": batch_size,
-                   "max_memory": max_memory, "trust_code": trust_code, "extra_bytes": extra}
+                   "max_memory": max_memory, "trust_code": trust_code, "extra_bytes": extra,
+                   "streamed": out is not None}
+    if out is not None:
+        return _predict_streamed(spec, engine, inputs, layouts, sources, transforms, plan_kwargs, progress,
+                                 Path(out), overwrite, apply_postprocessing, start)
     if spec.test_time_augmentation:
         stitched, run_plan = _dihedral_mean(spec, engine, sources, transforms, plan_kwargs, progress)
     else:
@@ -530,9 +642,92 @@ def predict(
             array = ops.apply_processing(array, out_axes, t.processing, references=refs)
         follow = _followed_input(spec, t)
         image = inputs[follow]
-        out, axes = layouts[follow].from_model(array, out_axes, image.array.shape)
-        outputs[t.name] = ImageData(out, axes, _output_pixel_size(image, run_plan, t), image.unit)
+        out_array, axes = layouts[follow].from_model(array, out_axes, image.array.shape)
+        outputs[t.name] = ImageData(out_array, axes, _output_pixel_size(image, run_plan, t), image.unit)
     return Prediction(outputs, run_plan, seconds, memory.peak_rss_bytes())
+
+
+def _predict_streamed(
+    spec: ModelSpec,
+    engine: Engine,
+    inputs: Mapping[str, ImageData],
+    layouts: Mapping[str, Layout],
+    sources: Mapping[str, tuple[Any, str]],
+    transforms: Mapping[str, Callable[[np.ndarray, int], np.ndarray]],
+    plan_kwargs: dict[str, Any],
+    progress: ProgressCallback | None,
+    out: Path,
+    overwrite: bool,
+    apply_postprocessing: bool,
+    start: float,
+) -> Prediction:
+    """:func:`predict` writing every output block by block into ``out`` (see :mod:`deepimagej.stores`)."""
+    if spec.test_time_augmentation:
+        raise InputImageError(
+            f"{spec.name}: test-time augmentation averages 8 whole outputs; write the result to a .tif/.npy "
+            "(in memory) instead of streaming it"
+        )
+    post: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
+    for t in spec.outputs:
+        steps = t.processing if apply_postprocessing else ()
+        # applied to each kept block of one item: the output's axes without b
+        pipeline = ops.Pipeline(tuple(steps), tuple({} for _ in steps), t.axis_names.replace("b", ""))
+        if any(ops.needs_statistics(step) for step in steps):
+            raise InputImageError(
+                f"{spec.name}: the post-processing of output '{t.name}' needs statistics of the whole output; "
+                "streaming supports point-wise post-processing only (write a .tif/.npy instead)"
+            )
+        post[t.name] = pipeline.apply
+    run_plan = plan_run(spec, sources, engine, **plan_kwargs)
+    store = stores.OutputStore(out, len(spec.outputs), overwrite=overwrite)
+    chunks = _block_shape(run_plan.plan)
+
+    def allocate(name: str, first: np.ndarray, out_axes: str, maps: Mapping[str, tiling.AxisMap | None]) -> Any:
+        tensor = next(t for t in spec.outputs if t.name == name)
+        follow = _followed_input(spec, tensor)
+        layout = layouts[follow]
+        model_shape = list(first.shape)
+        for i, a in enumerate(out_axes):
+            if a == "b":
+                model_shape[i] = run_plan.n_items
+            elif a in run_plan.plan.spatial_axes and maps.get(a) is not None:
+                model_shape[i] = run_plan.plan.output_size(a, maps[a])  # type: ignore[arg-type]
+        mapping = layout.output_axes(out_axes, tuple(model_shape))
+        mapping = dataclasses.replace(mapping, final=stores.storage_order(store.kind, mapping.final))
+        image = inputs[follow]
+        batch_shape = tuple(image.array.shape[layout.user_axes.index(a)] for a in layout.batch_axes)
+        final_shape = mapping.final_shape(tuple(model_shape), batch_shape)
+        block = []
+        for a, n in zip(mapping.final, final_shape):
+            amap = maps.get(a)
+            if a in chunks and amap is not None:
+                block.append(max(1, int(chunks[a] * amap.scale)))
+            elif a in mapping.batch_axes:
+                block.append(1)
+            else:
+                block.append(n)
+        sample = first[tuple(0 if a == "b" else slice(0, 1) for a in out_axes)]
+        dtype = post[name](sample).dtype  # what the post-processing makes
+        array = store.create(name, final_shape, dtype, mapping.final, tuple(block),
+                             _output_pixel_size(image, run_plan, tensor), image.unit)
+        return UserOrder(array, mapping, tuple(model_shape), batch_shape)
+
+    try:
+        _run_blocks(spec, engine, run_plan, sources, transforms, progress, allocate=allocate, post=post)
+        store.commit()
+    except BaseException:
+        store.abort()
+        raise
+    seconds = time.perf_counter() - start
+    opened = stores.open_outputs(out, [t.name for t in spec.outputs])
+    outputs = {name: ImageData(img.array, img.axes, img.pixel_size, img.unit) for name, img in opened.items()}
+    return Prediction(outputs, run_plan, seconds, memory.peak_rss_bytes())
+
+
+def _block_shape(plan: tiling.TilePlan) -> dict[str, int]:
+    """The size of the kept blocks along each tiled axis (the chunks of a streamed output)."""
+    first = plan.tiles[0]
+    return {a: s.stop - s.start for a, s in zip(plan.spatial_axes, first.target_slices)}
 
 
 def _apply_to_item(pipeline: ops.Pipeline, block: np.ndarray, item: int) -> np.ndarray:
@@ -549,8 +744,14 @@ def _run_blocks(
     transforms: Mapping[str, Callable[[np.ndarray, int], np.ndarray]],
     progress: ProgressCallback | None,
     report: Callable[[int, int], None] | None = None,
+    allocate: Callable[..., Any] | None = None,
+    post: Mapping[str, Callable[[np.ndarray], np.ndarray]] | None = None,
 ) -> dict[str, tuple[np.ndarray, str]]:
-    """Cut every input, call the engine batch by batch and stitch every output (model axes, with ``b``)."""
+    """Cut every input, call the engine batch by batch and stitch every output (model axes, with ``b``).
+
+    ``allocate(name, first_result, out_axes, maps)`` makes the array an output is stitched into
+    (default: in memory); ``post[name]`` is applied to each kept block before it is written.
+    """
     plan, batch_size, geometry = run_plan.plan, run_plan.choice.batch, run_plan.geometry
     fixed = _fixed_batch(spec, engine)
     stitchers: dict[str, tiling.Stitcher] = {}
@@ -574,7 +775,12 @@ def _run_blocks(
                     f"'{t.axis_names}' name {len(t.axis_names)}"
                 )
             if t.name not in stitchers:
-                stitchers[t.name] = _allocate(plan, geometry, t.name, result, out_axes, run_plan.n_items)
+                maps = geometry.outputs.get(t.name, {})
+                if allocate is None:
+                    target = _allocate(plan, maps, result, out_axes, run_plan.n_items)
+                else:
+                    target = allocate(t.name, result, out_axes, maps)
+                stitchers[t.name] = tiling.Stitcher(plan, target, out_axes, maps, (post or {}).get(t.name))
             b = out_axes.index("b")
             for k, (item, tile) in enumerate(batch.jobs):
                 stitchers[t.name].write(tile, result.take(k, axis=b), {"b": item})
@@ -587,16 +793,15 @@ def _run_blocks(
 
 
 def _allocate(
-    plan: tiling.TilePlan, geometry: tiling.ModelGeometry, name: str, first: np.ndarray, axes: str, n_items: int
-) -> tiling.Stitcher:
-    maps = geometry.outputs.get(name, {})
+    plan: tiling.TilePlan, maps: Mapping[str, tiling.AxisMap | None], first: np.ndarray, axes: str, n_items: int
+) -> np.ndarray:
     shape = list(first.shape)
     for i, a in enumerate(axes):
         if a == "b":
             shape[i] = n_items
         elif a in plan.spatial_axes and maps.get(a) is not None:
             shape[i] = plan.output_size(a, maps[a])  # type: ignore[arg-type]
-    return tiling.Stitcher(plan, np.empty(shape, dtype=first.dtype), axes, maps)
+    return np.empty(shape, dtype=first.dtype)
 
 
 #: The 8 rotations/reflections of the y-x plane: (quarter turns, then mirrored along x).

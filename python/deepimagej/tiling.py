@@ -329,6 +329,7 @@ def layout_axis(
     align: int = 0,
     total: int | None = None,
     valid: Callable[[int], int | None] | None = None,
+    border: int = 0,
 ) -> tuple[int, int, list[_AxisTile]]:
     """Lay tiles of ``tile`` pixels with ``halo`` along one axis of ``size`` pixels.
 
@@ -344,6 +345,8 @@ def layout_axis(
         total: the padded length for the bioimage.io layout (a valid model input size >= size).
         valid: the smallest valid model input size at or above a length (``None`` when there is
             none); bioimage.io layout only (default: every length is valid).
+        border: a band of zeros of this width at each end of the ``size`` pixels (bioimage.io
+            layout): windows may reach into it, but only the pixels between the bands are kept.
 
     Returns:
         ``(pad_before, pad_after, tiles)``; see the module docstring for the rule.
@@ -356,7 +359,9 @@ def layout_axis(
     if halo < 0:
         raise TilingError(f"halo must be >= 0, got {halo}")
     if align >= 1:
-        return _layout_chunks(size, tile, halo, align, total if total is not None else size, valid or (lambda n: n))
+        return _layout_chunks(
+            size, tile, halo, align, total if total is not None else size, valid or (lambda n: n), border
+        )
     if tile >= size + 2 * halo:  # one tile covers the image and its halo
         before = (tile - size) // 2
         return before, tile - size - before, [_AxisTile(0, before, before + size, 0, size, tile)]
@@ -380,7 +385,7 @@ def layout_axis(
 
 
 def _layout_chunks(
-    size: int, tile: int, halo: int, align: int, total: int, valid: Callable[[int], int | None]
+    size: int, tile: int, halo: int, align: int, total: int, valid: Callable[[int], int | None], border: int = 0
 ) -> tuple[int, int, list[_AxisTile]]:
     """The bioimage.io layout: kept blocks on a regular grid, windows on the ``align`` grid.
 
@@ -394,11 +399,14 @@ def _layout_chunks(
     ``align`` grid, so each tile sees the same pixel grid and the same border context as the
     untiled call, and the tiled output equals the untiled output wherever the halo covers the
     receptive field. ``chunk`` is the largest the window size ``tile`` allows, balanced so that
-    the blocks have nearly equal sizes.
+    the blocks have nearly equal sizes. With a zero ``border``, blocks cover the image between
+    the bands (the bands give the windows their context and are never kept), so the blocks stay
+    on the chunk grid of the output, which excludes the bands.
     """
     total = max(total, size)
     if tile >= total:
         return 0, tile - size, [_AxisTile(0, 0, size, 0, size, tile)]
+    origin, end = border, size - border  # the kept pixels
     before = math.ceil(halo / align) * align  # context before a block, on the align grid
     widest = ((tile - before - halo) // align) * align
     if widest <= 0:
@@ -406,11 +414,11 @@ def _layout_chunks(
             f"a tile of {tile} pixels leaves less than {align} pixels once the halo of {halo} pixels is cropped "
             f"on both sides; use tiles larger than {before + halo + align}"
         )
-    n = math.ceil(size / widest)
-    chunk = math.ceil(math.ceil(size / n) / align) * align
+    n = math.ceil((end - origin) / widest)
+    chunk = math.ceil(math.ceil((end - origin) / n) / align) * align
     tiles = []
-    for keep_start in range(0, size, chunk):
-        keep_stop = min(keep_start + chunk, size)
+    for keep_start in range(origin, end, chunk):
+        keep_stop = min(keep_start + chunk, end)
         low = max(keep_start - before, 0)  # at the image start, the image border (as untiled)
         high = min(keep_stop + halo, total) if keep_stop < size else size  # beyond total: as untiled
         window = min(valid(high - low) or tile, tile)
@@ -439,7 +447,8 @@ def _build_plan(
         step = align[i] if align else 0
         try:
             before, after, tiles = layout_axis(
-                size, q, h, step, totals[i] if totals else None, valid[i] if valid else None
+                size, q, h, step, totals[i] if totals else None, valid[i] if valid else None,
+                border[i] if border and step else 0,
             )
         except TilingError as exc:
             raise TilingError(f"axis {a}: {exc}") from None
@@ -1172,6 +1181,8 @@ class Stitcher:
         maps: axis -> :class:`AxisMap` for the spatial axes the output follows (default: every
             plan axis, one to one); a plan axis mapped to ``None`` or absent from ``out`` is
             taken whole (the plan has one tile along it).
+        transform: a pixel-wise function applied to each kept block before it is written
+            (point-wise post-processing of a streamed output).
     """
 
     def __init__(
@@ -1180,9 +1191,11 @@ class Stitcher:
         out: Any,
         axes: str | None = None,
         maps: Mapping[str, AxisMap | None] | None = None,
+        transform: Callable[[np.ndarray], np.ndarray] | None = None,
     ):
         self.plan = plan
         self.out = out
+        self.transform = transform
         self.axes = plan.spatial_axes if axes is None else axes
         self.maps = {a: IDENTITY for a in plan.spatial_axes} if maps is None else dict(maps)
         if len(out.shape) != len(self.axes):
@@ -1242,7 +1255,8 @@ class Stitcher:
             o, t = self._window(tile, a)
             src.append(o)
             dst.append(t)
-        self.out[tuple(dst)] = output[tuple(src)]
+        kept = output[tuple(src)]
+        self.out[tuple(dst)] = kept if self.transform is None else self.transform(kept)
         self.written += 1
 
     def write_batch(self, tiles: Sequence[Tile], outputs: np.ndarray) -> None:

@@ -1,0 +1,422 @@
+"""Images larger than memory: lazy inputs read block by block, outputs streamed to chunked stores.
+
+Inputs (:func:`open_image`): a TIFF or BigTIFF (tiled or strips, ImageJ hyperstacks, through
+tifffile's zarr interface), an OME-Zarr image (axes and pixel size from its NGFF metadata) or a
+plain zarr array; only the blocks a run reads come into memory.
+
+Outputs (:class:`OutputStore`): every output of a run is a zarr array whose chunks are the run's
+blocks (one writer per chunk, so parallel workers never share one), in a store that becomes
+visible under its name only when the run is complete:
+
+* ``*.ome.zarr``: OME-Zarr (NGFF 0.4: zarr v2, readable by Fiji's N5/Zarr readers, napari,
+  QuPath...), axes and pixel size in its ``multiscales`` metadata; a model with several outputs
+  gets one image group per output;
+* ``*.zarr``: plain zarr arrays (one per output, at the root for a single output);
+* ``*.tif`` / ``*.tiff``: the blocks go to a zarr store first, then to a tiled OME-TIFF
+  written tile by tile (BigTIFF above 4 GiB), so memory stays bounded.
+
+The store is written under a hidden temporary name in the target folder and renamed at the end;
+a run that fails or is interrupted removes it, and a process that is killed leaves only the
+hidden ``.NAME.part-PID`` folder, never a store that looks complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deepimagej.errors import InputImageError, OutputError
+
+__all__ = ["LazyImage", "OutputStore", "is_store_path", "open_image", "open_outputs", "storage_order", "store_kind"]
+
+#: NGFF axis types of deepimagej's axis letters.
+_NGFF_TYPES = {"t": "time", "c": "channel", "z": "space", "y": "space", "x": "space", "b": "index"}
+#: Tile of the streamed OME-TIFF (a multiple of 16, as TIFF requires).
+TIFF_TILE = 512
+_BIGTIFF = 2**32 - 2**25
+
+
+def storage_order(kind: str | None, axes: str) -> str:
+    """The axis order an output is stored in: NGFF's (index axes, then t, c, z, y, x) for OME-Zarr, else ``axes``."""
+    if kind != "ome-zarr":
+        return axes
+    rank = {a: i for i, a in enumerate("tczyx")}
+    return "".join(sorted(axes, key=lambda a: rank.get(a, -1)))
+
+
+def store_kind(path: str | Path) -> str | None:
+    """``"ome-zarr"``, ``"zarr"``, ``"tiff"`` or ``None`` (not a streamable output name)."""
+    name = str(path).rstrip("/").lower()
+    if name.endswith(".ome.zarr"):
+        return "ome-zarr"
+    if name.endswith(".zarr"):
+        return "zarr"
+    if name.endswith((".tif", ".tiff")):
+        return "tiff"
+    return None
+
+
+def is_store_path(path: str | Path) -> bool:
+    """Whether ``path`` names a zarr store (a run writing there streams its outputs)."""
+    return store_kind(path) in ("ome-zarr", "zarr")
+
+
+# --------------------------------------------------------------------------------------------
+# lazy inputs
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class LazyImage:
+    """An image read block by block: ``array`` supports numpy indexing and reads only what it is asked.
+
+    Attributes:
+        array: the lazy array (zarr).
+        axes: deepimagej axis letters, one per dimension.
+        pixel_size: physical size per spatial axis.
+        unit: unit of ``pixel_size``.
+        path: the file or store it comes from.
+    """
+
+    array: Any
+    axes: str
+    pixel_size: dict[str, float] = field(default_factory=dict)
+    unit: str | None = None
+    path: Path | None = None
+    _handle: Any = None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.array.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape)) * np.dtype(self.array.dtype).itemsize
+
+    def close(self) -> None:
+        """Release the file (TIFF); further reads fail."""
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+
+def open_image(path: str | Path) -> LazyImage:
+    """Open an image for block-by-block reading: TIFF/BigTIFF, OME-Zarr or a plain zarr array.
+
+    Raises:
+        InputImageError: missing, unreadable, or a TIFF whose pages do not form its declared shape.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputImageError(f"{path}: image not found")
+    if path.is_dir():
+        return _open_zarr(path)
+    if path.suffix.lower() in (".tif", ".tiff"):
+        return _open_tiff(path)
+    raise InputImageError(f"{path}: lazy reading supports TIFF, OME-Zarr and zarr; read other formats whole")
+
+
+def _open_tiff(path: Path) -> LazyImage:
+    import tifffile
+    import zarr
+
+    from deepimagej.io import tiff_axes
+
+    try:
+        tif = tifffile.TiffFile(path)
+    except (tifffile.TiffFileError, OSError, ValueError) as exc:
+        raise InputImageError(f"{path}: not a readable TIFF ({exc})") from None
+    try:
+        series = tif.series[0]
+        pages = len(tif.pages)
+        planes = series.shape[:-3] if series.axes.endswith("S") else series.shape[:-2]
+        expected = int(np.prod(planes))
+        if pages < expected and not series.is_multifile:
+            raise InputImageError(
+                f"{path}: its metadata declares {expected} image planes ({series.axes} {series.shape}) but the file "
+                f"holds {pages}; the file is truncated or its ImageJ/OME metadata is wrong"
+            )
+        store = series.aszarr()
+        array = zarr.open_array(store, mode="r") if not _is_group(store) else zarr.open(store, mode="r")["0"]
+        pixel_size, unit = _tiff_calibration(tif)
+        axes = tiff_axes(series.axes)
+    except InputImageError:
+        tif.close()
+        raise
+    except Exception as exc:  # tifffile / zarr raise many kinds for damaged files
+        tif.close()
+        raise InputImageError(f"{path}: cannot read the TIFF block by block ({type(exc).__name__}: {exc})") from None
+    return LazyImage(array, axes, pixel_size, unit, path, tif)
+
+
+def _is_group(store: Any) -> bool:
+    import zarr
+
+    try:
+        zarr.open_array(store, mode="r")
+    except Exception:  # noqa: BLE001 - zarr tells a group from an array only by failing
+        return True
+    return False
+
+
+def _tiff_calibration(tif: Any) -> tuple[dict[str, float], str | None]:
+    ij = tif.imagej_metadata or {}
+    page = tif.pages.first
+    sizes: dict[str, float] = {}
+    for tag, axis in (("XResolution", "x"), ("YResolution", "y")):
+        res = page.tags.get(tag)
+        if res is not None and res.value[0]:
+            sizes[axis] = res.value[1] / res.value[0]
+    if "spacing" in ij:
+        sizes["z"] = float(ij["spacing"])
+    unit = ij.get("unit")
+    if unit in (None, "", "pixel"):
+        sizes = {k: v for k, v in sizes.items() if v != 1.0}
+    return sizes, unit
+
+
+def _open_zarr(path: Path) -> LazyImage:
+    import zarr
+
+    try:
+        node = zarr.open(str(path), mode="r")
+    except Exception as exc:  # noqa: BLE001 - not a zarr store
+        raise InputImageError(f"{path}: not a zarr store ({type(exc).__name__}: {exc})") from None
+    attrs = dict(node.attrs)
+    multiscales = attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales")
+    if isinstance(node, zarr.Array):
+        axes = attrs.get("deepimagej_axes") or _default_axes(node.ndim)
+        return LazyImage(node, axes, {}, None, path)
+    if not multiscales:
+        arrays = [k for k, _ in node.arrays()]
+        if len(arrays) != 1:
+            raise InputImageError(
+                f"{path}: a zarr group without OME-Zarr metadata; name the array inside it ({', '.join(arrays)})"
+            )
+        return _open_zarr(path / arrays[0])
+    image = multiscales[0]
+    dataset = image["datasets"][0]
+    array = node[dataset["path"]]
+    names = [a["name"] if isinstance(a, Mapping) else str(a) for a in image.get("axes", [])]
+    if len(names) != array.ndim:
+        names = list(_default_axes(array.ndim))
+    axes = "".join({"t": "t", "c": "c", "z": "z", "y": "y", "x": "x"}.get(n.lower()[:1], "b") for n in names)
+    units = [a.get("unit") for a in image.get("axes", []) if isinstance(a, Mapping)]
+    scale = next((t["scale"] for t in dataset.get("coordinateTransformations", []) if t.get("type") == "scale"), None)
+    pixel_size = {a: float(s) for a, s in zip(axes, scale or []) if a in "zyx"}
+    unit = next((u for a, u in zip(axes, units) if a in "yx" and u), None)
+    return LazyImage(array, axes, pixel_size, unit, path)
+
+
+def open_outputs(path: str | Path, names: list[str]) -> dict[str, LazyImage]:
+    """The outputs of a finished streamed run, by name (see :class:`OutputStore` for the layout)."""
+    path = Path(path)
+    kind = store_kind(path)
+    if kind == "tiff" or len(names) == 1:
+        return {names[0]: open_image(path)}
+    if kind == "ome-zarr":
+        return {name: open_image(path / name) for name in names}
+    return {name: open_image(path / name) for name in names}
+
+
+def _default_axes(ndim: int) -> str:
+    return {2: "yx", 3: "zyx", 4: "czyx", 5: "tczyx"}.get(ndim, "b" * (ndim - 2) + "yx")
+
+
+# --------------------------------------------------------------------------------------------
+# streamed outputs
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Entry:
+    name: str
+    array: Any
+    axes: str
+    pixel_size: dict[str, float]
+    unit: str | None
+    group: str  # path of the array's image group inside the store ("" = root)
+
+
+class OutputStore:
+    """A chunked store the outputs of one run are streamed to, made visible atomically.
+
+    Args:
+        path: ``*.ome.zarr``, ``*.zarr`` or ``*.tif``/``*.tiff``.
+        n_outputs: how many arrays it will hold (1: at the root; more: one group each).
+        overwrite: replace an existing store of that name at the end (never an input).
+
+    Raises:
+        OutputError: the store exists (and ``overwrite`` is off), its folder cannot be written,
+            or the name is not a store.
+    """
+
+    def __init__(self, path: str | Path, n_outputs: int = 1, *, overwrite: bool = False):
+        self.path = Path(path)
+        self.kind = store_kind(self.path)
+        if self.kind is None:
+            raise OutputError(f"{self.path}: not a store name; use .ome.zarr, .zarr, .tif or .tiff")
+        if self.path.exists() and not overwrite:
+            raise OutputError(f"{self.path}: exists already; choose another name or pass --overwrite (overwrite=True)")
+        parent = self.path.parent if str(self.path.parent) else Path(".")
+        if not parent.is_dir():
+            raise OutputError(f"{self.path}: the folder {parent} does not exist")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise OutputError(f"{self.path}: the folder {parent} is not writable")
+        self.n_outputs = n_outputs
+        self.work = parent / f".{self.path.name}.part-{os.getpid()}"
+        shutil.rmtree(self.work, ignore_errors=True)
+        self.work.mkdir()
+        self.entries: dict[str, _Entry] = {}
+        self._committed = False
+
+    def _zarr_root(self) -> Path:
+        return self.work / "data.zarr" if self.kind == "tiff" else self.work
+
+    def create(
+        self, name: str, shape: tuple[int, ...], dtype: Any, axes: str, chunks: tuple[int, ...],
+        pixel_size: Mapping[str, float] | None = None, unit: str | None = None,
+    ) -> Any:
+        """Create the array of output ``name`` (chunks as given: the run's blocks) and return it."""
+        import zarr
+
+        group = "" if self.n_outputs == 1 else name
+        chunks = tuple(max(1, min(c, n)) for c, n in zip(chunks, shape))
+        options = {"shape": shape, "chunks": chunks, "dtype": np.dtype(dtype), "fill_value": 0, "overwrite": True}
+        if self.kind == "zarr" and self.n_outputs == 1:  # the store is the array
+            array = zarr.create_array(str(self.work), zarr_format=2, **options)
+        else:
+            root = zarr.open_group(str(self._zarr_root()), mode="a", zarr_format=2)
+            parent = root.require_group(group) if group else root
+            array = parent.create_array("0" if self.kind != "zarr" else name, **options)
+        array.attrs["deepimagej_axes"] = axes
+        self.entries[name] = _Entry(name, array, axes, dict(pixel_size or {}), unit, group)
+        return array
+
+    def commit(self) -> Path:
+        """Write the metadata (and the TIFF), then make the store visible under its name."""
+        if self.kind == "ome-zarr":
+            for entry in self.entries.values():
+                _write_ngff(self.work, entry)
+            if self.n_outputs > 1:
+                _write_json(self.work / ".zattrs", {"deepimagej": {"outputs": list(self.entries)}})
+            final = self.work
+        elif self.kind == "zarr":
+            final = self.work
+        else:
+            if len(self.entries) != 1:
+                raise OutputError(f"{self.path}: a TIFF holds one output; give one .tif per output")
+            final = self.work / "image.tif"
+            _write_tiff(final, next(iter(self.entries.values())))
+        _replace(final, self.path)
+        if final is not self.work:
+            shutil.rmtree(self.work, ignore_errors=True)
+        self._committed = True
+        return self.path
+
+    def abort(self) -> None:
+        """Remove everything written (a failed or interrupted run)."""
+        if not self._committed:
+            shutil.rmtree(self.work, ignore_errors=True)
+
+    def __enter__(self) -> OutputStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.abort()
+
+
+def _write_json(path: Path, data: Mapping[str, Any]) -> None:
+    path.write_text(json.dumps(data, indent=1))
+
+
+def _write_ngff(root: Path, entry: _Entry) -> None:
+    """NGFF 0.4 ``multiscales`` metadata of one image (a single resolution level ``0``)."""
+    axes = []
+    scale = []
+    for a in entry.axes:
+        item: dict[str, Any] = {"name": a, "type": _NGFF_TYPES.get(a, "index")}
+        if a in "zyx" and entry.unit and entry.pixel_size.get(a):
+            item["unit"] = _ngff_unit(entry.unit)
+        axes.append(item)
+        scale.append(float(entry.pixel_size.get(a, 1.0)) if a in "zyx" else 1.0)
+    folder = root / entry.group if entry.group else root
+    attrs_file = folder / ".zattrs"
+    attrs = json.loads(attrs_file.read_text()) if attrs_file.exists() else {}
+    attrs["multiscales"] = [{
+        "version": "0.4",
+        "name": entry.name,
+        "axes": axes,
+        "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": scale}]}],
+        "metadata": {"written_by": "deepimagej"},
+    }]
+    _write_json(attrs_file, attrs)
+
+
+def _ngff_unit(unit: str) -> str:
+    """ImageJ unit names -> NGFF (UDUNITS) names."""
+    return {"micron": "micrometer", "µm": "micrometer", "um": "micrometer", "nm": "nanometer",
+            "mm": "millimeter", "cm": "centimeter"}.get(unit, unit)
+
+
+def _write_tiff(path: Path, entry: _Entry) -> None:
+    """A tiled OME-TIFF written tile by tile from the zarr array (BigTIFF above 4 GiB)."""
+    import tifffile
+
+    array = entry.array
+    axes = entry.axes
+    if not ("y" in axes and "x" in axes):
+        raise OutputError(f"output '{entry.name}' has no y and x axes; write it as .ome.zarr or .zarr")
+    order = [axes.index(a) for a in "tczyx" if a in axes] + [i for i, a in enumerate(axes) if a not in "tczyx"]
+    names = "".join(axes[i] for i in order)
+    shape = tuple(array.shape[i] for i in order)
+    ny, nx = shape[-2], shape[-1]
+    tile = (TIFF_TILE, TIFF_TILE)
+
+    def tiles() -> Any:
+        for plane in np.ndindex(*shape[:-2]):
+            for y0 in range(0, ny, TIFF_TILE):
+                for x0 in range(0, nx, TIFF_TILE):
+                    index: list[Any] = [0] * len(axes)
+                    for a, p in zip(names[:-2], plane):
+                        index[axes.index(a)] = p
+                    index[axes.index("y")] = slice(y0, min(y0 + TIFF_TILE, ny))
+                    index[axes.index("x")] = slice(x0, min(x0 + TIFF_TILE, nx))
+                    block = np.asarray(array[tuple(index)])
+                    if axes.index("y") > axes.index("x"):
+                        block = block.T
+                    out = np.zeros(tile, dtype=array.dtype)
+                    out[: block.shape[0], : block.shape[1]] = block
+                    yield out
+
+    metadata: dict[str, Any] = {"axes": "".join(a.upper() if a != "b" else "Q" for a in names)}
+    if entry.pixel_size.get("x"):
+        metadata["PhysicalSizeX"] = entry.pixel_size["x"]
+        metadata["PhysicalSizeY"] = entry.pixel_size.get("y", entry.pixel_size["x"])
+        if entry.unit:
+            metadata["PhysicalSizeXUnit"] = metadata["PhysicalSizeYUnit"] = "µm" if entry.unit in (
+                "micron", "um", "µm", "micrometer") else entry.unit
+    nbytes = int(np.prod(shape)) * np.dtype(array.dtype).itemsize
+    tifffile.imwrite(path, tiles(), shape=shape, dtype=array.dtype, tile=tile, ome=True, metadata=metadata,
+                     bigtiff=nbytes > _BIGTIFF, photometric="minisblack")
+
+
+def _replace(source: Path, target: Path) -> None:
+    """Move a finished store (folder or file) onto ``target``, replacing an older one."""
+    if target.exists() or target.is_symlink():
+        trash = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, trash)
+        os.replace(source, target)
+        if trash.is_dir() and not trash.is_symlink():
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            trash.unlink(missing_ok=True)
+    else:
+        os.replace(source, target)
