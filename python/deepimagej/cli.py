@@ -7,6 +7,7 @@ library tracebacks are never shown for them.
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 import time
 from pathlib import Path
@@ -45,10 +46,11 @@ def parse_tile(value: str | None, spatial: str = "yx") -> dict[str, int] | None:
 
 
 class _Progress:
-    """A rich progress bar (tiles, elapsed, peak memory) shown for runs of more than one batch."""
+    """A rich progress bar (tiles, throughput, elapsed, time left, peak memory) for runs of more than one batch."""
 
-    def __init__(self, enabled: bool):
+    def __init__(self, enabled: bool, pixels: int = 0):
         self.enabled = enabled
+        self.pixels = pixels  # of the whole image, for the throughput
         self._bar = None
         self._task = None
 
@@ -56,15 +58,25 @@ class _Progress:
         if not self.enabled or total <= 1:
             return
         if self._bar is None:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
 
             self._bar = Progress(
-                TextColumn("tiles"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                TextColumn("peak {task.fields[mem]}"), transient=True, console=None,
+                TextColumn("blocks"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[speed]}"),
+                TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(), TextColumn("{task.fields[mem]}"),
+                transient=True, console=None,
             )
             self._bar.start()
-            self._task = self._bar.add_task("run", total=total, mem="")
-        self._bar.update(self._task, completed=done, mem=f"{rss / 2**20:.0f} MiB")
+            self._task = self._bar.add_task("run", total=total, mem="", speed="")
+        speed = f"{done / total * self.pixels / 1e6 / elapsed:.1f} Mpix/s" if elapsed > 0 and self.pixels else ""
+        mem = f"peak {rss / 2**20:.0f} MiB" if rss else ""
+        self._bar.update(self._task, completed=done, mem=mem, speed=speed)
 
     def close(self) -> None:
         if self._bar is not None:
@@ -94,47 +106,89 @@ def main() -> None:
 @click.option("--no-preprocessing", is_flag=True, help="Skip the bundle's pre-processing.")
 @click.option("--no-postprocessing", is_flag=True, help="Skip the bundle's post-processing.")
 @click.option("--trust-code", is_flag=True, help="Allow weights that run Python code shipped in the bundle (pytorch_state_dict).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output store (.ome.zarr, .zarr).")
+@click.option("--workers", type=click.IntRange(min=1), help="Run the blocks on a local Dask cluster of N worker processes.")
+@click.option("--scheduler", help="Run the blocks on an existing Dask scheduler, e.g. tcp://10.0.0.5:8786.")
 @click.option("-v", "--verbose", is_flag=True, help="Show the tile plan and the memory estimate.")
 @click.option("--quiet", is_flag=True, help="No progress bar or summary.")
 @friendly_errors
 def run_cmd(bundle: Path, input_path: Path | None, named_inputs: tuple[str, ...], outputs: tuple[str, ...],
             tile: str | None, axes: str | None, weights_format: str | None, max_memory: str | None,
             batch_size: int | None, no_preprocessing: bool, no_postprocessing: bool, trust_code: bool,
-            verbose: bool, quiet: bool) -> None:
-    """Run BUNDLE on the image INPUT (or --input NAME=PATH for each input) and write the result to OUTPUT."""
-    from deepimagej import predict
+            overwrite: bool, workers: int | None, scheduler: str | None, verbose: bool, quiet: bool) -> None:
+    """Run BUNDLE on the image INPUT (or --input NAME=PATH for each input) and write the result to OUTPUT.
+
+    An output named *.ome.zarr or *.zarr is written block by block as the run goes (the image is read
+    block by block too), so images larger than memory work; so is a TIFF output of an image over 1 GiB.
+    """
+    from deepimagej import predict, stores
     from deepimagej.bundle import load_bundle
 
+    if workers and scheduler:
+        raise DeepImageJError("--workers starts a local Dask cluster, --scheduler uses an existing one: give one of them")
     spec = load_bundle(bundle)
     paths = _input_paths(spec, input_path, named_inputs)
-    images = {name: _read_for(spec, name, path, _axes_for(axes, name)) for name, path in paths.items()}
-    targets = _output_paths(spec, outputs, next(iter(paths.values())))
+    streaming = workers is not None or scheduler is not None or any(stores.is_store_path(o) for o in outputs)
+    streaming = streaming or any(_large(p) for p in paths.values())
+    targets = _output_paths(spec, outputs, next(iter(paths.values())), streaming)
+    if streaming:  # refused before any work: an existing store, an input, a read-only folder
+        stores.check_target(next(iter(targets.values())), overwrite=overwrite, inputs=tuple(paths.values()))
+    images = {name: _read_for(spec, name, path, _axes_for(axes, name), lazy=streaming) for name, path in paths.items()}
     spatial = tiling_axes(spec)
-    progress = _Progress(enabled=not quiet and sys.stderr.isatty())
+    pixels = int(max(math.prod(images[n].array.shape) for n in images))
+    progress = _Progress(enabled=not quiet and sys.stderr.isatty(), pixels=pixels)
+    kwargs = {"tile": parse_tile(tile, spatial), "weights_format": weights_format, "batch_size": batch_size,
+              "max_memory": max_memory, "apply_preprocessing": not no_preprocessing,
+              "apply_postprocessing": not no_postprocessing, "progress": progress, "trust_code": trust_code}
     start = time.perf_counter()
     try:
-        result = predict.predict(
-            spec, predict.bind_inputs(spec, images), tile=parse_tile(tile, spatial), weights_format=weights_format,
-            batch_size=batch_size, max_memory=max_memory, apply_preprocessing=not no_preprocessing,
-            apply_postprocessing=not no_postprocessing, progress=progress, trust_code=trust_code,
-        )
+        if streaming:
+            target = next(iter(set(targets.values())))
+            result = predict.predict(spec, predict.bind_inputs(spec, images), out=target, overwrite=overwrite,
+                                     scheduler=scheduler or workers, **kwargs)
+        else:
+            result = predict.predict(spec, predict.bind_inputs(spec, images), **kwargs)
     finally:
         progress.close()
     elapsed = time.perf_counter() - start
     if verbose:
         for line in result.run_plan.describe():
             click.echo(line)
-    from deepimagej.io import write_image
+    if not streaming:
+        from deepimagej.io import write_image
 
-    for name, target in targets.items():
-        out = result.outputs[name]
-        write_image(target, out)
-        if not quiet:
-            click.echo(f"{spec.name}: {name} {tuple(out.array.shape)} [{out.axes}] -> {target}")
+        for name, target in targets.items():
+            write_image(target, result.outputs[name])
     if not quiet:
+        for name, target in targets.items():
+            out = result.outputs[name]
+            click.echo(f"{spec.name}: {name} {tuple(out.array.shape)} [{out.axes}] -> {target}")
         sources = ", ".join(f"{p.name} {tuple(images[n].array.shape)}" for n, p in paths.items())
-        click.echo(f"{sources}: {result.run_plan.plan.n_tiles * result.run_plan.n_items} tile(s) in {elapsed:.2f} s, "
-                   f"peak memory {result.peak_rss / 2**20:.0f} MiB")
+        mpix = pixels / 1e6 / elapsed if elapsed else 0
+        click.echo(f"{sources}: {result.run_plan.plan.n_tiles * result.run_plan.n_items} tile(s) in {elapsed:.2f} s "
+                   f"({mpix:.1f} Mpix/s), peak memory {result.peak_rss / 2**20:.0f} MiB")
+
+
+#: Inputs larger than this (in memory) are read block by block and their outputs streamed.
+STREAM_ABOVE_BYTES = 2**30
+
+
+def _large(path: Path) -> bool:
+    """Whether an input file is larger than :data:`STREAM_ABOVE_BYTES` (stores always stream)."""
+    from deepimagej import stores
+
+    if path.is_dir():
+        return True
+    if stores.store_kind(path) != "tiff" or not path.is_file():
+        return False
+    try:
+        image = stores.open_image(path)
+    except DeepImageJError:
+        return False
+    try:
+        return image.nbytes > STREAM_ABOVE_BYTES
+    finally:
+        image.close()
 
 
 def tiling_axes(spec: ModelSpec) -> str:
@@ -180,23 +234,42 @@ def _axes_for(axes: str | None, name: str) -> str | None:
     return _pairs(axes.split(","), "--axes").get(name)
 
 
-def _read_for(spec: ModelSpec, name: str, path: Path, axes: str | None) -> ImageData:
-    """Read an input image; a 3D TIFF read as ``zyx`` is re-guessed for a model that wants channels."""
-    from deepimagej import predict
-    from deepimagej.io import read_image
+def _read_for(spec: ModelSpec, name: str, path: Path, axes: str | None, lazy: bool = False) -> ImageData:
+    """Read an input image (block by block when ``lazy`` and the file allows it); a 3D TIFF read as
+    ``zyx`` is re-guessed for a model that wants channels."""
+    from deepimagej import layout, stores
+    from deepimagej.io import ImageData, read_image
 
-    image = read_image(path)
+    if lazy and (path.is_dir() or stores.store_kind(path) == "tiff"):
+        opened = stores.open_image(path)
+        image = ImageData(opened.array, opened.axes, opened.pixel_size, opened.unit, {"path": str(path)})
+    else:
+        image = read_image(path)
     tensor = next(t for t in spec.inputs if t.name == name)
     if axes is not None:
         return dataclasses.replace(image, axes=axes)
-    if "c" not in image.axes and image.array.ndim == 3 and tensor.has_axis("c"):
-        return dataclasses.replace(image, axes=predict.guess_axes(image.array.shape, spec, tensor))
+    if "c" not in image.axes and len(image.array.shape) == 3 and tensor.has_axis("c"):
+        return dataclasses.replace(image, axes=layout.guess_axes(tuple(image.array.shape), spec, tensor))
     return image
 
 
-def _output_paths(spec: ModelSpec, values: tuple[str, ...], first_input: Path) -> dict[str, Path]:
-    """``-o`` values -> one file per output (a folder gets ``<input stem>_<output>.tif`` files)."""
+def _output_paths(spec: ModelSpec, values: tuple[str, ...], first_input: Path, streaming: bool = False) -> dict[str, Path]:
+    """``-o`` values -> one file per output (a folder gets ``<input stem>_<output>.tif`` files); a
+    streamed run writes every output into one store (an OME-Zarr/zarr holds one array per output)."""
+    from deepimagej import stores
+
     names = [t.name for t in spec.outputs]
+    if streaming:
+        plain = [Path(v) for v in values if "=" not in v]
+        if len(plain) != 1 or len(values) != 1:
+            raise DeepImageJError("a streamed run writes one store: give one -o RESULT.ome.zarr (or .zarr, .tif)")
+        kind = stores.store_kind(plain[0])
+        if kind is None or (kind == "tiff" and len(names) > 1):
+            raise DeepImageJError(
+                f"-o {plain[0]}: a run that streams writes to an .ome.zarr or .zarr store"
+                + (" (a .tif holds one output)" if kind == "tiff" else "; a .tif for a one-output model")
+            )
+        return dict.fromkeys(names, plain[0])
     named = {k: Path(v) for k, v in _pairs([v for v in values if "=" in v], "-o").items()}
     plain = [Path(v) for v in values if "=" not in v]
     for k in named:

@@ -134,14 +134,15 @@ def describe_plan(
     The model's memory is measured once (a short run in a separate process, cached).
     """
     from deepimagej import predict
+    from deepimagej.layout import Layout
     from deepimagej.bundle.validate import check_bundle
 
     bound = predict.bind_inputs(spec, images)
     weights = check_bundle(spec, weights_format)
     tensors = {}
     for t in spec.inputs:
-        layout = predict.Layout.of(bound[t.name].axes, t)
-        tensors[t.name] = (layout.to_model(bound[t.name].array), layout.model_axes)
+        mapping = Layout.of(bound[t.name].axes, t)
+        tensors[t.name] = (mapping.to_model(bound[t.name].array), mapping.model_axes)
     run_plan = predict.plan_run(spec, tensors, None, weights_format=weights.format, tile=tile,
                                 max_memory=max_memory, measure=True)
     shape = ", ".join(f"{n} {tuple(d.array.shape)} [{d.axes}]" for n, d in bound.items())

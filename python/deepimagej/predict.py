@@ -29,16 +29,16 @@ from typing import Any
 
 import numpy as np
 
-from deepimagej import memory, ops, stores, tiling
+from deepimagej import blocks, distributed, memory, ops, stores, tiling
 from deepimagej.bundle import load_bundle
 from deepimagej.bundle.spec import ModelSpec, TensorSpec
 from deepimagej.bundle.validate import check_bundle, check_input
 from deepimagej.engines import Engine, load_engine
 from deepimagej.errors import BundleError, InputImageError
 from deepimagej.io import ImageData
+from deepimagej.layout import Layout, UserOrder, check_axes_string, guess_axes, is_lazy
 
-#: progress(done_tiles, total_tiles, elapsed_seconds, peak_rss_bytes)
-ProgressCallback = Callable[[int, int, float, int], None]
+ProgressCallback = blocks.ProgressCallback
 
 ImageLike = Any  # numpy array, xarray.DataArray or io.ImageData
 
@@ -59,204 +59,6 @@ __all__ = [
 def as_spec(bundle: str | Path | ModelSpec) -> ModelSpec:
     """Accept a bundle folder, descriptor path or an already loaded spec."""
     return bundle if isinstance(bundle, ModelSpec) else load_bundle(bundle)
-
-
-# --------------------------------------------------------------------------------------------
-# axes: the user's image <-> the model's tensor
-# --------------------------------------------------------------------------------------------
-
-
-def guess_axes(shape: tuple[int, ...], spec: ModelSpec, tensor: TensorSpec | None = None) -> str:
-    """Guess the axes of an image from its shape and the model input it is for.
-
-    2D -> ``yx``; 3D -> ``yxc``/``cyx`` when one end matches the model's channel count,
-    else ``zyx`` (3D model) or a stack of 2D slices (``byx``); 4D -> ``zyxc``/``czyx``/``bzyx``.
-    """
-    tensor = spec.inputs[0] if tensor is None else tensor
-    n_channels = _channel_count(tensor)
-    has_z = tensor.has_axis("z")
-    stack = "z" if has_z else "b"
-    if len(shape) == 2:
-        return "yx"
-    if len(shape) == 3:
-        if n_channels and n_channels > 1 and shape[-1] == n_channels:
-            return "yxc"
-        if n_channels and n_channels > 1 and shape[0] == n_channels:
-            return "cyx"
-        if shape[-1] in (3, 4) and n_channels == shape[-1]:
-            return "yxc"
-        return stack + "yx"
-    if len(shape) == 4:
-        if n_channels and shape[-1] == n_channels and shape[0] != n_channels:
-            return stack + "yxc"
-        if n_channels and shape[0] == n_channels:
-            return "c" + stack + "yx"
-        return "b" + ("zyx" if has_z else "cyx")
-    if len(shape) == 5:
-        return "bzyxc" if tensor.axis_names.endswith("c") else "bczyx"
-    raise InputImageError(f"cannot guess the axes of an image with shape {shape}: pass axes, e.g. axes='tzyx'")
-
-
-def _channel_count(tensor: TensorSpec) -> int | None:
-    if not tensor.has_axis("c"):
-        return None
-    axis = tensor.axis("c")
-    return axis.size if axis.size is not None else (axis.min if axis.step == 0 else None)
-
-
-def _check_axes_string(axes: str, ndim: int) -> str:
-    axes = axes.lower().replace(",", "").replace(" ", "")
-    axes = "".join({"n": "b"}.get(a, a) for a in axes)
-    if len(axes) != ndim:
-        raise InputImageError(f"axes '{axes}' name {len(axes)} dimensions but the image has {ndim}")
-    if len(set(axes)) != len(axes) or not set(axes) <= set("bczyxt"):
-        raise InputImageError(f"axes '{axes}' must be distinct letters among b, t, c, z, y, x")
-    if "y" not in axes or "x" not in axes:
-        raise InputImageError(f"axes '{axes}' must include y and x")
-    return axes
-
-
-@dataclass(frozen=True)
-class Layout:
-    """How the user's image maps onto a model tensor (computed once per run).
-
-    Attributes:
-        user_axes: the user's axes, e.g. ``"tyx"``.
-        batch_axes: user axes folded into the model batch (items), in user order, e.g. ``"t"``.
-        model_axes: the tensor's axes, with ``b`` in front when the model has no batch axis
-            (a model without one is called one item at a time).
-    """
-
-    user_axes: str
-    batch_axes: str
-    model_axes: str
-
-    @classmethod
-    def of(cls, user_axes: str, tensor: TensorSpec) -> Layout:
-        model_axes = tensor.axis_names
-        if "b" not in model_axes:
-            model_axes = "b" + model_axes
-        batch = "".join(a for a in user_axes if a not in model_axes or a == "b")
-        return cls(user_axes, batch, model_axes)
-
-    def to_model(self, image: Any) -> Any:
-        """Reorder the user's image into the model axes, folding extra axes into ``b`` (a view where possible;
-        a lazy array stays lazy)."""
-        if is_lazy(image):
-            image = _lazy_view(image)
-        user = self.user_axes
-        order = [user.index(a) for a in self.batch_axes]
-        rest = [a for a in self.model_axes if a != "b"]
-        order += [user.index(a) for a in rest if a in user]
-        arr = np.transpose(image, order)
-        n_batch = int(np.prod([image.shape[user.index(a)] for a in self.batch_axes])) if self.batch_axes else 1
-        inner = [image.shape[user.index(a)] if a in user else 1 for a in rest]
-        arr = arr.reshape([n_batch, *inner])
-        current = "b" + "".join(rest)
-        return np.transpose(arr, [current.index(a) for a in self.model_axes])
-
-    def output_axes(self, out_axes: str, out_shape: tuple[int, ...]) -> OutputAxes:
-        """How a model output (axes ``out_axes`` with ``b``, shape ``out_shape``) maps onto the user's axes."""
-        user = self.user_axes
-        target = [a for a in user if a not in self.batch_axes]
-        for i, a in enumerate(out_axes):
-            if a != "b" and a not in target and out_shape[i] > 1:
-                target.append(a)
-        dropped = "".join(a for a in out_axes if a not in target and a != "b")  # size 1
-        added = "".join(a for a in target if a not in out_axes)  # e.g. the image had c, the output lacks it
-        current = self.batch_axes + "".join(target)
-        final = "".join([a for a in user if a in current] + [a for a in target if a not in user])
-        return OutputAxes(out_axes, "".join(target), dropped, added, self.batch_axes, final)
-
-    def from_model(self, output: np.ndarray, out_axes: str, image_shape: tuple[int, ...]) -> tuple[np.ndarray, str]:
-        """Inverse of :meth:`to_model` for a model output (axes ``out_axes``, with ``b``).
-
-        Returns:
-            The output in the user's axis order, and its axes: the user's axes (their size where
-            the model changed it), plus output axes the image did not have (``c`` when the
-            model returns several channels, an index axis...) at the end; output axes of size 1
-            that the image did not have are dropped.
-        """
-        mapping = self.output_axes(out_axes, output.shape)
-        axes = out_axes
-        for a in mapping.dropped:
-            output = output.take(0, axis=axes.index(a))
-            axes = axes.replace(a, "")
-        for a in mapping.added:
-            output = output[..., np.newaxis]
-            axes += a
-        output = np.transpose(output, [axes.index(a) for a in "b" + mapping.target])
-        batch_shape = [image_shape[self.user_axes.index(a)] for a in self.batch_axes]
-        output = output.reshape(batch_shape + list(output.shape[1:]))
-        current = self.batch_axes + mapping.target
-        return np.transpose(output, [current.index(a) for a in mapping.final]), mapping.final
-
-
-@dataclass(frozen=True)
-class OutputAxes:
-    """A model output's axes next to the user's (see :meth:`Layout.output_axes`).
-
-    Attributes:
-        out_axes: the model output's axes, with ``b``.
-        target: the output's axes besides the items, in the order they take.
-        dropped: model output axes of size 1 that the user's image did not have.
-        added: user axes (size 1) the model output lacks.
-        batch_axes: user axes the items unfold into.
-        final: the axes of the output the user gets.
-    """
-
-    out_axes: str
-    target: str
-    dropped: str
-    added: str
-    batch_axes: str
-    final: str
-
-    def final_shape(self, model_shape: tuple[int, ...], batch_shape: tuple[int, ...]) -> tuple[int, ...]:
-        sizes = {a: n for a, n in zip(self.out_axes, model_shape) if a != "b"}
-        sizes.update(dict.fromkeys(self.added, 1))
-        sizes.update(zip(self.batch_axes, batch_shape))
-        return tuple(sizes[a] for a in self.final)
-
-
-class UserOrder:
-    """A model-layout view (the output's axes, with ``b``) of an output stored in the user's axis order.
-
-    The :class:`~deepimagej.tiling.Stitcher` writes tiles through it into a store laid out as
-    the user gets the output (``mapping.final``), item ``k`` along ``b`` landing at its position
-    along the user's stack/time axes.
-    """
-
-    def __init__(self, target: Any, mapping: OutputAxes, model_shape: tuple[int, ...], batch_shape: tuple[int, ...]):
-        self.target = target
-        self.mapping = mapping
-        self.shape = model_shape
-        self.batch_shape = batch_shape
-
-    def __setitem__(self, index: tuple[Any, ...], value: np.ndarray) -> None:
-        m = self.mapping
-        value = np.asarray(value)
-        axes = "".join(a for a, i in zip(m.out_axes, index) if not isinstance(i, (int, np.integer)))
-        positions = dict(zip(m.out_axes, index))
-        for a in m.dropped:
-            if a in axes:
-                value = value.take(0, axis=axes.index(a))
-                axes = axes.replace(a, "")
-        for a in m.added:
-            value = value[..., np.newaxis]
-            axes += a
-        item = positions["b"]
-        unravelled = dict(zip(m.batch_axes, np.unravel_index(int(item), self.batch_shape))) if m.batch_axes else {}
-        final_index: list[Any] = []
-        for a in m.final:
-            if a in unravelled:
-                final_index.append(int(unravelled[a]))
-            elif a in m.added:
-                final_index.append(slice(None))
-            else:
-                final_index.append(positions[a])
-        order = [axes.index(a) for a in m.final if a not in unravelled]
-        self.target[tuple(final_index)] = np.transpose(value, order)
 
 
 def bind_inputs(
@@ -307,7 +109,8 @@ def _image_data(spec: ModelSpec, tensor: TensorSpec, value: ImageLike, axes: str
     if isinstance(value, ImageData):
         data, array, known = value, value.array, value.axes
     elif isinstance(value, stores.LazyImage):
-        data = ImageData(value.array, value.axes, value.pixel_size, value.unit)
+        data = ImageData(value.array, value.axes, value.pixel_size, value.unit,
+                         {"path": str(value.path)} if value.path is not None else {})
         array, known = value.array, value.axes
     elif hasattr(value, "dims") and hasattr(value, "data"):  # xarray.DataArray (numpy- or dask-backed)
         array = value.data
@@ -319,21 +122,9 @@ def _image_data(spec: ModelSpec, tensor: TensorSpec, value: ImageLike, axes: str
     if np.dtype(array.dtype).kind == "c":
         raise InputImageError(f"input '{tensor.name}': complex-valued images are not supported; pass the real part")
     ndim = len(array.shape)
-    user_axes = _check_axes_string(axes or known, ndim) if (axes or known) else guess_axes(array.shape, spec, tensor)
+    user_axes = check_axes_string(axes or known, ndim) if (axes or known) else guess_axes(array.shape, spec, tensor)
     check_input(spec, tuple(array.shape), user_axes, tensor)
     return dataclasses.replace(data, array=array, axes=user_axes)
-
-
-def is_lazy(array: Any) -> bool:
-    """Whether ``array`` is read on demand (zarr, dask...) rather than held in memory."""
-    return not isinstance(array, np.ndarray) and hasattr(array, "shape") and hasattr(array, "dtype")
-
-
-def _lazy_view(array: Any) -> Any:
-    """A lazy array that numpy's transpose/reshape act on without reading it (dask)."""
-    import dask.array as da
-
-    return array if isinstance(array, da.Array) else da.from_array(array, chunks=getattr(array, "chunks", "auto"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -393,23 +184,14 @@ def _spatial_shape(spec: ModelSpec, tensors: Mapping[str, tuple[np.ndarray, str]
     return shape
 
 
-def _items(tensors: Mapping[str, tuple[np.ndarray, str]]) -> int:
-    counts = {name: int(array.shape[axes.index("b")]) for name, (array, axes) in tensors.items()}
-    many = {n for n in counts.values() if n > 1}
-    if len(many) > 1:
-        detail = ", ".join(f"'{k}' {v}" for k, v in counts.items())
-        raise InputImageError(f"the inputs hold different numbers of images along their stack/time axes ({detail})")
-    return max(counts.values(), default=1)
-
-
-def _fixed_batch(spec: ModelSpec, engine: Engine) -> int | None:
-    for t in spec.inputs:
-        if not t.has_axis("b"):
-            return 1
-        size = t.axis("b").size
-        if size is not None:
-            return size
-    return engine.fixed_batch_size
+def _items(tensors: Mapping[str, tuple[Any, str]]) -> int:
+    try:
+        return tiling.item_count(tensors)
+    except tiling.TilingError:
+        detail = ", ".join(f"'{k}' {a.shape[x.index('b')]}" for k, (a, x) in tensors.items())
+        raise InputImageError(
+            f"the inputs hold different numbers of images along their stack/time axes ({detail})"
+        ) from None
 
 
 def _output_bytes(spec: ModelSpec, geometry: tiling.ModelGeometry, shape: Mapping[str, int], n_items: int) -> int:
@@ -475,7 +257,7 @@ def plan_run(
     # (not the inputs, which the user may have loaded since)
     held = resident - inputs_bytes
     reusable = max(0, held - engine.resident_bytes) if engine is not None and engine.resident_bytes else 0
-    fixed = _fixed_batch(spec, engine) if engine is not None else None
+    fixed = blocks.fixed_batch(spec, engine) if engine is not None else None
 
     def decide(model: memory.MemoryModel) -> memory.Choice:
         return memory.choose(
@@ -585,6 +367,7 @@ def predict(
     trust_code: bool = False,
     out: str | Path | None = None,
     overwrite: bool = False,
+    scheduler: Any = None,
 ) -> Prediction:
     """Run ``spec`` on named images (see :func:`bind_inputs`); every output comes back with its axes.
 
@@ -592,6 +375,9 @@ def predict(
         out: stream every output to this store (``*.ome.zarr``, ``*.zarr``, ``*.tif``) block by
             block instead of holding it in memory; the returned images then read from it.
         overwrite: replace an existing ``out``.
+        scheduler: run the blocks on a Dask cluster: a ``distributed.Client``, a scheduler
+            address (``"tcp://host:8786"``) or a number of local worker processes; needs ``out``
+            (the workers write into it).
         others: as for :func:`run`.
     """
     _refuse_macro_only(spec, apply_preprocessing, apply_postprocessing)
@@ -620,19 +406,29 @@ def predict(
             extra += array.nbytes
             pipeline = ops.fit((), array, model_axes)
         sources[t.name] = (array, model_axes)
-        transforms[t.name] = functools.partial(_apply_to_item, pipeline)
+        transforms[t.name] = functools.partial(blocks.apply_to_item, pipeline)
     start = time.perf_counter()
     plan_kwargs = {"weights_format": weights.format, "tile": tile, "batch_size": batch_size,
                    "max_memory": max_memory, "trust_code": trust_code, "extra_bytes": extra,
                    "streamed": out is not None}
+    if scheduler is not None and out is None:
+        raise InputImageError("running on a Dask cluster writes the outputs to a store: give out='result.ome.zarr'")
     if out is not None:
-        return _predict_streamed(spec, engine, inputs, layouts, sources, transforms, plan_kwargs, progress,
-                                 Path(out), overwrite, apply_postprocessing, start)
+        client, own = _client(scheduler)
+        try:
+            return _predict_streamed(spec, engine, inputs, layouts, sources, transforms, plan_kwargs, progress,
+                                     Path(out), overwrite, apply_postprocessing, start, client)
+        finally:
+            if own:
+                client.close()
+                cluster = getattr(client, "cluster", None)
+                if cluster is not None:
+                    cluster.close()
     if spec.test_time_augmentation:
         stitched, run_plan = _dihedral_mean(spec, engine, sources, transforms, plan_kwargs, progress)
     else:
         run_plan = plan_run(spec, sources, engine, **plan_kwargs)
-        stitched = _run_blocks(spec, engine, run_plan, sources, transforms, progress)
+        stitched = blocks.run_blocks(spec, engine, run_plan.plan, run_plan.geometry, run_plan.n_items, run_plan.choice.batch, sources, transforms, progress)
     seconds = time.perf_counter() - start
     outputs = {}
     for t in spec.outputs:
@@ -660,8 +456,10 @@ def _predict_streamed(
     overwrite: bool,
     apply_postprocessing: bool,
     start: float,
+    client: Any = None,
 ) -> Prediction:
-    """:func:`predict` writing every output block by block into ``out`` (see :mod:`deepimagej.stores`)."""
+    """:func:`predict` writing every output block by block into ``out`` (see :mod:`deepimagej.stores`),
+    in this process or, with a ``client``, on a Dask cluster (:mod:`deepimagej.distributed`)."""
     if spec.test_time_augmentation:
         raise InputImageError(
             f"{spec.name}: test-time augmentation averages 8 whole outputs; write the result to a .tif/.npy "
@@ -678,11 +476,21 @@ def _predict_streamed(
                 "streaming supports point-wise post-processing only (write a .tif/.npy instead)"
             )
         post[t.name] = pipeline.apply
-    run_plan = plan_run(spec, sources, engine, **plan_kwargs)
-    store = stores.OutputStore(out, len(spec.outputs), overwrite=overwrite)
+    paths = tuple(image.metadata["path"] for image in inputs.values() if image.metadata.get("path"))
+    store = stores.OutputStore(out, len(spec.outputs), overwrite=overwrite, inputs=paths)
+    try:
+        run_plan = plan_run(spec, sources, engine, **plan_kwargs)
+    except BaseException:
+        store.abort()
+        raise
     chunks = _block_shape(run_plan.plan)
 
     def allocate(name: str, first: np.ndarray, out_axes: str, maps: Mapping[str, tiling.AxisMap | None]) -> Any:
+        return create(name, first, out_axes, maps)[0]
+
+    def create(
+        name: str, first: np.ndarray, out_axes: str, maps: Mapping[str, tiling.AxisMap | None]
+    ) -> tuple[UserOrder, distributed.OutputRef]:
         tensor = next(t for t in spec.outputs if t.name == name)
         follow = _followed_input(spec, tensor)
         layout = layouts[follow]
@@ -710,10 +518,28 @@ def _predict_streamed(
         dtype = post[name](sample).dtype  # what the post-processing makes
         array = store.create(name, final_shape, dtype, mapping.final, tuple(block),
                              _output_pixel_size(image, run_plan, tensor), image.unit)
-        return UserOrder(array, mapping, tuple(model_shape), batch_shape)
+        ref = distributed.OutputRef(store.array_path(name), mapping, tuple(model_shape), batch_shape, dict(maps),
+                                    post[name])
+        return UserOrder(array, mapping, tuple(model_shape), batch_shape), ref
+
+    def make_outputs(results: Mapping[str, tuple[np.ndarray, str]]) -> dict[str, Any]:
+        made = {}
+        for name, (first, out_axes) in results.items():
+            maps = run_plan.geometry.outputs.get(name, {})
+            target, ref = create(name, first, out_axes, maps)
+            made[name] = (ref, tiling.Stitcher(run_plan.plan, target, out_axes, maps, post[name]))
+        return made
 
     try:
-        _run_blocks(spec, engine, run_plan, sources, transforms, progress, allocate=allocate, post=post)
+        if client is None:
+            blocks.run_blocks(spec, engine, run_plan.plan, run_plan.geometry, run_plan.n_items,
+                              run_plan.choice.batch, sources, transforms, progress, allocate=allocate, post=post)
+        else:
+            run = distributed.RunSpec(spec, run_plan.weights_format, bool(plan_kwargs["trust_code"]), run_plan.plan,
+                                      blocks.fixed_batch(spec, engine), dict(transforms))
+            refs = {t.name: _input_ref(inputs[t.name], layouts[t.name], sources[t.name][0]) for t in spec.inputs}
+            jobs = tiling.batches(run_plan.plan, run_plan.n_items, run_plan.choice.batch)
+            distributed.run_distributed(client, run, refs, jobs, make_outputs, progress)
         store.commit()
     except BaseException:
         store.abort()
@@ -724,84 +550,29 @@ def _predict_streamed(
     return Prediction(outputs, run_plan, seconds, memory.peak_rss_bytes())
 
 
+def _client(scheduler: Any) -> tuple[Any, bool]:
+    """(a distributed client or None, whether this run made it and must close it)."""
+    if scheduler is None:
+        return None, False
+    if isinstance(scheduler, (str, int)):
+        address = scheduler if isinstance(scheduler, str) else None
+        workers = scheduler if isinstance(scheduler, int) else None
+        return distributed.connect(address, workers), True
+    return scheduler, False
+
+
+def _input_ref(image: ImageData, layout: Layout, model_array: Any) -> distributed.InputRef:
+    """How Dask workers get an input: the file it was opened from, else the (model-layout) array itself."""
+    path = image.metadata.get("path")
+    if path is not None:
+        return distributed.InputRef(layout, image.axes, Path(path))
+    return distributed.InputRef(layout, image.axes, None, model_array)
+
+
 def _block_shape(plan: tiling.TilePlan) -> dict[str, int]:
     """The size of the kept blocks along each tiled axis (the chunks of a streamed output)."""
     first = plan.tiles[0]
     return {a: s.stop - s.start for a, s in zip(plan.spatial_axes, first.target_slices)}
-
-
-def _apply_to_item(pipeline: ops.Pipeline, block: np.ndarray, item: int) -> np.ndarray:
-    """Pre-processing of a window of one item (its statistics; the window's own pixels)."""
-    region = tuple(slice(item, item + 1) if a == "b" else slice(None) for a in pipeline.axes)
-    return pipeline.apply(block, region)
-
-
-def _run_blocks(
-    spec: ModelSpec,
-    engine: Engine,
-    run_plan: RunPlan,
-    sources: Mapping[str, tuple[np.ndarray, str]],
-    transforms: Mapping[str, Callable[[np.ndarray, int], np.ndarray]],
-    progress: ProgressCallback | None,
-    report: Callable[[int, int], None] | None = None,
-    allocate: Callable[..., Any] | None = None,
-    post: Mapping[str, Callable[[np.ndarray], np.ndarray]] | None = None,
-) -> dict[str, tuple[np.ndarray, str]]:
-    """Cut every input, call the engine batch by batch and stitch every output (model axes, with ``b``).
-
-    ``allocate(name, first_result, out_axes, maps)`` makes the array an output is stitched into
-    (default: in memory); ``post[name]`` is applied to each kept block before it is written.
-    """
-    plan, batch_size, geometry = run_plan.plan, run_plan.choice.batch, run_plan.geometry
-    fixed = _fixed_batch(spec, engine)
-    stitchers: dict[str, tiling.Stitcher] = {}
-    total = plan.n_tiles * run_plan.n_items
-    done = 0
-    start = time.perf_counter()
-    for batch in tiling.iter_batches(plan, sources, batch_size, fill_to=fixed, transforms=transforms):
-        feed = {}
-        for t in spec.inputs:
-            array = batch.arrays[t.name]
-            feed[t.name] = array if t.has_axis("b") else array[0]
-        results = engine(feed)
-        for t in spec.outputs:
-            result = np.asarray(results[t.name])
-            out_axes = t.axis_names if t.has_axis("b") else "b" + t.axis_names
-            if not t.has_axis("b"):
-                result = result[np.newaxis]
-            if result.ndim != len(out_axes):
-                raise BundleError(
-                    f"{spec.source.name}: output '{t.name}' has {result.ndim} dimensions, its axes "
-                    f"'{t.axis_names}' name {len(t.axis_names)}"
-                )
-            if t.name not in stitchers:
-                maps = geometry.outputs.get(t.name, {})
-                if allocate is None:
-                    target = _allocate(plan, maps, result, out_axes, run_plan.n_items)
-                else:
-                    target = allocate(t.name, result, out_axes, maps)
-                stitchers[t.name] = tiling.Stitcher(plan, target, out_axes, maps, (post or {}).get(t.name))
-            b = out_axes.index("b")
-            for k, (item, tile) in enumerate(batch.jobs):
-                stitchers[t.name].write(tile, result.take(k, axis=b), {"b": item})
-        done += len(batch.jobs)
-        if report is not None:
-            report(done, total)
-        elif progress is not None:
-            progress(done, total, time.perf_counter() - start, memory.peak_rss_bytes())
-    return {name: (s.out, s.axes) for name, s in stitchers.items()}
-
-
-def _allocate(
-    plan: tiling.TilePlan, maps: Mapping[str, tiling.AxisMap | None], first: np.ndarray, axes: str, n_items: int
-) -> np.ndarray:
-    shape = list(first.shape)
-    for i, a in enumerate(axes):
-        if a == "b":
-            shape[i] = n_items
-        elif a in plan.spatial_axes and maps.get(a) is not None:
-            shape[i] = plan.output_size(a, maps[a])  # type: ignore[arg-type]
-    return np.empty(shape, dtype=first.dtype)
 
 
 #: The 8 rotations/reflections of the y-x plane: (quarter turns, then mirrored along x).
@@ -842,7 +613,7 @@ def _dihedral_mean(
             if progress is not None:
                 progress(n * count + done, len(DIHEDRAL) * count, time.perf_counter() - start, memory.peak_rss_bytes())
 
-        outs = _run_blocks(spec, engine, run_plan, moved, transforms, None, report)
+        outs = blocks.run_blocks(spec, engine, run_plan.plan, run_plan.geometry, run_plan.n_items, run_plan.choice.batch, moved, transforms, None, report)
         for name, (out, axes) in outs.items():
             iy, ix = axes.index("y"), axes.index("x")
             if mirrored:

@@ -34,7 +34,7 @@ import numpy as np
 
 from deepimagej.errors import InputImageError, OutputError
 
-__all__ = ["LazyImage", "OutputStore", "is_store_path", "open_image", "open_outputs", "storage_order", "store_kind"]
+__all__ = ["LazyImage", "OutputStore", "check_target", "is_store_path", "open_image", "open_outputs", "storage_order", "store_kind"]
 
 #: NGFF axis types of deepimagej's axis letters.
 _NGFF_TYPES = {"t": "time", "c": "channel", "z": "space", "y": "space", "x": "space", "b": "index"}
@@ -137,11 +137,11 @@ def _open_tiff(path: Path) -> LazyImage:
         series = tif.series[0]
         pages = len(tif.pages)
         planes = series.shape[:-3] if series.axes.endswith("S") else series.shape[:-2]
-        expected = int(np.prod(planes))
-        if pages < expected and not series.is_multifile:
+        declared = int((tif.imagej_metadata or {}).get("images") or np.prod(planes))
+        if pages < declared and not series.is_multifile:
             raise InputImageError(
-                f"{path}: its metadata declares {expected} image planes ({series.axes} {series.shape}) but the file "
-                f"holds {pages}; the file is truncated or its ImageJ/OME metadata is wrong"
+                f"{path}: its metadata declares {declared} image planes but the file holds {pages}; the file is "
+                "truncated or its ImageJ/OME metadata is wrong"
             )
         store = series.aszarr()
         array = zarr.open_array(store, mode="r") if not _is_group(store) else zarr.open(store, mode="r")["0"]
@@ -243,6 +243,7 @@ class _Entry:
     pixel_size: dict[str, float]
     unit: str | None
     group: str  # path of the array's image group inside the store ("" = root)
+    path: Path  # the array's folder (other processes open it there)
 
 
 class OutputStore:
@@ -258,18 +259,11 @@ class OutputStore:
             or the name is not a store.
     """
 
-    def __init__(self, path: str | Path, n_outputs: int = 1, *, overwrite: bool = False):
-        self.path = Path(path)
+    def __init__(self, path: str | Path, n_outputs: int = 1, *, overwrite: bool = False,
+                 inputs: tuple[str | Path, ...] = ()):
+        self.path = check_target(path, overwrite=overwrite, inputs=inputs)
         self.kind = store_kind(self.path)
-        if self.kind is None:
-            raise OutputError(f"{self.path}: not a store name; use .ome.zarr, .zarr, .tif or .tiff")
-        if self.path.exists() and not overwrite:
-            raise OutputError(f"{self.path}: exists already; choose another name or pass --overwrite (overwrite=True)")
-        parent = self.path.parent if str(self.path.parent) else Path(".")
-        if not parent.is_dir():
-            raise OutputError(f"{self.path}: the folder {parent} does not exist")
-        if not os.access(parent, os.W_OK | os.X_OK):
-            raise OutputError(f"{self.path}: the folder {parent} is not writable")
+        parent = self.path.parent
         self.n_outputs = n_outputs
         self.work = parent / f".{self.path.name}.part-{os.getpid()}"
         shutil.rmtree(self.work, ignore_errors=True)
@@ -292,13 +286,20 @@ class OutputStore:
         options = {"shape": shape, "chunks": chunks, "dtype": np.dtype(dtype), "fill_value": 0, "overwrite": True}
         if self.kind == "zarr" and self.n_outputs == 1:  # the store is the array
             array = zarr.create_array(str(self.work), zarr_format=2, **options)
+            path = self.work
         else:
             root = zarr.open_group(str(self._zarr_root()), mode="a", zarr_format=2)
             parent = root.require_group(group) if group else root
-            array = parent.create_array("0" if self.kind != "zarr" else name, **options)
+            key = "0" if self.kind != "zarr" else name
+            array = parent.create_array(key, **options)
+            path = self._zarr_root() / group / key if group else self._zarr_root() / key
         array.attrs["deepimagej_axes"] = axes
-        self.entries[name] = _Entry(name, array, axes, dict(pixel_size or {}), unit, group)
+        self.entries[name] = _Entry(name, array, axes, dict(pixel_size or {}), unit, group, path)
         return array
+
+    def array_path(self, name: str) -> Path:
+        """The folder of output ``name``'s array while the run writes it (for other processes)."""
+        return self.entries[name].path
 
     def commit(self) -> Path:
         """Write the metadata (and the TIFF), then make the store visible under its name."""
@@ -331,6 +332,31 @@ class OutputStore:
 
     def __exit__(self, *exc: object) -> None:
         self.abort()
+
+
+def check_target(path: str | Path, *, overwrite: bool = False, inputs: tuple[str | Path, ...] = ()) -> Path:
+    """Refuse, before any work, a store that cannot be written or would replace something it must not.
+
+    Raises:
+        OutputError: not a store name, exists (without ``overwrite``), is one of ``inputs`` (or
+            holds one), or its folder is missing or read-only.
+    """
+    path = Path(path).expanduser()
+    if store_kind(path) is None:
+        raise OutputError(f"{path}: not a store name; use .ome.zarr, .zarr, .tif or .tiff")
+    resolved = path.resolve()
+    for item in inputs:
+        other = Path(item).expanduser().resolve()
+        if other == resolved or resolved in other.parents:
+            raise OutputError(f"{path}: is an input of this run ({item}); choose another output name")
+    if path.exists() and not overwrite:
+        raise OutputError(f"{path}: exists already; choose another name or pass --overwrite (overwrite=True)")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputError(f"{path}: the folder {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"{path}: the folder {parent} is not writable")
+    return path
 
 
 def _write_json(path: Path, data: Mapping[str, Any]) -> None:

@@ -71,6 +71,8 @@ __all__ = [
     "TilePlan",
     "TilingError",
     "cut",
+    "batches",
+    "item_count",
     "iter_batches",
     "iter_tile_batches",
     "layout_axis",
@@ -80,6 +82,7 @@ __all__ = [
     "plan_for_spec",
     "plan_tiles",
     "reflect_index",
+    "stack_batch",
     "stitch",
     "zero_border",
 ]
@@ -1069,6 +1072,59 @@ class Batch:
     filled: int = 0
 
 
+def item_count(sources: Mapping[str, tuple[Any, str]]) -> int:
+    """Items of a run: the size along ``b`` of the inputs that have several (the others are shared).
+
+    Raises:
+        TilingError: two inputs with different numbers of items.
+    """
+    n_items = 1
+    for name, (array, axes) in sources.items():
+        if "b" in axes:
+            n = array.shape[axes.index("b")]
+            if n != 1 and n_items != 1 and n != n_items:
+                raise TilingError(f"input '{name}' has {n} items along b, another input has {n_items}")
+            n_items = max(n_items, n)
+    return n_items
+
+
+def batches(plan: TilePlan, n_items: int, batch_size: int) -> list[list[tuple[int, Tile]]]:
+    """The run's ``(item, tile)`` jobs grouped into batches: at most ``batch_size`` jobs whose
+    windows have the same shape (they are stacked), items outer, tiles inner."""
+    jobs = [(item, t) for item in range(n_items) for t in plan.tiles]
+    return list(_same_shape_batches(jobs, max(1, int(batch_size))))
+
+
+def stack_batch(
+    plan: TilePlan,
+    jobs: Sequence[tuple[int, Tile]],
+    sources: Mapping[str, tuple[Any, str]],
+    *,
+    fill_to: int | None = None,
+    transforms: Mapping[str, Callable[[np.ndarray, int], np.ndarray]] | None = None,
+) -> Batch:
+    """Cut every input for ``jobs`` and stack the windows (see :func:`iter_batches`)."""
+    filled = max(0, (fill_to or 0) - len(jobs))
+    arrays = {}
+    for name, (array, axes) in sources.items():
+        transform = (transforms or {}).get(name)
+        windows = []
+        for item, t in jobs:
+            k = item if "b" in axes and array.shape[axes.index("b")] > 1 else 0
+            f = None if transform is None else functools.partial(_call_with_item, transform, k)
+            if "b" in axes:
+                b = axes.index("b")
+                windows.append(cut(array[(slice(None),) * b + (slice(k, k + 1),)], axes, plan, t, f))
+            else:
+                windows.append(cut(array, axes, plan, t, f))
+        windows += [windows[-1]] * filled
+        if "b" in axes:
+            arrays[name] = np.concatenate(windows, axis=axes.index("b"))
+        else:
+            arrays[name] = np.stack(windows)
+    return Batch(tuple(jobs), arrays, filled)
+
+
 def iter_batches(
     plan: TilePlan,
     sources: Mapping[str, tuple[Any, str]],
@@ -1084,46 +1140,19 @@ def iter_batches(
         sources: input name -> ``(array, axes)``, arrays not padded. An array whose axes hold
             ``b`` has one item per index along ``b`` (the run's batch); an array with one item
             (or no ``b``) is shared by every item.
-        batch_size: jobs per batch (the last batch may be smaller).
-        fill_to: a fixed batch size the model requires: the last batch is filled up with
+        batch_size: jobs per batch (the last batch of a window shape may be smaller).
+        fill_to: a fixed batch size the model requires: a smaller batch is filled up with
             copies of its last entry (see :attr:`Batch.filled`).
         transforms: input name -> ``f(pixels, item)``, a pixel-wise transform applied to what
             :func:`cut` reads for that item (frozen pre-processing).
 
     Yields:
-        :class:`Batch` es covering every item and every tile, items outer, tiles inner.
+        :class:`Batch` es covering every item and every tile (:func:`batches`).
     """
     if not sources:
         raise TilingError("no input to cut")
-    n_items = 1
-    for name, (array, axes) in sources.items():
-        if "b" in axes:
-            n = array.shape[axes.index("b")]
-            if n != 1 and n_items != 1 and n != n_items:
-                raise TilingError(f"input '{name}' has {n} items along b, another input has {n_items}")
-            n_items = max(n_items, n)
-    batch_size = max(1, int(batch_size))
-    jobs = [(item, t) for item in range(n_items) for t in plan.tiles]
-    for chunk in _same_shape_batches(jobs, batch_size):
-        filled = max(0, (fill_to or 0) - len(chunk))
-        arrays = {}
-        for name, (array, axes) in sources.items():
-            transform = (transforms or {}).get(name)
-            windows = []
-            for item, t in chunk:
-                k = item if "b" in axes and array.shape[axes.index("b")] > 1 else 0
-                f = None if transform is None else functools.partial(_call_with_item, transform, k)
-                if "b" in axes:
-                    b = axes.index("b")
-                    windows.append(cut(array[(slice(None),) * b + (slice(k, k + 1),)], axes, plan, t, f))
-                else:
-                    windows.append(cut(array, axes, plan, t, f))
-            windows += [windows[-1]] * filled
-            if "b" in axes:
-                arrays[name] = np.concatenate(windows, axis=axes.index("b"))
-            else:
-                arrays[name] = np.stack(windows)
-        yield Batch(tuple(chunk), arrays, filled)
+    for jobs in batches(plan, item_count(sources), batch_size):
+        yield stack_batch(plan, jobs, sources, fill_to=fill_to, transforms=transforms)
 
 
 def _same_shape_batches(jobs: list[tuple[int, Tile]], batch_size: int) -> Iterator[list[tuple[int, Tile]]]:

@@ -367,13 +367,13 @@ def _read_example(image: np.ndarray | str | Path) -> np.ndarray:
 
 def _add_example(spec: ModelSpec, work: Path, example: np.ndarray | str | Path, axes: str | None) -> ModelSpec:
     """Save the example image, run the new bundle on it, save the result (+ runtime, memory)."""
-    from deepimagej import predict
+    from deepimagej import layout, predict
     from deepimagej.io import ImageData, write_image
 
     image = _read_example(example)
-    user_axes = axes or predict.guess_axes(image.shape, spec)
+    user_axes = axes or layout.guess_axes(image.shape, spec)
     write_image(work / "exampleImage.tif", ImageData(image, user_axes))
-    np.save(work / "exampleImage.npy", predict.Layout.of(user_axes, spec.inputs[0]).to_model(image))
+    np.save(work / "exampleImage.npy", layout.Layout.of(user_axes, spec.inputs[0]).to_model(image))
     runnable = dataclasses.replace(spec, preprocessing_macros=(), postprocessing_macros=())
     start = time.perf_counter()
     prediction = predict.predict(runnable, predict.bind_inputs(runnable, image, user_axes))
@@ -383,7 +383,7 @@ def _add_example(spec: ModelSpec, work: Path, example: np.ndarray | str | Path, 
     if result.size and np.all(result == np.round(result)) and 0 <= result.min() and result.max() <= 255:
         result = result.astype(np.uint8)  # binary/label results: store compactly, exactly
     write_image(work / "resultImage.tif", ImageData(result, out_axes))
-    np.save(work / "resultImage.npy", predict.Layout.of(out_axes, spec.outputs[0]).to_model(result))
+    np.save(work / "resultImage.npy", layout.Layout.of(out_axes, spec.outputs[0]).to_model(result))
     inputs = (dataclasses.replace(spec.inputs[0], test_tensor=work / "exampleImage.npy", sample_tensor=work / "exampleImage.tif"),)
     outputs = (dataclasses.replace(spec.outputs[0], test_tensor=work / "resultImage.npy", sample_tensor=work / "resultImage.tif"),)
     return dataclasses.replace(

@@ -9,6 +9,7 @@ else by position (the descriptor lists tensors in the model's order).
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 
@@ -16,6 +17,12 @@ import numpy as np
 
 from deepimagej.bundle.spec import WeightsSpec
 from deepimagej.errors import EngineError
+
+
+def thread_count() -> int | None:
+    """Threads a runtime may use (``DEEPIMAGEJ_THREADS``: set for Dask workers), or ``None`` for its default."""
+    value = os.environ.get("DEEPIMAGEJ_THREADS", "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else None
 
 
 class Engine(ABC):

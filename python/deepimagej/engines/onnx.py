@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from deepimagej.bundle.spec import WeightsSpec
-from deepimagej.engines.base import Engine
+from deepimagej.engines.base import Engine, thread_count
 from deepimagej.errors import EngineError, first_line
 
 _ONNX_DTYPES = {
@@ -37,6 +37,10 @@ class OnnxEngine(Engine):
             raise EngineError("onnx weights need onnxruntime: pip install 'deepimagej[onnx]'") from None
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        threads = thread_count()
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
         try:
             self.session = ort.InferenceSession(str(weights.path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types

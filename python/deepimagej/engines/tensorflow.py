@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from deepimagej.bundle.spec import WeightsSpec
-from deepimagej.engines.base import Engine
+from deepimagej.engines.base import Engine, thread_count
 from deepimagej.errors import EngineError, first_line
 from deepimagej.paths import cache_dir
 
@@ -32,8 +32,13 @@ _SIGNATURE_ALIASES = {
 
 
 def quiet_tensorflow() -> None:
-    """Silence TensorFlow's C++ start-up chatter (must run before the first import)."""
+    """Silence TensorFlow's C++ start-up chatter (must run before the first import) and apply
+    ``DEEPIMAGEJ_THREADS`` (set for Dask workers) before TensorFlow starts its thread pools."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    threads = thread_count()
+    if threads:
+        os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(threads))
+        os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
 
 
 def _unpack_zip(path: Path) -> Path:

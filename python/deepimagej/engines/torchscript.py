@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from deepimagej.bundle.spec import WeightsSpec
-from deepimagej.engines.base import Engine
+from deepimagej.engines.base import Engine, thread_count
 from deepimagej.errors import EngineError, first_line
 
 
@@ -33,6 +33,9 @@ def _torch() -> Any:
         import torch
     except ImportError:
         raise EngineError("PyTorch weights need PyTorch: pip install 'deepimagej[torch]' (torch==2.13.0)") from None
+    threads = thread_count()
+    if threads:
+        torch.set_num_threads(threads)
     return torch
 
 
