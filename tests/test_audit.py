@@ -39,12 +39,12 @@ def user_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def _saved_model(folder: Path, body) -> Path:  # noqa: ANN001 - a function of the input tensor
+def _saved_model(folder: Path, body) -> Path:
     import tensorflow as tf
 
     class Model(tf.Module):
         @tf.function(input_signature=[tf.TensorSpec([None, None, None, 1], tf.float32)])
-        def serve(self, x):  # noqa: ANN001, ANN202
+        def serve(self, x):
             return {"output": body(x)}
 
     model = Model()
@@ -88,7 +88,7 @@ def test_write_file_refused_until_trusted_by_content(tmp_path: Path, user_dirs: 
 
     proof = tmp_path / "proof.txt"
 
-    def write(x):  # noqa: ANN001, ANN202
+    def write(x):
         with tf.control_dependencies([tf.io.write_file(str(proof), "owned")]):
             return x * 2.0
 
@@ -147,7 +147,7 @@ def test_audit_is_cached_by_content(tmp_path: Path, user_dirs: Path, monkeypatch
     assert [f.what for f in first] == ["ReadFile"]
     assert len(list((user_dirs / "cache" / "audits").glob("*.json"))) == 1
 
-    def not_again(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def not_again(*args, **kwargs):
         raise AssertionError("audited twice")
 
     monkeypatch.setattr("deepimagej.audit.bundle.audit_saved_model", not_again)

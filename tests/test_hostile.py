@@ -14,7 +14,6 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-
 from hostile import TOPICS
 from hostile.case import Case, Verdict, run_case
 from hostile.materials import build

@@ -162,8 +162,9 @@ def test_check_pixels(tmp_path: Path) -> None:
     assert clean[0, 0] == pytest.approx(1.0)
     with pytest.raises(InputImageError, match="complex"):
         check_pixels(np.ones(3, np.complex64))
-    same, replaced = check_pixels(np.ones((2, 2), np.uint8))
-    assert replaced == 0
+    image8 = np.ones((2, 2), np.uint8)
+    same, replaced = check_pixels(image8)
+    assert replaced == 0 and same is image8
 
 
 # --------------------------------------------------------------------------- outputs
@@ -208,10 +209,9 @@ def test_output_checks(tmp_path: Path) -> None:
 def test_atomic_file_keeps_the_old_file_on_failure(tmp_path: Path) -> None:
     target = tmp_path / "out.npy"
     target.write_bytes(b"previous result")
-    with pytest.raises(RuntimeError):
-        with atomic_file(target) as tmp:
-            tmp.write_bytes(b"half")
-            raise RuntimeError("crash while writing")
+    with pytest.raises(RuntimeError), atomic_file(target) as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("crash while writing")
     assert target.read_bytes() == b"previous result"
     assert [p.name for p in tmp_path.iterdir()] == ["out.npy"]
     with atomic_file(tmp_path / ("z" * 250 + ".tif")) as tmp:  # the temporary name stays short enough

@@ -173,7 +173,7 @@ def read_member(path: str | Path, name: str, max_bytes: int, limits: ZipLimits =
     return data
 
 
-def _copy_limited(src, out, declared: int, archive: Path, name: str) -> None:  # noqa: ANN001 - file objects
+def _copy_limited(src, out, declared: int, archive: Path, name: str) -> None:
     written = 0
     while True:
         block = src.read(_CHUNK)

@@ -19,7 +19,7 @@ def run(model: str, image: str = SMALL, *extra: str) -> tuple[str, ...]:
     return ("run", f"{{M}}/models/{model}", image, "-o", "{C}/out.tif", *extra)
 
 
-def _copies(*names: str, extra_comment: str = ""):  # noqa: ANN202 - a Setup
+def _copies(*names: str, extra_comment: str = ""):
     """Copies of a model bundle in the case folder (the last one's rdf.yaml may differ by a comment)."""
 
     def setup(case: Path, materials: Path) -> None:
@@ -33,7 +33,7 @@ def _copies(*names: str, extra_comment: str = ""):  # noqa: ANN202 - a Setup
     return setup
 
 
-def _no_big_files(case: Path, materials: Path, outcome) -> str | None:  # noqa: ANN001
+def _no_big_files(case: Path, materials: Path, outcome) -> str | None:
     for root in (materials / "cache", case):
         for path in root.rglob("*"):
             if path.is_file() and path.stat().st_size > 100 * 2**20:
@@ -41,8 +41,8 @@ def _no_big_files(case: Path, materials: Path, outcome) -> str | None:  # noqa: 
     return None
 
 
-def _nothing_escaped(name: str):  # noqa: ANN202 - a Check
-    def check(case: Path, materials: Path, outcome) -> str | None:  # noqa: ANN001
+def _nothing_escaped(name: str):
+    def check(case: Path, materials: Path, outcome) -> str | None:
         found = [p for p in materials.parent.rglob(name) if p.is_file()]
         return f"zip entry extracted outside its folder: {found[0]}" if found else None
 

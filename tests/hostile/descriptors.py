@@ -12,7 +12,7 @@ RDF = (Path(__file__).resolve().parents[2] / "bundles" / "unet-pancreatic" / "rd
 CONFIG = (Path(__file__).resolve().parents[2] / "bundles" / "unet-pancreatic" / "config.xml").read_text(encoding="utf-8")
 
 
-def bundle_with(name: str, text: str | bytes, *, keep_config: bool = False):  # noqa: ANN201 - a Setup
+def bundle_with(name: str, text: str | bytes, *, keep_config: bool = False):
     """A copy of the pancreatic bundle (links to its files) whose descriptor ``name`` is ``text``."""
 
     def setup(case: Path, materials: Path) -> None:
@@ -38,11 +38,11 @@ def config(old: str, new: str) -> str:
     return CONFIG.replace(old, new)
 
 
-def info(case_id: str, text: str | bytes, says: tuple[str, ...], name: str = "rdf.yaml", **kw) -> Case:  # noqa: ANN003
+def info(case_id: str, text: str | bytes, says: tuple[str, ...], name: str = "rdf.yaml", **kw) -> Case:
     return Case(case_id, ERROR, argv=("info", "--no-layers", "{C}/b"), says=says, setup=bundle_with(name, text), **kw)
 
 
-def run(case_id: str, text: str, says: tuple[str, ...], expect: str = ERROR, **kw) -> Case:  # noqa: ANN003
+def run(case_id: str, text: str, says: tuple[str, ...], expect: str = ERROR, **kw) -> Case:
     return Case(case_id, expect, argv=("run", "{C}/b", "{M}/inputs/small.tif", "-o", "{C}/out.tif"), says=says,
                 setup=bundle_with("rdf.yaml", text), **kw)
 

@@ -15,19 +15,19 @@ from hostile.case import ERROR, OK, Case
 PANCREATIC = "{M}/inputs/pancreatic"
 
 
-def image(name: str, make: Callable[[Path], None]):  # noqa: ANN201 - a Setup
+def image(name: str, make: Callable[[Path], None]):
     def setup(case: Path, materials: Path) -> None:
         make(case / name)
 
     return setup
 
 
-def npy(array: np.ndarray, **kw) -> Callable[[Path], None]:  # noqa: ANN003
+def npy(array: np.ndarray, **kw) -> Callable[[Path], None]:
     return lambda path: np.save(path, array, **kw)
 
 
 def run_on(case_id: str, name: str, make: Callable[[Path], None], expect: str, says: tuple[str, ...] = (),
-           extra: tuple[str, ...] = (), bundle: str = PANCREATIC, **kw) -> Case:  # noqa: ANN003
+           extra: tuple[str, ...] = (), bundle: str = PANCREATIC, **kw) -> Case:
     argv = ("run", bundle, f"{{C}}/{name}", "-o", "{C}/out.tif", *extra)
     return Case(case_id, expect, argv=argv, says=says, setup=image(name, make), **kw)
 
@@ -39,7 +39,7 @@ def _nan_image(n: int) -> np.ndarray:
     return array
 
 
-def _finite_output(case: Path, materials: Path, outcome) -> str | None:  # noqa: ANN001
+def _finite_output(case: Path, materials: Path, outcome) -> str | None:
     result = tifffile.imread(case / "out.tif")
     return None if np.all(np.isfinite(result)) else "the output has NaN/Inf pixels"
 

@@ -121,12 +121,12 @@ def _inputs(folder: Path) -> None:
 # --------------------------------------------------------------------------- TensorFlow
 
 
-def _tf_bundle(models: Path, name: str, body, zipped: bool = True) -> Path:  # noqa: ANN001 - a function of x
+def _tf_bundle(models: Path, name: str, body, zipped: bool = True) -> Path:
     import tensorflow as tf
 
     class Model(tf.Module):
         @tf.function(input_signature=[tf.TensorSpec([None, None, None, 1], tf.float32)])
-        def serve(self, x):  # noqa: ANN001, ANN202
+        def serve(self, x):
             return {"output": body(x)}
 
     folder = models / name
@@ -148,20 +148,20 @@ def _tensorflow_models(models: Path, pwned: Path) -> None:
 
     proof = str(pwned / "tf_writefile.txt")
 
-    def write_file(x):  # noqa: ANN001, ANN202
+    def write_file(x):
         with tf.control_dependencies([tf.io.write_file(proof, "owned")]):
             return x * 2.0
 
     _tf_bundle(models, "tf_writefile", write_file)
     recorded = str(pwned / "tf_trust_record.txt")
 
-    def write_record(x):  # noqa: ANN001, ANN202
+    def write_record(x):
         with tf.control_dependencies([tf.io.write_file(recorded, "owned")]):
             return x * 2.0
 
     _tf_bundle(models, "tf_trust_record", write_record)
 
-    def read_file(x):  # noqa: ANN001, ANN202
+    def read_file(x):
         return x + tf.cast(tf.strings.length(tf.io.read_file("/etc/hostname")), tf.float32) * 0.0
 
     readfile = _tf_bundle(models, "tf_readfile", read_file, zipped=False)
@@ -171,19 +171,19 @@ def _tensorflow_models(models: Path, pwned: Path) -> None:
     with open(readfile / "rdf.yaml", "a", encoding="utf-8") as fh:
         fh.write("test_inputs: [test_input.npy]\ntest_outputs: [test_output.npy]\n")
 
-    def matching_files(x):  # noqa: ANN001, ANN202
+    def matching_files(x):
         return x + tf.cast(tf.size(tf.io.matching_files("/etc/*")), tf.float32) * 0.0
 
     _tf_bundle(models, "tf_matchingfiles", matching_files)
 
-    def py_function(x):  # noqa: ANN001, ANN202
+    def py_function(x):
         y = tf.py_function(lambda t: t * 2.0, [x], tf.float32)
         y.set_shape(x.shape)
         return y
 
     _tf_bundle(models, "tf_pyfunc", py_function)
 
-    def dataset(x):  # noqa: ANN001, ANN202
+    def dataset(x):
         lines = tf.data.TextLineDataset("/etc/hostname")
         return x + tf.cast(lines.reduce(0, lambda n, _: n + 1), tf.float32) * 0.0
 
@@ -191,7 +191,7 @@ def _tensorflow_models(models: Path, pwned: Path) -> None:
 
     printed = str(pwned / "tf_print.txt")
 
-    def print_file(x):  # noqa: ANN001, ANN202
+    def print_file(x):
         with tf.control_dependencies([tf.print("owned", output_stream=f"file://{printed}")]):
             return x * 1.0
 
@@ -199,8 +199,8 @@ def _tensorflow_models(models: Path, pwned: Path) -> None:
 
     looped = str(pwned / "tf_while.txt")
 
-    def while_write(x):  # noqa: ANN001, ANN202
-        def step(i):  # noqa: ANN001, ANN202
+    def while_write(x):
+        def step(i):
             with tf.control_dependencies([tf.io.write_file(looped, "owned")]):
                 return i + 1
 
@@ -209,7 +209,7 @@ def _tensorflow_models(models: Path, pwned: Path) -> None:
 
     _tf_bundle(models, "tf_while", while_write)
 
-    def restore(x):  # noqa: ANN001, ANN202
+    def restore(x):
         (value,) = tf.raw_ops.RestoreV2(prefix="/tmp/deepimagej-no-such-checkpoint", tensor_names=["w"],
                                         shape_and_slices=[""], dtypes=[tf.float32])
         return x + value * 0.0
@@ -245,7 +245,7 @@ def _keras_models(models: Path, pwned: Path) -> None:
     import keras
 
     proof = str(pwned / "keras_lambda.txt")
-    action = eval(f"lambda t: (open({proof!r}, 'w').close(), t * 2.0)[1]")  # noqa: S307 - a literal path
+    action = eval(f"lambda t: (open({proof!r}, 'w').close(), t * 2.0)[1]")
     for suffix in ("h5", "keras"):
         inputs = keras.Input((None, None, 1))
         outputs = keras.layers.Lambda(action, output_shape=lambda s: s)(keras.layers.Conv2D(1, 3, padding="same")(inputs))
@@ -274,7 +274,7 @@ def _keras_models(models: Path, pwned: Path) -> None:
 def _torchscript_models(models: Path, pwned: Path) -> None:
     import torch
 
-    def save(name: str, module) -> None:  # noqa: ANN001 - a torch.nn.Module
+    def save(name: str, module) -> None:
         folder = models / name
         folder.mkdir()
         torch.jit.script(module).save(str(folder / "weights.pt"))

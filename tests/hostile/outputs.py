@@ -15,7 +15,7 @@ PANCREATIC = "{M}/inputs/pancreatic"
 REPO_BUNDLE = Path(__file__).resolve().parents[2] / "bundles" / "unet-pancreatic"
 
 
-def with_input(*extra):  # noqa: ANN201, ANN002 - a Setup; extra: functions of the case folder
+def with_input(*extra):
     """The case folder holds ``in.tif`` (a copy of the small test image) and what ``extra`` adds."""
 
     def setup(case: Path, materials: Path) -> None:
@@ -30,7 +30,7 @@ def run(out: str, *extra: str, bundle: str = PANCREATIC, image: str = "{C}/in.ti
     return ("run", bundle, image, "-o", out, *extra)
 
 
-def _file(name: str):  # noqa: ANN202
+def _file(name: str):
     return lambda case: (case / name).write_text("the user's notes\n", encoding="utf-8")
 
 
@@ -54,8 +54,8 @@ def _chattr() -> str | None:
     return None if shutil.which("chattr") else "running as root without chattr: cannot make a folder read-only"
 
 
-def _exists(name: str, *, png: bool = False, npy: bool = False):  # noqa: ANN202 - a Check
-    def check(case: Path, materials: Path, outcome) -> str | None:  # noqa: ANN001
+def _exists(name: str, *, png: bool = False, npy: bool = False):
+    def check(case: Path, materials: Path, outcome) -> str | None:
         path = case / name
         if not path.is_file():
             return f"{name} was not written"
@@ -68,8 +68,8 @@ def _exists(name: str, *, png: bool = False, npy: bool = False):  # noqa: ANN202
     return check
 
 
-def _absent(name: str):  # noqa: ANN202 - a Check
-    def check(case: Path, materials: Path, outcome) -> str | None:  # noqa: ANN001
+def _absent(name: str):
+    def check(case: Path, materials: Path, outcome) -> str | None:
         return f"{name} was written although the run failed" if (case / name).exists() else None
 
     return check
@@ -80,14 +80,15 @@ def _mountable() -> str | None:
         return "needs root to mount a small tmpfs"
     probe = Path("/tmp/deepimagej-mount-probe")
     probe.mkdir(exist_ok=True)
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(probe)], capture_output=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(probe)], capture_output=True,
+                          check=False)
     if done.returncode != 0:
         return "cannot mount a tmpfs here"
     subprocess.run(["umount", str(probe)], check=False)
     return None
 
 
-def _tmpfs(size: str, readonly: bool = False):  # noqa: ANN202 - a Setup
+def _tmpfs(size: str, readonly: bool = False):
     def setup(case: Path, materials: Path) -> None:
         np.save(case / "big.npy", np.random.default_rng(5).random((1024, 1024)).astype(np.float32))
         (case / "disk").mkdir()

@@ -14,10 +14,10 @@ PANCREATIC = "{M}/inputs/pancreatic"
 BIG = "{M}/inputs/big.tif"
 
 
-def _nothing_written(*names: str, temporary_ok: bool = False):  # noqa: ANN202 - a Check
+def _nothing_written(*names: str, temporary_ok: bool = False):
     """None of ``names`` exists; nor any temporary file, unless ``temporary_ok`` (SIGKILL: nothing can clean)."""
 
-    def check(case: Path, materials: Path, outcome) -> str | None:  # noqa: ANN001
+    def check(case: Path, materials: Path, outcome) -> str | None:
         for name in names:
             if (case / name).exists():
                 return f"{name} exists after the command was stopped"

@@ -89,14 +89,16 @@ def audit_weights(weights: WeightsSpec, root: Path) -> list[Finding]:
     return [Finding(source, f.what, f.detail, f.refused) for f in cached]  # named as in this bundle
 
 
-def audit_macro_file(path: Path, root: Path) -> list[Finding]:
-    """The hook for ImageJ macros of a bundle: findings of the static macro checker.
+def audit_macro_file(path: Path, bundle_root: Path) -> list[Finding]:
+    """The hook for the ImageJ macros of a bundle: the findings of the static macro checker.
 
-    The checker (``deepimagej.audit.macros.audit_macro``, from the ImageJ side) plugs in here;
-    until it does, a bundle's macros are contained by the ImageJ runner's guards alone and
-    this returns no finding.
+    The checker, ``deepimagej.audit.macros.audit_macro_file(path, bundle_root)`` (same name and
+    arguments, from the ImageJ side's branch), plugs in here: this function's body becomes a call
+    to it. Until then a bundle's macros are contained by the ImageJ runner's guards alone, their
+    files are confined to the bundle folder when the descriptor is read
+    (:func:`deepimagej.bundle.files.local_path`), and this returns no finding.
     """
-    del path, root
+    del path, bundle_root
     return []
 
 

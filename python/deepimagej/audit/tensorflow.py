@@ -111,7 +111,7 @@ def audit_saved_model(path: Path, *, source: str, output_names: Iterable[str] = 
     return _unique(findings)
 
 
-def _is_registered(registry, op: str) -> bool:  # noqa: ANN001 - tensorflow's op_def_registry module
+def _is_registered(registry, op: str) -> bool:
     return registry.get(op) is not None
 
 
@@ -120,7 +120,7 @@ def _graph_bytes(path: Path) -> bytes:
         names = [i.filename for i in check_zip(path) if i.filename.replace("\\", "/").endswith("saved_model.pb")]
         if not names:
             raise BundleError(f"{path}: no saved_model.pb inside; the weights must be a zipped TensorFlow SavedModel")
-        return read_member(path, sorted(names, key=len)[0], MAX_GRAPH_BYTES)
+        return read_member(path, min(names, key=len), MAX_GRAPH_BYTES)
     pb = path if path.name == "saved_model.pb" else path / "saved_model.pb"
     if not pb.is_file() and path.is_dir():
         found = sorted(path.rglob("saved_model.pb"), key=lambda p: len(p.parts))
@@ -140,7 +140,7 @@ def _node_name(tensor: str) -> str:
 class _GraphAudit:
     """One meta graph: which nodes and functions run, and what their operations do."""
 
-    def __init__(self, meta_graph, source: str, output_names: list[str], known) -> None:  # noqa: ANN001
+    def __init__(self, meta_graph, source: str, output_names: list[str], known) -> None:
         self.source = source
         self.known = known
         graph = meta_graph.graph_def
@@ -179,7 +179,7 @@ class _GraphAudit:
             stack.extend(_node_name(i) for i in self.nodes[name].input)
         return seen
 
-    def _calls(self, node) -> set[str]:  # noqa: ANN001 - a NodeDef
+    def _calls(self, node) -> set[str]:
         names = {node.op} if node.op in self.functions else set()
         for value in node.attr.values():
             if value.HasField("func"):
@@ -221,7 +221,7 @@ class _GraphAudit:
             result.append(Finding(self.source, op, f"{why}: {count} x in {where}", refused))
         return result
 
-    def _check(self, node, place: str, where: str, found: dict) -> None:  # noqa: ANN001 - a NodeDef
+    def _check(self, node, place: str, where: str, found: dict) -> None:
         op = node.op
         if op in self.functions:
             return

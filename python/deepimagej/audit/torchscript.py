@@ -89,11 +89,12 @@ def _audit_graphs(path: Path, source: str) -> list[Finding]:
 
     try:
         module = torch.jit.load(str(path), map_location="cpu")
-    except Exception as exc:  # torch raises RuntimeError with C++ traces
+    except Exception as exc:  # noqa: BLE001 - torch raises RuntimeError with C++ traces, and others
         raise BundleError(f"{path}: not a loadable TorchScript model ({first_line(exc)})") from None
     found: Counter[tuple[str, str]] = Counter()
     for method in module._c._method_names():
-        graph = getattr(module, method).inlined_graph
+        graph = module._c._get_method(method).graph.copy()
+        torch._C._jit_pass_inline(graph)  # calls into submodules and functions become nodes here
         for kind in _kinds(graph.block()):
             if _refused(kind):
                 found[(kind, method)] += 1
@@ -103,7 +104,7 @@ def _audit_graphs(path: Path, source: str) -> list[Finding]:
     ]
 
 
-def _kinds(block) -> list[str]:  # noqa: ANN001 - a torch._C.Block
+def _kinds(block) -> list[str]:
     kinds = []
     stack = [block]
     while stack:

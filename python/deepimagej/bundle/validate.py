@@ -208,13 +208,13 @@ def _check_input(spec: ModelSpec, tensor: TensorSpec, shape: tuple[int, ...], ax
                 f"image axes are '{axes}'"
             )
         _check_spatial(axis, sizes.get(axis.name, 1), tileable)
-    _warn_halo(spec, sizes)
+    _warn_halo(spec, tensor, sizes)
 
 
-def _warn_halo(spec: ModelSpec, sizes: dict[str, int]) -> None:
+def _warn_halo(spec: ModelSpec, tensor: TensorSpec, sizes: dict[str, int]) -> None:
     """Tell the user when the model's halo is larger than the image (the result is all border)."""
     for name in "zyx":
-        halo = max((a.halo for t in (spec.inputs[0], *spec.outputs[:1]) for a in t.axes if a.name == name), default=0)
+        halo = max((a.halo for t in (tensor, *spec.outputs) for a in t.axes if a.name == name), default=0)
         size = sizes.get(name)
         if size is not None and halo > size:
             warnings.warn(
