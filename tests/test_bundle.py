@@ -566,6 +566,14 @@ def test_broken_v05(tmp_path: Path, case: str) -> None:
 # --------------------------------------------------------------------------- writing
 
 
+def _linked_copy(folder: Path, target: Path) -> Path:
+    """A copy of a bundle folder made of links to its files (a descriptor may only name its own files)."""
+    import shutil
+
+    shutil.copytree(folder, target, copy_function=os.symlink)
+    return target
+
+
 def _without_files(tensors: tuple[TensorSpec, ...]) -> list[TensorSpec]:
     import dataclasses
 
@@ -592,22 +600,24 @@ def _without_files(tensors: tuple[TensorSpec, ...]) -> list[TensorSpec]:
     ids=_id,
 )
 def test_rdf_round_trip(tmp_path: Path, source: Path) -> None:
-    spec = read_descriptor(source)
-    write_rdf_yaml(spec, tmp_path / "rdf.yaml")
-    again = read_descriptor(tmp_path / "rdf.yaml")
+    bundle = _linked_copy(source.parent, tmp_path / "bundle")
+    spec = read_descriptor(bundle / source.name)
+    write_rdf_yaml(spec, bundle / "out.yaml")
+    again = read_descriptor(bundle / "out.yaml")
     assert again.inputs == spec.inputs and again.outputs == spec.outputs
     assert {f: (w.path, w.sha256, w.tag, w.signature) for f, w in again.weights.items()} == {
         f: (w.path, w.sha256, w.tag, w.signature) for f, w in spec.weights.items()
     }
     assert again.preprocessing_macros == spec.preprocessing_macros
     assert again.sample_inputs == spec.sample_inputs and again.authors == spec.authors
-    assert [p.name for p in tmp_path.iterdir()] == ["rdf.yaml"]  # no temporary file left
+    assert not [p.name for p in bundle.iterdir() if p.name.startswith(".")]  # no temporary file left
 
 
 def test_v05_written_as_v04(tmp_path: Path) -> None:
-    spec = load_bundle(NUCLEI)
-    write_rdf_yaml(spec, tmp_path / "rdf.yaml")
-    again = read_descriptor(tmp_path / "rdf.yaml")
+    bundle = _linked_copy(NUCLEI, tmp_path / "bundle")
+    spec = load_bundle(bundle)
+    write_rdf_yaml(spec, bundle / "rdf.yaml")
+    again = read_descriptor(bundle / "rdf.yaml")
     assert again.format_version.startswith("0.4")
     assert _without_files(again.inputs) == _without_files(spec.inputs)
     assert [a.halo for a in again.outputs[0].axes] == [0, 0, 32, 32]
@@ -617,9 +627,10 @@ def test_v05_written_as_v04(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("source", [p for p in DESCRIPTORS if p.name == "config.xml"], ids=_id)
 def test_config_xml_round_trip(tmp_path: Path, source: Path) -> None:
-    spec = read_descriptor(source)
-    write_config_xml(spec, tmp_path / "config.xml")
-    again = read_descriptor(tmp_path / "config.xml")
+    bundle = _linked_copy(source.parent, tmp_path / "bundle")
+    spec = read_descriptor(bundle / source.name)
+    write_config_xml(spec, bundle / "config.xml")
+    again = read_descriptor(bundle / "config.xml")
     assert _without_files(again.inputs) == _without_files(spec.inputs)
     assert _without_files(again.outputs) == _without_files(spec.outputs)
     assert again.deepimagej_tiling == spec.deepimagej_tiling
@@ -631,7 +642,8 @@ def test_config_xml_round_trip(tmp_path: Path, source: Path) -> None:
 
 def test_written_bundle_loads_from_its_folder(tmp_path: Path) -> None:
     """A folder with both descriptors written from one spec (as the bundle builder does)."""
-    spec = load_bundle(RDF)
+    tmp_path = _linked_copy(PANCREATIC, tmp_path / "bundle")
+    spec = load_bundle(tmp_path / "rdf.yaml")
     write_rdf_yaml(spec, tmp_path / "rdf.yaml")
     write_config_xml(spec, tmp_path / "config.xml")
     rdf = load_bundle(tmp_path)
@@ -656,7 +668,8 @@ def test_own_settings_round_trip_and_are_checked(tmp_path: Path, good: str, bad:
     """``config.deepimagej_py``: written, read back, kept when config.xml is preferred, checked."""
     import dataclasses
 
-    original = load_bundle(RDF)
+    tmp_path = _linked_copy(PANCREATIC, tmp_path / "bundle")
+    original = load_bundle(tmp_path / "rdf.yaml")
     assert (original.border, original.test_time_augmentation, original.extra.get("detection")) == ("mirror", False, None)
     spec = dataclasses.replace(original, border="zeros", test_time_augmentation=True,
                                extra={**original.extra, "detection": {"threshold": 0.6, "min_distance": 3}})

@@ -190,7 +190,7 @@ def test_state_dict_bundle_runs_with_trust_code_only(tmp_path):
     write_image(tmp_path / "in.tif", ImageData(image, "yx"))
     args = ["run", str(rdf.parent), str(tmp_path / "in.tif"), "-o", str(tmp_path / "out.tif")]
     refused = CliRunner().invoke(main, args)
-    assert refused.exit_code == 2 and "--trust-code" in refused.output and "Traceback" not in refused.output
+    assert refused.exit_code == 2 and "--trust" in refused.output and "Traceback" not in refused.output
     assert not (tmp_path / "out.tif").exists()
     trusted = CliRunner().invoke(main, [*args, "--trust-code"])
     assert trusted.exit_code == 0, trusted.output

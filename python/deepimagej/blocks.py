@@ -18,7 +18,7 @@ import numpy as np
 from deepimagej import memory, ops, tiling
 from deepimagej.bundle.spec import ModelSpec
 from deepimagej.engines import Engine
-from deepimagej.errors import BundleError
+from deepimagej.errors import BundleError, InputImageError
 
 __all__ = ["apply_to_item", "call_model", "fixed_batch", "run_blocks", "write_batch"]
 
@@ -40,6 +40,21 @@ def apply_to_item(pipeline: ops.Pipeline, block: np.ndarray, item: int) -> np.nd
     """Pre-processing of a window of one item (its statistics; the window's own pixels)."""
     region = tuple(slice(item, item + 1) if a == "b" else slice(None) for a in pipeline.axes)
     return pipeline.apply(block, region)
+
+
+def finite_then(nan: str, pipeline: ops.Pipeline, block: np.ndarray, item: int) -> np.ndarray:
+    """:func:`apply_to_item` on a block of an image read lazily, whose NaN/Inf pixels are refused
+    (``nan="error"``) or replaced by zero (``nan="zero"``) here, block by block."""
+    finite = np.isfinite(block)
+    if not finite.all():
+        if nan != "zero":
+            bad = int(block.size - np.count_nonzero(finite))
+            raise InputImageError(
+                f"the image has NaN/infinite pixels ({bad} in the block of item {item} read now); clean the "
+                "image, or replace them: --nan=zero (nan='zero' in Python)"
+            )
+        block = np.where(finite, block, np.zeros((), dtype=block.dtype))
+    return apply_to_item(pipeline, block, item)
 
 
 def run_blocks(

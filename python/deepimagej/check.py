@@ -10,7 +10,7 @@ import numpy as np
 from deepimagej import predict
 from deepimagej.bundle.spec import ModelSpec
 from deepimagej.errors import BundleError
-from deepimagej.io import ImageData, read_image
+from deepimagej.io import ImageData, load_npy, read_image
 
 #: Default tolerance on the maximum absolute difference for continuous outputs.
 DEFAULT_TOLERANCE = 1e-3
@@ -70,21 +70,12 @@ def _is_discrete(reference: np.ndarray) -> bool:
     return values.size <= 256 and bool(np.all(values == np.round(values)))
 
 
-def _load_npy(path: Path) -> np.ndarray:
-    try:
-        return np.load(path, allow_pickle=False)
-    except ValueError:
-        raise BundleError(f"{path.name}: a test tensor must be a plain .npy array (pickled objects are refused)") from None
-    except OSError as exc:
-        raise BundleError(f"{path}: cannot read the test tensor ({exc.strerror or exc})") from None
-
-
 def _test_data(spec: ModelSpec) -> tuple[dict[str, ImageData], dict[str, tuple[np.ndarray, str, Path]]]:
     """Test inputs (with axes) and reference outputs (array, axes, file) of a bundle."""
     tensors = [*spec.inputs, *spec.outputs]
     if all(t.test_tensor is not None and t.test_tensor.is_file() for t in tensors):
-        inputs = {t.name: ImageData(_load_npy(t.test_tensor), t.axis_names) for t in spec.inputs}
-        refs = {t.name: (_load_npy(t.test_tensor), t.axis_names, t.test_tensor) for t in spec.outputs}
+        inputs = {t.name: ImageData(load_npy(t.test_tensor), t.axis_names) for t in spec.inputs}
+        refs = {t.name: (load_npy(t.test_tensor), t.axis_names, t.test_tensor) for t in spec.outputs}
         return inputs, refs
     if (
         len(spec.inputs) == 1 and len(spec.outputs) == 1 and spec.sample_inputs and spec.sample_outputs

@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING
 import click
 
 from deepimagej.cli_errors import friendly_errors
+from deepimagej.cli_trust import trust_cmd
 from deepimagej.errors import DeepImageJError
+from deepimagej.io import NAN_POLICIES
 
 if TYPE_CHECKING:
     from deepimagej.bundle.spec import ModelSpec
@@ -105,7 +107,10 @@ def main() -> None:
 @click.option("--batch-size", type=click.IntRange(min=1), help="Tiles per model call (default: from the memory budget).")
 @click.option("--no-preprocessing", is_flag=True, help="Skip the bundle's pre-processing.")
 @click.option("--no-postprocessing", is_flag=True, help="Skip the bundle's post-processing.")
-@click.option("--trust-code", is_flag=True, help="Allow weights that run Python code shipped in the bundle (pytorch_state_dict).")
+@click.option("--trust", "--trust-code", "trust_code", is_flag=True,
+              help="Run even what the bundle's audit refuses (see `deepimagej info`): file, network or process access, Python code shipped in the bundle (pytorch_state_dict). --trust-code: same.")
+@click.option("--nan", type=click.Choice(NAN_POLICIES), default="error", show_default=True,
+              help="NaN/Inf input pixels: refuse them, or replace them by zero or the image mean.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output store (.ome.zarr, .zarr).")
 @click.option("--workers", type=click.IntRange(min=1), help="Run the blocks on a local Dask cluster of N worker processes.")
 @click.option("--scheduler", help="Run the blocks on an existing Dask scheduler, e.g. tcp://10.0.0.5:8786.")
@@ -115,7 +120,7 @@ def main() -> None:
 def run_cmd(bundle: Path, input_path: Path | None, named_inputs: tuple[str, ...], outputs: tuple[str, ...],
             tile: str | None, axes: str | None, weights_format: str | None, max_memory: str | None,
             batch_size: int | None, no_preprocessing: bool, no_postprocessing: bool, trust_code: bool,
-            overwrite: bool, workers: int | None, scheduler: str | None, verbose: bool, quiet: bool) -> None:
+            nan: str, overwrite: bool, workers: int | None, scheduler: str | None, verbose: bool, quiet: bool) -> None:
     """Run BUNDLE on the image INPUT (or --input NAME=PATH for each input) and write the result to OUTPUT.
 
     An output named *.ome.zarr or *.zarr is written block by block as the run goes (the image is read
@@ -123,6 +128,7 @@ def run_cmd(bundle: Path, input_path: Path | None, named_inputs: tuple[str, ...]
     """
     from deepimagej import predict, stores
     from deepimagej.bundle import load_bundle
+    from deepimagej.outputs import check_output_path
 
     if workers and scheduler:
         raise DeepImageJError("--workers starts a local Dask cluster, --scheduler uses an existing one: give one of them")
@@ -132,7 +138,10 @@ def run_cmd(bundle: Path, input_path: Path | None, named_inputs: tuple[str, ...]
     streaming = streaming or any(_large(p) for p in paths.values())
     targets = _output_paths(spec, outputs, next(iter(paths.values())), streaming)
     if streaming:  # refused before any work: an existing store, an input, a read-only folder
-        stores.check_target(next(iter(targets.values())), overwrite=overwrite, inputs=tuple(paths.values()))
+        stores.check_target(next(iter(targets.values())), overwrite=overwrite, inputs=(*paths.values(), bundle))
+    else:
+        for target in targets.values():  # before the work: writable, and never over an input
+            check_output_path(target, inputs=[*paths.values(), bundle])
     images = {name: _read_for(spec, name, path, _axes_for(axes, name), lazy=streaming) for name, path in paths.items()}
     spatial = tiling_axes(spec)
     pixels = int(max(math.prod(images[n].array.shape) for n in images))
@@ -142,12 +151,13 @@ def run_cmd(bundle: Path, input_path: Path | None, named_inputs: tuple[str, ...]
               "apply_postprocessing": not no_postprocessing, "progress": progress, "trust_code": trust_code}
     start = time.perf_counter()
     try:
+        bound = predict.bind_inputs(spec, images, nan=nan)
         if streaming:
             target = next(iter(set(targets.values())))
-            result = predict.predict(spec, predict.bind_inputs(spec, images), out=target, overwrite=overwrite,
-                                     scheduler=scheduler or workers, **kwargs)
+            result = predict.predict(spec, bound, out=target, overwrite=overwrite, scheduler=scheduler or workers,
+                                     **kwargs)
         else:
-            result = predict.predict(spec, predict.bind_inputs(spec, images), **kwargs)
+            result = predict.predict(spec, bound, **kwargs)
     finally:
         progress.close()
     elapsed = time.perf_counter() - start
@@ -300,7 +310,8 @@ def _output_paths(spec: ModelSpec, values: tuple[str, ...], first_input: Path, s
 @click.argument("bundle", type=click.Path(path_type=Path))
 @click.option("--weights", "weights_format", multiple=True, help="Weights format(s) to test (default: every runnable one present).")
 @click.option("--tolerance", type=float, default=None, help="Max abs difference allowed (default 1e-3).")
-@click.option("--trust-code", is_flag=True, help="Also test weights that run Python code shipped in the bundle (pytorch_state_dict).")
+@click.option("--trust", "--trust-code", "trust_code", is_flag=True,
+              help="Run even what the bundle's audit refuses (see `deepimagej info`): file, network or process access, Python code shipped in the bundle (pytorch_state_dict). --trust-code: same.")
 @friendly_errors
 def test_cmd(bundle: Path, weights_format: tuple[str, ...], tolerance: float | None, trust_code: bool) -> None:
     """Run BUNDLE on its test inputs and compare every output with its reference (exit 1 on mismatch)."""
@@ -313,7 +324,7 @@ def test_cmd(bundle: Path, weights_format: tuple[str, ...], tolerance: float | N
         raise DeepImageJError(f"{spec.source}: no runnable weights file present (tensorflow, keras, onnx or torchscript)")
     if not weights_format and not trust_code and "pytorch_state_dict" in formats and len(formats) > 1:
         formats.remove("pytorch_state_dict")
-        click.echo("SKIP pytorch_state_dict: it runs Python code shipped in the bundle; test it with --trust-code")
+        click.echo("SKIP pytorch_state_dict: it runs Python code shipped in the bundle; test it with --trust")
     failed = False
     for fmt in formats:
         report = check_reference(spec, weights_format=fmt, tolerance=tolerance or DEFAULT_TOLERANCE, trust_code=trust_code)
@@ -331,15 +342,16 @@ def test_cmd(bundle: Path, weights_format: tuple[str, ...], tolerance: float | N
 @click.option("--tile", help="Tile size to plan with (default: chosen from the memory budget).")
 @click.option("--max-memory", help="Memory budget to plan with, e.g. 1.5G (default: half of the free memory).")
 @click.option("--weights", "weights_format", help="Weights format to plan for.")
+@click.option("--trust", is_flag=True, help="Load the weights (--layers, --image) even if the audit refuses them.")
 @friendly_errors
 def info_cmd(bundle: Path, layers: bool, image_path: Path | None, axes: str | None, tile: str | None,
-             max_memory: str | None, weights_format: str | None) -> None:
+             max_memory: str | None, weights_format: str | None, trust: bool) -> None:
     """Describe BUNDLE: every tensor with its shape rule, tiling, processing, weights, layers (and a plan)."""
     from deepimagej.bundle import load_bundle
     from deepimagej.describe import describe
 
     spec = load_bundle(bundle)
-    for line in describe(spec, layers=layers):
+    for line in describe(spec, layers=layers, trust=trust):
         click.echo(line)
     if image_path is not None:
         from deepimagej.describe import describe_plan
@@ -348,7 +360,7 @@ def info_cmd(bundle: Path, layers: bool, image_path: Path | None, axes: str | No
         if len(spec.inputs) > 1:
             raise DeepImageJError(f"--image plans a one-input model; {spec.name} has {len(spec.inputs)} inputs")
         for line in describe_plan(spec, images, tile=parse_tile(tile, tiling_axes(spec)), max_memory=max_memory,
-                                  weights_format=weights_format):
+                                  weights_format=weights_format, trust=trust):
             click.echo(line)
 
 
@@ -460,6 +472,7 @@ def _register_optional_commands() -> None:
 
 
 _register_optional_commands()
+main.add_command(trust_cmd, "trust")
 
 if __name__ == "__main__":
     main()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+from deepimagej.audit import Audit, audit_bundle, audit_weights, require_allowed
 from deepimagej.bundle.spec import AxisSpec, ModelSpec, TensorSpec
 from deepimagej.errors import DeepImageJError
 from deepimagej.io import ImageData
@@ -36,8 +37,12 @@ def _tensor_lines(kind: str, tensor: TensorSpec) -> list[str]:
     return lines
 
 
-def describe(spec: ModelSpec, *, layers: bool = True) -> list[str]:
-    """Lines describing a bundle: tensors, tiling, processing, weights and (optionally) layers."""
+def describe(spec: ModelSpec, *, layers: bool = True, trust: bool = False) -> list[str]:
+    """Lines describing a bundle: tensors, tiling, processing, weights, the audit and (optionally) layers.
+
+    Layers are summarised by loading the weights, which runs the bundle's code: a bundle whose
+    audit refuses something is loaded only when trusted (``trust`` or a trust record).
+    """
     lines = [f"name        : {spec.name}", f"descriptor  : {spec.source} ({spec.kind} {spec.format_version})"]
     if spec.description:
         lines.append(f"description : {spec.description.strip().splitlines()[0]}")
@@ -71,12 +76,33 @@ def describe(spec: ModelSpec, *, layers: bool = True) -> list[str]:
         lines.append(f"pixel size  : {spec.pixel_size}")
     if spec.runtime or spec.memory_peak:
         lines.append(f"measured    : runtime {spec.runtime or '?'}, memory peak {spec.memory_peak or '?'}")
+    try:
+        report = audit_bundle(spec)
+    except DeepImageJError as exc:
+        return [*lines, f"audit       : cannot audit the weights: {exc}", "layers      : not loaded"]
+    lines += audit_lines(report, spec)
     if layers:
-        lines += _layer_lines(spec)
+        lines += _layer_lines(spec, trust=trust or report.trust is not None)
     return lines
 
 
-def _layer_lines(spec: ModelSpec) -> list[str]:
+def audit_lines(report: Audit, spec: ModelSpec) -> list[str]:
+    """The audit of a bundle as ``info`` shows it: what was inspected, found, refused; the trust record."""
+    checked = ", ".join(report.audited) or "no weights file or macro present"
+    if not report.findings:
+        return [f"audit       : nothing found in {checked}: computation only"]
+    refused = report.refused
+    lines = [f"audit       : {len(report.findings)} finding(s) in {checked}, {len(refused)} refused"]
+    lines += [f"    {'refused' if f.refused else 'note'}: {f.source}: {f.what}: {f.detail}" for f in report.findings]
+    if report.trust is not None:
+        lines.append(f"trust       : trusted on {report.trust.get('trusted_at', '?')} (deepimagej trust --revoke {spec.root})")
+    elif refused:
+        files = ", ".join(sorted({f.source for f in refused}))
+        lines.append(f"trust       : not trusted: runs of {files} are refused; `deepimagej trust {spec.root}` or --trust")
+    return lines
+
+
+def _layer_lines(spec: ModelSpec, trust: bool = False) -> list[str]:
     from deepimagej.engines import load_engine
 
     present = [
@@ -85,8 +111,10 @@ def _layer_lines(spec: ModelSpec) -> list[str]:
     ]
     if not present:
         return ["layers      : (no runnable weights file present that can be inspected without running its code)"]
+    if not trust and any(f.refused for f in audit_weights(present[0], spec.root)):
+        return [f"layers      : not loaded ({present[0].format}: loading runs what the audit refuses; --trust to load)"]
     try:
-        engine = load_engine(present[0], [t.name for t in spec.inputs], [t.name for t in spec.outputs])
+        engine = load_engine(present[0], [t.name for t in spec.inputs], [t.name for t in spec.outputs], trust_code=trust)
     except DeepImageJError as exc:
         return [f"layers      : cannot load {present[0].format}: {exc}"]
     return [f"layers      : {present[0].format} ({engine.runtime})", *engine.describe()]
@@ -128,10 +156,12 @@ def describe_plan(
     tile: dict[str, int] | None = None,
     max_memory: str | int | None = None,
     weights_format: str | None = None,
+    trust: bool = False,
 ) -> list[str]:
     """How a run on ``images`` would go: tiles, batch and the estimated peak memory.
 
-    The model's memory is measured once (a short run in a separate process, cached).
+    The model's memory is measured once (a short run in a separate process, cached): a bundle
+    whose audit refuses something is run only when trusted (``trust`` or a trust record).
     """
     from deepimagej import predict
     from deepimagej.layout import Layout
@@ -139,16 +169,17 @@ def describe_plan(
 
     bound = predict.bind_inputs(spec, images)
     weights = check_bundle(spec, weights_format)
+    trusted = require_allowed(spec, weights, trust)
     tensors = {}
     for t in spec.inputs:
         mapping = Layout.of(bound[t.name].axes, t)
         tensors[t.name] = (mapping.to_model(bound[t.name].array), mapping.model_axes)
     run_plan = predict.plan_run(spec, tensors, None, weights_format=weights.format, tile=tile,
-                                max_memory=max_memory, measure=True)
+                                max_memory=max_memory, measure=True, trust_code=trusted)
     shape = ", ".join(f"{n} {tuple(d.array.shape)} [{d.axes}]" for n, d in bound.items())
     return [f"image       : {shape}", *run_plan.describe()]
 
 
 def describe_architecture(spec: ModelSpec) -> list[str]:
-    """Layers / operations of the bundle's first runnable weights (loads the model)."""
-    return _layer_lines(spec)
+    """Layers / operations of the bundle's first runnable weights (loads the model unless its audit refuses it)."""
+    return _layer_lines(spec, trust=audit_bundle(spec).trust is not None)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,12 +31,13 @@ from typing import Any
 import numpy as np
 
 from deepimagej import blocks, distributed, memory, ops, stores, tiling
+from deepimagej.audit import require_allowed
 from deepimagej.bundle import load_bundle
 from deepimagej.bundle.spec import ModelSpec, TensorSpec
 from deepimagej.bundle.validate import check_bundle, check_input
 from deepimagej.engines import Engine, load_engine
-from deepimagej.errors import BundleError, InputImageError
-from deepimagej.io import ImageData
+from deepimagej.errors import BundleError, DeepImageJWarning, InputImageError
+from deepimagej.io import NAN_POLICIES, ImageData, check_pixels
 from deepimagej.layout import Layout, UserOrder, check_axes_string, guess_axes, is_lazy
 
 ProgressCallback = blocks.ProgressCallback
@@ -62,7 +64,8 @@ def as_spec(bundle: str | Path | ModelSpec) -> ModelSpec:
 
 
 def bind_inputs(
-    spec: ModelSpec, image: ImageLike | Mapping[str, ImageLike], axes: str | Mapping[str, str] | None = None
+    spec: ModelSpec, image: ImageLike | Mapping[str, ImageLike], axes: str | Mapping[str, str] | None = None,
+    nan: str = "error",
 ) -> dict[str, ImageData]:
     """The user's image(s) as one :class:`~deepimagej.io.ImageData` per model input, with axes.
 
@@ -72,9 +75,12 @@ def bind_inputs(
             numpy array, an ``xarray.DataArray`` (its dims are its axes) or an ``ImageData``.
         axes: the image's axes (``"yx"``, ``"tzyx"``...), or ``{input name: axes}``; read from
             the image where it carries them, else guessed from its shape.
+        nan: NaN/Inf pixels: ``"error"`` (refuse), ``"zero"`` or ``"mean"`` (replace them, with a
+            :class:`~deepimagej.errors.DeepImageJWarning` saying how many); see :func:`deepimagej.io.check_pixels`.
 
     Raises:
-        InputImageError: an input missing or unknown by name, or axes that do not fit.
+        InputImageError: an input missing or unknown by name, axes that do not fit, complex
+            pixels, or NaN/Inf pixels with ``nan="error"``.
     """
     names = [t.name for t in spec.inputs]
     if isinstance(image, Mapping) and not isinstance(image, ImageData):
@@ -101,11 +107,11 @@ def bind_inputs(
     for tensor in spec.inputs:
         value = given[tensor.name]
         own_axes = axes.get(tensor.name) if isinstance(axes, Mapping) else axes
-        bound[tensor.name] = _image_data(spec, tensor, value, own_axes)
+        bound[tensor.name] = _image_data(spec, tensor, value, own_axes, nan)
     return bound
 
 
-def _image_data(spec: ModelSpec, tensor: TensorSpec, value: ImageLike, axes: str | None) -> ImageData:
+def _image_data(spec: ModelSpec, tensor: TensorSpec, value: ImageLike, axes: str | None, nan: str) -> ImageData:
     if isinstance(value, ImageData):
         data, array, known = value, value.array, value.axes
     elif isinstance(value, stores.LazyImage):
@@ -119,12 +125,37 @@ def _image_data(spec: ModelSpec, tensor: TensorSpec, value: ImageLike, axes: str
     else:
         array, known = (value if is_lazy(value) else np.asarray(value)), None
         data = ImageData(array, "")
-    if np.dtype(array.dtype).kind == "c":
-        raise InputImageError(f"input '{tensor.name}': complex-valued images are not supported; pass the real part")
+    name = f"input '{tensor.name}'" if len(spec.inputs) > 1 else "image"
+    if is_lazy(array):  # read block by block: the pixel check runs on each block as it is read
+        array = _checked_lazily(array, nan, name)
+    else:
+        array, replaced = check_pixels(array, nan, name=name)  # complex and NaN/Inf pixels: refused or replaced
+        if replaced:
+            warnings.warn(f"{replaced} NaN/infinite pixel(s) of the {name} replaced by the {nan} value",
+                          DeepImageJWarning, stacklevel=4)
     ndim = len(array.shape)
     user_axes = check_axes_string(axes or known, ndim) if (axes or known) else guess_axes(array.shape, spec, tensor)
     check_input(spec, tuple(array.shape), user_axes, tensor)
+    if is_lazy(array):
+        return dataclasses.replace(data, array=array, axes=user_axes, metadata={**data.metadata, "nan": nan})
     return dataclasses.replace(data, array=array, axes=user_axes)
+
+
+def _checked_lazily(array: Any, nan: str, name: str) -> Any:
+    """The checks of :func:`~deepimagej.io.check_pixels` that need no pixel; NaN/Inf are looked
+    for in each block as it is read (:func:`deepimagej.blocks.finite_then`)."""
+    kind = np.dtype(array.dtype).kind
+    if kind == "c":
+        raise InputImageError(f"{name} has complex pixels ({array.dtype}); models run on real values: "
+                              "take the magnitude or the real part first")
+    if kind not in "biuf":
+        raise InputImageError(f"{name} has non-numeric pixels ({array.dtype}); give a numeric image")
+    if nan not in NAN_POLICIES:
+        raise InputImageError(f"nan={nan!r}: use one of {', '.join(NAN_POLICIES)}")
+    if nan == "mean" and kind == "f":
+        raise InputImageError(f"{name} is read block by block: nan='mean' needs a pass over the whole image; "
+                              "use nan='zero' (--nan=zero) or clean the image first")
+    return array
 
 
 # --------------------------------------------------------------------------------------------
@@ -311,6 +342,8 @@ def run(
     apply_postprocessing: bool = True,
     progress: ProgressCallback | None = None,
     trust_code: bool = False,
+    trust: bool = False,
+    nan: str = "error",
 ) -> np.ndarray | dict[str, np.ndarray]:
     """Run a model bundle on an image (or one image per input).
 
@@ -330,8 +363,12 @@ def run(
         apply_preprocessing / apply_postprocessing: apply the bundle's bioimage.io operations.
             The ImageJ front end passes ``False`` for a stage whose ImageJ macros it runs itself.
         progress: called after each batch with (tiles done, tiles total, seconds, peak RSS bytes).
-        trust_code: allow weights that run Python code shipped in the bundle
-            (``pytorch_state_dict``).
+        trust_code: the former name of ``trust``.
+        trust: run even what the bundle's audit refuses (file, network or process access, Python
+            code shipped in the bundle such as ``pytorch_state_dict``); without it, a bundle whose
+            audit refuses something runs only when the user trusts it (``deepimagej trust``).
+        nan: NaN/Inf pixels in the image: ``"error"`` (refuse), ``"zero"`` or ``"mean"`` (replace
+            them, with a warning saying how many).
 
     Returns:
         The output in the image's axis order (plus a trailing ``c`` if the image had none and
@@ -340,14 +377,15 @@ def run(
 
     Raises:
         BundleError: broken bundle, or macro-only processing requested without ImageJ.
-        InputImageError: the image does not fit the model.
+        InputImageError: the image does not fit the model, or has complex or NaN/Inf pixels.
+        UntrustedBundleError: the bundle's audit refused something and the bundle is not trusted.
         EngineError: the weights cannot be loaded or run.
     """
     spec = as_spec(bundle)
     result = predict(
-        spec, bind_inputs(spec, image, axes), tile=tile, weights_format=weights_format, batch_size=batch_size,
+        spec, bind_inputs(spec, image, axes, nan=nan), tile=tile, weights_format=weights_format, batch_size=batch_size,
         max_memory=max_memory, apply_preprocessing=apply_preprocessing, apply_postprocessing=apply_postprocessing,
-        progress=progress, trust_code=trust_code,
+        progress=progress, trust_code=trust_code, trust=trust,
     )
     arrays = {name: out.array for name, out in result.outputs.items()}
     return arrays if len(arrays) > 1 else next(iter(arrays.values()))
@@ -365,6 +403,7 @@ def predict(
     apply_postprocessing: bool = True,
     progress: ProgressCallback | None = None,
     trust_code: bool = False,
+    trust: bool = False,
     out: str | Path | None = None,
     overwrite: bool = False,
     scheduler: Any = None,
@@ -382,7 +421,8 @@ def predict(
     """
     _refuse_macro_only(spec, apply_preprocessing, apply_postprocessing)
     weights = check_bundle(spec, weights_format)
-    engine = load_engine(weights, [t.name for t in spec.inputs], [t.name for t in spec.outputs], trust_code=trust_code)
+    trusted = require_allowed(spec, weights, trust or trust_code)  # the audit: refuses file/process access unless trusted
+    engine = load_engine(weights, [t.name for t in spec.inputs], [t.name for t in spec.outputs], trust_code=trusted)
     if engine.resident_bytes is None:
         engine.resident_bytes = memory.rss_bytes()
     layouts = {t.name: Layout.of(inputs[t.name].axes, t) for t in spec.inputs}
@@ -406,10 +446,19 @@ def predict(
             extra += array.nbytes
             pipeline = ops.fit((), array, model_axes)
         sources[t.name] = (array, model_axes)
-        transforms[t.name] = functools.partial(blocks.apply_to_item, pipeline)
+        nan = inputs[t.name].metadata.get("nan")  # a lazy input's pixels are checked block by block
+        if nan is not None and np.dtype(array.dtype).kind == "f":
+            if nan == "zero" and any(ops.needs_statistics(step) for step in steps):
+                raise InputImageError(
+                    f"{spec.name}: replacing NaN pixels (nan='zero') of an image read block by block cannot go "
+                    f"with the whole-image statistics of input '{t.name}''s pre-processing; clean the image first"
+                )
+            transforms[t.name] = functools.partial(blocks.finite_then, nan, pipeline)
+        else:
+            transforms[t.name] = functools.partial(blocks.apply_to_item, pipeline)
     start = time.perf_counter()
     plan_kwargs = {"weights_format": weights.format, "tile": tile, "batch_size": batch_size,
-                   "max_memory": max_memory, "trust_code": trust_code, "extra_bytes": extra,
+                   "max_memory": max_memory, "trust_code": trusted, "extra_bytes": extra,
                    "streamed": out is not None}
     if scheduler is not None and out is None:
         raise InputImageError("running on a Dask cluster writes the outputs to a store: give out='result.ome.zarr'")

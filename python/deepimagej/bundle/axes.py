@@ -13,6 +13,7 @@ It also holds the one-line error helpers shared by the descriptor readers.
 
 from __future__ import annotations
 
+import reprlib
 from pathlib import Path
 from typing import Any
 
@@ -69,8 +70,12 @@ def field_error(
     return BundleError(one_line(message))
 
 
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother = 3, 70, 70
+
+
 def _short_repr(value: Any, limit: int = 80) -> str:
-    text = repr(value)
+    text = _REPR.repr(value)  # bounded: a hostile value may be huge or deeply nested
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

@@ -20,7 +20,6 @@ tag and signature (``model_keys``), ``allow_tiling`` and the measured test infor
 from __future__ import annotations
 
 import math
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -31,9 +30,11 @@ import yaml
 
 from deepimagej.bundle.axes import axis_id_letter, field_error, normalize_axes, one_line
 from deepimagej.bundle.deepimagej_config import SIGNATURE_ALIASES, TAG_ALIASES
+from deepimagej.bundle.files import local_path
 from deepimagej.bundle.spec import (
     BORDER_MODES,
     ArchitectureSpec,
+    DATA_TYPES,
     DETECTION_KEYS,
     OWN_CONFIG_KEY,
     AxisSpec,
@@ -54,6 +55,12 @@ WEIGHT_FORMAT_ALIASES = {
 #: Spec strings of ``config.deepimagej.prediction`` entries that run an ImageJ macro file.
 MACRO_SPECS = ("ij.IJ::runMacroFile", "deepimagej.runMacro")
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
+#: Processing kwargs that hold numbers (or per-channel lists of numbers).
+NUMERIC_KWARGS = ("min_percentile", "max_percentile", "eps", "gain", "offset", "mean", "std", "threshold", "min", "max")
+#: Parsing limits for descriptors (see :func:`load_yaml`).
+MAX_DESCRIPTOR_BYTES = 4 * 2**20
+MAX_DEPTH = 64
+MAX_NODES = 100_000
 _VERSION_FIELDS = ("tensorflow_version", "pytorch_version", "opset_version")
 
 
@@ -78,15 +85,30 @@ def read_rdf(path: Path) -> ModelSpec:
 
 
 def load_yaml(path: Path) -> dict[str, Any]:
-    """Parse ``path`` as YAML into a mapping; every failure is a one-line :class:`BundleError`."""
+    """Parse ``path`` as YAML into a mapping, within limits; every failure is a one-line :class:`BundleError`.
+
+    A descriptor is untrusted text: files over :data:`MAX_DESCRIPTOR_BYTES`, nesting deeper than
+    :data:`MAX_DEPTH` and aliases that expand to more than :data:`MAX_NODES` nodes (a "billion
+    laughs" YAML) or refer to themselves are refused while parsing, in milliseconds.
+    """
     try:
+        size = path.stat().st_size
+        if size > MAX_DESCRIPTOR_BYTES:
+            raise BundleError(
+                f"{path}: {size / 2**20:.1f} MiB, too large for a model descriptor (at most "
+                f"{MAX_DESCRIPTOR_BYTES // 2**20} MiB); is it the right file?"
+            )
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise BundleError(one_line(f"{path}: cannot read the file ({exc.strerror or exc})")) from None
     except UnicodeDecodeError:
         raise BundleError(f"{path}: not a UTF-8 text file") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_LimitedLoader)  # noqa: S506 - a SafeLoader with limits
+    except _LimitError as exc:
+        raise BundleError(one_line(f"{path}: refused: {exc}; a model descriptor is plain, shallow YAML")) from None
+    except RecursionError:
+        raise BundleError(f"{path}: refused: nested too deeply; a model descriptor is plain, shallow YAML") from None
     except yaml.YAMLError as exc:
         raise BundleError(one_line(f"{path}: not valid YAML{_yaml_where(exc)}")) from None
     if not isinstance(data, dict):
@@ -94,6 +116,58 @@ def load_yaml(path: Path) -> dict[str, Any]:
             f"{path}: a model descriptor must be a YAML mapping (key: value), got {type(data).__name__}"
         )
     return data
+
+
+class _LimitError(yaml.YAMLError):
+    """A descriptor beyond the parsing limits (depth, alias expansion, self-reference)."""
+
+
+class _LimitedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with a depth limit while composing and a size limit on the composed tree."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark
+                raise _LimitError(f"nested more than {MAX_DEPTH} levels deep (line {mark.line + 1})")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def compose_document(self) -> yaml.Node | None:
+        node = super().compose_document()
+        if node is not None:
+            _expanded_size(node, {}, set())
+        return node
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int], open_nodes: set[int]) -> int:
+    """Nodes in ``node`` with every alias expanded (the size a consumer walking it would see)."""
+    key = id(node)
+    if key in memo:
+        return memo[key]
+    if key in open_nodes:
+        raise _LimitError("an alias refers to the node that contains it (a recursive structure)")
+    open_nodes.add(key)
+    total = 1
+    if isinstance(node, yaml.SequenceNode):
+        children = node.value
+    elif isinstance(node, yaml.MappingNode):
+        children = [n for pair in node.value for n in pair]
+    else:
+        children = []
+    for child in children:
+        total += _expanded_size(child, memo, open_nodes)
+        if total > MAX_NODES:
+            raise _LimitError(f"aliases expand to more than {MAX_NODES:,} values (a \"billion laughs\" YAML)")
+    open_nodes.discard(key)
+    memo[key] = total
+    return total
 
 
 def _yaml_where(exc: yaml.YAMLError) -> str:
@@ -115,18 +189,6 @@ def _format_version(path: Path, data: dict[str, Any]) -> str:
     if not match or (match.group(1), match.group(2)) not in (("0", "3"), ("0", "4"), ("0", "5")):
         raise field_error(path, "format_version", "0.3.x, 0.4.x or 0.5.x (the formats deepimagej reads)", raw)
     return f"0.{match.group(2)}"
-
-
-def is_url(source: str) -> bool:
-    """Whether ``source`` is remote (``http(s)://``, ``zenodo:``...)."""
-    return bool(re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", source))
-
-
-def local_path(root: Path, source: str) -> Path | None:
-    """Resolve a descriptor source against the bundle folder; ``None`` for URLs."""
-    if is_url(source):
-        return None
-    return Path(os.path.normpath(root / source))
 
 
 @dataclass
@@ -262,7 +324,7 @@ class _Reader:
             field = f"{field}.source"
         if not isinstance(value, str) or not value.strip():
             raise field_error(self.path, field, "a relative file path or URL", value)
-        return value.strip(), local_path(self.root, value.strip())
+        return value.strip(), local_path(self.root, value.strip(), descriptor=self.path, field=field)
 
     def _top_paths(self, key: str) -> tuple[Path, ...]:
         paths = []
@@ -348,7 +410,7 @@ class _Reader:
         return TensorSpec(
             name=name,
             axes=tuple(spec_axes),
-            data_type=str(t.get("data_type") or "float32"),
+            data_type=self._data_type(t.get("data_type"), f"{field}.data_type"),
             data_range=self._data_range(t.get("data_range"), f"{field}.data_range"),
             description=str(t.get("description") or ""),
             processing=self._processing(t.get(processing_key), f"{field}.{processing_key}", "name"),
@@ -435,7 +497,7 @@ class _Reader:
                 TensorSpec(
                     name=name,
                     axes=axes,
-                    data_type=str(data.get("type") or "float32"),
+                    data_type=self._data_type(data.get("type"), f"{field}.data.type"),
                     data_range=self._data_range(data.get("range"), f"{field}.data.range"),
                     description=str(t.get("description") or ""),
                     processing=self._processing(t.get(processing_key), f"{field}.{processing_key}", "id"),
@@ -596,6 +658,13 @@ class _Reader:
                 kwargs["axes"] = normalize_axes(
                     kwargs["axes"], source=self.path, field=f"{sfield}.kwargs.axes"
                 )
+            for kwarg in NUMERIC_KWARGS:
+                if kwarg in kwargs and not _numbers(kwargs[kwarg]):
+                    raise field_error(
+                        self.path, f"{sfield}.kwargs.{kwarg}", "a number or a list of numbers", kwargs[kwarg]
+                    )
+            if "mode" in kwargs and not isinstance(kwargs["mode"], str):
+                raise field_error(self.path, f"{sfield}.kwargs.mode", "a mode name such as per_sample", kwargs["mode"])
             if isinstance(kwargs.get("axis"), str):  # 0.5: one axis id, e.g. "channel"
                 kwargs["axis"] = normalize_axes(
                     [kwargs["axis"]], source=self.path, field=f"{sfield}.kwargs.axis"
@@ -692,6 +761,13 @@ class _Reader:
         sig = SIGNATURE_ALIASES.get(str(sig), str(sig)) if sig else None
         return tag, sig
 
+    def _data_type(self, value: Any, field: str) -> str:
+        if value is None:
+            return "float32"
+        if value not in DATA_TYPES:
+            raise field_error(self.path, field, "one of " + ", ".join(DATA_TYPES), value)
+        return str(value)
+
     def _sha256(self, value: Any, field: str) -> str | None:
         if value is None:
             return None
@@ -730,7 +806,10 @@ class _Reader:
                 if isinstance(kwargs, dict):  # legacy `kwargs: {preprocessing.txt}`
                     kwargs = next(iter(kwargs), None)
                 if spec.startswith(MACRO_SPECS) and isinstance(kwargs, str) and kwargs.strip():
-                    paths.append(Path(os.path.normpath(self.root / kwargs.strip())))
+                    field = f"config.deepimagej.prediction.{stage}.kwargs"
+                    local = local_path(self.root, kwargs.strip(), descriptor=self.path, field=field)
+                    if local is not None:
+                        paths.append(local)
                 else:
                     java.append(f"{stage}: {spec}" + (f" {kwargs}" if kwargs else ""))
             stages.append(tuple(paths))
@@ -764,7 +843,10 @@ class _Reader:
         doc = self.data.get("documentation")
         if not isinstance(doc, str) or not doc.strip():
             return None
-        return local_path(self.root, doc.strip())
+        try:
+            return local_path(self.root, doc.strip())
+        except BundleError:  # shown by `info` only: a link outside the bundle is not followed
+            return None
 
     def _extra(self, dij: dict[str, Any], test_info: Mapping[str, Any], java: list[str]) -> dict[str, Any]:
         extra: dict[str, Any] = {}
@@ -837,6 +919,21 @@ class _Reader:
                 self.path, field, "a list [min, max] of numbers (-inf/inf allowed)", value
             ) from None
         return low, high
+
+
+def _numbers(value: Any, depth: int = 0) -> bool:
+    """A number, ``null``, or a (nested) list of numbers: what numeric processing kwargs hold.
+
+    Numbers written as strings count (YAML 1.1 reads ``1e-06`` as a string; ``float`` takes it).
+    """
+    if isinstance(value, str):
+        try:
+            return math.isfinite(float(value))
+        except ValueError:
+            return False
+    if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+        return value is None or math.isfinite(value)
+    return isinstance(value, list) and depth < 4 and all(_numbers(v, depth + 1) for v in value)
 
 
 def _float(value: Any) -> float:

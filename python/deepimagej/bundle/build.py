@@ -39,6 +39,7 @@ from deepimagej.bundle.spec import (
     WeightsSpec,
 )
 from deepimagej.errors import BundleError
+from deepimagej.outputs import check_replaceable_folder
 
 SAVED_MODEL_ZIP = "tensorflow_saved_model_bundle.zip"
 KERAS_FILE = "model.h5"
@@ -203,6 +204,9 @@ def build_bundle(
     out = Path(out_dir)
     if out.exists() and not overwrite:
         raise BundleError(f"{out}: already exists; choose another --out or pass overwrite=True")
+    sources = [p for p in (model, config_template, rdf_template, example_image, *(preprocessing_macros or ()),
+                           *(postprocessing_macros or ())) if isinstance(p, (str, Path))]
+    check_replaceable_folder(out, inputs=sources, markers=("rdf.yaml", "config.xml"))
     if border not in BORDER_MODES:
         raise BundleError(f"border={border!r}: use one of {', '.join(BORDER_MODES)}")
     template = _template(

@@ -23,7 +23,6 @@ The XML is parsed with :mod:`defusedxml` (no entities, no DTDs). Tiling rules be
 
 from __future__ import annotations
 
-import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -31,6 +30,7 @@ import defusedxml
 import defusedxml.ElementTree as DET
 
 from deepimagej.bundle.axes import deepimagej_axes, field_error, one_line
+from deepimagej.bundle.files import local_path
 from deepimagej.bundle.spec import AxisSpec, DeepImageJTiling, ModelSpec, TensorSpec, WeightsSpec
 from deepimagej.errors import BundleError
 
@@ -50,6 +50,9 @@ _MC = "ModelCharacteristics"
 _MI = "ModelInformation"
 _MT = "ModelTest"
 SAVED_MODEL_ZIP = "tensorflow_saved_model_bundle.zip"
+#: A config.xml is a few KB; larger files are refused before parsing.
+MAX_CONFIG_BYTES = 4 * 2**20
+MAX_CONFIG_DEPTH = 64
 
 
 def read_config_xml(path: Path) -> ModelSpec:
@@ -85,8 +88,8 @@ def read_config_xml(path: Path) -> ModelSpec:
     _check_unique_names(path, inputs, outputs)
 
     folder = path.parent
-    pre = _macro_paths(folder, info.text(f"{_MC}/PreprocessingFile"))
-    post = _macro_paths(folder, info.text(f"{_MC}/PostprocessingFile"))
+    pre = _macro_paths(path, info.text(f"{_MC}/PreprocessingFile"), f"{_MC}/PreprocessingFile")
+    post = _macro_paths(path, info.text(f"{_MC}/PostprocessingFile"), f"{_MC}/PostprocessingFile")
     sample_in = _first_existing(folder, ("exampleImage.tif", "exampleImage.tiff"))
     sample_out = _first_existing(folder, ("resultImage.tif", "resultImage.tiff"))
     if sample_in is not None:
@@ -124,6 +127,12 @@ def read_config_xml(path: Path) -> ModelSpec:
 def _parse_xml(path: Path) -> ET.Element:
     """Parse ``path`` safely; every failure becomes a one-line :class:`BundleError`."""
     try:
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise BundleError(
+                f"{path}: {size / 2**20:.1f} MiB, too large for a DeepImageJ config.xml (at most "
+                f"{MAX_CONFIG_BYTES // 2**20} MiB); is it the right file?"
+            )
         data = path.read_bytes()
     except OSError as exc:
         raise BundleError(one_line(f"{path}: cannot read the file ({exc.strerror or exc})")) from None
@@ -142,6 +151,12 @@ def _parse_xml(path: Path) -> ET.Element:
         ) from None
     if root.tag != "Model":
         raise field_error(path, "Model", "the root element of a DeepImageJ config.xml", f"<{root.tag}>")
+    stack = [(root, 1)]
+    while stack:  # a config.xml is three levels deep; refuse absurd nesting like the YAML reader
+        element, depth = stack.pop()
+        if depth > MAX_CONFIG_DEPTH:
+            raise BundleError(f"{path}: refused: elements nested more than {MAX_CONFIG_DEPTH} levels deep")
+        stack.extend((child, depth + 1) for child in element)
     return root
 
 
@@ -333,12 +348,13 @@ def _with_sample(tensor: TensorSpec, sample: Path) -> TensorSpec:
 # --------------------------------------------------------------------------- files
 
 
-def _macro_paths(folder: Path, value: str | None) -> tuple[Path, ...]:
-    """``PreprocessingFile`` value -> macro paths (kept even when missing; validation reports)."""
+def _macro_paths(config: Path, value: str | None, field: str) -> tuple[Path, ...]:
+    """``PreprocessingFile`` value -> macro paths in the bundle folder (kept even when missing; validation reports)."""
     if value is None:
         return ()
     names = [v.strip() for v in value.split(",") if v.strip() and v.strip().lower() not in _NULLS]
-    return tuple(Path(os.path.normpath(folder / n)) for n in names)
+    paths = (local_path(config.parent, n, descriptor=config, field=field) for n in names)
+    return tuple(p for p in paths if p is not None)
 
 
 def _first_existing(folder: Path, names: tuple[str, ...]) -> Path | None:

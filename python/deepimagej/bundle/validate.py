@@ -9,11 +9,12 @@ subclasses that say what to do.
 from __future__ import annotations
 
 import hashlib
+import warnings
 from functools import lru_cache
 from pathlib import Path
 
 from deepimagej.bundle.spec import RUNNABLE_WEIGHT_FORMATS, AxisSpec, ModelSpec, TensorSpec, WeightsSpec
-from deepimagej.errors import BundleError, InputImageError
+from deepimagej.errors import BundleError, DeepImageJWarning, InputImageError
 
 #: Short names users type for weight formats.
 FORMAT_ALIASES = {
@@ -207,6 +208,22 @@ def _check_input(spec: ModelSpec, tensor: TensorSpec, shape: tuple[int, ...], ax
                 f"image axes are '{axes}'"
             )
         _check_spatial(axis, sizes.get(axis.name, 1), tileable)
+    _warn_halo(spec, tensor, sizes)
+
+
+def _warn_halo(spec: ModelSpec, tensor: TensorSpec, sizes: dict[str, int]) -> None:
+    """Tell the user when the model's halo is larger than the image (the result is all border)."""
+    for name in "zyx":
+        halo = max((a.halo for t in (tensor, *spec.outputs) for a in t.axes if a.name == name), default=0)
+        size = sizes.get(name)
+        if size is not None and halo > size:
+            warnings.warn(
+                f"the model's halo on axis {name} ({halo} px) is larger than the image ({size} px): every result "
+                "pixel comes from mirrored borders and may be unreliable; use a larger image",
+                DeepImageJWarning,
+                stacklevel=3,
+            )
+            return
 
 
 def allows_tiling(spec: ModelSpec) -> bool:

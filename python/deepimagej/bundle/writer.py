@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import os
-import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from deepimagej.bundle.axes import to_deepimagej_axes
 from deepimagej.bundle.spec import OWN_CONFIG_KEY, DeepImageJTiling, ModelSpec, TensorSpec, WeightsSpec
 from deepimagej.bundle.validate import sha256_of
 from deepimagej.errors import BundleError
+from deepimagej.outputs import write_text_atomic
 
 RDF_FORMAT_VERSION = "0.4.10"
 TF_TAG_CONSTANT = "tf.saved_model.tag_constants.SERVING"
@@ -41,25 +41,9 @@ _VERSION_KEY = {
 # --------------------------------------------------------------------------- common
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def write_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` via a temporary sibling and :func:`os.replace`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the user's usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, text)
 
 
 def _relative(path: Path, folder: Path) -> str:

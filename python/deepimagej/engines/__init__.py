@@ -34,7 +34,7 @@ def _create(weights: WeightsSpec, inputs: Sequence[str], outputs: Sequence[str],
     if fmt == "keras_hdf5":
         from deepimagej.engines.keras import KerasEngine
 
-        return KerasEngine(weights, inputs, outputs)
+        return KerasEngine(weights, inputs, outputs, safe_mode=not trust_code)
     if fmt == "onnx":
         from deepimagej.engines.onnx import OnnxEngine
 
@@ -47,7 +47,7 @@ def _create(weights: WeightsSpec, inputs: Sequence[str], outputs: Sequence[str],
         if not trust_code:
             raise EngineError(
                 f"{weights.path.name if weights.path else weights.source}: pytorch_state_dict weights run the "
-                "Python code shipped in the bundle; run only bundles you trust, with --trust-code (trust_code=True)"
+                "Python code shipped in the bundle; run only bundles you trust, with --trust (trust=True)"
             )
         from deepimagej.engines.torchscript import StateDictEngine
 
@@ -72,7 +72,8 @@ def load_engine(
         inputs / outputs: the bundle's tensor names, in the descriptor's order (the names the
             engine's calls use).
         trust_code: allow weights that run Python code shipped in the bundle
-            (``pytorch_state_dict``).
+            (``pytorch_state_dict``, Keras ``Lambda`` layers: Keras' ``safe_mode`` off). Callers check
+            the bundle with :func:`deepimagej.audit.require_allowed` first.
 
     Returns:
         The engine; the same object for the same file, format and tensor names.

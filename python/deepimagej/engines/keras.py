@@ -15,13 +15,17 @@ from deepimagej.engines.tensorflow import quiet_tensorflow
 from deepimagej.errors import EngineError, first_line
 
 
-def load_keras_model(path: str | Path) -> Any:
-    """Load a Keras model file without compiling it; errors become :class:`EngineError`."""
+def load_keras_model(path: str | Path, safe_mode: bool = True) -> Any:
+    """Load a Keras model file without compiling it; errors become :class:`EngineError`.
+
+    ``safe_mode`` (Keras 3) refuses to deserialize Python code (``Lambda`` layers); only a
+    trusted bundle turns it off.
+    """
     quiet_tensorflow()
     import keras
 
     try:
-        return keras.models.load_model(str(path), compile=False)
+        return keras.models.load_model(str(path), compile=False, safe_mode=safe_mode)
     except Exception as exc:  # keras raises many kinds; the user needs one line
         raise EngineError(f"{path}: cannot load Keras model ({first_line(exc)})") from None
 
@@ -31,11 +35,11 @@ class KerasEngine(Engine):
 
     runtime = "keras"
 
-    def __init__(self, weights: WeightsSpec, inputs: Sequence[str], outputs: Sequence[str]):
+    def __init__(self, weights: WeightsSpec, inputs: Sequence[str], outputs: Sequence[str], safe_mode: bool = True):
         super().__init__(weights, inputs, outputs)
         import tensorflow as tf
 
-        self.model = load_keras_model(weights.path)
+        self.model = load_keras_model(weights.path, safe_mode=safe_mode)
         n_in, n_out = len(self.model.inputs), len(self.model.outputs)
         if n_in != len(self.inputs) or n_out < len(self.outputs):
             raise EngineError(

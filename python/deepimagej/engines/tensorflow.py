@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
-import tempfile
-import zipfile
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -19,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from deepimagej.archive import extract_zip
 from deepimagej.bundle.spec import WeightsSpec
 from deepimagej.engines.base import Engine, thread_count
 from deepimagej.errors import EngineError, first_line
@@ -44,19 +42,8 @@ def quiet_tensorflow() -> None:
 def _unpack_zip(path: Path) -> Path:
     digest = hashlib.sha256(f"{path.resolve()}:{path.stat().st_size}:{path.stat().st_mtime_ns}".encode()).hexdigest()
     target = cache_dir() / "saved_models" / digest[:16]
-    if (target / ".complete").exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent))
-    try:
-        with zipfile.ZipFile(path) as zf:
-            zf.extractall(tmp)
-    except zipfile.BadZipFile:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise EngineError(f"{path}: not a valid zip file; re-export the SavedModel") from None
-    (tmp / ".complete").touch()
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(tmp, target)
+    if not target.is_dir():
+        extract_zip(path, target)  # checked (names, links, sizes) and atomic: a folder there is complete
     return target
 
 

@@ -52,7 +52,7 @@ class _TorchEngine(Engine):
             with torch.inference_mode():
                 out = self.module(*args)
         except Exception as exc:  # TorchScript raises RuntimeError with a multi-line C++ trace
-            raise EngineError(f"{self.weights.path.name}: the PyTorch model failed ({first_line(exc)})") from None
+            raise EngineError(f"{self.weights.path.name}: the PyTorch model failed ({model_message(exc)})") from None
         if isinstance(out, Mapping):
             values = [out[k] for k in self.match("output", self.outputs, list(out))]
         elif isinstance(out, (list, tuple)):
@@ -139,3 +139,11 @@ def _load_callable(name: str, path: Any, sha256: str | None, import_from: str | 
     if not callable(factory):
         raise EngineError(f"architecture '{name}' not found in {import_from or path.name}")
     return factory
+
+
+def model_message(exc: BaseException) -> str:
+    """The model's own message of a TorchScript error: its last line (``RuntimeError: ...``) after the trace."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    if len(lines) > 1 and "TorchScript" in lines[0]:
+        return lines[-1]
+    return first_line(exc)
