@@ -19,6 +19,7 @@ from deepimagej.cli_errors import friendly_errors
 from deepimagej.cli_trust import trust_cmd
 from deepimagej.errors import DeepImageJError
 from deepimagej.io import NAN_POLICIES
+from deepimagej.outputs import IMAGE_FORMATS
 
 if TYPE_CHECKING:
     from deepimagej.bundle.spec import ModelSpec
@@ -263,6 +264,13 @@ def _read_for(spec: ModelSpec, name: str, path: Path, axes: str | None, lazy: bo
     return image
 
 
+def _is_folder(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:  # e.g. a name too long: check_output_path says so
+        return False
+
+
 def _output_paths(spec: ModelSpec, values: tuple[str, ...], first_input: Path, streaming: bool = False) -> dict[str, Path]:
     """``-o`` values -> one file per output (a folder gets ``<input stem>_<output>.tif`` files); a
     streamed run writes every output into one store (an OME-Zarr/zarr holds one array per output)."""
@@ -290,7 +298,9 @@ def _output_paths(spec: ModelSpec, values: tuple[str, ...], first_input: Path, s
     targets = dict(named)
     if plain:
         target = plain[0]
-        as_folder = target.is_dir() or (len(names) > 1 and not target.suffix)
+        # a name with an image extension is a file (check_output_path refuses it if it is a folder)
+        as_folder = target.suffix.lower() not in IMAGE_FORMATS and (
+            (len(names) > 1 and not target.suffix) or _is_folder(target))
         if as_folder:
             for n in names:
                 targets.setdefault(n, target / f"{first_input.stem}_{n}.tif")

@@ -24,7 +24,8 @@ from deepimagej.errors import OutputError
 #: Image formats chosen by the output's extension.
 IMAGE_FORMATS = {".tif": "tiff", ".tiff": "tiff", ".png": "png", ".npy": "npy"}
 #: Formats users may type that deepimagej does not write yet, with what to do instead.
-NOT_YET = {".zarr": "OME-Zarr output is not supported yet", ".ome.zarr": "OME-Zarr output is not supported yet"}
+NOT_YET = {".zarr": "a zarr store is written by a streamed run, not as one image",
+           ".ome.zarr": "an OME-Zarr store is written by a streamed run, not as one image"}
 #: Free space kept in reserve on the target file system beyond the file itself.
 SPACE_MARGIN = 16 * 2**20
 #: Longest name the temporary file borrows from the target's name (it adds about 14 characters).
@@ -41,7 +42,8 @@ def image_format(path: str | Path) -> str:
     name = path.name.lower()
     for suffix, why in NOT_YET.items():
         if name.endswith(suffix):
-            raise OutputError(f"{path}: {why}; write .tif (ImageJ TIFF) or .npy instead")
+            raise OutputError(f"{path}: {why} (deepimagej run ... -o {path.name}, or predict(..., out=...)); "
+                              "or write .tif (ImageJ TIFF) or .npy")
     fmt = IMAGE_FORMATS.get(path.suffix.lower())
     if fmt is None:
         shown = path.suffix or "no extension"

@@ -143,6 +143,7 @@ def _open_tiff(path: Path) -> LazyImage:
                 f"{path}: its metadata declares {declared} image planes but the file holds {pages}; the file is "
                 "truncated or its ImageJ/OME metadata is wrong"
             )
+        _check_pages(path, series)
         store = series.aszarr()
         array = zarr.open_array(store, mode="r") if not _is_group(store) else zarr.open(store, mode="r")["0"]
         pixel_size, unit = _tiff_calibration(tif)
@@ -154,6 +155,24 @@ def _open_tiff(path: Path) -> LazyImage:
         tif.close()
         raise InputImageError(f"{path}: cannot read the TIFF block by block ({type(exc).__name__}: {exc})") from None
     return LazyImage(array, axes, pixel_size, unit, path, tif)
+
+
+def _check_pages(path: Path, series: Any) -> None:
+    """Refuse a TIFF whose first or last page holds fewer bytes than its header declares (a
+    truncated file, or a header that lies about the image size) before any block is read."""
+    size = path.stat().st_size
+    pages = list(series.pages)
+    for page in {id(p): p for p in (pages[0], pages[-1]) if p is not None}.values():
+        key = page.keyframe
+        offsets, counts = page.dataoffsets, page.databytecounts
+        if any(o + c > size for o, c in zip(offsets, counts)):
+            raise InputImageError(f"{path}: the file ends before the pixels its header points to; it is truncated")
+        need = int(np.prod(key.shape)) * key.dtype.itemsize
+        if key.compression == 1 and sum(counts) < need:
+            raise InputImageError(
+                f"{path}: its header declares {'x'.join(map(str, key.shape))} pixels but the page holds "
+                f"{sum(counts)} of the {need} bytes they need; the file is damaged"
+            )
 
 
 def _is_group(store: Any) -> bool:
