@@ -19,6 +19,14 @@ class InputImageError(DeepImageJError):
     """The input image does not fit the model (axes, channels, size)."""
 
 
+class UntrustedBundleError(BundleError):
+    """The bundle's audit found something a model should not do and the user has not trusted it."""
+
+
+class OutputError(DeepImageJError):
+    """A result cannot be written where asked (it is an input, the folder is read-only, the disk is full...)."""
+
+
 class EngineError(DeepImageJError):
     """A deep-learning engine could not load or run the model."""
 
@@ -40,6 +48,10 @@ class MacroError(ImageJError):
 
 class TrainingError(DeepImageJError):
     """Training data or training settings are unusable."""
+
+
+class DeepImageJWarning(UserWarning):
+    """Something the user should know about a run that still goes ahead (the CLI prints it as ``note:``)."""
 
 
 def first_line(exc: BaseException) -> str:
