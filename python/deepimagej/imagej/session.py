@@ -80,10 +80,13 @@ class ImageJ:
         """Run a command for ImageJ; errors never leave as Java exceptions (no stack traces)."""
         try:
             handler = self._handlers[command]
-            handler(self, options)
+            with self.runner.clock_paused():  # a model's run does not count against the macro's timeout
+                handler(self, options)
         except DeepImageJError as exc:
             self._fail(exc)
         except Exception as exc:  # noqa: BLE001 - anything else still must not surface as a Java trace
+            if "Macro canceled" in str(exc):  # ImageJ cancelling the macro (a dialog closed by the guard): let it
+                raise
             self._fail(ImageJError(f"DeepImageJ {command} failed: {type(exc).__name__}: {exc}"))
 
     def _fail(self, exc: DeepImageJError) -> None:
@@ -95,7 +98,7 @@ class ImageJ:
             if getattr(exc, "line", None) is None and hasattr(exc, "line"):
                 exc.line = line
             self.runner.pending_error = _with_line(exc, line)
-            JClass("ij.macro.Interpreter").abort()
+            JClass("deepimagej.ij.DialogGuard").stop(interp)  # at its next statement
         else:
             self._IJ.log(f"DeepImageJ error: {exc}")
             self._IJ.error("DeepImageJ", str(exc))
