@@ -280,7 +280,7 @@ def calls(tokens: list[Token]) -> list[Call]:
         if is_call and not defined:
             args, _ = _arguments(tokens, after)
             found.append(Call(name, tok.line, args))
-        i = after if after > i + 1 else i + 1
+        i = max(i + 1, after)
     return found
 
 
@@ -305,12 +305,12 @@ def syntax_errors(text: str) -> list[tuple[int, str]]:
                 break
             opener = stack.pop()
             if _OPENERS[opener.text] != tok.text:
-                errors.append((tok.line, f"'{_OPENERS[opener.text]}' expected before '{tok.text}' "
-                                         f"(the '{opener.text}' in line {opener.line} is not closed)"))
+                errors.append((tok.line, (f"'{_OPENERS[opener.text]}' expected before '{tok.text}' "
+                                          f"(the '{opener.text}' in line {opener.line} is not closed)")))
                 break
     else:
         if stack:
             opener = stack[-1]
-            errors.append((opener.line, f"'{_OPENERS[opener.text]}' expected: the '{opener.text}' in line "
-                                        f"{opener.line} is never closed"))
+            errors.append((opener.line, (f"'{_OPENERS[opener.text]}' expected: the '{opener.text}' in line "
+                                         f"{opener.line} is never closed")))
     return sorted(errors)

@@ -17,8 +17,10 @@ the bundle folder, a temporary work folder and their images.
 
 from __future__ import annotations
 
+import os
 import queue
 import re
+import sys
 import tempfile
 import threading
 import time
@@ -99,7 +101,7 @@ class MacroResult:
 
 
 @dataclass(frozen=True)
-class Confinement:
+class ConfinedTo:
     """Where a confined macro may go (see :func:`run_bundle_macro`).
 
     Attributes:
@@ -262,6 +264,7 @@ class MacroRunner:
         self._last_done: threading.Event | None = None
         self._clock: _Clock | None = None
         self._nested_limits: list[_NestedLimit] = []
+        self._top_interp = None
         #: error raised by a DeepImageJ command inside the running macro (see commands)
         self.pending_error: DeepImageJError | None = None
         self._depth = 0
@@ -278,11 +281,12 @@ class MacroRunner:
     def can_confine(self) -> bool:
         """Whether this Java lets the ImageJ-side guard check a confined macro's paths as it runs."""
         if self._can_confine is None:
-            self._can_confine = bool(self._Confinement.install(list(REFUSED_COMMANDS), _system_readable()))
+            with _stderr_silenced():  # Java 17 warns there that security managers are deprecated: not for users
+                self._can_confine = bool(self._Confinement.install(list(REFUSED_COMMANDS), _system_readable()))
         return self._can_confine
 
     @contextmanager
-    def _confined(self, confine: Confinement | None) -> Iterator[list[tuple[str, str, int | None, str]]]:
+    def _confined(self, confine: ConfinedTo | None) -> Iterator[list[tuple[str, str, int | None, str]]]:
         """Confine the current thread while the block runs; the list receives what was refused."""
         refusals: list[tuple[str, str, int | None, str]] = []
         if confine is None:
@@ -305,6 +309,29 @@ class MacroRunner:
                 number = int(str(line))
                 refusals.append((str(what), str(target), number if number > 0 else None, confine.name))
             open_dialog.setDefaultDirectory(default_dir)
+
+    def _interpreters(self) -> list[Any]:
+        return [self._Interpreter.getInstance(), *(limit.interp for limit in self._nested_limits), self._top_interp]
+
+    def stop_all(self) -> None:
+        """Stop the running macro and any macro running nested in it, each at its next statement."""
+        for interp in self._interpreters():
+            self._Guard.stop(interp)
+
+    def _stop(self, done: threading.Event, java_thread) -> None:
+        """Stop the running macros (timeout, dialog): at the next statement, else by their loop flag, else the thread.
+
+        A macro inside a long Java call ends after that call; the next macro waits for it.
+        """
+        self.stop_all()
+        if done.wait(ABORT_GRACE_S / 2):
+            return
+        for interp in self._interpreters():  # while (true); : no statement starts in there
+            self._Guard.shutdown(interp)
+        if done.wait(ABORT_GRACE_S / 2) or java_thread is None:
+            return
+        self._Guard.kill(java_thread)  # for (;;); : only the thread's end stops it (Java 19 and earlier)
+        done.wait(ABORT_GRACE_S)
 
     # ---------------------------------------------------------------- time
     @contextmanager
@@ -336,7 +363,7 @@ class MacroRunner:
 
     # ---------------------------------------------------------------- running
     def run(self, text: str, image=None, args: Mapping[str, Any] | None = None, *, name: str | None = None,
-            timeout: float | None = None, confine: Confinement | None = None):
+            timeout: float | None = None, confine: ConfinedTo | None = None):
         """Run macro ``text`` on ``image`` (an ImagePlus, made current) and return the active image.
 
         Inside a running macro (a DeepImageJ command running a bundle's macros) the macro
@@ -359,7 +386,7 @@ class MacroRunner:
             return self._run_top(text, image, args, name, limit or None, confine)
 
     def _run_top(self, text: str, image, args: Mapping[str, Any] | None, name: str | None, timeout: float | None,
-                 confine: Confinement | None):
+                 confine: ConfinedTo | None):
         if self._last_done is not None and not self._last_done.wait(BUSY_WAIT_S):
             raise MacroError(f"ImageJ is still finishing a macro stopped more than {BUSY_WAIT_S:g} s ago (a Java call "
                              "that does not return); wait, or restart Python", None, name)
@@ -373,6 +400,7 @@ class MacroRunner:
             # "Run$_": ImageJ gives macro options to such threads only; "Macro$": it ends their macros on errors
             java_thread.setName("Run$_deepimagej_Macro$")
             outcome["thread"] = int(java_thread.getId())
+            outcome["java_thread"] = java_thread
             try:
                 with self._confined(confine) as refused:
                     try:
@@ -388,6 +416,7 @@ class MacroRunner:
                 java_thread.setName("deepimagej-macro-idle")  # not a macro thread for ImageJ in between
 
         self._IJ.getErrorMessage()  # forget an earlier macro's error
+        self._top_interp = interp
         self._Guard.arm(interp)
         self._depth += 1
         self._clock = _Clock()
@@ -401,9 +430,7 @@ class MacroRunner:
                 stopped_at = int(self._Guard.currentLine())
                 forced = _rows(self._Guard.closeAll())  # a waitForUser dialog is cancelled before the abort wakes it
             if forced or timed_out:
-                self._Guard.stop(self._Interpreter.getInstance())  # a nested macro (a bundle's), if one runs
-                self._Guard.stop(interp)
-                done.wait(ABORT_GRACE_S)  # a macro in a long Java call ends after it; the next macro waits for that
+                self._stop(done, outcome.get("java_thread"))
         finally:
             self._depth -= 1
             self._clock = None
@@ -449,7 +476,7 @@ class MacroRunner:
         return [], False
 
     def _run_nested(self, text: str, image, args: Mapping[str, Any] | None, name: str | None,
-                    confine: Confinement | None, timeout: float | None):
+                    confine: ConfinedTo | None, timeout: float | None):
         from jpype import JClass
 
         if image is not None:
@@ -565,22 +592,44 @@ def _line_number(interp) -> int | None:
     return line if line > 0 else None
 
 
-def _system_readable() -> list[str]:
-    """Folders every confined macro may read: the Java runtime, its class path, ImageJ's own folders, fonts."""
-    import os
+@contextmanager
+def _stderr_silenced() -> Iterator[None]:
+    """Standard error (file descriptor 2, which Java writes to directly) goes nowhere inside the block."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
+
+def _system_readable() -> list[str]:
+    """Folders every confined macro may read: the Java runtime, its class path, ImageJ's own folders, fonts.
+
+    Java canonicalizes some of its own paths (``conf/net.properties``), so the folders its
+    configuration links lead to (Debian: ``/etc/java-17-openjdk``) are added as well.
+    """
     from jpype import JClass
 
     System = JClass("java.lang.System")
     Prefs = JClass("ij.Prefs")
-    folders = [str(System.getProperty("java.home"))]
-    folders += [p for p in str(System.getProperty("java.class.path")).split(os.pathsep) if p]
+    home = Path(str(System.getProperty("java.home")))
+    folders = {str(home)}
+    for sub in ("conf", "lib"):
+        for item in (home / sub).rglob("*"):
+            if item.is_symlink():
+                folders.add(str(Path(os.path.realpath(item)).parent))
+    folders.update(p for p in str(System.getProperty("java.class.path")).split(os.pathsep) if p)
     for folder in (Prefs.getImageJDir(), Prefs.getPrefsDir()):
         if folder is not None:
-            folders.append(str(folder))
-    folders += ["/usr/share/fonts", "/usr/share/java", "/etc/fonts", "/usr/share/zoneinfo", "/dev/random",
-                "/dev/urandom", "/dev/null"]
-    return folders
+            folders.add(str(folder))
+    folders.update(["/usr/share/fonts", "/usr/share/java", "/etc/fonts", "/usr/share/zoneinfo", "/dev/random",
+                    "/dev/urandom", "/dev/null"])
+    return sorted(folders)
 
 
 def run_bundle_macro(runner: MacroRunner, path: str | Path, image, *, bundle_root: str | Path,
@@ -623,7 +672,7 @@ def run_bundle_macro(runner: MacroRunner, path: str | Path, image, *, bundle_roo
                          "a bundle's macro may not do this unless you trust the bundle", None, first.source)
     text, name = read_macro(full)
     with tempfile.TemporaryDirectory(prefix="deepimagej-macro-") as work:
-        confine = Confinement(name or path.name, (root, Path(work)), tuple(Path(p) for p in images), Path(work))
+        confine = ConfinedTo(name or path.name, (root, Path(work)), tuple(Path(p) for p in images), Path(work))
         # without the run-time guard (Java 24+), the audit above refused whatever only the guard could check
         return runner.run(text, image, name=name, timeout=timeout or 0, confine=confine if runner.can_confine else None)
 

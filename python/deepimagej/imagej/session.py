@@ -84,7 +84,7 @@ class ImageJ:
                 handler(self, options)
         except DeepImageJError as exc:
             self._fail(exc)
-        except Exception as exc:  # noqa: BLE001 - anything else still must not surface as a Java trace
+        except Exception as exc:  # anything else still must not surface as a Java trace
             if "Macro canceled" in str(exc):  # ImageJ cancelling the macro (a dialog closed by the guard): let it
                 raise
             self._fail(ImageJError(f"DeepImageJ {command} failed: {type(exc).__name__}: {exc}"))
@@ -98,7 +98,7 @@ class ImageJ:
             if getattr(exc, "line", None) is None and hasattr(exc, "line"):
                 exc.line = line
             self.runner.pending_error = _with_line(exc, line)
-            JClass("deepimagej.ij.DialogGuard").stop(interp)  # at its next statement
+            self.runner.stop_all()  # each running macro ends at its next statement
         else:
             self._IJ.log(f"DeepImageJ error: {exc}")
             self._IJ.error("DeepImageJ", str(exc))

@@ -5,8 +5,6 @@ import ij.Executer;
 import ij.macro.Interpreter;
 import java.awt.AWTPermission;
 import java.io.FilePermission;
-import java.io.OutputStream;
-import java.io.PrintStream;
 import java.net.SocketPermission;
 import java.nio.file.Files;
 import java.nio.file.InvalidPathException;
@@ -63,6 +61,8 @@ public final class Confinement extends SecurityManager implements CommandListene
     private static final Set<String> refusedCommands = new HashSet<>();
     private static final SecureRandom random = new SecureRandom();
     private static volatile Path[] systemReadable = new Path[0];
+    /** The same folders as named (not resolved): the JDK's own links (conf/ to /etc/java-17...) stay readable. */
+    private static volatile Path[] systemReadableNamed = new Path[0];
     private static volatile Confinement manager;
     private static volatile String unavailable;
 
@@ -85,6 +85,15 @@ public final class Confinement extends SecurityManager implements CommandListene
             }
         }
         systemReadable = realPaths(readable);
+        List<Path> named = new ArrayList<>();
+        for (String r : readable) {
+            try {
+                named.add(Paths.get(r).toAbsolutePath().normalize());
+            } catch (InvalidPathException e) {
+                // skipped: not a path on this system
+            }
+        }
+        systemReadableNamed = named.toArray(new Path[0]);
         if (manager != null) {
             return true;
         }
@@ -92,16 +101,11 @@ public final class Confinement extends SecurityManager implements CommandListene
             return false;
         }
         Confinement sm = new Confinement();
-        PrintStream err = System.err;
         try {
-            // Java 17 prints a four-line deprecation warning on stderr for every call; nothing to act on
-            System.setErr(new PrintStream(OutputStream.nullOutputStream()));
             System.setSecurityManager(sm);
         } catch (UnsupportedOperationException | SecurityException e) {
             unavailable = "this Java (" + System.getProperty("java.version") + ") allows no security manager";
             return false;
-        } finally {
-            System.setErr(err);
         }
         Executer.addCommandListener(sm);
         manager = sm;
@@ -205,8 +209,8 @@ public final class Confinement extends SecurityManager implements CommandListene
     private static void check(Policy p, Permission perm) {
         if (perm instanceof FilePermission) {
             String actions = perm.getActions();
-            if (actions.contains("execute")) {
-                refuse(p, "execute", perm.getName(), true);
+            if (actions.contains("execute")) { // "<<ALL FILES>>": a program named without its folder
+                refuse(p, "execute", perm.getName().equals("<<ALL FILES>>") ? "a program" : perm.getName(), true);
             }
             checkFile(p, perm.getName(),
                     actions.contains("delete") ? "delete" : actions.contains("write") ? "write" : "read");
@@ -214,7 +218,8 @@ public final class Confinement extends SecurityManager implements CommandListene
             refuse(p, "network", perm.getName(), true);
         } else if (perm instanceof AWTPermission && perm.getName().equals("accessClipboard")) {
             refuse(p, "clipboard", "the system clipboard", true);
-        } else if (perm instanceof PropertyPermission && perm.getActions().contains("write")) {
+        } else if (perm instanceof PropertyPermission && perm.getActions().contains("write")
+                && !perm.getName().equals("*")) { // "*": System.getProperties(), which Java's own code reads
             refuse(p, "property", perm.getName(), true);
         } else if (perm instanceof RuntimePermission) {
             String name = perm.getName();
@@ -237,7 +242,8 @@ public final class Confinement extends SecurityManager implements CommandListene
         if (under(path, p.readWrite)) {
             return;
         }
-        if (mode.equals("read") && (under(path, p.readOnly) || under(path, systemReadable))) {
+        if (mode.equals("read") && (under(path, p.readOnly) || under(path, systemReadable)
+                || under(normalized(name), systemReadableNamed))) {
             return;
         }
         refuse(p, mode, path.toString(), true);
@@ -278,6 +284,14 @@ public final class Confinement extends SecurityManager implements CommandListene
             }
         }
         return false;
+    }
+
+    private static Path normalized(String name) {
+        try {
+            return Paths.get(name).toAbsolutePath().normalize();
+        } catch (InvalidPathException e) {
+            return Paths.get("/nonexistent");
+        }
     }
 
     private static Path[] realPaths(String[] names) {

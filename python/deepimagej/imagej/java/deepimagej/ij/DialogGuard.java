@@ -1,6 +1,9 @@
 package deepimagej.ij;
 
+import ij.IJ;
+import ij.Macro;
 import ij.gui.WaitForUserDialog;
+import ij.macro.Debugger;
 import ij.macro.Interpreter;
 import ij.text.TextWindow;
 import java.awt.AWTEvent;
@@ -21,6 +24,7 @@ import java.util.ArrayList;
 import java.util.Collections;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import java.util.WeakHashMap;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
@@ -38,8 +42,8 @@ import java.util.concurrent.TimeUnit;
  * <p>A modal dialog is shown in two steps: {@code Dialog.show()} posts WINDOW_OPENED, then
  * starts its modal loop. A dialog closed between the two (an event thread quicker than the
  * macro thread, as under CPU load) leaves the macro thread in a modal loop nobody ends: the
- * 300 s stalls of some test runs. So a closed modal dialog is disposed again every 50 ms for
- * {@link #KEEP_CLOSED_MS}: a dispose ends the modal loop once it has started.
+ * 300 s stalls of some test runs. So a closed modal dialog is hidden again every 50 ms for
+ * {@link #KEEP_CLOSED_MS}: a hide ends the modal loop once it has started.
  */
 public final class DialogGuard implements AWTEventListener {
     /** How long a closed dialog is kept closed (and a cancelled waitForUser notified). */
@@ -50,6 +54,9 @@ public final class DialogGuard implements AWTEventListener {
     /** {macro line, thread id} when each window became visible (recorded on the thread that showed it). */
     private static final Map<Window, long[]> shownBy = Collections.synchronizedMap(new WeakHashMap<>());
     private static final List<Nudge> nudges = new ArrayList<>();
+    private static final Set<Window> exceptionsSeen = Collections.synchronizedSet(
+            Collections.newSetFromMap(new WeakHashMap<>()));
+    private static final Field LAST_ERROR = lastErrorField();
     private static volatile boolean installed;
     private static volatile boolean armed;
     private static volatile Interpreter interpreter;
@@ -93,6 +100,7 @@ public final class DialogGuard implements AWTEventListener {
 
     /** Stop watching; returns the dialogs caught as {title, text, class, line, thread id} rows. */
     public static String[][] disarm() {
+        collectExceptionWindows(); // one whose WINDOW_OPENED the event thread has not dispatched yet
         armed = false;
         interpreter = null;
         synchronized (caught) {
@@ -102,6 +110,7 @@ public final class DialogGuard implements AWTEventListener {
 
     /** The dialogs caught so far as {title, text, class, line, thread id} rows; forgets them. */
     public static String[][] drain() {
+        collectExceptionWindows();
         synchronized (caught) {
             String[][] out = caught.toArray(new String[0][]);
             caught.clear();
@@ -148,7 +157,11 @@ public final class DialogGuard implements AWTEventListener {
                     && he.getComponent().isShowing()) {
                 // a window shown from the event thread (a Swing file chooser...) may belong to any macro: id -1
                 long thread = EventQueue.isDispatchThread() ? -1 : Thread.currentThread().getId();
-                shownBy.put((Window) he.getComponent(), new long[] {currentLine(), thread});
+                Window w = (Window) he.getComponent();
+                shownBy.put(w, new long[] {currentLine(), thread});
+                if (isExceptionWindow(w) || isErrorMessage(w)) {
+                    stop(Interpreter.getInstance()); // an error: the macro must not go on after it (ImageJ's would)
+                }
             }
             return;
         }
@@ -156,13 +169,8 @@ public final class DialogGuard implements AWTEventListener {
             return;
         }
         Window w = ((WindowEvent) event).getWindow();
-        if (w instanceof TextWindow && "Exception".equals(((TextWindow) w).getTitle())) {
-            String[] r = row(w, "Exception");
-            synchronized (caught) {
-                caught.add(r);
-            }
-            EventQueue.invokeLater(w::dispose);
-            stop(Interpreter.getInstance());
+        if (isExceptionWindow(w)) {
+            collectExceptionWindows();
             return;
         }
         if (!(w instanceof Dialog)) {
@@ -189,6 +197,43 @@ public final class DialogGuard implements AWTEventListener {
         close(d);
     }
 
+    private static boolean isExceptionWindow(Window w) {
+        return w instanceof TextWindow && "Exception".equals(((TextWindow) w).getTitle());
+    }
+
+    /** Whether a message dialog shows what ImageJ's IJ.error() was just given (an error, not showMessage). */
+    private static boolean isErrorMessage(Window w) {
+        if (LAST_ERROR == null || !w.getClass().getName().equals("ij.gui.MessageDialog")) {
+            return false;
+        }
+        try {
+            Object last = LAST_ERROR.get(null);
+            return last != null && oneLine(text(w)).equals(oneLine(last.toString()));
+        } catch (ReflectiveOperationException | RuntimeException e) {
+            return false;
+        }
+    }
+
+    private static String oneLine(String text) {
+        return text.trim().replaceAll("\\s+", " ");
+    }
+
+    /**
+     * Record and close ImageJ's "Exception" windows opened while armed (ImageJ shows a Java
+     * exception of a command or a {@code call()} there, then lets the macro go on).
+     */
+    private static void collectExceptionWindows() {
+        for (Window w : Window.getWindows()) {
+            if (isExceptionWindow(w) && w.isDisplayable() && shownBy.containsKey(w) && exceptionsSeen.add(w)) {
+                String[] r = row(w, "Exception");
+                synchronized (caught) {
+                    caught.add(r);
+                }
+                EventQueue.invokeLater(w::dispose);
+            }
+        }
+    }
+
     private static String[] row(Window w, String title) {
         long[] by = shownBy.remove(w);
         String body = w instanceof TextWindow ? ((TextWindow) w).getTextPanel().getText() : text(w);
@@ -196,30 +241,71 @@ public final class DialogGuard implements AWTEventListener {
             Long.toString(by == null ? -1 : by[1])};
     }
 
+    /** Ends the macro it is attached to at its next statement, as ImageJ's exit() does. */
+    private static final Debugger STOPPER = (interp, mode) -> {
+        throw new RuntimeException(Macro.MACRO_CANCELED);
+    };
+
     /**
-     * Stop a macro at its next token, from any thread, without waiting. ImageJ's own
-     * {@code abortMacro()} sets the same flags but then waits up to 2 s for the interpreter to
-     * end and kills every thread named {@code *Macro$} that has not: a nested macro never ends
-     * before its caller, so that would kill the caller's thread, at a moment nobody chose.
+     * Stop a macro at its next statement, from any thread, without waiting: it is given a
+     * debugger that cancels it (ImageJ calls a macro's debugger before each statement, in
+     * every kind of loop). ImageJ's own {@code abortMacro()} instead sets a flag that
+     * {@code for} loops never read, then waits up to 2 s for the macro and kills every thread
+     * named {@code *Macro$} still running, the caller of a nested macro included.
      */
     public static void stop(Interpreter interp) {
-        if (interp == null) {
-            return;
+        if (interp != null) {
+            interp.setDebugger(STOPPER);
+            interp.setDebugMode(Debugger.RUN_TO_COMPLETION);
         }
-        if (SHUTDOWN != null) {
+    }
+
+    /**
+     * Second step for a macro still running a moment after {@link #stop}: one spinning in a
+     * loop with an empty body ({@code while (true);}), where no statement starts. Sets the
+     * interpreter's "done" flag (what {@code abortMacro()} sets), which ends while loops.
+     */
+    public static void shutdown(Interpreter interp) {
+        if (interp != null && SHUTDOWN != null) {
             try {
                 SHUTDOWN.invoke(interp);
-                return;
             } catch (ReflectiveOperationException | RuntimeException e) {
-                // fall back to ImageJ's abort below
+                // nothing more to do from here; see kill()
             }
         }
-        Thread t = new Thread(interp::abortMacro, "deepimagej-abort");
-        t.setDaemon(true);
-        t.start();
+    }
+
+    /**
+     * Last resort for a thread still inside the macro interpreter after {@link #stop} and
+     * {@link #shutdown} ({@code for (;;);}): stop the thread, as ImageJ's abort does. Only
+     * while the thread is running a macro; returns false where this Java cannot (20 and later).
+     */
+    @SuppressWarnings({"deprecation", "removal"})
+    public static boolean kill(Thread thread) {
+        for (StackTraceElement frame : thread.getStackTrace()) {
+            if (frame.getClassName().startsWith("ij.macro.")) {
+                try {
+                    thread.stop();
+                    return true;
+                } catch (UnsupportedOperationException | SecurityException e) {
+                    return false;
+                }
+            }
+        }
+        return false;
     }
 
     private static final Method SHUTDOWN = shutdownMethod();
+
+    private static Field lastErrorField() {
+        try {
+            Field f = IJ.class.getDeclaredField("lastErrorMessage");
+            f.setAccessible(true);
+            return f;
+        } catch (ReflectiveOperationException | RuntimeException e) {
+            return null;
+        }
+    }
 
     private static Method shutdownMethod() {
         try {
@@ -265,7 +351,9 @@ public final class DialogGuard implements AWTEventListener {
             }
         });
         if (d.isModal()) { // see the class comment: end a modal loop entered after the close
-            keep(() -> EventQueue.invokeLater(d::dispose));
+            // hide(), not dispose(): it ends the loop just as well, and ImageJ's GenericDialog.dispose()
+            // sleeps 25 ms on the event thread each time
+            keep(() -> EventQueue.invokeLater(() -> d.setVisible(false)));
         }
     }
 
