@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deepimagej.errors import BundleError, MacroError
+from deepimagej.errors import BundleError, MacroError, UntrustedBundleError
 
 pytestmark = pytest.mark.imagej
 REPO = Path(__file__).resolve().parents[1]
@@ -88,6 +88,10 @@ RUNTIME_REFUSED = [
     ("link in the bundle leading out", 's = File.openAsString({bundle_link});', "read", 1),
     ("exists outside", "print(File.exists({secret}));", "read", 1),
     ("list a folder outside", "files = getFileList({outside_dir});", "read", 1),
+    ("U-Net Train through runPlugIn", 'call("ij.IJ.runPlugIn", "deepimagej.ij.Command", "train");',
+     'command "U-Net Train"', 1),
+    ("the guard turned off", 'eval("call(\\"deepimagej.ij.DialogGuard.disarm\\")");', "turn off the dialog guard", 1),
+    ("native code", 'eval("call(\\"java.lang.System.load\\", \\"{outside}/x.so\\")");', "native library", 1),
 ]
 
 
@@ -146,7 +150,7 @@ STATIC_REFUSED = [
 @pytest.mark.parametrize(("case", "macro", "what", "line"), STATIC_REFUSED, ids=[c[0] for c in STATIC_REFUSED])
 def test_hostile_macro_is_refused_before_it_runs(ij, place, case, macro, what, line):
     before_log = ij.log()
-    with pytest.raises(MacroError, match="refused before running") as err:
+    with pytest.raises(UntrustedBundleError, match="preprocessing.txt: refused before running") as err:
         _run_confined(ij, place, macro.format(victim=place["victim"], outside=place["outside"], bundle=place["bundle"]))
     assert f"{what}: line {line}:" in str(err.value)
     assert ij.log() == before_log  # not a statement ran
@@ -187,7 +191,7 @@ def test_macro_path_outside_the_bundle_is_refused(ij, hostile_bundle, tmp_path):
     config = hostile_bundle / "config.xml"
     config.write_text(config.read_text().replace("preprocessing.txt", "../somewhere.txt"))
     (hostile_bundle / "rdf.yaml").unlink()
-    with pytest.raises((MacroError, BundleError), match="outside the bundle folder"):
+    with pytest.raises(BundleError, match="outside the bundle folder"):  # UntrustedBundleError is one
         ij.run_bundle(hostile_bundle, np.zeros((64, 64), np.uint8))
     assert "evil ran" not in ij.log()
 
@@ -227,6 +231,17 @@ def test_endless_loop_stops_within_the_limit_and_names_its_line(ij, macro, lines
         ij.run_macro(macro, timeout=2)
     assert time.monotonic() - t0 < 3.5
     assert ij.run_macro('print("alive");').log.strip() == "alive"
+
+
+def test_ctrl_c_in_python_stops_the_macro_too(ij):
+    import _thread
+
+    threading.Timer(1.0, _thread.interrupt_main).start()
+    with pytest.raises(KeyboardInterrupt):
+        ij.run_macro("while (true) { x = 1; }", timeout=60)
+    t0 = time.monotonic()
+    assert ij.run_macro('print("alive");').log.strip() == "alive"  # not waiting for the old macro
+    assert time.monotonic() - t0 < 2
 
 
 def test_bundle_macro_has_its_own_limit(ij, place):
@@ -274,21 +289,32 @@ def _cli(args: list[str], mark: str, timeout: float = 120, **kw) -> subprocess.C
                           env=env, timeout=timeout, check=False, **kw)
 
 
-def _leftovers(mark: str) -> list[str]:
-    """Processes still running with this test's mark in their environment (Xvfb, java...)."""
-    time.sleep(0.3)
+def _marked(mark: str) -> list[str]:
     found = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
             if f"DEEPIMAGEJ_TEST_MARK={mark}".encode() in (proc / "environ").read_bytes():
-                stat = (proc / "stat").read_text()
-                if ") Z " not in stat:
+                if ") Z " not in (proc / "stat").read_text():
                     found.append(f"{proc.name} {(proc / 'comm').read_text().strip()}")
         except OSError:
             continue
     return found
+
+
+def _leftovers(mark: str, grace: float = 5.0) -> list[str]:
+    """Processes with this test's mark in their environment (Xvfb, java...) still running ``grace`` s after.
+
+    The private Xvfb gets its SIGTERM from the kernel when the command's process ends and needs
+    a moment to exit (longer under load).
+    """
+    end = time.monotonic() + grace
+    while True:
+        found = _marked(mark)
+        if not found or time.monotonic() > end:
+            return found
+        time.sleep(0.1)
 
 
 def _one_line_error(proc: subprocess.CompletedProcess) -> str:
@@ -391,10 +417,10 @@ def _signal_cli(tmp_path: Path, signum: int, wait_for: str | None, delay: float,
     return code, elapsed, proc.stderr.read(), mark
 
 
-@pytest.mark.parametrize("delay", [0.3, 1.5, 4.0])
+@pytest.mark.parametrize("delay", [0.8, 1.5, 4.0])
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_cli_signal_at_any_point_stops_within_a_second(tmp_path, signum, delay):
-    # 0.3 s: Python starting; 1.5 s: Java/ImageJ starting; 4 s: inside the macro
+    # 0.8 s: Xvfb and Java starting; 1.5 s: ImageJ starting; 4 s: inside the macro
     code, elapsed, stderr, mark = _signal_cli(tmp_path, signum, None, delay, "while (true) { x = 1; }\n")
     assert code in (128 + signum, -signum) and elapsed < 1.0, (code, elapsed, stderr)
     assert "Traceback" not in stderr and "JVMNotRunning" not in stderr

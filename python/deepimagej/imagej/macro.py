@@ -32,7 +32,7 @@ from typing import Any
 
 from deepimagej.audit.macro_language import calls, syntax_errors, tokenize
 from deepimagej.audit.macros import REFUSED_COMMANDS, audit_macro_file
-from deepimagej.errors import DeepImageJError, MacroError
+from deepimagej.errors import DeepImageJError, MacroError, UntrustedBundleError
 
 #: default limit, in seconds, for a macro run from the command line or Python (0 or None: none);
 #: time spent inside DeepImageJ commands (a model running) does not count
@@ -76,6 +76,8 @@ _REFUSALS = {
     "property": "set the Java property {target}",
     "exit": "exit Java (and ImageJ)",
     "security": "replace Java's security manager",
+    "native": "load the native library {target}",
+    "control": "turn off {target}",
     "command": 'run the ImageJ command "{target}"',
 }
 
@@ -425,7 +427,12 @@ class MacroRunner:
         stopped_at: int | None = None
         try:
             done = self._last_done = self._worker.submit(job)
-            forced, timed_out = self._wait(done, timeout)
+            try:
+                forced, timed_out = self._wait(done, timeout)
+            except BaseException:  # Ctrl-C (KeyboardInterrupt) in Python: the macro stops too
+                self._Guard.closeAll()
+                self._stop(done, outcome.get("java_thread"))
+                raise
             if timed_out:
                 stopped_at = int(self._Guard.currentLine())
                 forced = _rows(self._Guard.closeAll())  # a waitForUser dialog is cancelled before the abort wakes it
@@ -514,7 +521,7 @@ class MacroRunner:
             raise MacroError(
                 f"refused: the macro tried to {_REFUSALS.get(what, what + ' {target}').format(target=target)}; "
                 "a bundle's macro may only use the bundle folder, a temporary work folder and its images "
-                "(trust the bundle to lift this)", line, name or macro)
+                "(deepimagej trust BUNDLE lifts this for a bundle you trust)", line, name or macro)
         if self.pending_error is not None:  # a DeepImageJ command failed inside the macro
             err = self.pending_error
             if not nested:
@@ -657,7 +664,8 @@ def run_bundle_macro(runner: MacroRunner, path: str | Path, image, *, bundle_roo
         The macro's active image at the end (an ImagePlus), or ``None``.
 
     Raises:
-        MacroError: refused by the audit or at run time, or failed like any macro.
+        UntrustedBundleError: refused by the audit, before anything ran.
+        MacroError: refused at run time (message, line), or failed like any macro.
     """
     path, root = Path(path), Path(bundle_root)
     full = path if path.is_absolute() else root / path
@@ -668,8 +676,9 @@ def run_bundle_macro(runner: MacroRunner, path: str | Path, image, *, bundle_roo
     if refused:
         first = refused[0]
         more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""
-        raise MacroError(f"refused before running: {first.what}: {first.detail}{more}; "
-                         "a bundle's macro may not do this unless you trust the bundle", None, first.source)
+        raise UntrustedBundleError(f"{first.source}: refused before running: {first.what}: {first.detail}{more}; "
+                                   f"a bundle's macro may not do this unless you trust the bundle "
+                                   f"(deepimagej trust {root})")
     text, name = read_macro(full)
     with tempfile.TemporaryDirectory(prefix="deepimagej-macro-") as work:
         confine = ConfinedTo(name or path.name, (root, Path(work)), tuple(Path(p) for p in images), Path(work))

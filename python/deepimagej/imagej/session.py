@@ -27,6 +27,9 @@ COMMANDS = {
     "U-Net Train": "train",
 }
 
+#: commands a confined macro (a bundle's) may run: they read and write through ImageJ, which the guard checks
+CONFINED_MACRO_COMMANDS = ("run", "explore")
+
 _session: ImageJ | None = None
 _session_lock = threading.Lock()
 
@@ -78,8 +81,12 @@ class ImageJ:
 
     def _dispatch(self, command: str, options: str | None) -> None:
         """Run a command for ImageJ; errors never leave as Java exceptions (no stack traces)."""
+        from jpype import JClass
+
         try:
             handler = self._handlers[command]
+            if command not in CONFINED_MACRO_COMMANDS:  # their Python work is beyond the confinement's checks
+                JClass("deepimagej.ij.Confinement").checkCommand(_label(command))
             with self.runner.clock_paused():  # a model's run does not count against the macro's timeout
                 handler(self, options)
         except DeepImageJError as exc:
@@ -209,6 +216,11 @@ class ImageJ:
         """Forget the current image and close ImageJ's windows (the JVM stays: one per process)."""
         _dispose_windows()
         self.current = None
+
+
+def _label(command: str) -> str:
+    """The ImageJ menu label of a command key (``"train"`` -> ``"U-Net Train"``)."""
+    return next((label for label, key in COMMANDS.items() if key == command), command)
 
 
 def _with_line(exc: DeepImageJError, line: int | None) -> DeepImageJError:

@@ -160,6 +160,30 @@ public final class Confinement extends SecurityManager implements CommandListene
         return CURRENT.get() != null && !isEventThread();
     }
 
+    /**
+     * For the shim's own controls (the dialog guard, closing ImageJ): a confined macro reaching
+     * them through the macro function {@code call()} may not turn the guard off or close ImageJ.
+     */
+    static void refuseConfinedCaller(String what) {
+        Policy p = CURRENT.get();
+        if (p != null && !isEventThread() && StackWalker.getInstance().walk(frames -> frames.anyMatch(
+                f -> f.getClassName().equals("ij.macro.Functions") && f.getMethodName().equals("call")))) {
+            refuse(p, "control", what, true);
+        }
+    }
+
+    /**
+     * Refuse, in a confined thread, a DeepImageJ command whose work (Python) is beyond this
+     * guard's checks (Build, U-Net Train...), however it was reached ({@code run()}, or
+     * {@code call("ij.IJ.runPlugIn", ...)}, which no command listener sees).
+     */
+    public static void checkCommand(String label) {
+        Policy p = CURRENT.get();
+        if (p != null && !isEventThread()) {
+            refuse(p, "command", label, true);
+        }
+    }
+
     /** Check a path a confined thread is about to use from outside Java (the Python side of a command). */
     public static void checkPath(String path, boolean write) {
         Policy p = CURRENT.get();
@@ -227,6 +251,8 @@ public final class Confinement extends SecurityManager implements CommandListene
                 refuse(p, "exit", "the Java VM", true);
             } else if (name.equals("setSecurityManager") || name.equals("createSecurityManager")) {
                 refuse(p, "security", "the security manager", true);
+            } else if (name.startsWith("loadLibrary.")) { // native code: beyond any check
+                refuse(p, "native", name.substring("loadLibrary.".length()), true);
             }
         }
     }

@@ -91,6 +91,7 @@ public final class DialogGuard implements AWTEventListener {
 
     /** Start watching for the macro run by {@code interp}. */
     public static void arm(Interpreter interp) {
+        Confinement.refuseConfinedCaller("the dialog guard (arm)");
         synchronized (caught) {
             caught.clear();
         }
@@ -100,6 +101,7 @@ public final class DialogGuard implements AWTEventListener {
 
     /** Stop watching; returns the dialogs caught as {title, text, class, line, thread id} rows. */
     public static String[][] disarm() {
+        Confinement.refuseConfinedCaller("the dialog guard (disarm)");
         collectExceptionWindows(); // one whose WINDOW_OPENED the event thread has not dispatched yet
         armed = false;
         interpreter = null;
@@ -110,6 +112,7 @@ public final class DialogGuard implements AWTEventListener {
 
     /** The dialogs caught so far as {title, text, class, line, thread id} rows; forgets them. */
     public static String[][] drain() {
+        Confinement.refuseConfinedCaller("the dialog guard (drain)");
         collectExceptionWindows();
         synchronized (caught) {
             String[][] out = caught.toArray(new String[0][]);
@@ -120,6 +123,7 @@ public final class DialogGuard implements AWTEventListener {
 
     /** Close every dialog now showing (used after a timeout); returns them as {title, text, class, line, thread id}. */
     public static String[][] closeAll() {
+        Confinement.refuseConfinedCaller("the dialog guard (closeAll)");
         List<String[]> closed = new ArrayList<>();
         for (Window w : Window.getWindows()) {
             if (w instanceof Dialog && w.isShowing()) {
@@ -241,8 +245,22 @@ public final class DialogGuard implements AWTEventListener {
             Long.toString(by == null ? -1 : by[1])};
     }
 
-    /** Ends the macro it is attached to at its next statement, as ImageJ's exit() does. */
+    private static final Method SHUTDOWN = interpreterMethod("shutdown");
+    private static final Method FINISH_UP = interpreterMethod("finishUp");
+
+    /**
+     * Ends the macro it is attached to at its next statement, as ImageJ's exit() does: the
+     * interpreter's finishUp() (batch mode off, its images released), then "Macro canceled".
+     */
     private static final Debugger STOPPER = (interp, mode) -> {
+        interp.setDebugger(null);
+        if (FINISH_UP != null) {
+            try {
+                FINISH_UP.invoke(interp);
+            } catch (ReflectiveOperationException | RuntimeException e) {
+                // the cancel below still ends the macro
+            }
+        }
         throw new RuntimeException(Macro.MACRO_CANCELED);
     };
 
@@ -282,6 +300,7 @@ public final class DialogGuard implements AWTEventListener {
      */
     @SuppressWarnings({"deprecation", "removal"})
     public static boolean kill(Thread thread) {
+        Confinement.refuseConfinedCaller("the dialog guard (kill)");
         for (StackTraceElement frame : thread.getStackTrace()) {
             if (frame.getClassName().startsWith("ij.macro.")) {
                 try {
@@ -295,8 +314,6 @@ public final class DialogGuard implements AWTEventListener {
         return false;
     }
 
-    private static final Method SHUTDOWN = shutdownMethod();
-
     private static Field lastErrorField() {
         try {
             Field f = IJ.class.getDeclaredField("lastErrorMessage");
@@ -307,9 +324,9 @@ public final class DialogGuard implements AWTEventListener {
         }
     }
 
-    private static Method shutdownMethod() {
+    private static Method interpreterMethod(String name) {
         try {
-            Method m = Interpreter.class.getDeclaredMethod("shutdown");
+            Method m = Interpreter.class.getDeclaredMethod(name);
             m.setAccessible(true);
             return m;
         } catch (ReflectiveOperationException | RuntimeException e) {
