@@ -3,7 +3,7 @@
 PY := .venv/bin/python
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup demo test bench models clean
+.PHONY: setup demo test bench models stress soak clean
 
 setup:
 	@bash scripts/setup.sh
@@ -20,6 +20,14 @@ bench: setup
 
 models: setup
 	@$(PY) scripts/build_models.py
+
+# a macro syntax error 200 times under CPU load, in one JVM and in fresh processes: no stall, nothing left behind
+stress: setup
+	@$(PY) benchmarks/stress_macro_errors.py
+
+# 1000 macro-driven DeepImageJ Run calls in one JVM: memory, threads, images and windows do not grow
+soak: setup
+	@nice -n 19 $(PY) benchmarks/soak_imagej.py
 
 clean:
 	rm -rf .venv python/deepimagej/imagej/java/build .pytest_cache

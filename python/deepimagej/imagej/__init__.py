@@ -4,7 +4,8 @@
 display) with the DeepImageJ commands registered, so that macros can call
 ``run("DeepImageJ Run", "model=[...] ...")`` and bundles' own ``preprocessing.txt`` /
 ``postprocessing.txt`` run natively. See :class:`~deepimagej.imagej.session.ImageJ` for
-``open``, ``show``, ``run_macro``; :mod:`~deepimagej.imagej.convert` for numpy/xarray <->
+``open``, ``show``, ``run_macro``; :func:`~deepimagej.imagej.macro.run_bundle_macro` runs a
+bundle's macro confined (or trusted); :mod:`~deepimagej.imagej.convert` for numpy/xarray <->
 ImagePlus. Submodules are imported lazily (``python -m deepimagej.imagej.shim`` stays light).
 """
 
@@ -19,6 +20,7 @@ _LAZY = {
     "ImageJ": ("deepimagej.imagej.session", "ImageJ"),
     "MacroResult": ("deepimagej.imagej.macro", "MacroResult"),
     "interactive_calls": ("deepimagej.imagej.macro", "interactive_calls"),
+    "run_bundle_macro": ("deepimagej.imagej.macro", "run_bundle_macro"),
     "to_imageplus": ("deepimagej.imagej.convert", "to_imageplus"),
     "from_imageplus": ("deepimagej.imagej.convert", "from_imageplus"),
 }
@@ -34,4 +36,4 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = ["ImageJ", "ImageJError", "MacroError", "MacroResult", "from_imageplus", "interactive_calls",
-           "start", "to_imageplus"]
+           "run_bundle_macro", "start", "to_imageplus"]

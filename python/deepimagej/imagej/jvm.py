@@ -3,11 +3,18 @@
 JPype can start one JVM per process; :func:`start_jvm` is idempotent. scyjava is told never
 to download a Java runtime. ``ij.jar`` is looked up in this order: ``$DEEPIMAGEJ_IJ_JAR``, a
 Fiji.app given by the caller or ``$FIJI_HOME``, Debian's ``/usr/share/java/ij.jar``.
+
+Python keeps its signals: the JVM starts with ``-Xrs`` and without JPype's Ctrl-C handler,
+so SIGINT/SIGTERM reach Python's handlers (Ctrl-C is a ``KeyboardInterrupt``, the command
+line stops cleanly) rather than ending the process from inside Java. Java 18 to 23 are
+started with ``-Djava.security.manager=allow`` so that a bundle's macros can be confined
+(see ``deepimagej.ij.Confinement``); Java 24 and later allow no security manager at all.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from deepimagej.errors import ImageJError
@@ -60,6 +67,22 @@ def _import_scyjava():
     return scyjava
 
 
+def java_major_version() -> int | None:
+    """The major version of the Java runtime JPype will start (from its ``release`` file), or ``None``."""
+    try:
+        import jpype
+
+        libjvm = Path(jpype.getDefaultJVMPath())
+    except Exception:  # noqa: BLE001 - JPype raises JVMNotFoundException and others when there is no Java
+        return None
+    for home in libjvm.parents:
+        release = home / "release"
+        if release.is_file():
+            m = re.search(r'^JAVA_VERSION="(?:1\.)?(\d+)', release.read_text(errors="replace"), re.MULTILINE)
+            return int(m.group(1)) if m else None
+    return None
+
+
 def jvm_started() -> bool:
     try:
         import jpype
@@ -91,6 +114,11 @@ def start_jvm(class_path: list[Path], max_memory: str | None = None) -> None:
         scyjava.config.add_classpath(str(entry))
     scyjava.config.add_option(f"-Xmx{max_memory or DEFAULT_MAX_MEMORY}")
     scyjava.config.add_option("-Djava.awt.headless=false")
+    scyjava.config.add_option("-Xrs")  # SIGINT/SIGTERM stay Python's
+    scyjava.config.add_kwargs(interrupt=False)
+    version = java_major_version()
+    if version is not None and 18 <= version <= 23:  # 17 and earlier allow it by default, 24+ never
+        scyjava.config.add_option("-Djava.security.manager=allow")
     try:
         scyjava.start_jvm()
     except Exception as exc:  # noqa: BLE001 - JPype raises several unrelated types here

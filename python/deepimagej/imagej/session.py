@@ -27,6 +27,9 @@ COMMANDS = {
     "U-Net Train": "train",
 }
 
+#: commands a confined macro (a bundle's) may run: they read and write through ImageJ, which the guard checks
+CONFINED_MACRO_COMMANDS = ("run", "explore")
+
 _session: ImageJ | None = None
 _session_lock = threading.Lock()
 
@@ -78,12 +81,19 @@ class ImageJ:
 
     def _dispatch(self, command: str, options: str | None) -> None:
         """Run a command for ImageJ; errors never leave as Java exceptions (no stack traces)."""
+        from jpype import JClass
+
         try:
             handler = self._handlers[command]
-            handler(self, options)
+            if command not in CONFINED_MACRO_COMMANDS:  # their Python work is beyond the confinement's checks
+                JClass("deepimagej.ij.Confinement").checkCommand(_label(command))
+            with self.runner.clock_paused():  # a model's run does not count against the macro's timeout
+                handler(self, options)
         except DeepImageJError as exc:
             self._fail(exc)
-        except Exception as exc:  # noqa: BLE001 - anything else still must not surface as a Java trace
+        except Exception as exc:  # anything else still must not surface as a Java trace
+            if "Macro canceled" in str(exc):  # ImageJ cancelling the macro (a dialog closed by the guard): let it
+                raise
             self._fail(ImageJError(f"DeepImageJ {command} failed: {type(exc).__name__}: {exc}"))
 
     def _fail(self, exc: DeepImageJError) -> None:
@@ -95,7 +105,7 @@ class ImageJ:
             if getattr(exc, "line", None) is None and hasattr(exc, "line"):
                 exc.line = line
             self.runner.pending_error = _with_line(exc, line)
-            JClass("ij.macro.Interpreter").abort()
+            self.runner.stop_all()  # each running macro ends at its next statement
         else:
             self._IJ.log(f"DeepImageJ error: {exc}")
             self._IJ.error("DeepImageJ", str(exc))
@@ -206,6 +216,11 @@ class ImageJ:
         """Forget the current image and close ImageJ's windows (the JVM stays: one per process)."""
         _dispose_windows()
         self.current = None
+
+
+def _label(command: str) -> str:
+    """The ImageJ menu label of a command key (``"train"`` -> ``"U-Net Train"``)."""
+    return next((label for label, key in COMMANDS.items() if key == command), command)
 
 
 def _with_line(exc: DeepImageJError, line: int | None) -> DeepImageJError:

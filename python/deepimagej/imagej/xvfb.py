@@ -4,15 +4,25 @@ ImageJ 1.x commands (Analyze Particles, Watershed, ResultsTable...) need AWT; wi
 ``java.awt.headless=true`` many of them throw ``HeadlessException``. "Headless" for
 deepimagej therefore means: no *user-visible* display is needed; when there is none, a
 private Xvfb is started on a free display number and stopped when Python exits.
+
+It never outlives Python, however Python ends: Xvfb starts with a parent-death signal
+(``prctl(PR_SET_PDEATHSIG)``, through util-linux ``setpriv`` where there is one), so the
+kernel terminates it when Python is killed (``kill -9``) too. That signal follows the
+*thread* that started the child, so Xvfb is started from a thread of its own that lives as
+long as the process.
 """
 
 from __future__ import annotations
 
 import atexit
+import ctypes
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +41,8 @@ class Xvfb:
 
     display: str
     process: subprocess.Popen
+    #: the kernel terminates it when this process ends (parent-death signal in place)
+    dies_with_parent: bool = False
 
     def stop(self) -> None:
         """Terminate the server (idempotent)."""
@@ -44,6 +56,54 @@ class Xvfb:
 
 
 _running: Xvfb | None = None
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _spawn(argv: list[str], errlog) -> tuple[subprocess.Popen, bool]:
+    """Start ``argv`` so that the kernel terminates it when this process ends, however it ends.
+
+    Returns:
+        The process, and whether the parent-death signal is in place (Linux).
+    """
+    setpriv = shutil.which("setpriv")
+    if setpriv is not None:
+        argv, preexec = [setpriv, "--pdeathsig", "TERM", "--", *argv], None
+    else:
+        preexec = _die_with_parent if sys.platform.startswith("linux") else None
+    dies_with_parent = setpriv is not None or preexec is not None
+    started: dict[str, object] = {}
+    ready = threading.Event()
+
+    def owner() -> None:  # the child's parent for the kernel: must live as long as the process
+        try:
+            started["process"] = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errlog,
+                preexec_fn=preexec)  # noqa: PLW1509 - only without setpriv; Xvfb starts before Java's threads
+        except OSError as exc:
+            started["error"] = exc
+        ready.set()
+        threading.Event().wait()
+
+    threading.Thread(target=owner, name="deepimagej-xvfb", daemon=True).start()
+    ready.wait()
+    if "error" in started:
+        raise ImageJError(f"could not start Xvfb ({started['error']})")
+    return started["process"], dies_with_parent  # type: ignore[return-value]
+
+
+def stop_private_at_exit() -> None:
+    """For a process about to end with ``os._exit``: make sure its private Xvfb ends too.
+
+    Nothing to do where the kernel ends it with the process (stopping it first would make
+    Java's X connection fail and exit the process with status 1 before ``os._exit``);
+    elsewhere it is sent SIGTERM now.
+    """
+    if _running is not None and not _running.dies_with_parent and _running.process.poll() is None:
+        _running.process.terminate()
 
 
 def _display_in_use(n: int) -> bool:
@@ -70,12 +130,7 @@ def start_xvfb(screen: str = "1280x1024x24") -> Xvfb:
         if _display_in_use(n):
             continue
         errlog = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the server
-        proc = subprocess.Popen(
-            [exe, f":{n}", "-screen", "0", screen, "-nolisten", "tcp"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=errlog,
-        )
+        proc, dies_with_parent = _spawn([exe, f":{n}", "-screen", "0", screen, "-nolisten", "tcp"], errlog)
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if proc.poll() is not None:  # lost a race for this display number, or broken
@@ -84,7 +139,7 @@ def start_xvfb(screen: str = "1280x1024x24") -> Xvfb:
                 last_error = err.splitlines()[-1] if err else f"Xvfb exited with code {proc.returncode}"
                 break
             if (SOCKET_DIR / f"X{n}").exists():
-                _running = Xvfb(f":{n}", proc)
+                _running = Xvfb(f":{n}", proc, dies_with_parent)
                 atexit.register(_running.stop)
                 return _running
             time.sleep(0.05)

@@ -84,11 +84,29 @@ class Progress:
         self.log(f"{self.model}: {total} tile(s) in {time.perf_counter() - self.start:.2f} s; {self.memory()}")
 
 
-def run_bundle_on_imageplus(ij: ImageJ, opts: RunOptions, imp) -> Any:
+def _run_macro(ij: ImageJ, spec, opts: RunOptions, stage: str, path: Path, imp, images: list[Path], trusted: bool):
+    """One pre/post-processing macro: the bundle's run confined unless trusted; one the user named by its full path is theirs."""
+    from deepimagej.imagej.macro import run_bundle_macro
+
+    named = opts.preprocessing if stage == "preprocessing" else opts.postprocessing
+    users_own = named is not None and any(Path(n).is_absolute() and Path(n) == path for n in named)
+    return run_bundle_macro(ij.runner, path, imp, bundle_root=spec.root, images=images, trusted=trusted or users_own)
+
+
+def _image_files(imp) -> list[Path]:
+    """The file an ImagePlus was opened from, if any (a bundle's macro may read it)."""
+    info = imp.getOriginalFileInfo()
+    if info is None or not info.directory or not info.fileName:
+        return []
+    return [Path(str(info.directory)) / str(info.fileName)]
+
+
+def run_bundle_on_imageplus(ij: ImageJ, opts: RunOptions, imp, trusted: bool = False) -> Any:
     """Run the model of ``opts`` on ``imp`` (not modified); returns the final ImagePlus.
 
     Pre-processing macros run on a duplicate; the model output is made the current image
-    (titled by :func:`output_title`), then the post-processing macros run on it.
+    (titled by :func:`output_title`), then the post-processing macros run on it. The bundle's
+    macros run confined (:func:`deepimagej.imagej.macro.run_bundle_macro`) unless ``trusted``.
     """
     from deepimagej import predict
     from deepimagej.imagej.convert import from_imageplus, imageplus_axes, to_imageplus
@@ -104,10 +122,11 @@ def run_bundle_on_imageplus(ij: ImageJ, opts: RunOptions, imp) -> Any:
                  + (f" with {', '.join(p.name for p in pre)}" if pre else "")
                  + (f" then {', '.join(p.name for p in post)}" if post else ""))
 
+    images = _image_files(imp)
     current = imp.duplicate()
     current.setTitle(f"{imp.getTitle()}-preprocessed")
     for path in pre:
-        current = ij.runner.run(path.read_text(encoding="utf-8", errors="replace"), current, name=path.name)
+        current = _run_macro(ij, spec, opts, "preprocessing", path, current, images, trusted)
         if current is None:
             raise InputImageError(f"preprocessing macro {path.name} left no image open")
     image = from_imageplus(current)
@@ -138,7 +157,7 @@ def run_bundle_on_imageplus(ij: ImageJ, opts: RunOptions, imp) -> Any:
     if ij.runner.running:
         result.show()  # batch mode: the current image for the rest of the macro
     for path in post:
-        result = ij.runner.run(path.read_text(encoding="utf-8", errors="replace"), result, name=path.name)
+        result = _run_macro(ij, spec, opts, "postprocessing", path, result, images, trusted)
         if result is None:
             raise InputImageError(f"postprocessing macro {path.name} left no image open")
     progress.finish()
@@ -193,6 +212,10 @@ def run_command(ij: ImageJ, options: str | None) -> None:
             return
     opts = RunOptions.parse(options)
     IJ = JClass("ij.IJ")
+    confinement = JClass("deepimagej.ij.Confinement")  # a confined macro's command: its folders only
+    for path, write in ((opts.input_path, False), (opts.output_folder, True)):
+        if path:
+            confinement.checkPath(str(path), write)
     if opts.input_path:  # DeepImageJ 3.x: inputPath / outputFolder / displayOutput
         paths = _input_files(Path(opts.input_path))
         for path in paths:

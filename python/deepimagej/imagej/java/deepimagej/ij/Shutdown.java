@@ -31,6 +31,7 @@ public final class Shutdown {
 
     /** Close everything; returns the names of non-daemon threads still alive. */
     public static String[] closeAll() {
+        Confinement.refuseConfinedCaller("ImageJ (closing it)");
         int[] ids = WindowManager.getIDList();
         if (ids != null) {
             for (int id : ids) {
