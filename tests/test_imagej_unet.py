@@ -72,7 +72,7 @@ def test_train_from_folders(ij, tmp_path):
     import tifffile
 
     from deepimagej.bundle import load_bundle
-    from deepimagej.unet import data as udata
+    from deepimagej.unet.files import load_folder_pairs
 
     images, masks = tmp_path / "images", tmp_path / "masks"
     images.mkdir()
@@ -86,7 +86,7 @@ def test_train_from_folders(ij, tmp_path):
                           f'output=[{out}] {TINY}");\n')
     assert "segmentation: 2 image(s)" in result.log
     assert load_bundle(out).inputs[0].axis_names == "byxc"
-    assert udata.load_folder_pairs(images, masks)  # the files were left alone
+    assert load_folder_pairs(images, masks)  # the files were left alone
 
 
 @pytest.mark.parametrize(

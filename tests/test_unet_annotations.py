@@ -1,4 +1,4 @@
-"""Training data: masks, ImageJ ROI files (written with roifile), points, samples, folder pairing."""
+"""Annotations to labels: masks, ImageJ ROI files (written with roifile), points."""
 
 from __future__ import annotations
 
@@ -9,20 +9,15 @@ import tifffile
 from skimage import io as skio
 
 from deepimagej.errors import TrainingError
-from deepimagej.unet.data import (
-    TrainingSample,
+from deepimagej.unet.annotations import (
     detection_targets,
     link_slice_rois,
-    load_folder_pairs,
-    load_image,
     load_mask,
     points_from_rois,
-    prepare_sample,
-    rescale_to_element_size,
     rois_to_labels,
-    split_validation,
     write_point_rois,
 )
+from deepimagej.unet.files import load_image
 from deepimagej.unet.weights import insert_ridges
 
 
@@ -56,24 +51,6 @@ def test_load_isbi_mask(assets):
     img = load_image(assets / "isbi2012_em" / "train" / "image" / "0.png")
     assert lab.shape == img.shape == (512, 512)
     assert lab.max() > 50  # cells (255) separated by membranes (0)
-
-
-def test_bad_files(tmp_path):
-    with pytest.raises(TrainingError) as e:
-        load_image(tmp_path / "missing.png")
-    assert "does not exist" in one_line(e)
-    (tmp_path / "junk.png").write_bytes(b"not a png")
-    with pytest.raises(TrainingError) as e:
-        load_image(tmp_path / "junk.png")
-    assert "junk.png" in one_line(e)
-    (tmp_path / "notroi.roi").write_bytes(b"hello, this is not a ROI" * 4)
-    with pytest.raises(TrainingError) as e:
-        rois_to_labels(tmp_path / "notroi.roi", (10, 10))
-    assert "not an ImageJ ROI" in one_line(e)
-    (tmp_path / "RoiSet.zip").write_bytes(b"PK garbage")
-    with pytest.raises(TrainingError) as e:
-        points_from_rois(tmp_path / "RoiSet.zip")
-    assert "RoiSet.zip" in one_line(e)
 
 
 def test_polygon_rect_oval_rois_round_trip(tmp_path):
@@ -200,93 +177,3 @@ def test_detection_targets_disks_and_rings():
         np.array([[2, 5, 5]]), (5, 12, 12), radius=2.0, r_ign=4.0, element_size=(2.0, 1.0, 1.0)
     )
     assert lab3[2, 5, 5] == 1 and lab3[3, 5, 5] == 1 and lab3[4, 5, 5] == 0 and ign3[4, 5, 5]
-
-
-def test_rescale_to_element_size():
-    img = np.arange(100, dtype=np.float32).reshape(10, 10)
-    lab = np.zeros((10, 10), np.int32)
-    lab[2:6, 2:6] = 3
-    ri, rl = rescale_to_element_size(img, lab, from_size=0.5, to_size=1.0)
-    assert ri.shape == (5, 5) and rl.shape == (5, 5) and set(np.unique(rl)) <= {0, 3}
-    assert (rl == 3).sum() == 4
-    ri2, rl2 = rescale_to_element_size(
-        np.zeros((4, 10, 10, 2)), np.zeros((4, 10, 10), np.uint8), (2, 1, 1), (1, 1, 1)
-    )
-    assert ri2.shape == (8, 10, 10, 2) and rl2.shape == (8, 10, 10)
-    same, _ = rescale_to_element_size(img, None, 1.0, 1.0)
-    np.testing.assert_array_equal(same, img)
-
-
-def test_prepare_sample_and_errors():
-    lab = np.zeros((16, 16), np.int32)
-    lab[2:8, 2:8] = 1
-    lab[2:8, 8:14] = 2
-    ign = np.zeros((16, 16), bool)
-    ign[12:, :] = True
-    s = prepare_sample(np.ones((16, 16, 3)), lab, ign, lam=10.0)
-    assert isinstance(s, TrainingSample)
-    assert s.image.dtype == np.float32 and s.classes.dtype == np.uint8
-    assert s.classes[3, 7] == 0 and s.classes[3, 8] == 1  # ridge
-    assert np.all(s.weights[ign] == 0) and np.all(s.pdf[ign] == 0) and s.pdf.max() == 1.0
-    assert s.weights[3, 7] > 5  # separation term with lam = 10
-    with pytest.raises(TrainingError) as e:
-        prepare_sample(
-            np.zeros((512, 512)), np.zeros((256, 256), np.int32) + 1, image_name="x.png", labels_name="y.png"
-        )
-    assert one_line(e).startswith("image 'x.png' is 512x512 but labels 'y.png' are 256x256")
-    with pytest.raises(TrainingError) as e:
-        prepare_sample(
-            np.zeros((20, 30, 3)), np.ones((30, 20), np.int32), image_name="rgb.tif", labels_name="l.tif"
-        )
-    assert "is 30x20 but labels 'l.tif' are 20x30" in one_line(e)
-    with pytest.raises(TrainingError) as e:
-        prepare_sample(np.zeros((8, 8)), np.zeros((8, 8), np.int32), labels_name="empty.png")
-    assert "no annotated object" in one_line(e)
-
-
-def test_load_folder_pairs(tmp_path):
-    imgs, labs = tmp_path / "images", tmp_path / "labels"
-    imgs.mkdir()
-    labs.mkdir()
-    for n in (10, 2, 1):
-        (imgs / f"{n}.png").write_bytes(b"")
-    (labs / "1.png").write_bytes(b"")
-    (labs / "2_mask.tif").write_bytes(b"")
-    (labs / "10.zip").write_bytes(b"")
-    (imgs / "notes.txt").write_text("x")
-    pairs = load_folder_pairs(imgs, labs)
-    assert [(a.name, b.name) for a, b in pairs] == [
-        ("1.png", "1.png"),
-        ("2.png", "2_mask.tif"),
-        ("10.png", "10.zip"),
-    ]
-    (imgs / "3.png").write_bytes(b"")
-    with pytest.raises(TrainingError) as e:
-        load_folder_pairs(imgs, labs)
-    assert "'3.png'" in one_line(e)
-    with pytest.raises(TrainingError) as e:
-        load_folder_pairs(tmp_path / "nope", labs)
-    assert "does not exist" in one_line(e)
-
-
-def test_isbi_folder_pairs(assets):
-    pairs = load_folder_pairs(
-        assets / "isbi2012_em" / "train" / "image", assets / "isbi2012_em" / "train" / "label"
-    )
-    assert len(pairs) >= 24 and pairs[0][0].name == "0.png" and pairs[10][0].name == "10.png"
-
-
-def test_split_validation():
-    train, val = split_validation(list(range(10)), 3)
-    assert train == list(range(7)) and val == [7, 8, 9]
-    train, val = split_validation(list(range(10)), 0.25)
-    assert len(val) == 2 and len(train) == 8  # round(2.5) = 2
-    train, val = split_validation(list(range(10)), 2, seed=1)
-    assert len(val) == 2 and sorted(train + val) == list(range(10))
-    assert split_validation([1], 0) == ([1], [])
-    assert split_validation([1, 2], 0.1) == ([1], [2])
-    with pytest.raises(TrainingError) as e:
-        split_validation([1], 0.2)
-    assert "too few" in one_line(e)
-    with pytest.raises(TrainingError):
-        split_validation([1, 2, 3], 3)
