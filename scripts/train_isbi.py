@@ -42,9 +42,9 @@ def pairs(ids):
 
 
 def load(ids, **kw):
-    from deepimagej.unet.annotations import load_mask
     from deepimagej.unet.files import load_image
     from deepimagej.unet.samples import prepare_sample
+    from deepimagej.unet.targets import load_mask
 
     return [
         prepare_sample(load_image(i), load_mask(lab, mode="semantic"), image_name=i.name, labels_name=lab.name, **kw)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from deepimagej.errors import DeepImageJError, TrainingError
-from deepimagej.unet.annotations import points_from_rois, rois_to_labels
 from deepimagej.unet.files import load_folder_pairs, load_image, split_validation
+from deepimagej.unet.targets import points_from_rois, rois_to_labels
 
 
 def one_line(exc_info) -> str:

@@ -362,6 +362,78 @@ def test_cli_train_and_evaluate(tmp_path, trained):
     assert lines[0].startswith("image,pixel_accuracy,foreground_iou,object_iou,seg") and len(lines) == 4
 
 
+def three_classes(seed: int, size=(96, 96)):
+    """Bright disks (class 1) and grey squares (class 2) on a dark noisy background, and the class image."""
+    rng = np.random.default_rng(seed)
+    classes = np.zeros(size, np.uint8)
+    for _ in range(4):
+        rr, cc = disk(rng.integers(10, np.array(size) - 10), rng.integers(5, 9), shape=size)
+        classes[rr, cc] = 1
+    for _ in range(4):
+        y, x = rng.integers(4, np.array(size) - 16)
+        side = rng.integers(8, 13)
+        classes[y : y + side, x : x + side] = 2
+    image = np.array([40.0, 200.0, 120.0])[classes] + rng.normal(0, 15, size)
+    return np.clip(image, 0, 255).astype(np.uint8), classes
+
+
+def test_three_classes_from_a_label_image_converge(tmp_path):
+    """deepimagej train --classes 3: label values are classes, 255 marks a region to ignore; a few seconds."""
+    from skimage.io import imsave
+
+    from deepimagej import predict
+    from deepimagej.unet.cli import train as train_cmd
+    from deepimagej.unet.postprocess import to_classes
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    for k in range(3):
+        image, classes = three_classes(k)
+        classes[:8, :8] = 255  # not annotated
+        imsave(tmp_path / "images" / f"c{k}.png", image, check_contrast=False)
+        imsave(tmp_path / "labels" / f"c{k}.png", classes, check_contrast=False)
+    out = tmp_path / "three"
+    r = CliRunner().invoke(train_cmd, [
+        "--images", str(tmp_path / "images"), "--labels", str(tmp_path / "labels"), "--classes", "3",
+        "--class-names", "disk,square", "--ignore-label", "255", "--separation", "0", "--out", str(out),
+        "--epochs", "8", "--steps", "15", "--tile", "64", "--depth", "2", "--features", "8", "--batch-size", "2",
+        "--lr", "3e-3",
+    ])
+    assert r.exit_code == 0, r.output
+    history = json.loads((tmp_path / "three-training" / "state.json").read_text())["history"]
+    assert history[-1]["val_loss"] < 0.3 * history[0]["val_loss"] and history[-1]["val_accuracy"] > 0.95
+    assert (out / "postprocessing_classes.ijm").is_file() and "disk" in (out / "README.md").read_text()
+    image, truth = three_classes(11)  # never trained on
+    predicted = to_classes(predict.run(out, image, axes="yx", apply_postprocessing=False))
+    assert predicted.shape == truth.shape and set(np.unique(predicted)) == {0, 1, 2}
+    for k in (1, 2):
+        iou = np.sum((predicted == k) & (truth == k)) / np.sum((predicted == k) | (truth == k))
+        assert iou > 0.7, (k, iou)
+    assert np.mean(predicted == truth) > 0.95
+
+
+def test_element_size_rescaling_at_inference_equals_rescaling_by_hand(trained, tmp_path):
+    """A bundle declares its element size; an image of another pixel size is resampled to it and back."""
+    from skimage.transform import resize
+
+    from deepimagej import predict
+    from deepimagej.resample import model_pixel_size
+
+    spec = export_unet(trained.model, tmp_path / "sized", name="tiny at 0.5 um", element_size={"y": 0.5, "x": 0.5})
+    assert spec.pixel_size == "0.5µm x 0.5µm" and model_pixel_size(spec) == {"x": 0.5, "y": 0.5}
+    image = blobs(21, size=(180, 164), n=14)[0]  # taken at 0.25 um: objects twice the size the model knows
+    got = predict.run(spec, image, axes="yx", apply_postprocessing=False, pixel_size={"y": 0.25, "x": 0.25})
+    assert got.shape == (180, 164, 2)
+    small = resize(image.astype(np.float32), (90, 82), order=1, mode="reflect", anti_aliasing=True, preserve_range=True)
+    by_hand = predict.run(spec, small, axes="yx", apply_postprocessing=False)
+    by_hand = resize(by_hand, (180, 164, 2), order=1, mode="reflect", anti_aliasing=False, preserve_range=True)
+    np.testing.assert_allclose(got, by_hand, atol=1e-5)
+    plain = predict.run(spec, image, axes="yx", apply_postprocessing=False)
+    assert np.abs(plain - got).max() > 0.1  # rescaling changed what the model saw
+    same = predict.run(spec, image, axes="yx", apply_postprocessing=False, pixel_size={"y": 0.5, "x": 0.5})
+    np.testing.assert_array_equal(same, plain)  # the model's own pixel size: run as is
+
+
 @pytest.mark.parametrize("case", ["size", "empty", "not_roi", "too_few"])
 def test_bad_training_inputs_give_clear_errors(tmp_path, case):
     from skimage.io import imsave

@@ -7,7 +7,7 @@ Submodules (importing this package does not import TensorFlow):
 * :mod:`deepimagej.unet.augment` - tile sampling, rotation, elastic deformation, intensity curves (M3)
 * :mod:`deepimagej.unet.files` - images (through :func:`deepimagej.io.read_image`), image/annotation
   pairs, validation split
-* :mod:`deepimagej.unet.annotations` - label masks, ImageJ ROIs (classes, ``ignore``) and detection
+* :mod:`deepimagej.unet.targets` - label masks, ImageJ ROIs (classes, ``ignore``) and detection
   points to labels
 * :mod:`deepimagej.unet.samples` - training samples: classes, weights, sampling pdf
 * :mod:`deepimagej.unet.config` - :class:`~deepimagej.unet.config.TrainingConfig`, the settings of a run
@@ -37,16 +37,16 @@ _LAZY = {
     "load_image": "files",
     "load_folder_pairs": "files",
     "split_validation": "files",
-    "Annotation": "annotations",
-    "load_mask": "annotations",
-    "mask_annotation": "annotations",
-    "roi_annotation": "annotations",
-    "rois_to_labels": "annotations",
-    "link_slice_rois": "annotations",
-    "points_from_rois": "annotations",
-    "write_point_rois": "annotations",
-    "detection_targets": "annotations",
-    "centroids": "annotations",
+    "Annotation": "targets",
+    "load_mask": "targets",
+    "mask_annotation": "targets",
+    "roi_annotation": "targets",
+    "rois_to_labels": "targets",
+    "link_slice_rois": "targets",
+    "points_from_rois": "targets",
+    "write_point_rois": "targets",
+    "detection_targets": "targets",
+    "centroids": "targets",
     "object_iou": "metrics",
     "detection_f1": "metrics",
     "match_points": "metrics",

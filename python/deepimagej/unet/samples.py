@@ -20,7 +20,7 @@ import numpy as np
 
 from deepimagej import resample
 from deepimagej.errors import TrainingError
-from deepimagej.unet import annotations as ann
+from deepimagej.unet import targets
 from deepimagej.unet.config import TrainingConfig
 from deepimagej.unet.files import ROI_SUFFIXES, load_folder_pairs, load_image_with_size
 from deepimagej.unet.weights import SIGMA_BAL, V_BAL, class_balance_weights, insert_ridges, weight_map
@@ -93,7 +93,7 @@ def prepare_sample(
         if image.ndim == 3 and labels.ndim == 2 and image.shape[-1] > 4:
             img_sp = image.shape
         raise TrainingError(
-            f"{iname} is {ann.image_size(img_sp)} but {lname} are {ann.image_size(labels.shape)}; "
+            f"{iname} is {targets.image_size(img_sp)} but {lname} are {targets.image_size(labels.shape)}; "
             "they must have the same size"
         )
     if labels.dtype.kind == "b":
@@ -108,7 +108,7 @@ def prepare_sample(
         ignore = np.asarray(ignore, dtype=bool)
         if ignore.shape != labels.shape:
             raise TrainingError(
-                f"the ignore mask is {ann.image_size(ignore.shape)} but {lname} are {ann.image_size(labels.shape)}"
+                f"the ignore mask is {targets.image_size(ignore.shape)} but {lname} are {targets.image_size(labels.shape)}"
             )
     if classes is not None:
         classes = np.asarray(classes)
@@ -142,31 +142,31 @@ def _rescaled(array: np.ndarray | None, axes: str, factors: dict[str, float]) ->
     return None if array is None else resample.rescale(array, axes, factors, labels=True)
 
 
-def _annotation(path: Path, shape: tuple[int, ...], factors: dict[str, float], config: TrainingConfig) -> ann.Annotation:
+def _annotation(path: Path, shape: tuple[int, ...], factors: dict[str, float], config: TrainingConfig) -> targets.Annotation:
     """The annotation of one image file, on the grid of the model's element size."""
     axes = config.spatial_axes
     is_roi = path.suffix.lower() in ROI_SUFFIXES
     if config.task == "detection":
         if is_roi:
-            points = ann.points_from_rois(path, ndim=config.ndim)
-            ignore = ann.ignore_rois(path, shape)
+            points = targets.points_from_rois(path, ndim=config.ndim)
+            ignore = targets.ignore_rois(path, shape)
         else:
-            mask = ann.mask_annotation(path, ignore_label=config.ignore_label)
-            points, ignore = ann.centroids(mask.labels), mask.ignore
+            mask = targets.mask_annotation(path, ignore_label=config.ignore_label)
+            points, ignore = targets.centroids(mask.labels), mask.ignore
         scale = np.array([factors.get(a, 1.0) for a in axes])
         ignore = _rescaled(ignore, axes, factors)
         new_shape = tuple(max(1, round(n * s)) for n, s in zip(shape, scale))
-        labels, rings = ann.detection_targets(points * scale, new_shape, config.radius, config.r_ign)
-        return ann.Annotation(labels, rings if ignore is None else rings | (ignore & (labels == 0)), points=points * scale)
+        labels, rings = targets.detection_targets(points * scale, new_shape, config.radius, config.r_ign)
+        return targets.Annotation(labels, rings if ignore is None else rings | (ignore & (labels == 0)), points=points * scale)
     if is_roi:
-        found = ann.roi_annotation(path, shape, config.class_names if config.n_classes > 2 else ())
+        found = targets.roi_annotation(path, shape, config.class_names if config.n_classes > 2 else ())
         if config.n_classes > 2 and not config.class_names:
             raise TrainingError(
                 f"'{path.name}': ROIs give classes by their names; set the {config.n_classes - 1} class names"
             )
     else:
-        found = ann.mask_annotation(path, n_classes=config.n_classes, ignore_label=config.ignore_label)
-    return ann.Annotation(_rescaled(found.labels, axes, factors), _rescaled(found.ignore, axes, factors),
+        found = targets.mask_annotation(path, n_classes=config.n_classes, ignore_label=config.ignore_label)
+    return targets.Annotation(_rescaled(found.labels, axes, factors), _rescaled(found.ignore, axes, factors),
                           _rescaled(found.classes, axes, factors))
 
 

@@ -240,12 +240,12 @@ class CurvePlot:
         plot.setLimitsToFit(True)
         if self.window is not None and self.window.isVisible():
             self.window.drawPlot(plot)
-        elif self.image is not None:  # batch mode: the plot is an image, not a window
-            self.image.setProcessor(plot.getProcessor())
-            self.image.setProperty("Plot", plot)
-        else:
-            self.window = plot.show()
-            self.image = plot.getImagePlus() if self.window is None else None
+            return
+        if self.image is not None:  # a macro without windows: the plot is an image; replace it
+            self.image.changes = False
+            self.image.close()
+        self.window = plot.show()
+        self.image = plot.getImagePlus() if self.window is None else None
 
 
 def train_command(ij: Any, options: str | None) -> None:
@@ -267,6 +267,7 @@ def train_command(ij: Any, options: str | None) -> None:
         raise TrainingError("U-Net Train: epochs and steps must be at least 1 and tile at least 16")
     settings["from_bundle"] = str(find_model(settings["from"]).root) if settings["from"] else None
     work = output.with_name(output.name + "-training")
+    current = JClass("ij.WindowManager").getCurrentImage()  # the plot window must not take its place
     with tempfile.TemporaryDirectory() as tmp:
         if settings["data"] == DATA_CHOICES[0]:
             samples, config, origin = _samples_from_current_image(settings, Path(tmp))
@@ -293,7 +294,11 @@ def train_command(ij: Any, options: str | None) -> None:
                    f"  {info['elapsed_s']:.0f} s")
             curve.update(info["history"])
 
-        result = train(samples, config, val_samples=val, out_dir=work, progress=progress)
+        try:
+            result = train(samples, config, val_samples=val, out_dir=work, progress=progress)
+        finally:
+            if current is not None:
+                IJ.selectWindow(current.getID())
         export_training(result, output, name=settings["name"] or output.name)
     IJ.showProgress(1.0)
     IJ.showStatus("")

@@ -1,4 +1,4 @@
-"""Annotations to labels: masks, ImageJ ROI files (written with roifile), points."""
+"""Annotations to training targets: masks, ImageJ ROI files (written with roifile), points."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import tifffile
 from skimage import io as skio
 
 from deepimagej.errors import TrainingError
-from deepimagej.unet.annotations import (
+from deepimagej.unet.files import load_image
+from deepimagej.unet.targets import (
     detection_targets,
     link_slice_rois,
     load_mask,
@@ -17,7 +18,6 @@ from deepimagej.unet.annotations import (
     rois_to_labels,
     write_point_rois,
 )
-from deepimagej.unet.files import load_image
 from deepimagej.unet.weights import insert_ridges
 
 
@@ -177,3 +177,47 @@ def test_detection_targets_disks_and_rings():
         np.array([[2, 5, 5]]), (5, 12, 12), radius=2.0, r_ign=4.0, element_size=(2.0, 1.0, 1.0)
     )
     assert lab3[2, 5, 5] == 1 and lab3[3, 5, 5] == 1 and lab3[4, 5, 5] == 0 and ign3[4, 5, 5]
+
+
+def test_roi_names_are_classes_and_ignore_rois_are_not_objects(tmp_path):
+    from deepimagej.unet.targets import ignore_rois, roi_annotation
+
+    rois = [
+        roifile.ImagejRoi(roitype=roifile.ROI_TYPE.RECT, left=2, top=2, right=8, bottom=8, name="nucleus"),
+        roifile.ImagejRoi(roitype=roifile.ROI_TYPE.RECT, left=8, top=2, right=14, bottom=8, name="Nucleus"),
+        roifile.ImagejRoi(roitype=roifile.ROI_TYPE.OVAL, left=2, top=12, right=12, bottom=20, name="vesicle"),
+        roifile.ImagejRoi(roitype=roifile.ROI_TYPE.RECT, left=16, top=14, right=22, bottom=22, name="ignore"),
+    ]
+    roifile.roiwrite(tmp_path / "RoiSet.zip", rois)
+    found = roi_annotation(tmp_path / "RoiSet.zip", (24, 24), class_names=("nucleus", "vesicle"))
+    assert np.unique(found.labels).tolist() == [0, 1, 2, 3]  # three objects; the ignore ROI is none of them
+    assert found.classes[4, 4] == found.classes[4, 10] == 1 and found.classes[16, 6] == 2
+    assert np.array_equal(found.classes > 0, found.labels > 0)
+    assert found.ignore.sum() == 6 * 8 and found.ignore[18, 18] and found.labels[18, 18] == 0
+    np.testing.assert_array_equal(ignore_rois(tmp_path / "RoiSet.zip", (24, 24)), found.ignore)
+    # two classes: names only tie ROIs together; the ignore ROI still marks pixels to ignore
+    binary = roi_annotation(tmp_path / "RoiSet.zip", (24, 24))
+    assert binary.classes is None and binary.labels.max() == 3 and binary.ignore.sum() == 6 * 8
+    with pytest.raises(TrainingError) as e:
+        roi_annotation(tmp_path / "RoiSet.zip", (24, 24), class_names=("nucleus", "membrane"))
+    assert "'vesicle' is not named after a class (nucleus, membrane)" in one_line(e)
+
+
+def test_class_masks_and_ignore_label(tmp_path):
+    from deepimagej.unet.targets import mask_annotation
+
+    mask = np.zeros((20, 30), np.uint8)
+    mask[2:8, 2:8] = 1
+    mask[2:8, 8:14] = 2  # touches class 1: two objects of two classes
+    mask[12:18, 2:8] = 1
+    mask[12:18, 20:28] = 255  # not annotated
+    tifffile.imwrite(tmp_path / "classes.tif", mask)
+    found = mask_annotation(tmp_path / "classes.tif", n_classes=3, ignore_label=255)
+    assert found.labels.max() == 3 and len(np.unique(found.labels[mask == 1])) == 2
+    np.testing.assert_array_equal(found.classes, np.where(mask == 255, 0, mask))
+    np.testing.assert_array_equal(found.ignore, mask == 255)
+    with pytest.raises(TrainingError) as e:
+        mask_annotation(tmp_path / "classes.tif", n_classes=3)
+    assert "has the value 255, which is not a class (0-2)" in one_line(e)
+    binary = mask_annotation(tmp_path / "classes.tif", ignore_label=255)  # 2 classes: values are objects
+    assert binary.classes is None and binary.ignore.sum() == 48
