@@ -31,8 +31,8 @@ def candidates(prob: np.ndarray, settings: dict) -> np.ndarray:
     """Every point a selection of peaks and cell centroids could choose from (see the module doc)."""
     from scipy import ndimage as ndi
 
+    from deepimagej.unet.points import centroids
     from deepimagej.unet.postprocess import peaks_to_points
-    from deepimagej.unet.targets import centroids
 
     points = [peaks_to_points(prob[..., 1], 0.2, 3, settings["smooth_sigma"])]
     if "cell_threshold" in settings:
@@ -52,8 +52,9 @@ def main() -> None:
     from deepimagej.unet.evaluate import predict_probabilities
     from deepimagej.unet.files import load_image
     from deepimagej.unet.metrics import detection_scores, match_points
+    from deepimagej.unet.points import centroids
     from deepimagej.unet.postprocess import detection_settings, to_detections
-    from deepimagej.unet.targets import centroids, load_mask
+    from deepimagej.unet.targets import load_mask
 
     settings = detection_settings(args.bundle)
     sizes, found, in_reach = [], [], []

@@ -69,7 +69,7 @@ TUNE_IDS = [18, 19]
 
 def write_points(folder: Path = POINTS) -> list[Path]:
     """Centroids of the ISBI cells as ImageJ multi-point ROI files, one per image."""
-    from deepimagej.unet.targets import write_centroid_rois
+    from deepimagej.unet.points import write_centroid_rois
 
     masks = [ASSETS / "train" / "label" / f"{i}.png" for i in TRAIN_IDS + VAL_IDS]
     return write_centroid_rois(masks, folder, mode="semantic", prefix="cells")

@@ -6,7 +6,8 @@ import pytest
 
 from deepimagej.errors import DeepImageJError, TrainingError
 from deepimagej.unet.files import load_folder_pairs, load_image, split_validation
-from deepimagej.unet.targets import points_from_rois, rois_to_labels
+from deepimagej.unet.points import points_from_rois
+from deepimagej.unet.targets import rois_to_labels
 
 
 def one_line(exc_info) -> str:

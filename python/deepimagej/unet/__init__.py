@@ -7,8 +7,8 @@ Submodules (importing this package does not import TensorFlow):
 * :mod:`deepimagej.unet.augment` - tile sampling, rotation, elastic deformation, intensity curves (M3)
 * :mod:`deepimagej.unet.files` - images (through :func:`deepimagej.io.read_image`), image/annotation
   pairs, validation split
-* :mod:`deepimagej.unet.targets` - label masks, ImageJ ROIs (classes, ``ignore``) and detection
-  points to labels
+* :mod:`deepimagej.unet.targets` - label masks and ImageJ ROIs (classes, ``ignore``) to labels
+* :mod:`deepimagej.unet.points` - detection points (ROIs, centroids) and their disk targets
 * :mod:`deepimagej.unet.samples` - training samples: classes, weights, sampling pdf
 * :mod:`deepimagej.unet.config` - :class:`~deepimagej.unet.config.TrainingConfig`, the settings of a run
 * :mod:`deepimagej.unet.metrics` - object IoU, detection F1, SEG, pixel measures (M6)
@@ -43,10 +43,10 @@ _LAZY = {
     "roi_annotation": "targets",
     "rois_to_labels": "targets",
     "link_slice_rois": "targets",
-    "points_from_rois": "targets",
-    "write_point_rois": "targets",
-    "detection_targets": "targets",
-    "centroids": "targets",
+    "points_from_rois": "points",
+    "write_point_rois": "points",
+    "detection_targets": "points",
+    "centroids": "points",
     "object_iou": "metrics",
     "detection_f1": "metrics",
     "match_points": "metrics",

@@ -22,8 +22,9 @@ from deepimagej import predict
 from deepimagej.errors import TrainingError
 from deepimagej.unet import metrics
 from deepimagej.unet.files import ROI_SUFFIXES, load_folder_pairs, load_image
+from deepimagej.unet.points import centroids, points_from_rois
 from deepimagej.unet.postprocess import detection_settings, to_detections, to_instances
-from deepimagej.unet.targets import centroids, load_mask, points_from_rois, rois_to_labels
+from deepimagej.unet.targets import load_mask, rois_to_labels
 
 SEGMENTATION_COLUMNS = ("pixel_accuracy", "foreground_iou", "object_iou", "seg")
 DETECTION_COLUMNS = ("precision", "recall", "f1")

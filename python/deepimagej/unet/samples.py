@@ -20,6 +20,7 @@ import numpy as np
 
 from deepimagej import resample
 from deepimagej.errors import TrainingError
+from deepimagej.unet import points as detection
 from deepimagej.unet import targets
 from deepimagej.unet.config import TrainingConfig
 from deepimagej.unet.files import ROI_SUFFIXES, load_folder_pairs, load_image_with_size
@@ -148,15 +149,15 @@ def _annotation(path: Path, shape: tuple[int, ...], factors: dict[str, float], c
     is_roi = path.suffix.lower() in ROI_SUFFIXES
     if config.task == "detection":
         if is_roi:
-            points = targets.points_from_rois(path, ndim=config.ndim)
+            points = detection.points_from_rois(path, ndim=config.ndim)
             ignore = targets.ignore_rois(path, shape)
         else:
             mask = targets.mask_annotation(path, ignore_label=config.ignore_label)
-            points, ignore = targets.centroids(mask.labels), mask.ignore
+            points, ignore = detection.centroids(mask.labels), mask.ignore
         scale = np.array([factors.get(a, 1.0) for a in axes])
         ignore = _rescaled(ignore, axes, factors)
         new_shape = tuple(max(1, round(n * s)) for n, s in zip(shape, scale))
-        labels, rings = targets.detection_targets(points * scale, new_shape, config.radius, config.r_ign)
+        labels, rings = detection.detection_targets(points * scale, new_shape, config.radius, config.r_ign)
         return targets.Annotation(labels, rings if ignore is None else rings | (ignore & (labels == 0)), points=points * scale)
     if is_roi:
         found = targets.roi_annotation(path, shape, config.class_names if config.n_classes > 2 else ())

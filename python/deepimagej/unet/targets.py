@@ -1,4 +1,4 @@
-"""Annotations to labels: label masks, ImageJ ROIs and detection points as the U-Net's training targets.
+"""Annotations to labels: label masks and ImageJ ROIs as the U-Net's training targets.
 
 Sources of annotations (Falk et al., Nature Methods 2019, and the U-Net plugin for ImageJ):
 
@@ -11,8 +11,7 @@ Sources of annotations (Falk et al., Nature Methods 2019, and the U-Net plugin f
   (:func:`roi_annotation`): ROIs named ``ignore`` mark regions to ignore; with class names,
   each ROI's name (``nucleus``, or ``nucleus#3`` to tie the ROIs of one 3D object together)
   is its class;
-* multi-point ROIs, one point per object, for detection (:func:`points_from_rois`,
-  :func:`detection_targets`), or the centroids of the objects of a mask (:func:`centroids`).
+* multi-point ROIs, one point per object, for detection: :mod:`deepimagej.unet.points`.
 
 Everything becomes an :class:`Annotation`: instance labels, the class of each labelled pixel
 and the pixels to ignore (weight 0 in the loss). Coordinates are array-ordered everywhere:
@@ -40,18 +39,16 @@ __all__ = [
     "IGNORE_ROI_NAME",
     "MIN_SLICE_OVERLAP",
     "Annotation",
-    "centroids",
-    "detection_targets",
     "ignore_rois",
     "image_size",
+    "is_ignore_roi",
     "link_slice_rois",
     "load_mask",
     "mask_annotation",
-    "points_from_rois",
+    "read_rois",
     "roi_annotation",
+    "roi_slice",
     "rois_to_labels",
-    "write_centroid_rois",
-    "write_point_rois",
 ]
 
 #: ROIs with this name (any case) mark regions that do not count in training (weight 0).
@@ -182,21 +179,16 @@ def mask_annotation(
     return Annotation(labels, ignore)
 
 
-def centroids(labels: np.ndarray) -> np.ndarray:
-    """Centroids (array order, ``(N, ndim)``) of the objects of a label image, in label order."""
-    labels = np.asarray(labels)
-    ids = np.unique(labels)
-    ids = ids[ids > 0]
-    if ids.size == 0:
-        return np.zeros((0, labels.ndim))
-    return np.asarray(ndi.center_of_mass(np.ones_like(labels), labels, ids), dtype=float).reshape(-1, labels.ndim)
-
-
 # ---------------------------------------------------------------------------------------------
 # ImageJ ROIs
 
 
-def _read_rois(roi_path: str | Path) -> list:
+def read_rois(roi_path: str | Path) -> list:
+    """The ROIs of a ``.roi`` or ``RoiSet.zip`` file (roifile objects), at least one.
+
+    Raises:
+        TrainingError: missing file, not a ROI file, or no ROI in it.
+    """
     import roifile
 
     path = Path(roi_path)
@@ -216,7 +208,8 @@ def _read_rois(roi_path: str | Path) -> list:
     return rois
 
 
-def _roi_slice(roi: Any) -> int | None:
+def roi_slice(roi: Any) -> int | None:
+    """A ROI's 0-based slice in a stack (``z_position``, else ``position``), or ``None``."""
     if roi.z_position > 0:
         return int(roi.z_position) - 1
     if roi.position > 0:
@@ -224,7 +217,8 @@ def _roi_slice(roi: Any) -> int | None:
     return None
 
 
-def _is_ignore(roi: Any) -> bool:
+def is_ignore_roi(roi: Any) -> bool:
+    """Whether a ROI is named ``ignore``: a region that does not count in training."""
     return (roi.name or "").strip().lower() == IGNORE_ROI_NAME
 
 
@@ -274,10 +268,10 @@ def _ignore_mask(rois: list, shape: tuple[int, ...], path: Path) -> np.ndarray |
     ignore = np.zeros(shape, dtype=bool)
     stack = ignore.reshape((-1, *shape[-2:]))
     for i, roi in enumerate(rois):
-        if not _is_ignore(roi):
+        if not is_ignore_roi(roi):
             continue
         _check_regional(roi, i, path)
-        z = _roi_slice(roi) if len(shape) == 3 else 0
+        z = roi_slice(roi) if len(shape) == 3 else 0
         mask = _rasterize(roi, shape[-2:])
         if z is None:
             stack[:] |= mask
@@ -298,6 +292,14 @@ def _roi_class(name: str, class_names: Sequence[str], path: Path) -> tuple[int, 
             "rename it in the ROI Manager (Rename...)"
         )
     return k, (name if "#" in name else "")
+
+
+def ignore_rois(roi_path: str | Path, shape: Sequence[int]) -> np.ndarray | None:
+    """The pixels of the ROIs named ``ignore`` in a ROI file (``None`` when it has none).
+
+    A ROI on a slice of a stack ignores that slice; one without a slice position ignores every slice.
+    """
+    return _ignore_mask(read_rois(roi_path), tuple(int(n) for n in shape), Path(roi_path))
 
 
 def roi_annotation(roi_path: str | Path, shape: Sequence[int], class_names: Sequence[str] = ()) -> Annotation:
@@ -327,9 +329,9 @@ def roi_annotation(roi_path: str | Path, shape: Sequence[int], class_names: Sequ
     shape = tuple(int(n) for n in shape)
     if len(shape) not in (2, 3):
         raise ValueError(f"shape must be (Y, X) or (Z, Y, X), got {shape}")
-    all_rois = _read_rois(path)
+    all_rois = read_rois(path)
     ignore = _ignore_mask(all_rois, shape, path)
-    rois = [roi for roi in all_rois if not _is_ignore(roi)]
+    rois = [roi for roi in all_rois if not is_ignore_roi(roi)]
     labels = np.zeros(shape, dtype=np.int32)
     stack = labels.reshape((-1, *shape[-2:]))  # a 2D image is a stack of one slice
     masks, slices, kinds, keys = [], [], [], []
@@ -337,7 +339,7 @@ def roi_annotation(roi_path: str | Path, shape: Sequence[int], class_names: Sequ
         _check_regional(roi, i, path)
         z = 0
         if len(shape) == 3:
-            z = _roi_slice(roi)
+            z = roi_slice(roi)
             if z is None:
                 raise TrainingError(
                     f"'{path.name}': ROI '{roi.name or i + 1}' has no slice position, needed for a 3D image"
@@ -429,192 +431,3 @@ def link_slice_rois(
                 objects.merge(i, j)
     numbers: dict[int, int] = {}
     return [numbers.setdefault(objects[i], len(numbers) + 1) for i in range(len(masks))]
-
-
-# ---------------------------------------------------------------------------------------------
-# points
-
-
-def points_from_rois(roi_path: str | Path, ndim: int | None = None) -> np.ndarray:
-    """Points of the multi-point ROIs (ImageJ point tool / multi-point tool) in a ROI file.
-
-    Area ROIs named ``ignore`` are allowed next to the points (see :func:`roi_annotation`); they
-    are not points.
-
-    Args:
-        roi_path: ``.roi`` or ``RoiSet.zip`` holding one or more point ROIs.
-        ndim: 2: return ``(y, x)``; 3: return ``(z, y, x)`` (slices from the per-point counter
-            positions or the ROI's position, 0-based). ``None``: 3 when any slice information is
-            present, else 2.
-
-    Returns:
-        ``float64`` array ``(N, ndim)`` in array order.
-
-    Raises:
-        TrainingError: not a ROI file, a non-point ROI, no point, or ``ndim=3`` for points
-        without slice information.
-    """
-    from roifile import ROI_TYPE
-
-    path = Path(roi_path)
-    rows: list[np.ndarray] = []
-    has_z = False
-    for i, roi in enumerate(_read_rois(path)):
-        if _is_ignore(roi):
-            continue
-        if roi.roitype != ROI_TYPE.POINT:
-            kind = getattr(roi.roitype, "name", str(roi.roitype)).lower()
-            raise TrainingError(
-                f"'{path.name}': ROI '{roi.name or i + 1}' is a {kind} ROI; detection expects point ROIs "
-                "(one point per object)"
-            )
-        xy = np.asarray(roi.coordinates(), dtype=float).reshape(-1, 2)
-        z = np.full(len(xy), -1.0)
-        counters = roi.counter_positions
-        if counters is not None and len(counters) == len(xy) and np.any(counters > 0):
-            z = counters.astype(float) - 1
-        elif _roi_slice(roi) is not None:
-            z[:] = _roi_slice(roi)
-        has_z = has_z or bool(np.any(z >= 0))
-        rows.append(np.column_stack([z, xy[:, 1], xy[:, 0]]))
-    pts = np.concatenate(rows) if rows else np.zeros((0, 3))
-    if len(pts) == 0:
-        raise TrainingError(f"'{path.name}' contains no point (empty annotation)")
-    if ndim is None:
-        ndim = 3 if has_z else 2
-    if ndim == 2:
-        return pts[:, 1:]
-    if ndim == 3:
-        if np.any(pts[:, 0] < 0):
-            raise TrainingError(f"'{path.name}': some points have no slice position, needed for a 3D image")
-        return pts
-    raise ValueError(f"ndim must be 2, 3 or None, got {ndim}")
-
-
-def ignore_rois(roi_path: str | Path, shape: Sequence[int]) -> np.ndarray | None:
-    """The pixels of the ROIs named ``ignore`` in a ROI file (``None`` when it has none).
-
-    A ROI on a slice of a stack ignores that slice; one without a slice position ignores every slice.
-    """
-    return _ignore_mask(_read_rois(roi_path), tuple(int(n) for n in shape), Path(roi_path))
-
-
-def write_point_rois(points: np.ndarray, path: str | Path, name: str = "points") -> Path:
-    """Write points as one ImageJ multi-point ROI (``.roi``, or ``.zip`` for a RoiSet).
-
-    The file opens in ImageJ/Fiji (File > Open, or ROI Manager > Open) as a multi-point
-    selection; :func:`points_from_rois` reads it back.
-
-    Args:
-        points: ``(N, 2)`` ``(y, x)`` or ``(N, 3)`` ``(z, y, x)`` points in array order (z
-            0-based). Non-integer coordinates are stored with sub-pixel resolution.
-        path: output ``.roi`` or ``.zip`` file (overwritten).
-        name: ROI name.
-
-    Returns:
-        The written file.
-    """
-    from roifile import ROI_OPTIONS, ROI_TYPE, ImagejRoi, roiwrite
-
-    pts = np.asarray(points)
-    if pts.ndim != 2 or pts.shape[1] not in (2, 3) or len(pts) == 0:
-        raise TrainingError(f"points must be a non-empty (N, 2) or (N, 3) array, got shape {pts.shape}")
-    if pts.dtype.kind == "f" and np.all(pts == np.round(pts)):
-        pts = pts.astype(np.int64)
-    xy = pts[:, [-1, -2]]
-    roi = ImagejRoi.frompoints(xy, name=name)
-    roi.roitype = ROI_TYPE.POINT
-    roi.options &= ROI_OPTIONS.SUB_PIXEL_RESOLUTION
-    if pts.shape[1] == 3:
-        roi.counters = np.zeros(len(pts), dtype=np.uint8)
-        roi.counter_positions = (np.round(pts[:, 0]).astype(np.uint32) + 1).astype(np.uint32)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists():
-        path.unlink()
-    if path.suffix.lower() == ".zip":
-        roiwrite(path, [roi], mode="w")
-    else:
-        roi.tofile(path)
-    return path
-
-
-def write_centroid_rois(
-    masks: Sequence[str | Path], folder: str | Path, *, mode: str = "auto", prefix: str = "objects"
-) -> list[Path]:
-    """Detection annotations from segmentation masks: the centroid of every object, one point ROI file per mask.
-
-    ``folder/<mask name>.roi`` holds one multi-point ROI named ``<prefix>-<mask name>``, as a user
-    would click them in ImageJ (File > Open shows it on the image).
-
-    Args:
-        masks: label mask files (:func:`load_mask`).
-        folder: where the ``.roi`` files go (created).
-        mode: how the masks' values become objects (:func:`load_mask`).
-        prefix: the start of the ROIs' names.
-
-    Returns:
-        The written files, in the order of ``masks``.
-    """
-    folder = Path(folder)
-    paths = []
-    for mask in map(Path, masks):
-        points = centroids(load_mask(mask, mode=mode))
-        paths.append(write_point_rois(points, folder / f"{mask.stem}.roi", name=f"{prefix}-{mask.stem}"))
-    return paths
-
-
-def detection_targets(
-    points: np.ndarray,
-    shape: Sequence[int],
-    radius: float = 3.0,
-    r_ign: float = 6.0,
-    element_size: Sequence[float] | float | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Segmentation targets for detection: a small disk per point and an ignore ring.
-
-    Following the detection setup of Falk et al. 2019 (one point per object), every point
-    becomes a disk (ball in 3D) of radius ``radius`` labelled as its own instance; pixels
-    between ``radius`` and ``r_ign`` of any point are ignored (weight 0), so that the network is
-    not punished for the exact extent of the blobs. Where disks would overlap, the nearest point
-    wins. The values 3 and 6 px are this package's defaults (set them relative to the object
-    size; detections are the peaks of the predicted foreground probability,
-    :func:`deepimagej.unet.postprocess.peaks_to_points`).
-
-    Args:
-        points: ``(N, ndim)`` array-ordered points.
-        shape: spatial shape of the image.
-        radius: disk radius (pixels, or unit of ``element_size``).
-        r_ign: outer radius of the ignore ring (>= ``radius``).
-        element_size: pixel size per axis.
-
-    Returns:
-        ``(labels, ignore)``: ``int32`` instance labels (point ``i`` -> label ``i + 1``) and the
-        boolean ignore mask (the rings).
-    """
-    shape = tuple(int(n) for n in shape)
-    ndim = len(shape)
-    pts = np.asarray(points, dtype=float).reshape(-1, ndim) if len(points) else np.zeros((0, ndim))
-    if r_ign < radius:
-        raise ValueError(f"r_ign ({r_ign}) must be >= radius ({radius})")
-    spacing = (
-        np.ones(ndim) if element_size is None else np.broadcast_to(np.asarray(element_size, float), (ndim,))
-    )
-    labels = np.zeros(shape, dtype=np.int32)
-    best = np.full(shape, np.inf, dtype=np.float32)
-    reach = np.ceil(r_ign / spacing).astype(int) + 1
-    for i, p in enumerate(pts):
-        c = np.round(p).astype(int)
-        box = tuple(slice(max(0, ci - r), min(n, ci + r + 1)) for ci, r, n in zip(c, reach, shape))
-        if any(b.start >= b.stop for b in box):
-            continue
-        grids = np.meshgrid(*[np.arange(b.start, b.stop) for b in box], indexing="ij")
-        d = np.sqrt(sum(((g - pi) * s) ** 2 for g, pi, s in zip(grids, p, spacing))).astype(np.float32)
-        sub_best = best[box]
-        closer = d < sub_best
-        sub_best[closer] = d[closer]
-        sub_lab = labels[box]
-        sub_lab[closer & (d <= radius)] = i + 1
-        sub_lab[closer & (d > radius)] = 0
-    ignore = (best <= r_ign) & (labels == 0)
-    return labels, ignore
