@@ -18,9 +18,11 @@ from typing import Any
 
 import click
 
+from deepimagej.bundle import load_bundle
 from deepimagej.cli_errors import friendly_errors
 from deepimagej.errors import TrainingError
 from deepimagej.unet.config import TrainingConfig
+from deepimagej.unet.evaluate import DETECTION_COLUMNS, SEGMENTATION_COLUMNS, evaluate_bundle
 from deepimagej.unet.samples import load_samples
 
 
@@ -159,9 +161,6 @@ def _config(ctx: click.Context, options: dict[str, Any], config_file: Path | Non
 def evaluate(bundle: Path, images: Path, labels: Path, csv_path: Path | None, detection: bool,
              threshold: float | None, d_match: float) -> None:
     """Score BUNDLE on annotated images: pixel accuracy, foreground IoU, object IoU, SEG (or detection F1)."""
-    from deepimagej.bundle import load_bundle
-    from deepimagej.unet.evaluate import DETECTION_COLUMNS, SEGMENTATION_COLUMNS, evaluate_bundle
-
     spec = load_bundle(bundle)
     if not detection and "detection" in spec.tags:
         detection = True

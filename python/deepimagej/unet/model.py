@@ -36,6 +36,7 @@ from pathlib import Path
 
 from deepimagej.bundle import load_bundle
 from deepimagej.engines.keras import load_keras_model
+from deepimagej.engines.tensorflow import quiet_tensorflow
 from deepimagej.errors import TrainingError
 
 #: Leaky ReLU slope of the paper.
@@ -201,8 +202,6 @@ def build_unet(
         A ``keras.Model`` mapping ``(b, [z,] y, x, in_channels)`` to class probabilities
         ``(b, [z,] y, x, n_classes)``. Spatial input sizes are free (``None``).
     """
-    from deepimagej.engines.tensorflow import quiet_tensorflow
-
     quiet_tensorflow()
     import keras
     from keras import layers

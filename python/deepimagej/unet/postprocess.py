@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
+from deepimagej.predict import as_spec
+
 #: ImageJ macro shipped as the post-processing of segmentation bundles.
 SEGMENTATION_MACRO = """// deepimagej U-Net post-processing: class probabilities -> instance labels.
 // Input: the model output (soft-max probabilities; channel 2 = foreground / cell).
@@ -394,9 +396,7 @@ def detection_settings(bundle: Any = None) -> dict[str, float]:
     """
     settings = dict(DETECTION_DEFAULTS)
     if bundle is not None:
-        from deepimagej import predict
-
-        settings.update(predict.as_spec(bundle).extra.get("detection") or {})
+        settings.update(as_spec(bundle).extra.get("detection") or {})
     return settings
 
 

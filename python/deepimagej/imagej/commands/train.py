@@ -33,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from deepimagej.errors import TrainingError
+from deepimagej.imagej.convert import from_imageplus, imageplus_axes
+from deepimagej.imagej.models import find_model
 from deepimagej.resample import to_micrometres
 from deepimagej.unet.config import TrainingConfig
 from deepimagej.unet.files import ROI_SUFFIXES, load_folder_pairs, spatial_dims
@@ -139,8 +141,6 @@ def _samples_from_current_image(settings: dict[str, Any], tmp: Path) -> tuple[li
     """Training samples from the current image and the ROI Manager."""
     import tifffile
     from jpype import JClass
-
-    from deepimagej.imagej.convert import from_imageplus, imageplus_axes
 
     imp = JClass("ij.WindowManager").getCurrentImage()
     if imp is None:
@@ -252,7 +252,7 @@ def train_command(ij: Any, options: str | None) -> None:
     """The "U-Net Train" command: annotations -> a trained U-Net bundle; called from the Java shim."""
     from jpype import JClass
 
-    from deepimagej.imagej.models import find_model
+    # TensorFlow loads with the training modules, when the command runs
     from deepimagej.unet.export import export_training
     from deepimagej.unet.train import train
 
