@@ -74,15 +74,15 @@ def test_ignore_rois_get_weight_zero(tmp_path):
     image = np.full((40, 40), 30, np.uint8)
     image[5:15, 5:15] = image[20:30, 22:32] = 200
     skio.imsave(tmp_path / "cells.png", image, check_contrast=False)
-    rois = [roifile.ImagejRoi(roitype=roifile.ROI_TYPE.RECT, left=5, top=5, right=15, bottom=15),
-            roifile.ImagejRoi(roitype=roifile.ROI_TYPE.RECT, left=22, top=20, right=32, bottom=30),
+    rois = [roifile.ImagejRoi(roitype=roifile.ROI_TYPE.RECT, left=5, top=5, right=15, bottom=15, name="a"),
+            roifile.ImagejRoi(roitype=roifile.ROI_TYPE.RECT, left=22, top=20, right=32, bottom=30, name="b"),
             roifile.ImagejRoi(roitype=roifile.ROI_TYPE.RECT, left=0, top=30, right=40, bottom=40, name="ignore")]
     roifile.roiwrite(tmp_path / "cells.zip", rois)
     [sample] = load_samples(tmp_path / "cells.png", tmp_path / "cells.zip", TrainingConfig())
     assert np.all(sample.weights[30:, :] == 0) and np.all(sample.pdf[30:, :] == 0)
     assert np.all(sample.weights[:30] > 0) and sample.labels.max() == 2
     # detection: ignore ROIs next to the points
-    points = roifile.ImagejRoi.frompoints([[10, 10], [27, 25]])
+    points = roifile.ImagejRoi.frompoints([[10, 10], [27, 25]], name="cells")
     points.roitype = roifile.ROI_TYPE.POINT
     roifile.roiwrite(tmp_path / "points.zip", [points, rois[2]])
     [det] = load_samples(tmp_path / "cells.png", tmp_path / "points.zip", TrainingConfig(task="detection"))
