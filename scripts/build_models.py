@@ -2,9 +2,7 @@
 
 ``make models`` runs this. It (re)builds:
 
-- ``bundles/unet-pancreatic``: the DeepImageJ pancreatic-cell U-Net (Keras 2.3 ``.h5``) exported as a
-  TensorFlow SavedModel bundle with its bioimage.io pre/post-processing (min-max scaling, binarize 0.5),
-  its DeepImageJ ImageJ macros (from the original 2020 bundle) and its example image/result.
+- ``bundles/unet-pancreatic``: the DeepImageJ pancreatic-cell U-Net (:func:`deepimagej.examples.build_pancreatic`);
 - the U-Net plugin bundles (ISBI 2012 segmentation / detection), by scripts/train_isbi.py and
   scripts/train_detection.py (long: see their own docs).
 """
@@ -18,30 +16,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "python"))
 ASSETS = REPO.parent / "shared" / "assets"
-
-
-def build_pancreatic(out: Path) -> None:
-    from deepimagej.bundle.build import build_bundle
-
-    src = ASSETS / "unet_pancreatic"
-    start = time.perf_counter()
-    spec = build_bundle(
-        src / "unet_pancreatic_cell_segmentation.h5",
-        out,
-        name="Pancreatic Cell Segmentation (U-Net)",
-        rdf_template=src / "rdf.yaml",
-        preprocessing_macros=[src / "bundle_2020" / "preprocessing.txt"],
-        postprocessing_macros=[src / "bundle_2020" / "postprocessing.txt"],
-        example_image=src / "exampleImage.tif",
-        example_axes="yx",
-        documentation=(src / "README.md").read_text(encoding="utf-8")
-        + "\n\nModel: Ignacio Arganda-Carreras / DeepImageJ, BSD-2-Clause (bioimage-io/spec-bioimage-io "
-        "example_specs/models/unet2d_keras_tf; deepimagej/models u-net_pancreatic_segmentation). "
-        "Data: Cell Tracking Challenge PhC-C2DL-PSC. Re-exported by deepimagej-py `scripts/build_models.py`.\n",
-        overwrite=True,
-    )
-    print(f"built {out} ({spec.name}) in {time.perf_counter() - start:.1f} s")
 
 
 def main() -> None:
@@ -52,7 +28,12 @@ def main() -> None:
     if not ASSETS.is_dir():
         sys.exit(f"error: {ASSETS} not found: the example models are built from ../shared/assets")
     if "pancreatic" in only:
-        build_pancreatic(REPO / "bundles" / "unet-pancreatic")
+        from deepimagej.examples import build_pancreatic
+
+        out = REPO / "bundles" / "unet-pancreatic"
+        start = time.perf_counter()
+        spec = build_pancreatic(ASSETS / "unet_pancreatic", out)
+        print(f"built {out} ({spec.name}) in {time.perf_counter() - start:.1f} s")
     for name, script in (("isbi", "train_isbi.py"), ("detection", "train_detection.py")):
         if name in only and (REPO / "scripts" / script).exists():
             subprocess.run([sys.executable, str(REPO / "scripts" / script)], check=True)

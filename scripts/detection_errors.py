@@ -31,12 +31,12 @@ def candidates(prob: np.ndarray, settings: dict) -> np.ndarray:
     """Every point a selection of peaks and cell centroids could choose from (see the module doc)."""
     from scipy import ndimage as ndi
 
+    from deepimagej.unet.points import centroids
     from deepimagej.unet.postprocess import peaks_to_points
 
     points = [peaks_to_points(prob[..., 1], 0.2, 3, settings["smooth_sigma"])]
     if "cell_threshold" in settings:
-        components, n = ndi.label(prob[..., 3] > settings["cell_threshold"])
-        points.append(np.asarray(ndi.center_of_mass(np.ones_like(components), components, range(1, n + 1))).reshape(-1, 2))
+        points.append(centroids(ndi.label(prob[..., 3] > settings["cell_threshold"])[0]))
     return np.concatenate(points)
 
 
@@ -49,11 +49,12 @@ def main() -> None:
     if not ASSETS.is_dir():
         sys.exit(f"error: {ASSETS} not found")
 
-    from deepimagej.unet import data as udata
     from deepimagej.unet.evaluate import predict_probabilities
+    from deepimagej.unet.files import load_image
     from deepimagej.unet.metrics import detection_scores, match_points
+    from deepimagej.unet.points import centroids
     from deepimagej.unet.postprocess import detection_settings, to_detections
-    from deepimagej.unet.train import _centroids
+    from deepimagej.unet.targets import load_mask
 
     settings = detection_settings(args.bundle)
     sizes, found, in_reach = [], [], []
@@ -61,9 +62,9 @@ def main() -> None:
     fp_in_cells = 0
     two_heads = "cell_threshold" in settings
     for i in args.images:
-        labels = udata.load_mask(ASSETS / "label" / f"{i}.png", mode="semantic")
-        gt = _centroids(labels)
-        prob = predict_probabilities(args.bundle, udata.load_image(ASSETS / "image" / f"{i}.png"))
+        labels = load_mask(ASSETS / "label" / f"{i}.png", mode="semantic")
+        gt = centroids(labels)
+        prob = predict_probabilities(args.bundle, load_image(ASSETS / "image" / f"{i}.png"))
         points = to_detections(prob, **settings)
         pred_index, gt_index = match_points(points, gt, args.d_match)
         tp, fp, fn = tp + len(gt_index), fp + len(points) - len(gt_index), fn + len(gt) - len(gt_index)

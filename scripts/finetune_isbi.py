@@ -44,13 +44,15 @@ def main() -> None:
 
     from train_isbi import load
 
+    from deepimagej.unet.config import TrainingConfig
     from deepimagej.unet.train import train
 
     train_samples, val_samples = load([20, 21], lam=0.0), load([22, 23], lam=0.0)
-    common = {"val_samples": val_samples, "epochs": args.epochs, "steps_per_epoch": args.steps, "tile": 256,
-              "batch_size": 1, "learning_rate": 1e-3, "seed": 1, "resume": False}
-    scratch = train(train_samples, out_dir=args.run / "scratch", depth=3, base_features=16, **common)
-    tuned = train(train_samples, out_dir=args.run / "finetune", from_bundle=BUNDLE, **common)
+    config = TrainingConfig(lam=0.0, depth=3, base_features=16, epochs=args.epochs, steps_per_epoch=args.steps,
+                            tile=256, batch_size=1, learning_rate=1e-3, seed=1)
+    scratch = train(train_samples, config, val_samples=val_samples, out_dir=args.run / "scratch", resume=False)
+    tuned = train(train_samples, config.updated(from_bundle=BUNDLE), val_samples=val_samples,
+                  out_dir=args.run / "finetune", resume=False)
 
     target = scratch.best_val_loss
     n_scratch = steps_to_reach(scratch.history, target)

@@ -34,7 +34,8 @@ What this data needs, found by measuring (see the issue note):
 
 Transfer learning (the paper's main use): the network starts from the ISBI segmentation
 bundle (``bundles/isbi2012-em-unet``), rebuilt at half resolution (and deepened with
-``--depth`` > 3, :func:`deepen`).
+``--depth`` > 3, :func:`deepimagej.unet.model.deepened`). The two U-Nets become one bundle with
+:func:`deepimagej.unet.export.export_two_heads`.
 
 Images 0-17 train, 18-19 validate (best model, peak settings), 20-23 are held out (final score).
 Checkpoints: ``runs/isbi2012-em-detection`` (centres) and ``runs/isbi2012-em-detection-cells``;
@@ -51,7 +52,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "python"))
-sys.path.insert(0, str(REPO / "scripts"))
+sys.path.insert(0, str(REPO / "scripts"))  # train_isbi: the ISBI masks as samples, the history CSV
 ASSETS = REPO.parent / "shared" / "assets" / "isbi2012_em"
 POINTS = REPO / "benchmarks" / "data" / "isbi2012_points"
 BUNDLE = REPO / "bundles" / "isbi2012-em-detection"
@@ -68,96 +69,61 @@ TUNE_IDS = [18, 19]
 
 def write_points(folder: Path = POINTS) -> list[Path]:
     """Centroids of the ISBI cells as ImageJ multi-point ROI files, one per image."""
-    from deepimagej.unet import data as udata
-    from deepimagej.unet.train import _centroids
+    from deepimagej.unet.points import write_centroid_rois
 
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i in TRAIN_IDS + VAL_IDS:
-        labels = udata.load_mask(ASSETS / "train" / "label" / f"{i}.png", mode="semantic")
-        paths.append(udata.write_point_rois(_centroids(labels), folder / f"{i}.roi", name=f"cells-{i}"))
-    return paths
+    masks = [ASSETS / "train" / "label" / f"{i}.png" for i in TRAIN_IDS + VAL_IDS]
+    return write_centroid_rois(masks, folder, mode="semantic", prefix="cells")
 
 
 def pairs(ids):
     return [(ASSETS / "train" / "image" / f"{i}.png", POINTS / f"{i}.roi") for i in ids]
 
 
-def load(ids, radius: float, r_ign: float, prepare_kw: dict | None = None):
-    from deepimagej.unet.train import load_samples
+def load(ids, config):
+    from deepimagej.unet.samples import load_samples
 
-    out = []
-    for img, roi in pairs(ids):
-        out += load_samples(img, roi, detection=True, radius=radius, r_ign=r_ign, prepare_kw=prepare_kw)
-    return out
+    return [sample for img, roi in pairs(ids) for sample in load_samples(img, roi, config)]
 
 
-def deepen(bundle: Path, depth: int, out: Path, downsample: int | None = None) -> Path:
-    """A deeper U-Net initialised from ``bundle``'s (shallower) U-Net; returns the saved ``.h5``.
+def source_model(bundle: Path, depth: int, out: Path, downsample: int | None = None) -> Path:
+    """``bundle`` itself, or its U-Net deepened to ``depth`` / at 1/``downsample`` resolution, saved as ``out``.
 
-    A depth-``d`` U-Net is the top of a depth-``D`` U-Net (``D >= d``) whose level ``d`` is the old
-    bottleneck: the encoder blocks ``down0..`` and the old ``bottom`` block (-> ``down{d}``), the
-    decoder blocks ``up0..up{d-1}`` and the ``classes`` layer have the same shapes in the deeper
-    net and are copied; only the new lower levels (``down{d+1}..``, ``bottom``, ``up{d}..``) start
-    from random weights.
-    This doubles the receptive field (halo ~56 -> ~112 px at depth 4), which the detection of
-    large cells (centroid > 20 px from any membrane) needs, while keeping the segmentation
-    knowledge of the transfer-learning source.
+    See :func:`deepimagej.unet.model.deepened`: this doubles the receptive field per level (halo
+    ~56 -> ~112 px at depth 4), which the detection of large cells (centroid > 20 px from any
+    membrane) needs, while keeping the segmentation knowledge of the transfer-learning source.
     """
-    from deepimagej.unet.model import build_unet, infer_config
-    from deepimagej.unet.train import load_bundle_model
+    from deepimagej.unet.model import deepened, load_bundle_model
 
-    src = load_bundle_model(bundle)
-    cfg = infer_config(src)
-    downsample = cfg["downsample"] if downsample is None else downsample
-    if cfg["depth"] >= depth and cfg["downsample"] == downsample:
+    source = load_bundle_model(bundle)
+    model = deepened(source, depth, downsample=downsample)
+    if model is source:
         return bundle
-    if depth < cfg["depth"]:
-        raise SystemExit(f"error: cannot make a U-Net shallower ({cfg['depth']} -> {depth})")
-    import keras
-
-    keras.utils.set_random_seed(0)
-    dst = build_unet(cfg["ndim"], cfg["n_classes"], depth, cfg["base_features"], cfg["padding"], cfg["in_channels"],
-                     cfg["anisotropy"], downsample=downsample)
-    old = cfg["depth"]
-    rename = {f"bottom_conv{i}": f"down{old}_conv{i}" for i in (1, 2)} if depth > old else {}
-    copied = 0
-    for layer in src.layers:
-        w = layer.get_weights()
-        if not w:
-            continue
-        target = dst.get_layer(rename.get(layer.name, layer.name))
-        if [a.shape for a in target.get_weights()] != [a.shape for a in w]:
-            raise SystemExit(f"error: cannot copy {layer.name} into {target.name}")
-        target.set_weights(w)
-        copied += 1
     out.parent.mkdir(parents=True, exist_ok=True)
-    dst.save(str(out))
-    print(f"deepened {bundle.name} from depth {old} to {depth}: {copied} layers copied")
+    model.save(str(out))
+    print(f"deepened {bundle.name} to depth {depth}, 1/{downsample or 1} resolution: {out}")
     return out
 
 
 def train_cells(run: Path, epochs: int, fresh: bool, depth: int = 3):
     """The cell U-Net: the segmentation bundle fine-tuned with zero borders (training images only).
 
-    ``depth`` > 3 deepens the segmentation bundle's U-Net first (:func:`deepen`, full resolution):
+    ``depth`` > 3 deepens the segmentation bundle's U-Net first (:func:`source_model`, full resolution):
     depth 4 and 5 scored held-out F1 0.823 and 0.826 against 0.819 for depth 3 (within the
     spread of the settings) and make the bundle's model.h5 2.5x and 8x larger (9.8 and 33 MB instead of 4.0), so 3 is the default.
 
-    Returns the best model (by the validation loss on images 18-19) and its :class:`TrainResult`.
+    Returns the :class:`~deepimagej.unet.train.TrainResult` (best model by the validation loss on images 18-19).
     """
     from train_isbi import load as load_masks
 
+    from deepimagej.unet.config import TrainingConfig
     from deepimagej.unet.train import train
 
-    source = deepen(SEGMENTATION_BUNDLE, depth, run / "deepened_source.h5", downsample=1)
+    source = source_model(SEGMENTATION_BUNDLE, depth, run / "deepened_source.h5", downsample=1)
+    config = TrainingConfig(lam=0.0, from_bundle=source, border="zeros", epochs=epochs, steps_per_epoch=50, tile=256,
+                            batch_size=1, learning_rate=3e-4, seed=0)
     train_ids = [i for i in TRAIN_IDS if i not in TUNE_IDS]
-    result = train(
-        load_masks(train_ids, lam=0.0), val_samples=load_masks(TUNE_IDS, lam=0.0), out_dir=run, ndim=2,
-        from_bundle=source, depth=depth, border="zeros", epochs=epochs, steps_per_epoch=50, tile=256,
-        batch_size=1, learning_rate=3e-4, seed=0, resume=not fresh,
-    )
-    return result.model, result
+    return train(load_masks(train_ids, lam=0.0), config, val_samples=load_masks(TUNE_IDS, lam=0.0), out_dir=run,
+                 resume=not fresh)
 
 
 def main() -> None:
@@ -176,7 +142,7 @@ def main() -> None:
     parser.add_argument("--from", dest="from_bundle", type=Path, default=REPO / "bundles" / "isbi2012-em-unet",
                         help="start from this bundle (transfer learning); 'none' for random weights")
     parser.add_argument("--depth", type=int, default=3,
-                        help="U-Net depth; a shallower --from bundle is deepened (see deepen())")
+                        help="U-Net depth; a shallower --from bundle is deepened (see source_model())")
     parser.add_argument("--downsample", type=int, default=2, help="the U-Net works at 1/N of the resolution")
     parser.add_argument("--base-features", type=int, default=16)
     parser.add_argument("--no-tta", dest="tta", action="store_false",
@@ -188,6 +154,7 @@ def main() -> None:
                         help="depth of the cell U-Net; > 3 deepens the segmentation bundle's (see train_cells())")
     parser.add_argument("--cell-run", type=Path, default=None,
                         help=f"checkpoints of the cell U-Net (default {CELL_RUN.relative_to(REPO)}, '-depthN' added for N != 3)")
+    parser.add_argument("--seed", type=int, default=0, help="initial weights, tiles and augmentation")
     parser.add_argument("--fresh", action="store_true")
     parser.add_argument("--out", type=Path, default=BUNDLE)
     parser.add_argument("--run", type=Path, default=RUN)
@@ -198,20 +165,27 @@ def main() -> None:
 
     from train_isbi import write_history
 
-    from deepimagej.unet import data as udata
+    from deepimagej.unet.config import TrainingConfig
     from deepimagej.unet.evaluate import append_to_readme, evaluate_pairs, mean_row, write_csv
+    from deepimagej.unet.export import export_training, export_two_heads
+    from deepimagej.unet.files import load_image
     from deepimagej.unet.train import train
 
     write_points()
-    prepare_kw = {"lam": args.lam, "sigma_bal": args.sigma_bal}
-    train_samples = load([i for i in TRAIN_IDS if i not in TUNE_IDS], args.radius, args.r_ign, prepare_kw)
-    val_samples = load(TUNE_IDS, args.radius, args.r_ign, prepare_kw)
     source = None if str(args.from_bundle) == "none" else args.from_bundle
     resolution = f", 1/{args.downsample} resolution" if args.downsample > 1 else ""
     source_note = ("random weights" if source is None else
                    f"{source.name} (transfer learning; depth {args.depth}{resolution})")
     if source is not None:
-        source = deepen(source, args.depth, args.run / "deepened_source.h5", downsample=args.downsample)
+        source = source_model(source, args.depth, args.run / "deepened_source.h5", downsample=args.downsample)
+    config = TrainingConfig(
+        task="detection", radius=args.radius, r_ign=args.r_ign, lam=args.lam, sigma_bal=args.sigma_bal,
+        depth=args.depth, base_features=args.base_features, downsample=args.downsample, from_bundle=source,
+        border="zeros", epochs=args.epochs, steps_per_epoch=args.steps, tile=args.tile, batch_size=1,
+        learning_rate=args.lr, lr_drop_epochs=tuple(args.lr_drop), seed=args.seed,
+    )
+    train_samples = load([i for i in TRAIN_IDS if i not in TUNE_IDS], config)
+    val_samples = load(TUNE_IDS, config)
     start = time.perf_counter()
     export_kw = {
         "name": "ISBI 2012 EM cell detection U-Net (deepimagej)",
@@ -219,24 +193,26 @@ def main() -> None:
         "serial-section TEM (ISBI 2012 data, Arganda-Carreras et al. 2015; images from zhixuhao/unet, MIT). "
         f"Output: class probabilities (channel 1 = within {args.radius:g} px of a cell centroid"
         + ("; channel 3 = cell interior, from the cell U-Net)." if args.cells else ")."),
-        "kind": "detection",
         "test_time_augmentation": args.tta,
-        "example_image": udata.load_image(pairs([VAL_IDS[0]])[0][0])[128:384, 128:384],
+        "example_image": load_image(pairs([VAL_IDS[0]])[0][0])[128:384, 128:384],
         "tags": ("electron-microscopy", "isbi2012"),
     }
-    result = train(
-        train_samples, val_samples=val_samples, out_dir=args.run, ndim=2, depth=args.depth,
-        base_features=args.base_features, downsample=args.downsample, from_bundle=source, border="zeros",
-        epochs=args.epochs, steps_per_epoch=args.steps, tile=args.tile, batch_size=1, learning_rate=args.lr,
-        lr_drop_epochs=args.lr_drop, seed=0, resume=not args.fresh,
-        bundle_dir=None if args.cells else args.out, export_kw=export_kw,
-    )
+    result = train(train_samples, config, val_samples=val_samples, out_dir=args.run, resume=not args.fresh)
     train_time = result.history[-1]["elapsed_s"]
     print(f"centre U-Net: training time {train_time:.0f} s ({train_time / 60:.1f} min; this call "
           f"{time.perf_counter() - start:.0f} s); best val loss {result.best_val_loss:.4f} at epoch {result.best_epoch}")
     write_history(result.history, args.results / "isbi2012_detection_history.csv")
     if args.cells:
-        train_time += export_two_heads(result, train_samples, val_samples, args, export_kw)
+        cell_run = args.cell_run or (CELL_RUN if args.cell_depth == 3 else
+                                     CELL_RUN.with_name(f"{CELL_RUN.name}-depth{args.cell_depth}"))
+        cells = train_cells(cell_run, args.cell_epochs, args.fresh, args.cell_depth)
+        cell_time = cells.history[-1]["elapsed_s"]
+        print(f"cell U-Net: training time {cell_time:.0f} s; best val loss {cells.best_val_loss:.4f} "
+              f"at epoch {cells.best_epoch}")
+        train_time += cell_time
+        export_two_heads(result, cells, args.out, **export_kw)
+    else:
+        export_training(result, args.out, **export_kw)
     rows = evaluate_pairs(args.out, pairs(VAL_IDS), detection=True, d_match=5.0)
     rows.append(mean_row(rows))
     pooled = _pooled(rows)
@@ -254,34 +230,6 @@ def main() -> None:
     for r in rows:
         print(f"{r['image']:>8}  precision {r['precision']:.4f}  recall {r['recall']:.4f}  F1 {r['f1']:.4f}")
     print(f"  pooled  precision {pooled['precision']:.4f}  recall {pooled['recall']:.4f}  F1 {pooled['f1']:.4f}")
-
-
-def export_two_heads(centres, train_samples, val_samples, args, export_kw) -> float:
-    """Train the cell U-Net, join it to the centre U-Net, tune both heads' settings, export; returns its time (s)."""
-    from deepimagej.unet.export import export_unet
-    from deepimagej.unet.model import with_cell_head
-    from deepimagej.unet.train import _tune_detection
-
-    cell_run = args.cell_run or (CELL_RUN if args.cell_depth == 3 else CELL_RUN.with_name(f"{CELL_RUN.name}-depth{args.cell_depth}"))
-    cells, cell_result = train_cells(cell_run, args.cell_epochs, args.fresh, args.cell_depth)
-    cell_time = cell_result.history[-1]["elapsed_s"]
-    print(f"cell U-Net: training time {cell_time:.0f} s; best val loss {cell_result.best_val_loss:.4f} "
-          f"at epoch {cell_result.best_epoch}")
-    model = with_cell_head(centres.model, cells)
-    settings, score = _tune_detection(model, {**export_kw, "border": "zeros"}, val_samples)
-    print(f"settings chosen on images {TUNE_IDS}: {settings} (F1 {score['f1']:.3f})")
-    training = {
-        "centre_unet": {"best_val_loss": centres.best_val_loss, "best_epoch": centres.best_epoch,
-                        "epochs": args.epochs, "steps_per_epoch": args.steps, "tile": args.tile,
-                        "learning_rate": args.lr, "lr_drop_epochs": args.lr_drop, "n_train": len(train_samples),
-                        "training_time_s": round(centres.history[-1]["elapsed_s"], 1)},
-        "cell_unet": {"from_bundle": SEGMENTATION_BUNDLE.name, "depth": args.cell_depth, "best_val_loss": cell_result.best_val_loss,
-                      "best_epoch": cell_result.best_epoch, "epochs": args.cell_epochs, "steps_per_epoch": 50,
-                      "tile": 256, "learning_rate": 3e-4, "training_time_s": round(cell_time, 1)},
-        "detection_settings_from_validation": {"settings": settings, **score},
-    }
-    export_unet(model, args.out, **export_kw, border="zeros", detection=settings, training=training)
-    return cell_time
 
 
 def _pooled(rows) -> dict[str, float]:

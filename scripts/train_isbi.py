@@ -11,8 +11,10 @@ the semantic membrane / interior segmentation scored by pixel accuracy and foreg
 are already separated by the annotated membranes, and the separation weight (up to 50x on every
 thin membrane) would bias the probabilities toward membrane.
 
-Checkpoints go to ``runs/isbi2012-em-unet`` (git-ignored); running the script again resumes
-(and, when training is complete, only re-exports and re-evaluates). ``--fresh`` restarts.
+Checkpoints go to ``runs/isbi2012-em-unet`` (git-ignored: the training config, Keras' backup, the
+best weights, ``state.json`` and ``validation_curve.png``); running the script again resumes (and,
+when training is complete, only re-exports and re-evaluates). ``--fresh`` restarts; ``--seed``
+draws other initial weights and tiles (run-to-run noise).
 Results: ``benchmarks/results/isbi2012_unet_history.csv`` (learning curve) and
 ``benchmarks/results/isbi2012_unet_eval.csv`` (held-out measures).
 """
@@ -40,11 +42,12 @@ def pairs(ids):
 
 
 def load(ids, **kw):
-    from deepimagej.unet import data as udata
+    from deepimagej.unet.files import load_image
+    from deepimagej.unet.samples import prepare_sample
+    from deepimagej.unet.targets import load_mask
 
     return [
-        udata.prepare_sample(udata.load_image(i), udata.load_mask(lab, mode="semantic"), image_name=i.name,
-                             labels_name=lab.name, **kw)
+        prepare_sample(load_image(i), load_mask(lab, mode="semantic"), image_name=i.name, labels_name=lab.name, **kw)
         for i, lab in pairs(ids)
     ]
 
@@ -66,6 +69,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=50, help="steps per epoch")
     parser.add_argument("--tile", type=int, default=256)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=0, help="initial weights, tiles and augmentation")
     parser.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
     parser.add_argument("--out", type=Path, default=BUNDLE, help="bundle folder to write")
     parser.add_argument("--run", type=Path, default=RUN, help="checkpoint folder")
@@ -74,28 +78,28 @@ def main() -> None:
     if not ASSETS.is_dir():
         sys.exit(f"error: {ASSETS} not found")
 
-    from deepimagej.unet import data as udata
+    from deepimagej.unet.config import TrainingConfig
     from deepimagej.unet.evaluate import append_to_readme, evaluate_pairs, mean_row, write_csv
+    from deepimagej.unet.export import export_training
+    from deepimagej.unet.files import load_image
     from deepimagej.unet.train import train
 
     weight_kw = {"lam": 0.0}
     train_samples, val_samples = load(TRAIN_IDS, **weight_kw), load(VAL_IDS, **weight_kw)
+    config = TrainingConfig(lam=0.0, depth=3, base_features=16, padding="same", epochs=args.epochs,
+                            steps_per_epoch=args.steps, tile=args.tile, batch_size=1, learning_rate=args.lr,
+                            lr_drop_epochs=tuple(args.lr_drop), seed=args.seed)
     start = time.perf_counter()
-    result = train(
-        train_samples, val_samples=val_samples, out_dir=args.run, ndim=2, depth=3, base_features=16, padding="same",
-        epochs=args.epochs, steps_per_epoch=args.steps, tile=args.tile, batch_size=1, learning_rate=args.lr,
-        lr_drop_epochs=args.lr_drop,
-        seed=0, resume=not args.fresh, bundle_dir=args.out,
-        export_kw={
-            "name": "ISBI 2012 EM membrane U-Net (deepimagej)",
-            "description": "2D U-Net (Falk et al. 2019) segmenting neuronal membranes / cell interiors in "
-            "serial-section TEM (ISBI 2012 challenge data, Arganda-Carreras et al. 2015; images from "
-            "zhixuhao/unet, MIT). Output: class probabilities (0 membrane, 1 cell interior).",
-            "kind": "segmentation",
-            # a 256 x 256 crop keeps the bundle small (the result is 2 float32 channels)
-            "example_image": udata.load_image(pairs([VAL_IDS[0]])[0][0])[128:384, 128:384],
-            "tags": ("electron-microscopy", "membrane", "isbi2012"),
-        },
+    result = train(train_samples, config, val_samples=val_samples, out_dir=args.run, resume=not args.fresh)
+    export_training(
+        result, args.out,
+        name="ISBI 2012 EM membrane U-Net (deepimagej)",
+        description="2D U-Net (Falk et al. 2019) segmenting neuronal membranes / cell interiors in "
+        "serial-section TEM (ISBI 2012 challenge data, Arganda-Carreras et al. 2015; images from "
+        "zhixuhao/unet, MIT). Output: class probabilities (0 membrane, 1 cell interior).",
+        # a 256 x 256 crop keeps the bundle small (the result is 2 float32 channels)
+        example_image=load_image(pairs([VAL_IDS[0]])[0][0])[128:384, 128:384],
+        tags=("electron-microscopy", "membrane", "isbi2012"),
     )
     wall = time.perf_counter() - start
     train_time = result.history[-1]["elapsed_s"]

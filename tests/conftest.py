@@ -42,13 +42,9 @@ def repo() -> Path:
 @pytest.fixture(scope="session")
 def pancreatic_bundle(assets, tmp_path_factory):
     """The pancreatic U-Net built into a bundle from its Keras .h5 in this test session."""
-    import sys
-
-    sys.path.insert(0, str(REPO / "scripts"))
-    from build_models import build_pancreatic
-
     from deepimagej.bundle import load_bundle
+    from deepimagej.examples import build_pancreatic
 
     out = tmp_path_factory.mktemp("bundles") / "unet-pancreatic"
-    build_pancreatic(out)
+    build_pancreatic(assets / "unet_pancreatic", out)
     return load_bundle(out)

@@ -72,7 +72,7 @@ def test_train_from_folders(ij, tmp_path):
     import tifffile
 
     from deepimagej.bundle import load_bundle
-    from deepimagej.unet import data as udata
+    from deepimagej.unet.files import load_folder_pairs
 
     images, masks = tmp_path / "images", tmp_path / "masks"
     images.mkdir()
@@ -86,7 +86,7 @@ def test_train_from_folders(ij, tmp_path):
                           f'output=[{out}] {TINY}");\n')
     assert "segmentation: 2 image(s)" in result.log
     assert load_bundle(out).inputs[0].axis_names == "byxc"
-    assert udata.load_folder_pairs(images, masks)  # the files were left alone
+    assert load_folder_pairs(images, masks)  # the files were left alone
 
 
 @pytest.mark.parametrize(
@@ -108,3 +108,29 @@ def test_bad_input_gives_a_one_line_error(ij, tmp_path, setup, options, expect):
     message = str(info.value)
     assert expect in message and "\n" not in message.strip() and "Exception" not in message
     assert not out.exists()
+
+
+def test_roi_names_as_classes_ignore_rois_and_the_validation_plot(ij, tmp_path):
+    """classes=3: ROI names give the classes, a ROI named 'ignore' does not count; the curve is plotted per epoch."""
+    from deepimagej.bundle import load_bundle
+    from deepimagej.imagej.commands.train import CURVE_TITLE
+
+    names = ["round", "round", "big", "round", "big"]
+    rois = 'roiManager("reset");\n' + "".join(
+        f'makeOval({cx - r}, {cy - r}, {2 * r + 1}, {2 * r + 1}); roiManager("Add"); '
+        f'roiManager("select", {i}); roiManager("rename", "{name}");\n'
+        for i, ((cy, cx), name, r) in enumerate(zip(CENTRES, names, (8, 8, 8, 8, 8)))
+    ) + 'makeRectangle(80, 0, 16, 16); roiManager("Add"); roiManager("select", 5); roiManager("rename", "ignore");\n'
+    out = tmp_path / "classes-unet"
+    result = ij.run_macro(
+        rois + f'run("U-Net Train", "data=[current image + ROI Manager] output=[{out}] classes=3 '
+        f'class_names=[round,big] epochs=2 steps=2 tile=64 depth=2 features=4");\n'
+        + f'title = getTitle();\nselectImage("{CURVE_TITLE}");\nPlot.getValues(x, y);\n'
+        + 'print("curve points: " + x.length + ", back on " + title);\n',
+        cells(),
+    )
+    assert "segmentation: 1 image(s) from" in result.log and "3 classes" in result.log
+    assert "curve points: 2, back on " in result.log and "validation curve" not in result.log.split("back on ")[-1]
+    spec = load_bundle(out)
+    assert any(p.name == "postprocessing_classes.ijm" for p in spec.postprocessing_macros)
+    assert (out.parent / "classes-unet-training" / "validation_curve.png").is_file()

@@ -19,20 +19,29 @@ from skimage.draw import disk
 
 from deepimagej.bundle import load_bundle
 from deepimagej.errors import TrainingError
-from deepimagej.unet import data as udata
+from deepimagej.ops import apply_processing
+from deepimagej.unet.config import TrainingConfig
+from deepimagej.unet.export import export_training, export_unet
 from deepimagej.unet.loss import weighted_softmax_cross_entropy, weighted_softmax_cross_entropy_np
 from deepimagej.unet.model import (
     build_unet,
     infer_config,
+    load_bundle_model,
     receptive_halo,
     same_padding_twin,
     valid_shapes,
 )
 from deepimagej.unet.postprocess import to_detections, to_instances
+from deepimagej.unet.samples import prepare_sample
 from deepimagej.unet.train import train
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"depth": 2, "base_features": 8}
+
+
+def normalize(image: np.ndarray, spec) -> np.ndarray:
+    """What the bundle's own pre-processing makes of a 2D image."""
+    return apply_processing(image, "yx", spec.inputs[0].processing)
 
 
 def blobs(seed: int, size=(96, 96), n: int = 10):
@@ -54,7 +63,7 @@ def blobs(seed: int, size=(96, 96), n: int = 10):
 
 
 def samples2d(k: int = 3):
-    return [udata.prepare_sample(*blobs(s)) for s in range(k)]
+    return [prepare_sample(*blobs(s)) for s in range(k)]
 
 
 def quiet(info):
@@ -65,11 +74,10 @@ def quiet(info):
 def trained(tmp_path_factory):
     """A tiny 2D U-Net trained for 4 x 12 steps and exported as a bundle."""
     root = tmp_path_factory.mktemp("unet")
-    result = train(
-        samples2d(3), out_dir=root / "run", **TINY, epochs=4, steps_per_epoch=12, tile=64, batch_size=2,
-        learning_rate=3e-3, progress=quiet, bundle_dir=root / "bundle",
-        export_kw={"name": "tiny blobs", "example_image": blobs(7)[0]},
-    )
+    config = TrainingConfig(**TINY, epochs=4, steps_per_epoch=12, tile=64, batch_size=2, learning_rate=3e-3)
+    result = train(samples2d(3), config, out_dir=root / "run", progress=quiet)
+    export_training(result, root / "bundle", name="tiny blobs", example_image=blobs(7)[0])
+    result.bundle_path = root / "bundle"
     return result
 
 
@@ -97,9 +105,7 @@ def test_unet_shapes_same_valid_and_halo():
 def test_downsampled_unet_exports_and_tiles_without_seams(tmp_path):
     """downsample=2: the U-Net works on 2 x 2 averages; in and out of the bundle the image size is kept."""
     from deepimagej import predict
-    from deepimagej.unet.export import export_unet
     from deepimagej.unet.model import size_multiple
-    from deepimagej.unet.train import load_bundle_model
 
     tf.keras.utils.set_random_seed(3)
     m = build_unet(depth=2, base_features=4, downsample=2)
@@ -121,10 +127,9 @@ def test_downsampled_unet_exports_and_tiles_without_seams(tmp_path):
 def test_two_head_detection_bundle_runs_both_unets_and_reloads_its_centre_unet(tmp_path):
     """with_cell_head: centre + cell U-Nets (different depths and resolutions) in one detection bundle."""
     from deepimagej import predict
-    from deepimagej.unet.export import bundle_tiling, export_unet
+    from deepimagej.unet.export import bundle_tiling
     from deepimagej.unet.model import heads, with_cell_head
     from deepimagej.unet.postprocess import CELL_DEFAULTS
-    from deepimagej.unet.train import load_bundle_model, normalize
 
     tf.keras.utils.set_random_seed(5)
     centres = build_unet(depth=2, base_features=4, downsample=2)
@@ -147,7 +152,7 @@ def test_two_head_detection_bundle_runs_both_unets_and_reloads_its_centre_unet(t
     image = blobs(12, size=(168, 160))[0]
     out = predict.run(spec, image, axes="yx", apply_postprocessing=False)
     assert out.shape == (168, 160, 4)
-    direct = np.concatenate([np.asarray(m(normalize(image, 2)[None, ..., None]))[0] for m in (centres, cells)], -1)
+    direct = np.concatenate([np.asarray(m(normalize(image, spec)[None, ..., None]))[0] for m in (centres, cells)], -1)
     inner = (slice(56, -56), slice(56, -56))  # beyond the halo the border does not matter
     np.testing.assert_allclose(out[inner], direct[inner], atol=1e-5)
     reloaded = load_bundle_model(tmp_path / "two")  # fine-tuning from it trains the centre U-Net
@@ -194,19 +199,20 @@ def test_training_loss_decreases_and_best_model_is_kept(trained):
 
 def test_checkpoint_resume_continues(tmp_path):
     data = samples2d(2)
-    kw = dict(out_dir=tmp_path, **TINY, steps_per_epoch=3, tile=48, progress=quiet)
-    first = train(data, epochs=1, **kw)
+    config = TrainingConfig(**TINY, steps_per_epoch=3, tile=48)
+    first = train(data, config.updated(epochs=1), out_dir=tmp_path, progress=quiet)
     state = json.loads((tmp_path / "state.json").read_text())
     assert state["epoch"] == 1 and state["step"] == 3
-    resumed = train(data, epochs=2, **kw)
+    resumed = train(data, config.updated(epochs=2), out_dir=tmp_path, progress=quiet)
     assert [h["epoch"] for h in resumed.history] == [0, 1, 2]
     assert resumed.history[1] == first.history[1]  # the first epoch is not redone
     state = json.loads((tmp_path / "state.json").read_text())
     assert state["epoch"] == 2 and state["step"] == 6
-    opt = np.load(tmp_path / "optimizer.npz")
-    assert int(opt[min(opt.files)]) == 6  # Adam's iteration counter went on from 3
+    assert state["iterations"] == 6  # Adam's iteration counter went on from 3
+    assert (tmp_path / "validation_curve.png").stat().st_size > 1000
+    assert TrainingConfig.load(tmp_path / "config.json") == config.updated(epochs=2)
     with pytest.raises(TrainingError, match="different network"):
-        train(data, epochs=3, out_dir=tmp_path, depth=2, base_features=4, steps_per_epoch=3, tile=48, progress=quiet)
+        train(data, config.updated(epochs=3, base_features=4), out_dir=tmp_path, progress=quiet)
 
 
 def test_export_roundtrip_and_tiling_is_seamless(trained):
@@ -233,8 +239,6 @@ def test_zero_border_bundle_runs_as_trained(trained, tmp_path):
 
     from deepimagej import predict
     from deepimagej.bundle import load_bundle
-    from deepimagej.unet.export import export_unet
-    from deepimagej.unet.train import normalize
 
     export_unet(trained.model, tmp_path / "zeros", name="tiny zeros", border="zeros", example_image=blobs(7)[0])
     rdf = yaml.safe_load((tmp_path / "zeros" / "rdf.yaml").read_text())
@@ -244,7 +248,7 @@ def test_zero_border_bundle_runs_as_trained(trained, tmp_path):
     image = blobs(11, size=(120, 136))[0]
     got = predict.run(spec, image, axes="yx", apply_postprocessing=False)
     halo = spec.inputs[0].axis("y").halo  # 24 = a multiple of the step (4): the zero border
-    padded = np.pad(normalize(image, 2), halo)
+    padded = np.pad(normalize(image, spec), halo)
     expected = np.asarray(trained.model(padded[None, ..., None], training=False))[0, halo:-halo, halo:-halo]
     np.testing.assert_allclose(got, expected, atol=1e-5)
     tiled = predict.run(spec, image, axes="yx", tile={"y": 64, "x": 64}, apply_postprocessing=False)
@@ -256,7 +260,6 @@ def test_zero_border_bundle_runs_as_trained(trained, tmp_path):
 
 def test_test_time_augmentation_is_the_mean_over_the_8_symmetries(trained, tmp_path):
     from deepimagej import predict
-    from deepimagej.unet.export import export_unet
 
     spec = export_unet(trained.model, tmp_path / "tta", name="tiny tta", test_time_augmentation=True,
                        example_image=blobs(7)[0])
@@ -290,11 +293,13 @@ def test_deepimagej_test_passes_on_exported_bundle(trained):
 
 def test_fine_tuning_starts_from_the_bundle(trained, tmp_path):
     data = samples2d(2)
-    res = train(data, out_dir=tmp_path, from_bundle=trained.bundle_path, epochs=1, steps_per_epoch=3, tile=48,
-                progress=quiet)
-    assert res.config["architecture"]["base_features"] == TINY["base_features"]
+    res = train(data, TrainingConfig(from_bundle=trained.bundle_path, epochs=1, steps_per_epoch=3, tile=48),
+                out_dir=tmp_path, progress=quiet)
+    assert infer_config(res.model)["base_features"] == TINY["base_features"]
+    assert res.config.processing_steps() == load_bundle(trained.bundle_path).inputs[0].processing
     # fine-tuning starts where the bundle is: far below a random network's loss
-    scratch = train(data, out_dir=tmp_path / "scratch", **TINY, epochs=1, steps_per_epoch=1, tile=48, progress=quiet)
+    scratch = train(data, TrainingConfig(**TINY, epochs=1, steps_per_epoch=1, tile=48), out_dir=tmp_path / "scratch",
+                    progress=quiet)
     assert res.history[0]["val_loss"] < scratch.history[0]["val_loss"]
 
 
@@ -303,10 +308,12 @@ def test_3d_unet_trains_and_runs_tiled_through_cli(tmp_path):
 
     from deepimagej.cli import main
 
-    vols = [udata.prepare_sample(*blobs(s, size=(12, 48, 48), n=6)) for s in range(2)]
-    res = train(vols, out_dir=tmp_path / "run", ndim=3, depth=2, base_features=4, anisotropy=(2.0, 1.0, 1.0),
-                epochs=1, steps_per_epoch=4, tile=(8, 32, 32), progress=quiet, bundle_dir=tmp_path / "b3d",
-                export_kw={"example_image": blobs(5, size=(12, 48, 48), n=6)[0]})
+    vols = [prepare_sample(*blobs(s, size=(12, 48, 48), n=6)) for s in range(2)]
+    config = TrainingConfig(ndim=3, depth=2, base_features=4, element_size=(2.0, 1.0, 1.0), epochs=1,
+                            steps_per_epoch=4, tile=(8, 32, 32))
+    res = train(vols, config, out_dir=tmp_path / "run", progress=quiet)
+    assert res.model.get_layer("down0_conv1").kernel_size == (1, 3, 3)  # the element size's anisotropy
+    export_training(res, tmp_path / "b3d", example_image=blobs(5, size=(12, 48, 48), n=6)[0])
     assert res.history[-1]["loss"] is not None
     volume = blobs(9, size=(14, 56, 60), n=8)[0]
     tifffile.imwrite(tmp_path / "vol.tif", volume, imagej=True, metadata={"axes": "ZYX"})
@@ -353,6 +360,78 @@ def test_cli_train_and_evaluate(tmp_path, trained):
     assert "pixel_accuracy" in r.output and "mean" in r.output
     lines = csv.read_text().splitlines()
     assert lines[0].startswith("image,pixel_accuracy,foreground_iou,object_iou,seg") and len(lines) == 4
+
+
+def three_classes(seed: int, size=(96, 96)):
+    """Bright disks (class 1) and grey squares (class 2) on a dark noisy background, and the class image."""
+    rng = np.random.default_rng(seed)
+    classes = np.zeros(size, np.uint8)
+    for _ in range(4):
+        rr, cc = disk(rng.integers(10, np.array(size) - 10), rng.integers(5, 9), shape=size)
+        classes[rr, cc] = 1
+    for _ in range(4):
+        y, x = rng.integers(4, np.array(size) - 16)
+        side = rng.integers(8, 13)
+        classes[y : y + side, x : x + side] = 2
+    image = np.array([40.0, 200.0, 120.0])[classes] + rng.normal(0, 15, size)
+    return np.clip(image, 0, 255).astype(np.uint8), classes
+
+
+def test_three_classes_from_a_label_image_converge(tmp_path):
+    """deepimagej train --classes 3: label values are classes, 255 marks a region to ignore; a few seconds."""
+    from skimage.io import imsave
+
+    from deepimagej import predict
+    from deepimagej.unet.cli import train as train_cmd
+    from deepimagej.unet.postprocess import to_classes
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    for k in range(3):
+        image, classes = three_classes(k)
+        classes[:8, :8] = 255  # not annotated
+        imsave(tmp_path / "images" / f"c{k}.png", image, check_contrast=False)
+        imsave(tmp_path / "labels" / f"c{k}.png", classes, check_contrast=False)
+    out = tmp_path / "three"
+    r = CliRunner().invoke(train_cmd, [
+        "--images", str(tmp_path / "images"), "--labels", str(tmp_path / "labels"), "--classes", "3",
+        "--class-names", "disk,square", "--ignore-label", "255", "--separation", "0", "--out", str(out),
+        "--epochs", "8", "--steps", "15", "--tile", "64", "--depth", "2", "--features", "8", "--batch-size", "2",
+        "--lr", "3e-3",
+    ])
+    assert r.exit_code == 0, r.output
+    history = json.loads((tmp_path / "three-training" / "state.json").read_text())["history"]
+    assert history[-1]["val_loss"] < 0.3 * history[0]["val_loss"] and history[-1]["val_accuracy"] > 0.95
+    assert (out / "postprocessing_classes.ijm").is_file() and "disk" in (out / "README.md").read_text()
+    image, truth = three_classes(11)  # never trained on
+    predicted = to_classes(predict.run(out, image, axes="yx", apply_postprocessing=False))
+    assert predicted.shape == truth.shape and set(np.unique(predicted)) == {0, 1, 2}
+    for k in (1, 2):
+        iou = np.sum((predicted == k) & (truth == k)) / np.sum((predicted == k) | (truth == k))
+        assert iou > 0.7, (k, iou)
+    assert np.mean(predicted == truth) > 0.95
+
+
+def test_element_size_rescaling_at_inference_equals_rescaling_by_hand(trained, tmp_path):
+    """A bundle declares its element size; an image of another pixel size is resampled to it and back."""
+    from skimage.transform import resize
+
+    from deepimagej import predict
+    from deepimagej.resample import model_pixel_size
+
+    spec = export_unet(trained.model, tmp_path / "sized", name="tiny at 0.5 um", element_size={"y": 0.5, "x": 0.5})
+    assert spec.pixel_size == "0.5µm x 0.5µm" and model_pixel_size(spec) == {"x": 0.5, "y": 0.5}
+    image = blobs(21, size=(180, 164), n=14)[0]  # taken at 0.25 um: objects twice the size the model knows
+    got = predict.run(spec, image, axes="yx", apply_postprocessing=False, pixel_size={"y": 0.25, "x": 0.25})
+    assert got.shape == (180, 164, 2)
+    small = resize(image.astype(np.float32), (90, 82), order=1, mode="reflect", anti_aliasing=True, preserve_range=True)
+    by_hand = predict.run(spec, small, axes="yx", apply_postprocessing=False)
+    by_hand = resize(by_hand, (180, 164, 2), order=1, mode="reflect", anti_aliasing=False, preserve_range=True)
+    np.testing.assert_allclose(got, by_hand, atol=1e-5)
+    plain = predict.run(spec, image, axes="yx", apply_postprocessing=False)
+    assert np.abs(plain - got).max() > 0.1  # rescaling changed what the model saw
+    same = predict.run(spec, image, axes="yx", apply_postprocessing=False, pixel_size={"y": 0.5, "x": 0.5})
+    np.testing.assert_array_equal(same, plain)  # the model's own pixel size: run as is
 
 
 @pytest.mark.parametrize("case", ["size", "empty", "not_roi", "too_few"])

@@ -137,7 +137,7 @@ def test_weight_map_combines_terms_and_ignores():
 def test_weight_map_fast_on_isbi_label(assets):
     from scipy import ndimage as ndi
 
-    from deepimagej.unet.data import load_mask
+    from deepimagej.unet.targets import load_mask
 
     lab = load_mask(assets / "isbi2012_em" / "train" / "label" / "0.png")
     assert ndi.maximum(lab) > 50

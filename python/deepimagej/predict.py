@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from deepimagej import blocks, distributed, memory, ops, stores, tiling
+from deepimagej import blocks, distributed, memory, ops, resample, stores, tiling
 from deepimagej.audit import require_allowed
 from deepimagej.bundle import load_bundle
 from deepimagej.bundle.spec import ModelSpec, TensorSpec
@@ -344,6 +344,7 @@ def run(
     trust_code: bool = False,
     trust: bool = False,
     nan: str = "error",
+    pixel_size: Mapping[str, float] | None = None,
 ) -> np.ndarray | dict[str, np.ndarray]:
     """Run a model bundle on an image (or one image per input).
 
@@ -369,6 +370,11 @@ def run(
             audit refuses something runs only when the user trusts it (``deepimagej trust``).
         nan: NaN/Inf pixels in the image: ``"error"`` (refuse), ``"zero"`` or ``"mean"`` (replace
             them, with a warning saying how many).
+        pixel_size: the image's element size in micrometres per spatial axis (its calibration,
+            :func:`deepimagej.resample.image_pixel_size`). When the bundle declares another element
+            size (:func:`deepimagej.resample.model_pixel_size`), the inputs are resampled to the
+            model's before pre-processing and the outputs back to the image's grid before
+            post-processing, as the U-Net plugin does; ``None`` runs the image as it is.
 
     Returns:
         The output in the image's axis order (plus a trailing ``c`` if the image had none and
@@ -385,7 +391,7 @@ def run(
     result = predict(
         spec, bind_inputs(spec, image, axes, nan=nan), tile=tile, weights_format=weights_format, batch_size=batch_size,
         max_memory=max_memory, apply_preprocessing=apply_preprocessing, apply_postprocessing=apply_postprocessing,
-        progress=progress, trust_code=trust_code, trust=trust,
+        progress=progress, trust_code=trust_code, trust=trust, pixel_size=pixel_size,
     )
     arrays = {name: out.array for name, out in result.outputs.items()}
     return arrays if len(arrays) > 1 else next(iter(arrays.values()))
@@ -407,6 +413,7 @@ def predict(
     out: str | Path | None = None,
     overwrite: bool = False,
     scheduler: Any = None,
+    pixel_size: Mapping[str, float] | None = None,
 ) -> Prediction:
     """Run ``spec`` on named images (see :func:`bind_inputs`); every output comes back with its axes.
 
@@ -427,6 +434,15 @@ def predict(
         engine.resident_bytes = memory.rss_bytes()
     layouts = {t.name: Layout.of(inputs[t.name].axes, t) for t in spec.inputs}
     raw = {t.name: (layouts[t.name].to_model(inputs[t.name].array), layouts[t.name].model_axes) for t in spec.inputs}
+    # element size: the model runs at its own pixel size; pre/post-processing at the image's
+    rescaling = resample.rescale_factors(pixel_size, resample.model_pixel_size(spec))
+    if rescaling and (out is not None or any(is_lazy(a) for a, _ in raw.values())):
+        raise InputImageError(
+            f"{spec.name}: the image's element size differs from the model's, and resampling needs the whole image "
+            "in memory; run it in memory (a .tif/.npy output), or resample the image first"
+        )
+    image_sizes = {name: dict(zip(axes, array.shape)) for name, (array, axes) in raw.items()}
+    raw = {name: (resample.rescale(array, axes, rescaling), axes) for name, (array, axes) in raw.items()}
     references = dict(raw)
     geometry_axes = tiling.model_geometry(spec).spatial_axes
     sources: dict[str, tuple[Any, str]] = {}
@@ -482,6 +498,7 @@ def predict(
     outputs = {}
     for t in spec.outputs:
         array, out_axes = stitched[t.name]
+        array = resample.rescale_back(array, out_axes, rescaling, image_sizes[_followed_input(spec, t)])
         if apply_postprocessing and t.processing:
             refs = {**references, **{name: value for name, value in stitched.items()}}
             array = ops.apply_processing(array, out_axes, t.processing, references=refs)

@@ -37,6 +37,7 @@ from deepimagej.bundle.spec import (
     DATA_TYPES,
     DETECTION_KEYS,
     OWN_CONFIG_KEY,
+    SPATIAL_AXES,
     AxisSpec,
     ModelSpec,
     ProcessingStep,
@@ -254,13 +255,24 @@ class _Reader:
             postprocessing_macros=post,
             sample_inputs=sample_in,
             sample_outputs=sample_out,
-            pixel_size=_pixel_size(test_info),
+            pixel_size=_pixel_size(test_info) or self._axes_pixel_size(),
             memory_peak=_text(test_info.get("memory_peak")),
             runtime=_text(test_info.get("runtime")),
             border=self._border(),
             test_time_augmentation=self._test_time_augmentation(),
             extra=extra,
         )
+
+    def _axes_pixel_size(self) -> str | None:
+        """0.5: the first input's spatial axes' ``scale`` and ``unit`` as ``"0.5micrometer x ..."`` (x, y, z)."""
+        inputs = self.data.get("inputs")
+        if self.version != "0.5" or not isinstance(inputs, list) or not inputs or not isinstance(inputs[0], dict):
+            return None
+        sizes = {}
+        for raw in self._raw_axes_v05(inputs[0].get("axes"), "inputs[0].axes"):
+            if raw.letter in SPATIAL_AXES and raw.data.get("unit"):
+                sizes[raw.letter] = f"{raw.data.get('scale', 1.0)}{raw.data['unit']}"
+        return " x ".join(sizes[a] for a in "xyz" if a in sizes) or None
 
     def _own_config(self) -> dict[str, Any]:
         """This package's block ``config.deepimagej_py`` (empty when absent)."""

@@ -18,7 +18,12 @@ from typing import Any
 
 import click
 
+from deepimagej.bundle import load_bundle
 from deepimagej.cli_errors import friendly_errors
+from deepimagej.errors import TrainingError
+from deepimagej.unet.config import TrainingConfig
+from deepimagej.unet.evaluate import DETECTION_COLUMNS, SEGMENTATION_COLUMNS, evaluate_bundle
+from deepimagej.unet.samples import load_samples
 
 
 def _progress(info: dict[str, Any]) -> None:
@@ -30,6 +35,15 @@ def _progress(info: dict[str, Any]) -> None:
     )
 
 
+def _numbers(text: str | None, option: str, example: str) -> tuple[float, ...] | None:
+    if not text:
+        return None
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise TrainingError(f"{option} '{text}': expected numbers separated by commas, e.g. {example}") from None
+
+
 @click.command("train")
 @click.option("--images", type=click.Path(path_type=Path), required=True, help="Image folder (or one image file).")
 @click.option("--labels", type=click.Path(path_type=Path), help="Label masks (folder, matched by file name, or one file).")
@@ -38,15 +52,26 @@ def _progress(info: dict[str, Any]) -> None:
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Bundle folder to write.")
 @click.option("--work", type=click.Path(path_type=Path), help="Checkpoint folder (default: OUT-training next to OUT).")
 @click.option("--from", "from_bundle", type=click.Path(path_type=Path), help="Fine-tune this bundle's U-Net.")
+@click.option("--config", "config_file", type=click.Path(path_type=Path),
+              help="Start from the settings of a config.json (a run's checkpoint folder); options given here win.")
 @click.option("--epochs", type=int, default=10, show_default=True, help="Epochs (validation + checkpoint after each).")
 @click.option("--steps", type=int, default=50, show_default=True, help="Training steps per epoch.")
 @click.option("--tile", type=int, default=256, show_default=True, help="Training tile size (pixels per axis).")
 @click.option("--batch-size", type=int, default=1, show_default=True)
 @click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate.")
+@click.option("--lr-drop", default="", help="Epochs from which the learning rate is divided by 10, e.g. 30,40.")
 @click.option("--val", "n_val", type=int, default=None, help="Images held out for validation (default 1, or 20 %).")
 @click.option("--detection", is_flag=True, help="Detection: one point per object (disks + ignore rings).")
+@click.option("--classes", "n_classes", type=int, default=2, show_default=True,
+              help="Classes with the background: more than 2 makes label values (or ROI names) classes.")
+@click.option("--class-names", default="", help="Names of the classes 1, 2, ... (ROI names), e.g. nucleus,cytoplasm.")
+@click.option("--ignore-label", type=int, default=None,
+              help="Label value of regions to ignore (weight 0). ROIs named 'ignore' are always ignored.")
 @click.option("--3d", "three_d", is_flag=True, help="3D volumes (z, y, x) and a 3D U-Net.")
-@click.option("--element-size", help="3D voxel size z,y,x (e.g. 2,0.5,0.5): 2D operations at anisotropic levels.")
+@click.option("--element-size",
+              help="The model's pixel size in micrometres: one number, y,x, or z,y,x for --3d (e.g. 2,0.5,0.5). "
+                   "Calibrated images are resampled to it, in training and at inference; 3D: 2D operations at "
+                   "anisotropic levels.")
 @click.option("--depth", type=int, default=3, show_default=True, help="U-Net depth (poolings).")
 @click.option("--features", type=int, default=16, show_default=True, help="Features at the first level.")
 @click.option("--padding", type=click.Choice(["same", "valid"]), default="same", show_default=True)
@@ -66,17 +91,15 @@ def _progress(info: dict[str, Any]) -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--fresh", is_flag=True, help="Start over even if the checkpoint folder holds a checkpoint.")
 @click.option("--name", help="Model name in the bundle.")
+@click.pass_context
 @friendly_errors
-def train(images: Path, labels: Path | None, rois: Path | None, points: Path | None, out_dir: Path,
-          work: Path | None, from_bundle: Path | None, epochs: int, steps: int, tile: int, batch_size: int,
-          lr: float, n_val: int | None, detection: bool, three_d: bool, element_size: str | None, depth: int,
-          features: int, padding: str, lam: float | None, radius: float, r_ign: float, border: str | None,
-          downsample: int, tta: bool, seed: int, fresh: bool, name: str | None) -> None:
+def train(ctx: click.Context, images: Path, labels: Path | None, rois: Path | None, points: Path | None,
+          out_dir: Path, work: Path | None, from_bundle: Path | None, config_file: Path | None, fresh: bool,
+          tta: bool, name: str | None, **options: Any) -> None:
     """Train (or fine-tune with --from) a U-Net on annotated images and export it as a bundle."""
-    from deepimagej.errors import TrainingError
-    from deepimagej.unet.train import load_samples
+    # TensorFlow loads with the training modules, not with every deepimagej command
+    from deepimagej.unet.export import export_training
     from deepimagej.unet.train import train as run_training
-    from deepimagej.unet.weights import LAMBDA_SEP
 
     given = [p for p in (labels, rois, points) if p is not None]
     if len(given) != 1:
@@ -85,37 +108,43 @@ def train(images: Path, labels: Path | None, rois: Path | None, points: Path | N
         raise TrainingError(f"{images}: no such image folder or file")
     if not given[0].exists():
         raise TrainingError(f"{given[0]}: no such annotation folder or file")
-    detection = detection or points is not None
-    ndim = 3 if three_d else 2
-    anisotropy = None
-    if element_size:
-        try:
-            anisotropy = tuple(float(v) for v in element_size.split(","))
-        except ValueError:
-            raise TrainingError(f"--element-size '{element_size}': expected z,y,x numbers, e.g. 2,0.5,0.5") from None
-        if len(anisotropy) != 3:
-            raise TrainingError(f"--element-size '{element_size}': give three sizes z,y,x")
-    if lam is None:
-        lam = 0.0 if detection else LAMBDA_SEP
-    prepare_kw = {"lam": lam}
-    samples = load_samples(images, given[0], ndim=ndim, detection=detection, radius=radius, r_ign=r_ign,
-                           prepare_kw=prepare_kw)
+    config = _config(ctx, options, config_file, from_bundle, detection=options["detection"] or points is not None)
+    samples = load_samples(images, given[0], config)
     click.echo(f"{len(samples)} annotated image(s) from {images}")
     work = work or out_dir.with_name(out_dir.name + "-training")
     start = time.perf_counter()
-    result = run_training(
-        samples, out_dir=work, ndim=ndim, from_bundle=from_bundle, depth=depth, base_features=features,
-        padding=padding, anisotropy=anisotropy, downsample=downsample,
-        border=border or ("zeros" if detection else "mirror"), epochs=epochs, steps_per_epoch=steps, tile=tile,
-        batch_size=batch_size, learning_rate=lr, n_val=n_val, seed=seed, resume=not fresh, progress=_progress,
-        bundle_dir=out_dir,
-        export_kw={"name": name or out_dir.name, "kind": "detection" if detection else "segmentation",
-                   "test_time_augmentation": tta},
-    )
+    result = run_training(samples, config, out_dir=work, resume=not fresh, progress=_progress)
+    export_training(result, out_dir, name=name or out_dir.name, test_time_augmentation=tta)
     click.echo(
         f"best validation loss {result.best_val_loss:.4f} (epoch {result.best_epoch}); "
-        f"{time.perf_counter() - start:.0f} s; bundle: {result.bundle_path}; checkpoints: {work}"
+        f"{time.perf_counter() - start:.0f} s; bundle: {out_dir}; checkpoints and learning curve: {work}"
     )
+
+
+#: ``deepimagej train`` options that are :class:`TrainingConfig` fields under another name.
+_OPTION_FIELDS = {"steps": "steps_per_epoch", "lr": "learning_rate", "features": "base_features",
+                  "detection": "task", "three_d": "ndim", "lr_drop": "lr_drop_epochs"}
+
+
+def _config(ctx: click.Context, options: dict[str, Any], config_file: Path | None, from_bundle: Path | None,
+            detection: bool) -> TrainingConfig:
+    """The training config: the options, or a config.json with the options given on the command line."""
+    values = {_OPTION_FIELDS.get(option, option): value for option, value in options.items()}
+    values.update(
+        task="detection" if detection else "segmentation",
+        ndim=3 if options["three_d"] else 2,
+        class_names=tuple(n.strip() for n in options["class_names"].split(",") if n.strip()),
+        element_size=_numbers(options["element_size"], "--element-size", "2,0.5,0.5"),
+        lr_drop_epochs=tuple(int(v) for v in _numbers(options["lr_drop"], "--lr-drop", "30,40") or ()),
+        from_bundle=str(from_bundle) if from_bundle else None,
+    )
+    if config_file is None:
+        return TrainingConfig(**values)
+    given = {_OPTION_FIELDS.get(option, option) for option in options
+             if ctx.get_parameter_source(option) == click.core.ParameterSource.COMMANDLINE}
+    given |= {"task"} if detection else set()
+    given |= {"from_bundle"} if from_bundle else set()
+    return TrainingConfig.load(config_file).updated(**{field: values[field] for field in given})
 
 
 @click.command("evaluate")
@@ -132,9 +161,6 @@ def train(images: Path, labels: Path | None, rois: Path | None, points: Path | N
 def evaluate(bundle: Path, images: Path, labels: Path, csv_path: Path | None, detection: bool,
              threshold: float | None, d_match: float) -> None:
     """Score BUNDLE on annotated images: pixel accuracy, foreground IoU, object IoU, SEG (or detection F1)."""
-    from deepimagej.bundle import load_bundle
-    from deepimagej.unet.evaluate import DETECTION_COLUMNS, SEGMENTATION_COLUMNS, evaluate_bundle
-
     spec = load_bundle(bundle)
     if not detection and "detection" in spec.tags:
         detection = True

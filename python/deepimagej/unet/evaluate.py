@@ -10,13 +10,21 @@ precision, recall, F1 with matching tolerance ``d_match``.
 
 from __future__ import annotations
 
+import csv as csv_module
+import itertools
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from deepimagej import predict
 from deepimagej.errors import TrainingError
+from deepimagej.unet import metrics
+from deepimagej.unet.files import ROI_SUFFIXES, load_folder_pairs, load_image
+from deepimagej.unet.points import centroids, points_from_rois
+from deepimagej.unet.postprocess import detection_settings, to_detections, to_instances
+from deepimagej.unet.targets import load_mask, rois_to_labels
 
 SEGMENTATION_COLUMNS = ("pixel_accuracy", "foreground_iou", "object_iou", "seg")
 DETECTION_COLUMNS = ("precision", "recall", "f1")
@@ -24,8 +32,6 @@ DETECTION_COLUMNS = ("precision", "recall", "f1")
 
 def predict_probabilities(bundle: Any, image: np.ndarray, *, ndim: int | None = None) -> np.ndarray:
     """Class probabilities (spatial..., K) of a U-Net bundle for one raw image (no macros)."""
-    from deepimagej import predict
-
     spec = predict.as_spec(bundle)
     if ndim is None:
         ndim = sum(1 for a in spec.inputs[0].axis_names if a in "zyx")
@@ -50,11 +56,6 @@ def evaluate_pairs(
     ``threshold``: foreground probability threshold; ``None`` = 0.5 for segmentation and the
     bundle's own setting for detection (:func:`~deepimagej.unet.postprocess.detection_settings`).
     """
-    from deepimagej import predict
-    from deepimagej.unet import data as udata
-    from deepimagej.unet import metrics
-    from deepimagej.unet.postprocess import detection_settings, to_detections, to_instances
-
     spec = predict.as_spec(bundle)
     peaks = detection_settings(spec)
     if threshold is not None:
@@ -62,25 +63,23 @@ def evaluate_pairs(
     ndim = sum(1 for a in spec.inputs[0].axis_names if a in "zyx")
     rows = []
     for img_path, lab_path in pairs:
-        image = udata.load_image(img_path)
+        image = load_image(img_path)
         prob = predict_probabilities(spec, image, ndim=ndim)
         shape = prob.shape[:ndim]
         row: dict[str, Any] = {"image": Path(img_path).name}
         if detection:
-            if Path(lab_path).suffix.lower() in udata.ROI_SUFFIXES:
-                gt_points = udata.points_from_rois(lab_path, ndim=ndim)
+            if Path(lab_path).suffix.lower() in ROI_SUFFIXES:
+                gt_points = points_from_rois(lab_path, ndim=ndim)
             else:
-                from deepimagej.unet.train import _centroids
-
-                gt_points = _centroids(udata.load_mask(lab_path))
+                gt_points = centroids(load_mask(lab_path))
             points = to_detections(prob, **peaks)
             res = metrics.detection_f1(points, gt_points, d_match=d_match)
             row.update({k: res[k] for k in (*DETECTION_COLUMNS, "tp", "fp", "fn")})
         else:
-            if Path(lab_path).suffix.lower() in udata.ROI_SUFFIXES:
-                gt = udata.rois_to_labels(lab_path, shape)
+            if Path(lab_path).suffix.lower() in ROI_SUFFIXES:
+                gt = rois_to_labels(lab_path, shape)
             else:
-                gt = udata.load_mask(lab_path)
+                gt = load_mask(lab_path)
             if gt.shape != shape:
                 raise TrainingError(
                     f"labels '{Path(lab_path).name}' are {gt.shape} but image '{Path(img_path).name}' is {shape}"
@@ -134,8 +133,6 @@ def tune_detection(
         two-head bundle, ``{"cell_threshold", "min_cell_area", "min_solidity"}``) and the pooled
         ``precision``, ``recall``, ``f1``, ``tp``, ``fp``, ``fn`` they reach.
     """
-    from deepimagej import predict
-
     if not images or len(images) != len(points):
         raise TrainingError("tune_detection: give one array of points per image (at least one image)")
     spec = predict.as_spec(bundle)
@@ -148,11 +145,6 @@ def tune_detection(
 
 def _grid_search(probs, points, grid, fixed, d_match):
     """The combination of ``grid`` (added to ``fixed`` settings) with the best pooled F1 of :func:`to_detections`."""
-    import itertools
-
-    from deepimagej.unet import metrics
-    from deepimagej.unet.postprocess import to_detections
-
     best: tuple[dict[str, float], dict[str, Any]] | None = None
     for values in itertools.product(*grid.values()):
         settings = {**fixed, **dict(zip(grid, values))}
@@ -190,10 +182,8 @@ def evaluate_bundle(
     csv: str | Path | None = None,
 ) -> list[dict[str, Any]]:
     """Evaluate ``bundle`` on an image folder (or file) and its annotations; rows + a final mean row."""
-    from deepimagej.unet import data as udata
-
     images, labels = Path(images), Path(labels)
-    pairs = [(images, labels)] if images.is_file() else udata.load_folder_pairs(images, labels)
+    pairs = [(images, labels)] if images.is_file() else load_folder_pairs(images, labels)
     rows = evaluate_pairs(bundle, pairs, detection=detection, threshold=threshold, d_match=d_match)
     rows.append(mean_row(rows))
     if csv is not None:
@@ -202,13 +192,12 @@ def evaluate_bundle(
 
 
 def write_csv(rows: Sequence[dict[str, Any]], path: str | Path) -> None:
-    import csv as _csv
-
+    """Write the rows (one per image, plus the mean) as CSV, floats with 4 decimals."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     keys = list(rows[0].keys())
     with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = _csv.DictWriter(fh, fieldnames=keys)
+        writer = csv_module.DictWriter(fh, fieldnames=keys)
         writer.writeheader()
         for r in rows:
             writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items()})

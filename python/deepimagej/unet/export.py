@@ -15,24 +15,49 @@ Design choices:
   network computes on the mirror-padded image: the paper's overlap-tile strategy. Tile
   sizes are multiples of the pooling factor and so is the halo, so every tile sits on the
   same pooling grid.
-- **Pre-processing**: ``scale_range`` per image with percentiles 0 and 100 (min-max to
-  [0, 1]), the normalisation used in training (:func:`deepimagej.unet.train.normalize`).
-- **Output**: soft-max class probabilities, channels last (channel 1 = foreground).
-  Python post-processing is left to :mod:`deepimagej.unet.postprocess`
-  (``to_instances`` / ``to_detections``); the ImageJ macro does the same in ImageJ.
+- **Pre-processing**: the steps of the training config (:meth:`TrainingConfig.processing_steps`,
+  by default ``scale_range`` per image with percentiles 0 and 100, min-max to [0, 1]): the very
+  steps training applied, so training and inference cannot drift apart.
+- **Element size**: the model's pixel size (``TrainingConfig.element_size``) goes into the
+  bundle's pixel size fields; images of another calibration are resampled to it at inference
+  (:func:`deepimagej.predict.run` with ``pixel_size``).
+- **Output**: soft-max class probabilities, channels last (channel 1 = foreground, or one channel
+  per class). Python post-processing is left to :mod:`deepimagej.unet.postprocess`
+  (``to_instances`` / ``to_classes`` / ``to_detections``); the ImageJ macro does the same in ImageJ.
+
+:func:`export_training` exports the result of :func:`deepimagej.unet.train.train` with the facts of
+its run (and, for detection, the peak-finding settings that score best on its validation images,
+:func:`tune_detection_settings`); :func:`export_two_heads` joins a centre U-Net and a cell U-Net
+into one detection bundle (:func:`deepimagej.unet.model.with_cell_head`).
 """
 
 from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from deepimagej.bundle.build import build_bundle
+from deepimagej.bundle.spec import ModelSpec, ProcessingStep
 from deepimagej.errors import TrainingError
+from deepimagej.resample import format_pixel_size
+from deepimagej.unet.config import TrainingConfig
+from deepimagej.unet.evaluate import tune_detection
+from deepimagej.unet.model import (
+    heads,
+    infer_config,
+    receptive_halo,
+    same_padding_twin,
+    size_multiple,
+    with_cell_head,
+)
+from deepimagej.unet.postprocess import CELL_DEFAULTS, DETECTION_DEFAULTS, write_macro
+from deepimagej.unet.samples import TrainingSample
+from deepimagej.unet.train import TrainResult
 
 
 def bundle_tiling(model) -> dict[str, Any]:
@@ -42,8 +67,6 @@ def bundle_tiling(model) -> dict[str, Any]:
     accept (least common multiple) and the larger halo, rounded up to that step.
     """
     from math import lcm
-
-    from deepimagej.unet.model import heads, infer_config, receptive_halo, size_multiple
 
     centres, cells = heads(model)
     if cells is not None:
@@ -66,7 +89,9 @@ def bundle_tiling(model) -> dict[str, Any]:
 
 def _documentation(name: str, kind: str, cfg: dict[str, Any], tiling: dict[str, Any], training: dict | None,
                    description: str, border: str = "mirror", detection: dict[str, float] | None = None,
-                   test_time_augmentation: bool = False, cell_cfg: dict[str, Any] | None = None) -> str:
+                   test_time_augmentation: bool = False, cell_cfg: dict[str, Any] | None = None,
+                   channel_names: Sequence[str] = (), pixel_size: str | None = None) -> str:
+    channels = ", ".join(f"{i + 1} = {n}" for i, n in enumerate(channel_names))
     lines = [
         f"# {name}",
         "",
@@ -86,7 +111,11 @@ def _documentation(name: str, kind: str, cfg: dict[str, Any], tiling: dict[str, 
             f"{cell_cfg['base_features']} base features, 1/{cell_cfg.get('downsample', 1)} resolution) segments the "
             "cell interiors; the model outputs both soft-maxes (channels 1-2: background / object centre; "
             "channels 3-4: membrane / cell interior).")] if cell_cfg else []),
-        "- Input: one channel, normalised per image to [0, 1] (scale_range, percentiles 0-100).",
+        (f"- Input: {cfg['in_channels']} channel(s), pre-processed as in training (the rdf's preprocessing; by "
+         "default min-max per image to [0, 1], scale_range with percentiles 0-100)."),
+        (f"- Element size (pixel size): {pixel_size}; images of another calibration are resampled to it and the "
+         "output back (deepimagej run with the image's pixel size)." if pixel_size else
+         "- Element size: not set (images are run at their own pixel size)."),
         "- Image border: "
         + ("zeros beyond the border, as in training (`config.deepimagej_py.border: zeros`; an object cut by the "
            "border is seen as cut, not mirrored into a whole one)." if border == "zeros"
@@ -94,8 +123,7 @@ def _documentation(name: str, kind: str, cfg: dict[str, Any], tiling: dict[str, 
         *([("- Test-time augmentation: the output is the mean over the 8 rotations/reflections of the image "
             "(`config.deepimagej_py.test_time_augmentation`; deepimagej only, DeepImageJ in Fiji runs the plain "
             "network).")] if test_time_augmentation else []),
-        "- Output: class probabilities (channel 2 in ImageJ / index 1 in Python = "
-        + ("object centre" if kind == "detection" else "foreground") + ").",
+        f"- Output: class probabilities, one channel per class (ImageJ channel numbers: {channels}).",
         "",
         "## Post-processing",
     ]
@@ -115,6 +143,11 @@ def _documentation(name: str, kind: str, cfg: dict[str, Any], tiling: dict[str, 
             ("- ImageJ: `postprocessing_detection.ijm` (point selection + ROI Manager + Results table X, Y, Slice, "
              "Probability, Source)."),
             "- Python: `deepimagej.unet.postprocess.to_detections(prob, **detection_settings(bundle))`.",
+        ]
+    elif cfg["n_classes"] > 2:
+        lines += [
+            "- ImageJ: `postprocessing_classes.ijm` (the class of highest probability per pixel -> 8-bit class map).",
+            "- Python: `deepimagej.unet.postprocess.to_classes(prob)`.",
         ]
     else:
         lines += [
@@ -146,8 +179,18 @@ def _example_layout(image: np.ndarray | None, axes: str) -> tuple[np.ndarray | N
     return np.moveaxis(image, -1, 1), "zcyx"
 
 
+def _channel_names(kind: str, n_classes: int, names: Sequence[str], two_heads: bool) -> tuple[str, ...]:
+    if two_heads:
+        return ("background", "object centre", "membrane", "cell interior")
+    if names:
+        return ("background", *names)
+    if n_classes == 2:
+        return ("background", "object centre" if kind == "detection" else "foreground")
+    return ("background", *(f"class {k}" for k in range(1, n_classes)))
+
+
 def export_unet(
-    model,
+    model: Any,
     out_dir: str | Path,
     *,
     name: str | None = None,
@@ -159,21 +202,30 @@ def export_unet(
     license: str = "BSD-2-Clause",
     training: dict[str, Any] | None = None,
     macro: bool = True,
-    pixel_size: str | None = None,
+    element_size: Mapping[str, float] | None = None,
+    preprocessing: Sequence[ProcessingStep] | None = None,
+    class_names: Sequence[str] = (),
     border: str = "mirror",
     detection: dict[str, float] | None = None,
     test_time_augmentation: bool = False,
-):
+) -> ModelSpec:
     """Export a U-Net (built by :func:`build_unet`, trained or not) as a bundle folder.
 
     Args:
         model: the Keras model (valid-padding models are converted to their same-padding twin), or
             a two-head detection model of :func:`~deepimagej.unet.model.with_cell_head`.
         out_dir: bundle folder (replaced if it exists).
+        name, description, authors, tags, license: the bundle's metadata.
         kind: ``"segmentation"`` or ``"detection"`` (chooses the post-processing macro and docs).
         example_image: raw image saved as ``exampleImage.tif``; its result is computed by the bundle.
         training: training facts written into the documentation (loss, epochs, time...).
-        macro: add the ImageJ post-processing macro.
+        macro: add the ImageJ post-processing macro (instances; a class map for more than 2
+            classes; points for detection).
+        element_size: the model's element size in micrometres per axis (``{"y": 0.5, "x": 0.5}``),
+            written as the bundle's pixel size (:func:`deepimagej.resample.format_pixel_size`).
+        preprocessing: the input's pre-processing steps, as training applied them
+            (:meth:`TrainingConfig.processing_steps`); default: the U-Net's min-max normalisation.
+        class_names: names of the foreground classes (documentation).
         border: what the model saw beyond the image border in training (``"mirror"`` or
             ``"zeros"``); the bundle is run the same way (:attr:`ModelSpec.border`).
         detection: peak-finding settings of a detection model (``threshold``, ``smooth_sigma``,
@@ -187,11 +239,6 @@ def export_unet(
     Returns:
         The :class:`~deepimagej.bundle.spec.ModelSpec` of the written bundle.
     """
-    from deepimagej.bundle.build import build_bundle
-    from deepimagej.bundle.spec import ProcessingStep
-    from deepimagej.unet.model import heads, infer_config, same_padding_twin, with_cell_head
-    from deepimagej.unet.postprocess import CELL_DEFAULTS, DETECTION_DEFAULTS, write_macro
-
     if kind not in ("segmentation", "detection"):
         raise TrainingError(f"kind='{kind}': use 'segmentation' or 'detection'")
     centres, cells = heads(model)
@@ -210,17 +257,21 @@ def export_unet(
     axes = tiling["axes"]
     out_dir = Path(out_dir)
     name = name or out_dir.name
-    pre = [ProcessingStep("scale_range", {"mode": "per_sample", "axes": axes, "min_percentile": 0.0,
-                                          "max_percentile": 100.0, "eps": 1e-6})]
+    if preprocessing is None:
+        preprocessing = TrainingConfig(ndim=cfg["ndim"]).processing_steps()
     example, example_axes = _example_layout(example_image, axes)
     settings = {**DETECTION_DEFAULTS, **(detection or {})} if kind == "detection" else None
+    pixel_size = format_pixel_size(element_size or {})
     doc = _documentation(name, kind, cfg, tiling, training, description, border, settings, test_time_augmentation,
-                         cell_cfg)
+                         cell_cfg, _channel_names(kind, cfg["n_classes"], class_names, cells is not None), pixel_size)
+    macro_kind = "classes" if kind == "segmentation" and cfg["n_classes"] > 2 else kind
+    macro_name = {"segmentation": "postprocessing_instances.ijm", "classes": "postprocessing_classes.ijm",
+                  "detection": "postprocessing_detection.ijm"}[macro_kind]
     with tempfile.TemporaryDirectory() as tmp:
         macros = []
         if macro:
-            macro_path = Path(tmp) / ("postprocessing_detection.ijm" if kind == "detection" else "postprocessing_instances.ijm")
-            write_macro(kind, macro_path, settings)
+            macro_path = Path(tmp) / macro_name
+            write_macro(macro_kind, macro_path, settings)
             macros.append(macro_path)
         spec = build_bundle(
             twin,
@@ -232,7 +283,7 @@ def export_unet(
             min_size=tiling["min_size"],
             step=tiling["step"],
             halo=tiling["halo"],
-            preprocessing=pre,
+            preprocessing=tuple(preprocessing),
             postprocessing=(),
             postprocessing_macros=macros,
             example_image=example,
@@ -248,3 +299,104 @@ def export_unet(
             overwrite=True,
         )
     return spec
+
+
+def training_facts(result: TrainResult) -> dict[str, Any]:
+    """What a bundle's documentation says about the run that trained it."""
+    cfg = result.config
+    return {
+        "best_val_loss": result.best_val_loss, "best_epoch": result.best_epoch, "epochs": cfg.epochs,
+        "steps_per_epoch": cfg.steps_per_epoch, "tile": list(result.tile), "batch_size": cfg.batch_size,
+        "learning_rate": cfg.learning_rate, "lr_drop_epochs": list(cfg.lr_drop_epochs), "n_train": result.n_train,
+        "n_val": len(result.val_samples), "from_bundle": Path(cfg.from_bundle).name if cfg.from_bundle else None,
+        "training_time_s": round(result.history[-1]["elapsed_s"], 1),
+    }
+
+
+def tune_detection_settings(
+    model: Any, samples: Sequence[TrainingSample], **export_kw: Any
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """Peak-finding (and cell-head) settings of a detection model that maximise the F1 on annotated samples.
+
+    The model is exported to a temporary bundle (with ``export_kw``: its border, test-time
+    augmentation...) and run as users will run it; :func:`deepimagej.unet.evaluate.tune_detection`
+    scores every setting of its grid.
+
+    Args:
+        model: a detection U-Net, or a two-head model.
+        samples: validation samples with their annotated ``points``.
+        **export_kw: :func:`export_unet` arguments.
+
+    Returns:
+        ``(settings, score)`` as :func:`~deepimagej.unet.evaluate.tune_detection`.
+    """
+    if not samples or any(s.points is None for s in samples):
+        raise TrainingError("choosing detection settings needs validation images with annotated points")
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle = Path(tmp) / "bundle"
+        kw = {**export_kw, "example_image": None, "training": None, "kind": "detection"}
+        spec = export_unet(model, bundle, **kw)
+        return tune_detection(spec, [s.image for s in samples], [s.points for s in samples])
+
+
+def export_training(result: TrainResult, bundle_dir: str | Path, **export_kw: Any) -> ModelSpec:
+    """Export the model of a training run as a bundle, with the facts of the run.
+
+    The run's config gives the task, border, element size, pre-processing and class names; its
+    first validation image is the example unless ``example_image`` is given. A detection model
+    gets the peak-finding settings that score best on the validation images
+    (:func:`tune_detection_settings`) unless ``detection`` is given.
+
+    Args:
+        result: what :func:`deepimagej.unet.train.train` returned.
+        bundle_dir: the bundle folder to write (replaced).
+        **export_kw: more :func:`export_unet` arguments (``name``, ``description``, ``tags``,
+            ``test_time_augmentation``, ...).
+
+    Returns:
+        The spec of the written bundle.
+    """
+    cfg = result.config
+    kw: dict[str, Any] = {
+        "kind": cfg.task, "border": cfg.border_mode, "element_size": cfg.element_sizes() or None,
+        "preprocessing": cfg.processing_steps(), "class_names": cfg.class_names,
+        "example_image": result.val_samples[0].image if result.val_samples else None,
+        "training": training_facts(result), **export_kw,
+    }
+    if kw["kind"] == "detection" and "detection" not in kw and all(s.points is not None for s in result.val_samples):
+        kw["detection"], score = tune_detection_settings(result.model, result.val_samples, **kw)
+        kw["training"] = {**(kw["training"] or {}),
+                          "detection_settings_from_validation": {"settings": kw["detection"], **score}}
+    return export_unet(result.model, bundle_dir, **kw)
+
+
+def export_two_heads(
+    centres: TrainResult, cells: TrainResult, bundle_dir: str | Path, **export_kw: Any
+) -> ModelSpec:
+    """One detection bundle from a centre U-Net and a cell U-Net (:func:`~deepimagej.unet.model.with_cell_head`).
+
+    The settings of both heads (peaks; cell threshold, area and solidity) are chosen on the centre
+    run's validation images (:func:`tune_detection_settings`); the documentation gets the facts of
+    both runs.
+
+    Args:
+        centres: the run of the object-centre U-Net (detection, with point annotations).
+        cells: the run of the cell-segmentation U-Net (2 classes; same input channels).
+        bundle_dir: the bundle folder to write (replaced).
+        **export_kw: more :func:`export_unet` arguments (``name``, ``test_time_augmentation``...).
+
+    Returns:
+        The spec of the written bundle.
+    """
+    model = with_cell_head(centres.model, cells.model)
+    kw: dict[str, Any] = {
+        "kind": "detection", "border": centres.config.border_mode,
+        "element_size": centres.config.element_sizes() or None, "preprocessing": centres.config.processing_steps(),
+        "example_image": centres.val_samples[0].image if centres.val_samples else None, **export_kw,
+    }
+    settings, score = tune_detection_settings(model, centres.val_samples, **kw)
+    kw["detection"] = settings
+    kw["training"] = {"centre_unet": training_facts(centres),
+                      "cell_unet": {**training_facts(cells), "depth": infer_config(cells.model)["depth"]},
+                      "detection_settings_from_validation": {"settings": settings, **score}}
+    return export_unet(model, bundle_dir, **kw)

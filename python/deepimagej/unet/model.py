@@ -32,7 +32,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
+from deepimagej.bundle import load_bundle
+from deepimagej.engines.keras import load_keras_model
+from deepimagej.engines.tensorflow import quiet_tensorflow
 from deepimagej.errors import TrainingError
 
 #: Leaky ReLU slope of the paper.
@@ -198,8 +202,6 @@ def build_unet(
         A ``keras.Model`` mapping ``(b, [z,] y, x, in_channels)`` to class probabilities
         ``(b, [z,] y, x, n_classes)``. Spatial input sizes are free (``None``).
     """
-    from deepimagej.engines.tensorflow import quiet_tensorflow
-
     quiet_tensorflow()
     import keras
     from keras import layers
@@ -392,3 +394,79 @@ def infer_config(model) -> dict:
         "anisotropy": anisotropy,
         "downsample": downsample,
     }
+
+
+def load_bundle_model(bundle: str | Path):
+    """The Keras U-Net of a bundle (its ``model.h5`` / ``keras_hdf5`` weights) or of a ``.h5`` file, for fine-tuning.
+
+    Of a two-head detection bundle (centres + cells, :func:`with_cell_head`) this is the centre
+    U-Net: points train centres; the cell U-Net is trained from masks.
+
+    Raises:
+        TrainingError: the bundle has no Keras weights.
+        EngineError: the file cannot be loaded.
+    """
+    return heads(load_keras_model(keras_file(Path(bundle))))[0]
+
+
+def keras_file(path: Path) -> Path:
+    """The Keras weights file of a bundle (or ``path`` itself when it is one)."""
+    if path.is_file() and path.suffix.lower() in {".h5", ".hdf5", ".keras"}:
+        return path
+    folder = path if path.is_dir() else path.parent
+    for name in ("model.h5", "model.keras"):
+        if (folder / name).is_file():
+            return folder / name
+    weights = load_bundle(path).weights.get("keras_hdf5")
+    if weights is not None and weights.path is not None and weights.path.is_file():
+        return weights.path
+    raise TrainingError(
+        f"{path}: no Keras weights (model.h5) in this bundle; fine-tuning needs a bundle exported by deepimagej train"
+    )
+
+
+def deepened(model, depth: int, *, downsample: int | None = None, seed: int = 0):
+    """A deeper U-Net (or one at another resolution) initialised from ``model``'s weights.
+
+    A depth-``d`` U-Net is the top of a depth-``D`` U-Net (``D >= d``) whose level ``d`` is the old
+    bottleneck: the encoder blocks ``down0..`` and the old ``bottom`` block (-> ``down{d}``), the
+    decoder blocks ``up0..up{d-1}`` and the ``classes`` layer have the same shapes in the deeper
+    net and are copied; only the new lower levels (``down{d+1}..``, ``bottom``, ``up{d}..``) start
+    from random weights (seeded). Each level doubles the receptive field, which e.g. the detection
+    of large cells needs, while the knowledge of the transfer-learning source is kept. With
+    ``downsample`` the copy runs at another resolution (:func:`build_unet`); the weights are the same.
+
+    Args:
+        model: a U-Net of :func:`build_unet` (e.g. :func:`load_bundle_model` of a bundle).
+        depth: the new depth (at least the old one).
+        downsample: the new resolution factor; ``None`` keeps the model's.
+        seed: seed of the new levels' initial weights.
+
+    Returns:
+        ``model`` itself when nothing changes, else the new model (with ``unet_config``).
+
+    Raises:
+        TrainingError: a shallower depth was asked for.
+    """
+    import keras
+
+    cfg = dict(getattr(model, "unet_config", None) or infer_config(model))
+    downsample = cfg["downsample"] if downsample is None else downsample
+    if cfg["depth"] == depth and cfg["downsample"] == downsample:
+        return model
+    if depth < cfg["depth"]:
+        raise TrainingError(f"cannot make a U-Net shallower (depth {cfg['depth']} -> {depth})")
+    keras.utils.set_random_seed(seed)
+    dst = build_unet(cfg["ndim"], cfg["n_classes"], depth, cfg["base_features"], cfg["padding"], cfg["in_channels"],
+                     cfg["anisotropy"], downsample=downsample)
+    old = cfg["depth"]
+    rename = {f"bottom_conv{i}": f"down{old}_conv{i}" for i in (1, 2)} if depth > old else {}
+    for layer in model.layers:
+        weights = layer.get_weights()
+        if not weights:
+            continue
+        target = dst.get_layer(rename.get(layer.name, layer.name))
+        if [a.shape for a in target.get_weights()] != [a.shape for a in weights]:
+            raise TrainingError(f"cannot copy layer {layer.name} into {target.name}: the shapes differ")
+        target.set_weights(weights)
+    return dst

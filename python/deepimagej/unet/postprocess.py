@@ -1,9 +1,9 @@
-"""From U-Net class probabilities to what a biologist wants: instance labels or detections.
+"""From U-Net class probabilities to what a biologist wants: instance labels, a class map or detections.
 
 The exported U-Net bundles output soft-max probabilities (channels last, channel 1 =
-foreground). In Python these functions do the post-processing; in ImageJ the bundle
-carries the equivalent macro (:data:`SEGMENTATION_MACRO` / :data:`DETECTION_MACRO`),
-which DeepImageJ Run executes after the model.
+foreground, or one channel per class). In Python these functions do the post-processing; in
+ImageJ the bundle carries the equivalent macro (:data:`SEGMENTATION_MACRO`, :data:`CLASSES_MACRO`
+/ :data:`DETECTION_MACRO`), which DeepImageJ Run executes after the model.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 from scipy import ndimage as ndi
+
+from deepimagej.predict import as_spec
 
 #: ImageJ macro shipped as the post-processing of segmentation bundles.
 SEGMENTATION_MACRO = """// deepimagej U-Net post-processing: class probabilities -> instance labels.
@@ -39,6 +41,37 @@ if (nSlices > 1) {
 }
 rename(source + "_labels");
 close("foreground");
+"""
+
+#: ImageJ macro shipped as the post-processing of bundles with several classes.
+CLASSES_MACRO = """// deepimagej U-Net post-processing: class probabilities -> class map.
+// Input: the model output (soft-max probabilities, one channel per class; channel 1 = background).
+// Output: an 8-bit image, each pixel the class (0 = background, 1, 2, ...) of highest probability
+// (ties: the lower class). Python equivalent: deepimagej.unet.postprocess.to_classes(prob).
+source = getTitle();
+getDimensions(width, height, channels, slices, frames);
+run("Duplicate...", "title=best duplicate channels=1");
+run("32-bit");
+newImage("classes", "8-bit black", width, height, slices);
+for (c = 2; c <= channels; c++) {
+    selectImage(source);
+    run("Duplicate...", "title=channel duplicate channels=" + c);
+    run("32-bit");
+    imageCalculator("Subtract create 32-bit stack", "channel", "best");
+    rename("higher");
+    setThreshold(1e-30, 1e30);
+    setOption("BlackBackground", true);
+    run("Convert to Mask", "method=Default background=Dark black");
+    run("Divide...", "value=255 stack");
+    run("Multiply...", "value=" + (c - 1) + " stack");
+    imageCalculator("Max stack", "classes", "higher");
+    imageCalculator("Max stack", "best", "channel");
+    close("higher");
+    close("channel");
+}
+close("best");
+selectImage("classes");
+rename(source + "_classes");
 """
 
 #: Detection post-processing settings used when a bundle does not set its own
@@ -229,6 +262,11 @@ def to_instances(prob: np.ndarray, threshold: float = 0.5, *, min_size: int = 0,
     return labels.astype(np.int32)
 
 
+def to_classes(prob: np.ndarray, channel_axis: int = -1) -> np.ndarray:
+    """Class map: the class of highest probability at every pixel (ties: the lower class), ``uint8``."""
+    return np.argmax(np.asarray(prob), axis=channel_axis).astype(np.uint8)
+
+
 def _relabel(labels: np.ndarray):
     from skimage.segmentation import relabel_sequential
 
@@ -358,9 +396,7 @@ def detection_settings(bundle: Any = None) -> dict[str, float]:
     """
     settings = dict(DETECTION_DEFAULTS)
     if bundle is not None:
-        from deepimagej import predict
-
-        settings.update(predict.as_spec(bundle).extra.get("detection") or {})
+        settings.update(as_spec(bundle).extra.get("detection") or {})
     return settings
 
 
@@ -417,13 +453,15 @@ def detection_macro(
 
 
 def write_macro(kind: str, path, settings: dict[str, float] | None = None) -> None:
-    """Write the post-processing macro of ``kind`` (``segmentation`` or ``detection``) to ``path``.
+    """Write the post-processing macro of ``kind`` (``segmentation``, ``classes`` or ``detection``) to ``path``.
 
     ``settings``: detection peak-finding settings (:data:`DETECTION_DEFAULTS` when omitted).
     """
     from pathlib import Path
 
-    if kind == "segmentation":
+    if kind == "classes":
+        text = CLASSES_MACRO
+    elif kind == "segmentation":
         text = SEGMENTATION_MACRO
     else:
         text = detection_macro(**{**DETECTION_DEFAULTS, **(settings or {})})

@@ -75,7 +75,7 @@ def element_spacing(element_size, ndim: int) -> np.ndarray:
     return s
 
 
-def insert_ridges(labels: np.ndarray) -> np.ndarray:
+def insert_ridges(labels: np.ndarray, classes: np.ndarray | None = None) -> np.ndarray:
     """Separate touching instances by one-pixel background ridges.
 
     A labelled pixel becomes background when its neighbourhood (8-connectivity in 2D,
@@ -83,38 +83,44 @@ def insert_ridges(labels: np.ndarray) -> np.ndarray:
     one side loses its border pixels, so the ridge is exactly one pixel wide (Falk et al. 2019,
     M2), and afterwards no two different instances touch (not even diagonally).
 
-    Parameters
-    ----------
-    labels : numpy.ndarray
-        Instance label image, 2D ``(Y, X)`` or 3D ``(Z, Y, X)``, integer; 0 is background.
+    With several classes, ridges separate touching objects of the same class only: where two
+    classes meet (a nucleus inside its cell), the class boundary itself is what the network
+    learns, and a background ridge there would be wrong.
 
-    Returns
-    -------
-    numpy.ndarray
+    Args:
+        labels: instance label image, 2D ``(Y, X)`` or 3D ``(Z, Y, X)``, integer; 0 is background.
+        classes: the class of every labelled pixel (same shape), or ``None`` for one class.
+
+    Returns:
         A new label image of the same shape and dtype with the ridge pixels set to 0.
     """
     labels = np.asarray(labels)
     footprint = np.ones((3,) * labels.ndim, dtype=bool)
-    neighbour_max = ndi.maximum_filter(labels, footprint=footprint, mode="constant", cval=0)
     out = labels.copy()
-    out[(labels > 0) & (neighbour_max > labels)] = 0
+    groups = [labels] if classes is None else [
+        np.where(np.asarray(classes) == k, labels, 0) for k in np.unique(np.asarray(classes)[labels > 0])
+    ]
+    for group in groups:
+        neighbour_max = ndi.maximum_filter(group, footprint=footprint, mode="constant", cval=0)
+        out[(group > 0) & (neighbour_max > group)] = 0
     return out
 
 
-def labels_to_classes(labels: np.ndarray) -> np.ndarray:
-    """Class image of an instance label image: 0 background (and ridges), 1 foreground.
+def labels_to_classes(labels: np.ndarray, classes: np.ndarray | None = None) -> np.ndarray:
+    """Class image of an instance label image: 0 background (and ridges), else the object's class.
 
-    Parameters
-    ----------
-    labels : numpy.ndarray
-        Instance label image (0 = background), 2D or 3D.
+    Args:
+        labels: instance label image (0 = background), 2D or 3D.
+        classes: the class of every labelled pixel, or ``None``: every object is class 1.
 
-    Returns
-    -------
-    numpy.ndarray
-        ``uint8`` image, 1 where a pixel belongs to an instance after :func:`insert_ridges`.
+    Returns:
+        ``uint8`` image: the class of each pixel that belongs to an instance after
+        :func:`insert_ridges`, 0 elsewhere.
     """
-    return (insert_ridges(labels) > 0).astype(np.uint8)
+    ridged = insert_ridges(labels, classes) > 0
+    if classes is None:
+        return ridged.astype(np.uint8)
+    return np.where(ridged, np.asarray(classes), 0).astype(np.uint8)
 
 
 def class_balance_weights(
@@ -238,6 +244,7 @@ def weight_map(
     lam: float = LAMBDA_SEP,
     sigma_sep: float = SIGMA_SEP,
     element_size: Sequence[float] | float | None = None,
+    classes: np.ndarray | None = None,
 ) -> np.ndarray:
     """Loss weight map :math:`w = w'_{bal} + \\lambda w_{sep}` of an instance label image.
 
@@ -245,6 +252,11 @@ def weight_map(
     foreground of the resulting class image (:func:`labels_to_classes`) is the one that the
     balancing term sees, and the separation term is added on background (including ridge)
     pixels only. Ignored pixels weigh 0.
+
+    Several classes (``classes``) weigh as in the U-Net plugin: every foreground class weighs 1
+    and the background ``v_bal`` rising towards objects of any class (class balancing), and the
+    separation term acts in the gaps between touching objects of any classes; ridges separate
+    touching objects of one class (:func:`insert_ridges`).
 
     Parameters
     ----------
@@ -259,6 +271,8 @@ def weight_map(
     element_size : float or sequence of float, optional
         Pixel size per axis. Without it all distances (``sigma_bal``, ``sigma_sep``) are in
         pixels; with it they are in the same physical unit as ``element_size``.
+    classes : numpy.ndarray or None
+        The class of every labelled pixel (several foreground classes), or ``None``.
 
     Returns
     -------
@@ -268,9 +282,8 @@ def weight_map(
     labels = np.asarray(labels)
     if labels.dtype.kind not in "iu":
         labels = labels.astype(np.int64)
-    ridged = insert_ridges(labels)
-    classes = ridged > 0
-    w = class_balance_weights(classes, None, v_bal=v_bal, sigma_bal=sigma_bal, element_size=element_size)
+    ridged = insert_ridges(labels, classes)
+    w = class_balance_weights(ridged > 0, None, v_bal=v_bal, sigma_bal=sigma_bal, element_size=element_size)
     if lam:
         sep = separation_weights(ridged, sigma_sep=sigma_sep, element_size=element_size)
         w += np.float32(lam) * sep

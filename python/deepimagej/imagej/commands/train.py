@@ -9,12 +9,20 @@ Two sources of training data:
 * ``data=folders``: ``images=[folder]`` and ``annotations=[folder]`` (label masks, ``RoiSet.zip``
   / ``.roi`` files or multi-point ROIs, matched to the images by file name).
 
+Classes: with ``classes`` > 2 the label values of the masks (1, 2, ...) or the ROI names are the
+classes (``class_names=[nucleus,cytoplasm]`` names classes 1, 2 and the ROIs that belong to them).
+ROIs named ``ignore`` (and ``ignore_label`` in masks) are regions that do not count. The model's
+element size (pixel size) is the current image's calibration, or ``element_size`` (micrometres);
+calibrated images of another size are resampled to it. The validation curve is drawn in a Plot
+window after every epoch (and saved as ``validation_curve.png`` with the checkpoints).
+
 The result is a bundle (``output=[folder]``) that "DeepImageJ Run" executes. The command is an
 ImageJ ``GenericDialog``: clicked from the menu it asks for its settings; called from a macro it
 reads them from the options (and the Recorder records them)::
 
     run("U-Net Train", "data=[current image + ROI Manager] task=auto output=/path/my-unet epochs=10");
     run("U-Net Train", "data=folders images=/data/imgs annotations=/data/masks output=/path/my-unet from=isbi2012-em-unet");
+    run("U-Net Train", "data=folders images=/data/imgs annotations=/data/labels classes=3 ignore_label=255 output=/path/three");
 """
 
 from __future__ import annotations
@@ -25,11 +33,19 @@ from pathlib import Path
 from typing import Any
 
 from deepimagej.errors import TrainingError
+from deepimagej.imagej.convert import from_imageplus, imageplus_axes
+from deepimagej.imagej.models import find_model
+from deepimagej.resample import to_micrometres
+from deepimagej.unet.config import TrainingConfig
+from deepimagej.unet.files import ROI_SUFFIXES, load_folder_pairs, spatial_dims
+from deepimagej.unet.samples import TrainingSample, load_samples
 
 DATA_CHOICES = ("current image + ROI Manager", "folders")
 TASK_CHOICES = ("auto", "segmentation", "detection")
 #: ImageJ Roi types that mark one point per object (Roi.POINT = 10)
 POINT_ROI_TYPE = 10
+#: Title of the Plot window with the validation curve.
+CURVE_TITLE = "U-Net Train: validation curve"
 
 
 def ask_settings(options: str | None) -> dict[str, Any] | None:
@@ -54,8 +70,15 @@ def ask_settings(options: str | None) -> dict[str, Any] | None:
     gd.addNumericField("Features", 16, 0)
     gd.addNumericField("Learning_rate", 0.001, 5)
     gd.addNumericField("Radius", 3, 1)
+    gd.addNumericField("Classes", 2, 0)
+    gd.addStringField("Class_names", "", 30)
+    gd.addStringField("Ignore_label", "", 6)
+    gd.addStringField("Element_size", "", 12)
     gd.addMessage("Images/Annotations: folders, for Data = folders. From: a bundle to fine-tune (name or folder).\n"
-                  "Radius: detection disk radius (px). Output: the bundle folder to write.")
+                  "Radius: detection disk radius (px). Output: the bundle folder to write.\n"
+                  "Classes: with the background; > 2: label values or ROI names (Class_names, comma-separated) are\n"
+                  "classes. ROIs named 'ignore' and the Ignore_label value do not count. Element_size: the model's\n"
+                  "pixel size in micrometres (default: the current image's calibration).")
     gd.showDialog()
     if gd.wasCanceled():
         return None
@@ -74,6 +97,10 @@ def ask_settings(options: str | None) -> dict[str, Any] | None:
         "features": int(gd.getNextNumber()),
         "learning_rate": float(gd.getNextNumber()),
         "radius": float(gd.getNextNumber()),
+        "classes": int(gd.getNextNumber()),
+        "class_names": str(gd.getNextString()).strip(),
+        "ignore_label": str(gd.getNextString()).strip(),
+        "element_size": str(gd.getNextString()).strip(),
     }
 
 
@@ -102,13 +129,18 @@ def roi_manager_zip(folder: Path) -> tuple[Path, bool]:
     return path, all(points)
 
 
-def _samples_from_current_image(settings: dict[str, Any], tmp: Path) -> tuple[list[Any], bool, str]:
+def _calibration(imp: Any, ndim: int) -> tuple[float, ...] | None:
+    """The image's pixel size in micrometres (array order), or ``None`` when uncalibrated."""
+    cal = imp.getCalibration()
+    unit = str(cal.getUnit())
+    sizes = [to_micrometres(float(v), unit) for v in (cal.pixelDepth, cal.pixelHeight, cal.pixelWidth)][-ndim:]
+    return None if any(v is None for v in sizes) else tuple(float(v) for v in sizes)
+
+
+def _samples_from_current_image(settings: dict[str, Any], tmp: Path) -> tuple[list[TrainingSample], TrainingConfig, str]:
     """Training samples from the current image and the ROI Manager."""
     import tifffile
     from jpype import JClass
-
-    from deepimagej.imagej.convert import from_imageplus, imageplus_axes
-    from deepimagej.unet.train import load_samples
 
     imp = JClass("ij.WindowManager").getCurrentImage()
     if imp is None:
@@ -117,13 +149,11 @@ def _samples_from_current_image(settings: dict[str, Any], tmp: Path) -> tuple[li
     if "t" in axes or ("c" in axes and "z" in axes):
         raise TrainingError(f"U-Net Train: the current image has axes '{axes}'; use a 2D image or a z-stack")
     zip_path, are_points = roi_manager_zip(tmp)
-    detection = _task_is_detection(settings["task"], are_points)
-    image_path = tmp / "image.tif"  # the image as a file: the same loader as for folders
-    tifffile.imwrite(image_path, from_imageplus(imp))
     ndim = 3 if "z" in axes else 2
-    samples = load_samples(image_path, zip_path, ndim=ndim, detection=detection, radius=settings["radius"],
-                           r_ign=2 * settings["radius"], prepare_kw={"lam": 0.0} if detection else None)
-    return samples, detection, str(imp.getTitle())
+    config = _config(settings, _task_is_detection(settings["task"], are_points), ndim, _calibration(imp, ndim))
+    image_path = tmp / "image.tif"  # the image as a file (at the model's element size): the loader of folders
+    tifffile.imwrite(image_path, from_imageplus(imp))
+    return load_samples(image_path, zip_path, config), config, str(imp.getTitle())
 
 
 def _task_is_detection(task: str, are_points: bool | None) -> bool:
@@ -140,11 +170,8 @@ def _task_is_detection(task: str, are_points: bool | None) -> bool:
     return bool(are_points)
 
 
-def _samples_from_folders(settings: dict[str, Any]) -> tuple[list[Any], bool, str]:
+def _samples_from_folders(settings: dict[str, Any]) -> tuple[list[TrainingSample], TrainingConfig, str]:
     """Training samples from an image folder and an annotation folder."""
-    from deepimagej.unet import data as udata
-    from deepimagej.unet.train import load_samples
-
     images, annotations = Path(settings["images"]), Path(settings["annotations"])
     if not settings["images"] or not images.exists():
         raise TrainingError(f"U-Net Train: images=[{settings['images']}] is not a folder or file")
@@ -153,12 +180,33 @@ def _samples_from_folders(settings: dict[str, Any]) -> tuple[list[Any], bool, st
     files = [annotations] if annotations.is_file() else sorted(annotations.iterdir())
     are_points = None
     if settings["task"] == "auto":
-        rois = [f for f in files if f.suffix.lower() in udata.ROI_SUFFIXES]
+        rois = [f for f in files if f.suffix.lower() in ROI_SUFFIXES]
         are_points = bool(rois) and all(_is_point_file(f) for f in rois)
-    detection = _task_is_detection(settings["task"], are_points)
-    samples = load_samples(images, annotations, detection=detection, radius=settings["radius"],
-                           r_ign=2 * settings["radius"], prepare_kw={"lam": 0.0} if detection else None)
-    return samples, detection, images.name
+    first = images if images.is_file() else load_folder_pairs(images, annotations)[0][0]
+    config = _config(settings, _task_is_detection(settings["task"], are_points), spatial_dims(first), None)
+    return load_samples(images, annotations, config), config, images.name
+
+
+def _config(settings: dict[str, Any], detection: bool, ndim: int, calibration: tuple[float, ...] | None) -> TrainingConfig:
+    """The training config of the dialog's settings."""
+    element_size = calibration
+    if settings["element_size"]:
+        try:
+            element_size = tuple(float(v) for v in settings["element_size"].split(","))
+        except ValueError:
+            raise TrainingError(f"U-Net Train: element_size=[{settings['element_size']}]; give micrometres, "
+                                "e.g. 0.5 or 2,0.5,0.5") from None
+    ignore = settings["ignore_label"]
+    if ignore and not ignore.lstrip("-").isdigit():
+        raise TrainingError(f"U-Net Train: ignore_label={ignore}; give the label value of the regions to ignore")
+    return TrainingConfig(
+        task="detection" if detection else "segmentation", ndim=ndim, n_classes=settings["classes"],
+        class_names=tuple(n.strip() for n in settings["class_names"].split(",") if n.strip()),
+        ignore_label=int(ignore) if ignore else None, element_size=element_size, radius=settings["radius"],
+        r_ign=2 * settings["radius"], from_bundle=settings["from_bundle"], depth=settings["depth"],
+        base_features=settings["features"], epochs=settings["epochs"], steps_per_epoch=settings["steps"],
+        tile=settings["tile"], learning_rate=settings["learning_rate"],
+    )
 
 
 def _is_point_file(path: Path) -> bool:
@@ -172,11 +220,40 @@ def _is_point_file(path: Path) -> bool:
     return bool(rois) and all(r.roitype == roifile.ROI_TYPE.POINT for r in rois)
 
 
+class CurvePlot:
+    """The validation curve in an ImageJ Plot window, redrawn after every epoch (one window per training)."""
+
+    def __init__(self) -> None:
+        self.window: Any = None
+        self.image: Any = None
+
+    def update(self, history: list[dict[str, Any]]) -> None:
+        from jpype import JClass
+
+        plot = JClass("ij.gui.Plot")(CURVE_TITLE, "epoch", "weighted cross-entropy")
+        trained = [h for h in history if h.get("loss") is not None]
+        plot.setColor("#1f77b4")
+        plot.add("connected circle", [float(h["epoch"]) for h in trained], [float(h["loss"]) for h in trained])
+        plot.setColor("#d62728")
+        plot.add("connected circle", [float(h["epoch"]) for h in history], [float(h["val_loss"]) for h in history])
+        plot.addLegend("training loss\tvalidation loss")
+        plot.setLimitsToFit(True)
+        if self.window is not None and self.window.isVisible():
+            self.window.drawPlot(plot)
+            return
+        if self.image is not None:  # a macro without windows: the plot is an image; replace it
+            self.image.changes = False
+            self.image.close()
+        self.window = plot.show()
+        self.image = plot.getImagePlus() if self.window is None else None
+
+
 def train_command(ij: Any, options: str | None) -> None:
     """The "U-Net Train" command: annotations -> a trained U-Net bundle; called from the Java shim."""
     from jpype import JClass
 
-    from deepimagej.imagej.models import find_model
+    # TensorFlow loads with the training modules, when the command runs
+    from deepimagej.unet.export import export_training
     from deepimagej.unet.train import train
 
     settings = ask_settings(options)
@@ -188,13 +265,14 @@ def train_command(ij: Any, options: str | None) -> None:
         raise TrainingError("U-Net Train needs output=[folder] (the bundle to write)")
     if settings["epochs"] < 1 or settings["steps"] < 1 or settings["tile"] < 16:
         raise TrainingError("U-Net Train: epochs and steps must be at least 1 and tile at least 16")
-    source = find_model(settings["from"]).root if settings["from"] else None
+    settings["from_bundle"] = str(find_model(settings["from"]).root) if settings["from"] else None
     work = output.with_name(output.name + "-training")
+    current = JClass("ij.WindowManager").getCurrentImage()  # the plot window must not take its place
     with tempfile.TemporaryDirectory() as tmp:
         if settings["data"] == DATA_CHOICES[0]:
-            samples, detection, origin = _samples_from_current_image(settings, Path(tmp))
+            samples, config, origin = _samples_from_current_image(settings, Path(tmp))
         elif settings["data"] == DATA_CHOICES[1]:
-            samples, detection, origin = _samples_from_folders(settings)
+            samples, config, origin = _samples_from_folders(settings)
         else:
             raise TrainingError(f"U-Net Train: data=[{settings['data']}]; use one of: {', '.join(DATA_CHOICES)}")
         val = None
@@ -202,9 +280,11 @@ def train_command(ij: Any, options: str | None) -> None:
             val = samples
             IJ.log("[U-Net Train] one annotated image: the validation loss is measured on the training image "
                    "(annotate a second image for a real validation)")
-        kind = "detection" if detection else "segmentation"
-        IJ.log(f"[U-Net Train] {kind}: {len(samples)} image(s) from {origin}, "
-               f"{'fine-tuning ' + source.name if source else 'from scratch'}; checkpoints in {work}")
+        source = settings["from_bundle"]
+        IJ.log(f"[U-Net Train] {config.task}: {len(samples)} image(s) from {origin}"
+               f"{f', {config.n_classes} classes' if config.n_classes > 2 else ''}, "
+               f"{'fine-tuning ' + Path(source).name if source else 'from scratch'}; checkpoints in {work}")
+        curve = CurvePlot()
 
         def progress(info: dict[str, Any]) -> None:
             IJ.showProgress(info["epoch"], info["epochs"])
@@ -212,14 +292,14 @@ def train_command(ij: Any, options: str | None) -> None:
             IJ.log(f"[U-Net Train] epoch {info['epoch']}/{info['epochs']}  loss {info['loss']:.4f}  "
                    f"val loss {info['val_loss']:.4f}  val IoU {info['val_iou']:.3f}{'  (best)' if info['best'] else ''}"
                    f"  {info['elapsed_s']:.0f} s")
+            curve.update(info["history"])
 
-        result = train(
-            samples, val_samples=val, out_dir=work, ndim=samples[0].classes.ndim, from_bundle=source,
-            depth=settings["depth"], base_features=settings["features"], epochs=settings["epochs"],
-            steps_per_epoch=settings["steps"], tile=settings["tile"], learning_rate=settings["learning_rate"],
-            border="zeros" if detection else "mirror", progress=progress, bundle_dir=output,
-            export_kw={"name": settings["name"] or output.name, "kind": kind},
-        )
+        try:
+            result = train(samples, config, val_samples=val, out_dir=work, progress=progress)
+        finally:
+            if current is not None:
+                IJ.selectWindow(current.getID())
+        export_training(result, output, name=settings["name"] or output.name)
     IJ.showProgress(1.0)
     IJ.showStatus("")
     IJ.log(f"[U-Net Train] best validation loss {result.best_val_loss:.4f} (epoch {result.best_epoch}); bundle "

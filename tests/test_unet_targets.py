@@ -1,4 +1,4 @@
-"""Training data: masks, ImageJ ROI files (written with roifile), points, samples, folder pairing."""
+"""Annotations to training targets: masks, ImageJ ROI files (written with roifile), points."""
 
 from __future__ import annotations
 
@@ -9,20 +9,9 @@ import tifffile
 from skimage import io as skio
 
 from deepimagej.errors import TrainingError
-from deepimagej.unet.data import (
-    TrainingSample,
-    detection_targets,
-    link_slice_rois,
-    load_folder_pairs,
-    load_image,
-    load_mask,
-    points_from_rois,
-    prepare_sample,
-    rescale_to_element_size,
-    rois_to_labels,
-    split_validation,
-    write_point_rois,
-)
+from deepimagej.unet.files import load_image
+from deepimagej.unet.points import points_from_rois, write_point_rois
+from deepimagej.unet.targets import link_slice_rois, load_mask, rois_to_labels
 from deepimagej.unet.weights import insert_ridges
 
 
@@ -56,24 +45,6 @@ def test_load_isbi_mask(assets):
     img = load_image(assets / "isbi2012_em" / "train" / "image" / "0.png")
     assert lab.shape == img.shape == (512, 512)
     assert lab.max() > 50  # cells (255) separated by membranes (0)
-
-
-def test_bad_files(tmp_path):
-    with pytest.raises(TrainingError) as e:
-        load_image(tmp_path / "missing.png")
-    assert "does not exist" in one_line(e)
-    (tmp_path / "junk.png").write_bytes(b"not a png")
-    with pytest.raises(TrainingError) as e:
-        load_image(tmp_path / "junk.png")
-    assert "junk.png" in one_line(e)
-    (tmp_path / "notroi.roi").write_bytes(b"hello, this is not a ROI" * 4)
-    with pytest.raises(TrainingError) as e:
-        rois_to_labels(tmp_path / "notroi.roi", (10, 10))
-    assert "not an ImageJ ROI" in one_line(e)
-    (tmp_path / "RoiSet.zip").write_bytes(b"PK garbage")
-    with pytest.raises(TrainingError) as e:
-        points_from_rois(tmp_path / "RoiSet.zip")
-    assert "RoiSet.zip" in one_line(e)
 
 
 def test_polygon_rect_oval_rois_round_trip(tmp_path):
@@ -170,123 +141,45 @@ def test_rois_3d_positions_and_errors(tmp_path):
     assert "point ROIs" in one_line(e)
 
 
-def test_point_rois_round_trip(tmp_path):
-    pts = np.array([[10, 20], [30.5, 40.25], [0, 511]])
-    path = write_point_rois(pts, tmp_path / "points.roi")
-    roi = roifile.ImagejRoi.fromfile(path)
-    assert roi.roitype == roifile.ROI_TYPE.POINT and roi.n_coordinates == 3
-    np.testing.assert_allclose(points_from_rois(path), pts, atol=1e-4)
-    ints = np.array([[5, 6], [7, 8]])
-    np.testing.assert_array_equal(points_from_rois(write_point_rois(ints, tmp_path / "RoiSet.zip")), ints)
-    pts3 = np.array([[0, 5, 6], [2, 7, 8], [3, 1, 1]])
-    got = points_from_rois(write_point_rois(pts3, tmp_path / "p3.zip"))
-    np.testing.assert_array_equal(got, pts3)
-    np.testing.assert_array_equal(points_from_rois(tmp_path / "p3.zip", ndim=2), pts3[:, 1:])
-    with pytest.raises(TrainingError):
-        points_from_rois(tmp_path / "RoiSet.zip", ndim=3)
+def test_roi_names_are_classes_and_ignore_rois_are_not_objects(tmp_path):
+    from deepimagej.unet.targets import ignore_rois, roi_annotation
 
-
-def test_detection_targets_disks_and_rings():
-    lab, ign = detection_targets(np.array([[10, 10], [10, 30]]), (20, 40), radius=2.0, r_ign=4.0)
-    assert lab[10, 10] == 1 and lab[10, 30] == 2
-    assert (lab == 1).sum() == 13  # pixels within distance 2 of a point
-    assert lab[10, 12] == 1 and lab[10, 13] == 0 and ign[10, 13] and ign[10, 14] and not ign[10, 15]
-    assert not np.any(ign & (lab > 0))
-    assert not ign[0, 0]
-    # close points: nearest point wins, no overlap
-    lab2, _ = detection_targets(np.array([[5, 5], [5, 8]]), (12, 12), radius=2.0, r_ign=3.0)
-    assert lab2[5, 6] == 1 and lab2[5, 7] == 2
-    lab3, ign3 = detection_targets(
-        np.array([[2, 5, 5]]), (5, 12, 12), radius=2.0, r_ign=4.0, element_size=(2.0, 1.0, 1.0)
-    )
-    assert lab3[2, 5, 5] == 1 and lab3[3, 5, 5] == 1 and lab3[4, 5, 5] == 0 and ign3[4, 5, 5]
-
-
-def test_rescale_to_element_size():
-    img = np.arange(100, dtype=np.float32).reshape(10, 10)
-    lab = np.zeros((10, 10), np.int32)
-    lab[2:6, 2:6] = 3
-    ri, rl = rescale_to_element_size(img, lab, from_size=0.5, to_size=1.0)
-    assert ri.shape == (5, 5) and rl.shape == (5, 5) and set(np.unique(rl)) <= {0, 3}
-    assert (rl == 3).sum() == 4
-    ri2, rl2 = rescale_to_element_size(
-        np.zeros((4, 10, 10, 2)), np.zeros((4, 10, 10), np.uint8), (2, 1, 1), (1, 1, 1)
-    )
-    assert ri2.shape == (8, 10, 10, 2) and rl2.shape == (8, 10, 10)
-    same, _ = rescale_to_element_size(img, None, 1.0, 1.0)
-    np.testing.assert_array_equal(same, img)
-
-
-def test_prepare_sample_and_errors():
-    lab = np.zeros((16, 16), np.int32)
-    lab[2:8, 2:8] = 1
-    lab[2:8, 8:14] = 2
-    ign = np.zeros((16, 16), bool)
-    ign[12:, :] = True
-    s = prepare_sample(np.ones((16, 16, 3)), lab, ign, lam=10.0)
-    assert isinstance(s, TrainingSample)
-    assert s.image.dtype == np.float32 and s.classes.dtype == np.uint8
-    assert s.classes[3, 7] == 0 and s.classes[3, 8] == 1  # ridge
-    assert np.all(s.weights[ign] == 0) and np.all(s.pdf[ign] == 0) and s.pdf.max() == 1.0
-    assert s.weights[3, 7] > 5  # separation term with lam = 10
-    with pytest.raises(TrainingError) as e:
-        prepare_sample(
-            np.zeros((512, 512)), np.zeros((256, 256), np.int32) + 1, image_name="x.png", labels_name="y.png"
-        )
-    assert one_line(e).startswith("image 'x.png' is 512x512 but labels 'y.png' are 256x256")
-    with pytest.raises(TrainingError) as e:
-        prepare_sample(
-            np.zeros((20, 30, 3)), np.ones((30, 20), np.int32), image_name="rgb.tif", labels_name="l.tif"
-        )
-    assert "is 30x20 but labels 'l.tif' are 20x30" in one_line(e)
-    with pytest.raises(TrainingError) as e:
-        prepare_sample(np.zeros((8, 8)), np.zeros((8, 8), np.int32), labels_name="empty.png")
-    assert "no annotated object" in one_line(e)
-
-
-def test_load_folder_pairs(tmp_path):
-    imgs, labs = tmp_path / "images", tmp_path / "labels"
-    imgs.mkdir()
-    labs.mkdir()
-    for n in (10, 2, 1):
-        (imgs / f"{n}.png").write_bytes(b"")
-    (labs / "1.png").write_bytes(b"")
-    (labs / "2_mask.tif").write_bytes(b"")
-    (labs / "10.zip").write_bytes(b"")
-    (imgs / "notes.txt").write_text("x")
-    pairs = load_folder_pairs(imgs, labs)
-    assert [(a.name, b.name) for a, b in pairs] == [
-        ("1.png", "1.png"),
-        ("2.png", "2_mask.tif"),
-        ("10.png", "10.zip"),
+    rois = [
+        roifile.ImagejRoi(roitype=roifile.ROI_TYPE.RECT, left=2, top=2, right=8, bottom=8, name="nucleus"),
+        roifile.ImagejRoi(roitype=roifile.ROI_TYPE.RECT, left=8, top=2, right=14, bottom=8, name="Nucleus"),
+        roifile.ImagejRoi(roitype=roifile.ROI_TYPE.OVAL, left=2, top=12, right=12, bottom=20, name="vesicle"),
+        roifile.ImagejRoi(roitype=roifile.ROI_TYPE.RECT, left=16, top=14, right=22, bottom=22, name="ignore"),
     ]
-    (imgs / "3.png").write_bytes(b"")
+    roifile.roiwrite(tmp_path / "RoiSet.zip", rois)
+    found = roi_annotation(tmp_path / "RoiSet.zip", (24, 24), class_names=("nucleus", "vesicle"))
+    assert np.unique(found.labels).tolist() == [0, 1, 2, 3]  # three objects; the ignore ROI is none of them
+    assert found.classes[4, 4] == found.classes[4, 10] == 1 and found.classes[16, 6] == 2
+    assert np.array_equal(found.classes > 0, found.labels > 0)
+    assert found.ignore.sum() == 6 * 8 and found.ignore[18, 18] and found.labels[18, 18] == 0
+    np.testing.assert_array_equal(ignore_rois(tmp_path / "RoiSet.zip", (24, 24)), found.ignore)
+    # two classes: names only tie ROIs together; the ignore ROI still marks pixels to ignore
+    binary = roi_annotation(tmp_path / "RoiSet.zip", (24, 24))
+    assert binary.classes is None and binary.labels.max() == 3 and binary.ignore.sum() == 6 * 8
     with pytest.raises(TrainingError) as e:
-        load_folder_pairs(imgs, labs)
-    assert "'3.png'" in one_line(e)
+        roi_annotation(tmp_path / "RoiSet.zip", (24, 24), class_names=("nucleus", "membrane"))
+    assert "'vesicle' is not named after a class (nucleus, membrane)" in one_line(e)
+
+
+def test_class_masks_and_ignore_label(tmp_path):
+    from deepimagej.unet.targets import mask_annotation
+
+    mask = np.zeros((20, 30), np.uint8)
+    mask[2:8, 2:8] = 1
+    mask[2:8, 8:14] = 2  # touches class 1: two objects of two classes
+    mask[12:18, 2:8] = 1
+    mask[12:18, 20:28] = 255  # not annotated
+    tifffile.imwrite(tmp_path / "classes.tif", mask)
+    found = mask_annotation(tmp_path / "classes.tif", n_classes=3, ignore_label=255)
+    assert found.labels.max() == 3 and len(np.unique(found.labels[mask == 1])) == 2
+    np.testing.assert_array_equal(found.classes, np.where(mask == 255, 0, mask))
+    np.testing.assert_array_equal(found.ignore, mask == 255)
     with pytest.raises(TrainingError) as e:
-        load_folder_pairs(tmp_path / "nope", labs)
-    assert "does not exist" in one_line(e)
-
-
-def test_isbi_folder_pairs(assets):
-    pairs = load_folder_pairs(
-        assets / "isbi2012_em" / "train" / "image", assets / "isbi2012_em" / "train" / "label"
-    )
-    assert len(pairs) >= 24 and pairs[0][0].name == "0.png" and pairs[10][0].name == "10.png"
-
-
-def test_split_validation():
-    train, val = split_validation(list(range(10)), 3)
-    assert train == list(range(7)) and val == [7, 8, 9]
-    train, val = split_validation(list(range(10)), 0.25)
-    assert len(val) == 2 and len(train) == 8  # round(2.5) = 2
-    train, val = split_validation(list(range(10)), 2, seed=1)
-    assert len(val) == 2 and sorted(train + val) == list(range(10))
-    assert split_validation([1], 0) == ([1], [])
-    assert split_validation([1, 2], 0.1) == ([1], [2])
-    with pytest.raises(TrainingError) as e:
-        split_validation([1], 0.2)
-    assert "too few" in one_line(e)
-    with pytest.raises(TrainingError):
-        split_validation([1, 2, 3], 3)
+        mask_annotation(tmp_path / "classes.tif", n_classes=3)
+    assert "has the value 255, which is not a class (0-2)" in one_line(e)
+    binary = mask_annotation(tmp_path / "classes.tif", ignore_label=255)  # 2 classes: values are objects
+    assert binary.classes is None and binary.ignore.sum() == 48
