@@ -42,6 +42,14 @@ class TrainingError(DeepImageJError):
     """Training data or training settings are unusable."""
 
 
+class RemoteError(DeepImageJError):
+    """A remote host or job cannot be used: connection, host key, server installation, job state."""
+
+
+class ConnectionLost(RemoteError):
+    """The SSH connection to a host broke in the middle of an operation (the remote job goes on)."""
+
+
 def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (libraries often add multi-line traces)."""
     text = str(exc).strip()

@@ -66,13 +66,22 @@ def _progress(info: dict[str, Any]) -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--fresh", is_flag=True, help="Start over even if the checkpoint folder holds a checkpoint.")
 @click.option("--name", help="Model name in the bundle.")
+@click.option("--host", help="Train on this server as a job (deepimagej remote add NAME ...); the bundle comes back to OUT.")
+@click.option("--detach", is_flag=True, help="With --host: return at once with the job id (deepimagej jobs).")
 @friendly_errors
 def train(images: Path, labels: Path | None, rois: Path | None, points: Path | None, out_dir: Path,
           work: Path | None, from_bundle: Path | None, epochs: int, steps: int, tile: int, batch_size: int,
           lr: float, n_val: int | None, detection: bool, three_d: bool, element_size: str | None, depth: int,
           features: int, padding: str, lam: float | None, radius: float, r_ign: float, border: str | None,
-          downsample: int, tta: bool, seed: int, fresh: bool, name: str | None) -> None:
+          downsample: int, tta: bool, seed: int, fresh: bool, name: str | None, host: str | None = None,
+          detach: bool = False) -> None:
     """Train (or fine-tune with --from) a U-Net on annotated images and export it as a bundle."""
+    if host:  # the same training on a server, as a job (deepimagej.remote); checkpoints stay in the job
+        from deepimagej.remote.cli import forwarded_options, remote_train
+
+        uploads = {"--images": images, "--labels": labels, "--rois": rois, "--points": points, "--from": from_bundle}
+        return remote_train(host, uploads, out_dir, forwarded_options(exclude=(
+            "images", "labels", "rois", "points", "from_bundle", "out_dir", "work")), detach)
     from deepimagej.errors import TrainingError
     from deepimagej.unet.train import load_samples
     from deepimagej.unet.train import train as run_training
