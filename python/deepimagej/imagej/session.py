@@ -25,6 +25,7 @@ COMMANDS = {
     "DeepImageJ Explore": "explore",
     "DeepImageJ Build Bundled Model": "build",
     "U-Net Train": "train",
+    "DeepImageJ Jobs": "jobs",
 }
 
 _session: ImageJ | None = None

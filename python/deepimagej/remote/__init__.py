@@ -22,6 +22,7 @@ from deepimagej.remote.client import clean as clean
 from deepimagej.remote.client import describe_progress as describe_progress
 from deepimagej.remote.client import fetch as fetch
 from deepimagej.remote.client import follow as follow
+from deepimagej.remote.client import host as host
 from deepimagej.remote.client import hosts as hosts
 from deepimagej.remote.client import job as job
 from deepimagej.remote.client import jobs as jobs

@@ -394,8 +394,8 @@ def show_cmd(job_id: str) -> None:
         ("progress", client.describe_progress(j) or "-"),
         ("created", _when(j.created)), ("started", _when(j.started)), ("finished", _when(j.finished)),
         ("elapsed", _duration(j.elapsed)),
-        ("uploaded", f"{j.uploaded_bytes / 1e6:.1f} MB sent, {j.present_bytes / 1e6:.1f} MB of "
-                     f"{j.total_bytes / 1e6:.1f} MB were already on the server"),
+        ("uploaded", (f"{j.uploaded_bytes / 1e6:.1f} MB sent, {j.present_bytes / 1e6:.1f} MB of "
+                      f"{j.total_bytes / 1e6:.1f} MB were already on the server")),
         ("result", ", ".join(j.local.get("outputs", [])) + (f" (fetched {_when(j.fetched)})" if j.fetched else "")),
     ]
     for key, value in rows:

@@ -113,6 +113,15 @@ def hosts() -> list[Host]:
     return Store().hosts()
 
 
+def host(name: str) -> Host:
+    """The host called ``name``.
+
+    Raises:
+        RemoteError: no such host (the message lists the known ones and how to add one).
+    """
+    return Store().host(name)
+
+
 def test_host(name: str, accept_host_key: bool = False) -> dict[str, Any]:
     """Connect to a host and ask its deepimagej what it offers (see :func:`deepimagej.remote.server.hello`).
 
@@ -349,7 +358,7 @@ def _upload_and_submit(store: Store, conn: Connection, job: Job, echo: Echo, on_
                 on_update(store.update_job(job.id, uploaded_bytes=before + sent[0]))
 
         for digest in missing:
-            path, size = blobs[digest]
+            path = blobs[digest][0]
             _check_unchanged(store, path, digest)
             conn.upload(path, f"{answer['workdir']}/{P.INCOMING}/{digest}", partial.get(digest, 0), on_sent)
         job = store.update_job(job.id, uploaded_bytes=before + sent[0])

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import getpass
 import json
+import logging
 import os
 import shlex
 import socket
@@ -29,8 +31,11 @@ from deepimagej.remote.protocol import SERVER_ARGS
 from deepimagej.remote.store import Host
 
 if TYPE_CHECKING:  # pragma: no cover
+    from typing import Self  # Python 3.11
+
     import paramiko
 
+_SILENT = logging.NullHandler()
 #: bytes per SFTP read/write call
 CHUNK = 1 << 20
 #: seconds between SSH keep-alive messages (a dead connection is noticed within a few of them)
@@ -47,6 +52,8 @@ def _paramiko() -> Any:
         import paramiko
     except ImportError:
         raise RemoteError("remote hosts need the paramiko package: pip install 'deepimagej[remote]'") from None
+    # paramiko logs what it then raises; errors reach the user once, as deepimagej's one-line message
+    logging.getLogger("paramiko").addHandler(_SILENT)
     return paramiko
 
 
@@ -87,8 +94,6 @@ class Target:
 
 
 def _local_user() -> str:
-    import getpass
-
     return getpass.getuser()
 
 
@@ -130,7 +135,7 @@ class Connection:
         if self._jump is not None:
             self._jump.close()
 
-    def __enter__(self) -> Connection:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -147,7 +152,7 @@ class Connection:
         paramiko = _paramiko()
         try:
             yield
-        except (EOFError, socket.timeout, paramiko.SSHException, ConnectionError) as exc:
+        except (EOFError, TimeoutError, paramiko.SSHException, ConnectionError) as exc:
             raise ConnectionLost(f"{self.host.name}: the connection was lost while {doing} "
                                  f"({type(exc).__name__}: {exc or 'closed'})") from None
         except OSError as exc:
@@ -286,7 +291,7 @@ class Connection:
 
 def remote_command(path: str) -> str:
     """The server's ``deepimagej`` as an argument: ``~/x`` becomes ``x`` (commands start in the home folder)."""
-    return path[2:] if path.startswith("~/") else path
+    return path.removeprefix("~/")
 
 
 def connect(host: Host, accept_host_key: bool = False, _jumped: int = 0) -> Connection:
@@ -364,8 +369,8 @@ def _connect_error(exc: Exception, host: Host, target: Target, waited: float) ->
         return f"{where}: connection refused (no SSH server listening on port {target.port})"
     if isinstance(exc, socket.gaierror):
         return f"{where}: unknown host name '{target.hostname}' (check the address or ~/.ssh/config)"
-    if isinstance(exc, (socket.timeout, TimeoutError)) or (
-            isinstance(exc, paramiko.SSHException) and "banner" in str(exc).lower()):
+    if isinstance(exc, TimeoutError) or (isinstance(exc, paramiko.SSHException) and (
+            "banner" in str(exc).lower() or "no existing session" in str(exc).lower())):
         return (f"{where}: no SSH answer within {waited:.0f} s (the host is down, or a firewall drops the "
                 f"connection)")
     if isinstance(exc, OSError) and exc.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):

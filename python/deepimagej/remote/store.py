@@ -229,7 +229,7 @@ class Store:
         row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (int(job_id),)).fetchone()
         if row is None:
             return None
-        values = {k: row[k] for k in row.keys()}
+        values = dict(row)
         for key in _JSON_FIELDS:
             values[key] = json.loads(values[key])
         values["submitted"] = bool(values["submitted"])
@@ -263,7 +263,7 @@ class Store:
         if "submitted" in fields:
             fields["submitted"] = int(bool(fields["submitted"]))
         columns = ", ".join(f"{k} = ?" for k in fields)
-        self._db.execute(f"UPDATE jobs SET {columns} WHERE id = ?", (*fields.values(), int(job_id)))  # noqa: S608 - names are ours
+        self._db.execute(f"UPDATE jobs SET {columns} WHERE id = ?", (*fields.values(), int(job_id)))  # column names are ours, values are parameters
         return self.job(job_id)
 
     def claim_job(self, job_id: int) -> Job:

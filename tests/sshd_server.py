@@ -7,6 +7,7 @@ runs ``python -m deepimagej.cli`` with ``PYTHONPATH`` set to the folder holding 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
@@ -16,6 +17,7 @@ import stat
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,6 +105,27 @@ class SSHServer:
         return cls(root, port, process, getpass.getuser(), user_key, other_key, host_key, ssh_config, known_hosts,
                    wrapper, root / "workdir")
 
+    @contextlib.contextmanager
+    def client(self, host: str = "local") -> Iterator[SSHServer]:
+        """This process (and its children) as the client: its own job table and SSH config, and ``host``
+        registered with the user key, the work folder and the deepimagej under test, its host key accepted."""
+        from deepimagej import remote
+
+        saved = {k: os.environ.get(k) for k in ("DEEPIMAGEJ_CONFIG", "DEEPIMAGEJ_SSH_CONFIG")}
+        os.environ["DEEPIMAGEJ_CONFIG"] = str(self.root / "client-config")
+        os.environ["DEEPIMAGEJ_SSH_CONFIG"] = str(self.ssh_config)
+        try:
+            remote.add_host(host, self.address, key=self.user_key, workdir=str(self.workdir),
+                            deepimagej=str(self.deepimagej), replace=True)
+            remote.test_host(host, accept_host_key=True)
+            yield self
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
     def sessions(self) -> list[psutil.Process]:
         """The per-connection sshd processes (children of the listening one)."""
         return psutil.Process(self.process.pid).children(recursive=False)
@@ -115,9 +138,21 @@ class SSHServer:
         psutil.wait_procs(sessions, timeout=5)
         return len(sessions)
 
+    def job_processes(self, folder: Path | None = None) -> list[psutil.Process]:
+        """Processes working inside a job folder (``folder``, default: any job of the work folder)."""
+        root = str(folder or self.workdir / "jobs")
+        found = []
+        for proc in psutil.process_iter(["pid"]):
+            with contextlib.suppress(psutil.Error):
+                if proc.cwd().startswith(root) and proc.status() != psutil.STATUS_ZOMBIE:
+                    found.append(proc)
+        return found
+
     def stop(self) -> None:
-        for proc in self.sessions():
-            proc.kill()
+        leftovers = self.job_processes()  # jobs a failed test left running
+        for proc in leftovers + self.sessions():
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
         self.process.terminate()
         try:
             self.process.wait(timeout=10)
