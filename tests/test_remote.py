@@ -186,6 +186,11 @@ def test_host_keys_unknown_accepted_changed_and_wrong_keys(sshd, tmp_path, monke
     assert "refused the key" in error and str(sshd.other_key) in error
     cli("remote", "add", "wronguser", f"nobody@127.0.0.1:{sshd.port}", "--key", sshd.user_key, *common)
     assert "refused the key for user 'nobody'" in one_line_error(cli("remote", "test", "wronguser"))
+    (tmp_path / "ssh_config").write_text(  # an alias reached through a jump host (here the same server)
+        f"Host behind\n  HostName 127.0.0.1\n  Port {sshd.port}\n  ProxyJump {sshd.address}\n"
+        f"Host *\n  UserKnownHostsFile {known}\n  IdentitiesOnly yes\n")
+    cli("remote", "add", "jumped", f"{sshd.user}@behind", "--key", sshd.user_key, *common)
+    assert "reached" in cli("remote", "test", "jumped").output
     listed = cli("remote", "list").output
     assert "srv" in listed and "wrongkey" in listed and str(sshd.user_key) in listed
     assert "a host named 'srv' exists" in one_line_error(cli("remote", "add", "srv", sshd.address))

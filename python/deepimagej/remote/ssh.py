@@ -311,7 +311,7 @@ def connect(host: Host, accept_host_key: bool = False, _jumped: int = 0) -> Conn
         if _jumped > 4:
             raise RemoteError(f"{host.name}: ProxyJump loops in {ssh_config_path()}")
         hop = target.proxy_jump.split(",")[0].strip()
-        jump = connect(Host(f"{host.name} (via {hop})", hop, None, host.workdir, host.deepimagej, host.timeout),
+        jump = connect(Host(f"{host.name} (via {hop})", hop, host.key, host.workdir, host.deepimagej, host.timeout),
                        accept_host_key, _jumped + 1)
         try:
             sock = jump.client.get_transport().open_channel("direct-tcpip", (target.hostname, target.port),

@@ -81,7 +81,7 @@ def train(images: Path, labels: Path | None, rois: Path | None, points: Path | N
 
         uploads = {"--images": images, "--labels": labels, "--rois": rois, "--points": points, "--from": from_bundle}
         return remote_train(host, uploads, out_dir, forwarded_options(exclude=(
-            "images", "labels", "rois", "points", "from_bundle", "out_dir", "work")), detach)
+            "images", "labels", "rois", "points", "from_bundle", "out_dir", "work", "fresh")), detach)
     from deepimagej.errors import TrainingError
     from deepimagej.unet.train import load_samples
     from deepimagej.unet.train import train as run_training
