@@ -371,6 +371,9 @@ def _connect_error(exc: Exception, host: Host, target: Target, waited: float) ->
         return f"{where}: unknown host name '{target.hostname}' (check the address or ~/.ssh/config)"
     if isinstance(exc, TimeoutError) or (isinstance(exc, paramiko.SSHException) and (
             "banner" in str(exc).lower() or "no existing session" in str(exc).lower())):
+        if waited < 0.9 * target.timeout:
+            return (f"{where}: the connection closed before the SSH greeting (no SSH server there, or a "
+                    f"firewall or proxy in between)")
         return (f"{where}: no SSH answer within {waited:.0f} s (the host is down, or a firewall drops the "
                 f"connection)")
     if isinstance(exc, OSError) and exc.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
