@@ -439,3 +439,25 @@ def test_python_api_detach_follow_and_jobs(sshd, first_run, tmp_path):
         remote.resume(done.id)
     remote.remove(done.id)
     assert not job_folder(sshd, done).exists() and done.id not in [j.id for j in remote.jobs(refresh=False)]
+
+
+def test_several_inputs_and_outputs_run_remotely_as_here(sshd, tmp_path):
+    pytest.importorskip("torch")
+    import bundle_factory
+
+    from deepimagej.io import ImageData, read_image, write_image
+
+    bundle = bundle_factory.two_in_two_out_bundle(tmp_path / "two_io" / "bundle").parent
+    rng = np.random.default_rng(2)
+    write_image(tmp_path / "raw.tif", ImageData((rng.random((70, 90)) * 255).astype(np.uint8), "yx"))
+    write_image(tmp_path / "aux.tif", ImageData(rng.random((2, 70, 90)).astype(np.float32), "cyx"))
+    args = ["run", bundle, "--input", f"raw={tmp_path / 'raw.tif'}", "--input", f"aux={tmp_path / 'aux.tif'}",
+            "--tile", "32", "--weights", "torchscript"]
+    here = cli(*args, "-o", tmp_path / "here", "--quiet")
+    assert here.exit_code == 0, here.output
+    there = cli(*args, "-o", tmp_path / "there", "-o", f"score={tmp_path / 'score.tif'}", "--host", "local")
+    assert there.exit_code == 0, there.output
+    assert "--input raw=" in " ".join(last_job().local["argv"])
+    assert np.array_equal(read_image(tmp_path / "there" / "raw_seg.tif").array,
+                          read_image(tmp_path / "here" / "raw_seg.tif").array)
+    assert np.array_equal(read_image(tmp_path / "score.tif").array, read_image(tmp_path / "here" / "raw_score.tif").array)

@@ -92,23 +92,31 @@ class _Status:
             click.echo("", err=True)
 
 
-def remote_run(host: str, bundle: Path, inputs: Sequence[Path | tuple[str, Path]], output: Path,
+def remote_run(host: str, bundle: Path, input_path: Path | None, named_inputs: Sequence[str], outputs: Sequence[str],
                options: Sequence[str], detach: bool) -> None:
     """``deepimagej run ... --host NAME``: the same command as a job on the server (see :mod:`deepimagej.remote.client`).
 
     Args:
         host: the host name.
         bundle: the bundle folder (uploaded).
-        inputs: input files or folders (uploaded): a path (a positional INPUT) or ``(name, path)`` (``--input NAME=PATH``).
-        output: the output file or folder (downloaded into when the job is done).
+        input_path: the positional INPUT (uploaded), or None.
+        named_inputs: ``--input NAME=PATH`` values (each PATH uploaded).
+        outputs: ``-o`` values, ``PATH`` or ``NAME=PATH`` (downloaded into when the job is done).
         options: the other options, as arguments (:func:`forwarded_options`).
         detach: return once the job runs.
     """
-
     command: list[client.Token] = [client.Upload(bundle)]
-    for item in inputs:
-        command += ["--input", client.Upload(item[1], prefix=f"{item[0]}=")] if isinstance(item, tuple) else [client.Upload(item)]
-    command += ["-o", client.Output(output), *options]
+    if input_path is not None:
+        command.append(client.Upload(input_path))
+    for value in named_inputs:
+        name, sep, path = value.partition("=")
+        if not sep or not name.strip() or not path.strip():
+            raise RemoteError(f"--input '{value}': expected NAME=PATH")
+        command += ["--input", client.Upload(Path(path.strip()), prefix=f"{name.strip()}=")]
+    for value in outputs:
+        name, sep, path = value.partition("=")
+        command += ["-o", client.Output(Path(path.strip()), prefix=f"{name.strip()}=") if sep else client.Output(Path(value))]
+    command += options
     status = _Status()
     try:
         client.submit(host, "run", command, detach=detach, echo=status.echo, on_update=status)
@@ -126,7 +134,6 @@ def remote_train(host: str, uploads: dict[str, Path | None], out_dir: Path, opti
         options: the other options, as arguments (:func:`forwarded_options`).
         detach: return once the job runs.
     """
-
     command: list[client.Token] = []
     for flag, path in uploads.items():
         if path is not None:

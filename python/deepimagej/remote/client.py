@@ -57,9 +57,10 @@ class Upload:
 
 @dataclass(frozen=True)
 class Output:
-    """A local file or folder the job writes (downloaded there when the job is done)."""
+    """A local file or folder the job writes (downloaded there when the job is done; ``prefix`` as for Upload)."""
 
     path: Path
+    prefix: str = ""
 
 
 @dataclass(frozen=True)
@@ -152,13 +153,14 @@ test_host.__test__ = False  # a verb of the API, not a test for pytest to collec
 # --------------------------------------------------------------------------- submitting
 
 
-def run(host: str, bundle: str | Path, input: str | Path, output: str | Path, *, detach: bool = False,
-        echo: Echo = _quiet, on_update: OnUpdate = _ignore, **options: Any) -> Job:
+def run(host: str, bundle: str | Path, input: str | Path | dict[str, str | Path], output: str | Path | dict[str, str | Path],
+        *, detach: bool = False, echo: Echo = _quiet, on_update: OnUpdate = _ignore, **options: Any) -> Job:
     """``deepimagej run BUNDLE INPUT -o OUTPUT`` on ``host``; the result is downloaded to ``output``.
 
     Args:
         host: a host name (:func:`add_host`).
-        bundle, input, output: as for ``deepimagej run`` (files or folders).
+        bundle, input, output: as for ``deepimagej run``: paths (an output may be a folder), or
+            ``{name: path}`` for the inputs and outputs of a model with several.
         detach: return once the job runs (fetch it later with :func:`fetch`).
         echo: called with every line of the job's log and with the client's messages.
         on_update: called with the job at every look at it (progress, state).
@@ -167,7 +169,18 @@ def run(host: str, bundle: str | Path, input: str | Path, output: str | Path, *,
     Returns:
         The job (``state`` ``"done"`` and the output written, unless detached).
     """
-    command: list[Token] = [Upload(Path(bundle)), Upload(Path(input)), "-o", Output(Path(output)), *as_options(options)]
+    command: list[Token] = [Upload(Path(bundle))]
+    if isinstance(input, dict):
+        for name, path in input.items():
+            command += ["--input", Upload(Path(path), prefix=f"{name}=")]
+    else:
+        command.append(Upload(Path(input)))
+    if isinstance(output, dict):
+        for name, path in output.items():
+            command += ["-o", Output(Path(path), prefix=f"{name}=")]
+    else:
+        command += ["-o", Output(Path(output))]
+    command += as_options(options)
     return submit(host, "run", command, detach=detach, echo=echo, on_update=on_update)
 
 
@@ -263,10 +276,11 @@ def build_spec(store: Store, kind: str, command: Sequence[Token], remote_id: str
             local["uploads"].append(str(token.path.expanduser().absolute()))
             local["argv"].append(token.prefix + str(token.path))
         elif isinstance(token, Output):
-            tokens.append({"output": len(outputs)})
-            outputs.append({"name": P.check_name(token.path.expanduser().absolute().name)})
-            local["outputs"].append(str(token.path.expanduser().absolute()))
-            local["argv"].append(str(token.path))
+            tokens.append({"output": len(outputs), **({"prefix": token.prefix} if token.prefix else {})})
+            path = token.path.expanduser().absolute()
+            outputs.append({"name": P.check_name(path.name), **({"dir": True} if path.is_dir() else {})})
+            local["outputs"].append(str(path))
+            local["argv"].append(token.prefix + str(token.path))
         elif isinstance(token, Work):
             tokens.append({"work": ""})
             local["argv"].append("(job folder)")

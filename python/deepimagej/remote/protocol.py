@@ -15,7 +15,7 @@ A job spec (JSON) describes one ``deepimagej`` command to run on the server::
 
 A command token is a literal argument or a reference: ``{"upload": i}`` (the uploaded file or
 folder ``i``, optionally with a ``"prefix"`` such as ``"raw="``), ``{"output": j}`` (where output
-``j`` is written) or ``{"work": ""}`` (the job's own folder for checkpoints). The server turns
+``j`` is written; ``"dir": true`` in its entry makes it a folder made beforehand, as the user's was) or ``{"work": ""}`` (the job's own folder for checkpoints). The server turns
 references into paths inside the job folder; it never runs a shell, and only the ``deepimagej``
 sub-commands in :data:`COMMANDS`.
 
@@ -168,6 +168,7 @@ def check_spec(spec: dict[str, Any]) -> dict[str, Any]:
         elif isinstance(token, dict) and "output" in token:
             if not isinstance(token["output"], int) or not 0 <= token["output"] < len(outputs):
                 raise RemoteError(f"job command: no output {token['output']!r}")
+            check_literal(token.get("prefix", ""))
         elif not (isinstance(token, dict) and set(token) == {"work"}):
             raise RemoteError(f"job command: unknown argument {token!r}")
     return spec

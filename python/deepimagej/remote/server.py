@@ -283,8 +283,8 @@ def submit(workdir: Workdir, spec: dict[str, Any]) -> dict[str, Any]:
                 (base / up["name"]).mkdir(parents=True)
                 for rel, (digest, _size) in up["files"].items():
                     _place(_commit_blob(workdir, digest), base / up["name"] / P.check_relpath(rel))
-        for j in range(len(spec["outputs"])):
-            (staging / P.OUTPUTS / str(j)).mkdir(parents=True)
+        for j, out in enumerate(spec["outputs"]):
+            (staging / P.OUTPUTS / str(j) / (out["name"] if out.get("dir") else "")).mkdir(parents=True)
         (staging / P.WORK).mkdir(parents=True)
         write_atomic(staging / P.JOB_FILE, json.dumps(spec, indent=1))
         (staging / P.LOG_FILE).touch()
@@ -331,7 +331,7 @@ def worker_command(workdir: Workdir, folder: Path, spec: dict[str, Any]) -> list
             args.append(token.get("prefix", "") + str(folder / P.INPUTS / str(token["upload"]) / up["name"]))
         elif "output" in token:
             out = spec["outputs"][token["output"]]
-            args.append(str(folder / P.OUTPUTS / str(token["output"]) / out["name"]))
+            args.append(token.get("prefix", "") + str(folder / P.OUTPUTS / str(token["output"]) / out["name"]))
         else:
             args.append(str(folder / P.WORK))
     return [sys.executable, "-m", "deepimagej.cli", *args]
