@@ -43,7 +43,7 @@ def test_run_train_and_jobs_with_host_in_macros(ij, sshd, tmp_path):
     there = ij.run_macro(run.format(" host=local"), image)
     # the model ran on the server, the bundle's pre/post-processing macros here: the same labels
     assert there.image.dtype == here.image.dtype == np.uint16 and np.array_equal(there.image, here.image)
-    assert re.search(r"\[DeepImageJ\] Pancreatic.*output\.npy", there.log) and "on local" in there.log
+    assert re.search(r"\[DeepImageJ\] .*output\.tif", there.log) and "on local" in there.log
     assert remote.jobs(refresh=False)[-1].local["origin"]["imagej"] == "run"
 
     ij.run_macro(run.format(" host=local detach"), image)
