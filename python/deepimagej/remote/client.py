@@ -317,7 +317,7 @@ def submit(host: str, kind: str, command: Sequence[Token], *, detach: bool = Fal
             local["origin"] = origin
         job = store.new_job(remote_id, host, kind, spec, local)
         echo(f"job {job.id} on {host}: deepimagej {' '.join(local['argv'])}")
-        job, conn = _upload_and_submit(store, conn, job, echo, on_update)
+        job = _upload_and_submit(store, conn, job, echo, on_update)
         return _after_submit(store, conn, job, detach, echo, on_update)
     finally:
         conn.close()
@@ -344,12 +344,11 @@ def _mb(n: int) -> str:
     return f"{n / 1e6:.1f} MB"
 
 
-def _upload_and_submit(store: Store, conn: Connection, job: Job, echo: Echo, on_update: OnUpdate
-                       ) -> tuple[Job, Connection]:
+def _upload_and_submit(store: Store, conn: Connection, job: Job, echo: Echo, on_update: OnUpdate) -> Job:
     """Send what the server lacks, then submit; a failure marks the job failed with what to do."""
     blobs = _blobs(job.spec, job.local)
     total = sum(size for _path, size in blobs.values())
-    before, sent = job.uploaded_bytes, [0]
+    before, sent, last_shown = job.uploaded_bytes, 0, time.monotonic()
     try:
         answer = conn.server("have", payload=[[digest, size] for digest, (_p, size) in blobs.items()])
         partial = answer["partial"]
@@ -363,34 +362,34 @@ def _upload_and_submit(store: Store, conn: Connection, job: Job, echo: Echo, on_
                               f"another --workdir")
         echo(f"uploading {_mb(need)} ({len(missing)} of {len(blobs)} file(s); {_mb(total - need)} already on "
              f"{job.host})")
-        last = [time.monotonic()]
 
         def on_sent(n: int) -> None:
-            sent[0] += n
-            if time.monotonic() - last[0] > 0.25:
-                last[0] = time.monotonic()
-                on_update(store.update_job(job.id, uploaded_bytes=before + sent[0]))
+            nonlocal sent, last_shown
+            sent += n
+            if time.monotonic() - last_shown > 0.25:  # the table shows how far the upload is
+                last_shown = time.monotonic()
+                on_update(store.update_job(job.id, uploaded_bytes=before + sent))
 
         for digest in missing:
             path = blobs[digest][0]
             _check_unchanged(store, path, digest)
             conn.upload(path, f"{answer['workdir']}/{P.INCOMING}/{digest}", partial.get(digest, 0), on_sent)
-        job = store.update_job(job.id, uploaded_bytes=before + sent[0])
-        if store.job(job.id).state == "cancelled":
-            return job, conn
+        job = store.update_job(job.id, uploaded_bytes=before + sent)
+        if job.state == "cancelled":  # by another process, during the upload
+            return job
         status = conn.server("submit", payload=job.spec)
     except KeyboardInterrupt:
-        store.update_job(job.id, state="failed", uploaded_bytes=before + sent[0],
+        store.update_job(job.id, state="failed", uploaded_bytes=before + sent,
                          error=f"upload interrupted; 'deepimagej jobs resume {job.id}' uploads the rest")
         raise
     except RemoteError as exc:
         hint = (f"; 'deepimagej jobs resume {job.id}' uploads the rest" if isinstance(exc, ConnectionLost)
                 else f"; then 'deepimagej jobs resume {job.id}'")
-        store.update_job(job.id, state="failed", uploaded_bytes=before + sent[0], error=f"{exc}{hint}")
+        store.update_job(job.id, state="failed", uploaded_bytes=before + sent, error=f"{exc}{hint}")
         raise RemoteError(f"job {job.id}: {exc}{hint}") from None
     job = _apply(store, store.update_job(job.id, submitted=True, error=None), status)
     on_update(job)
-    return job, conn
+    return job
 
 
 def _check_unchanged(store: Store, path: Path, digest: str) -> None:
@@ -661,7 +660,7 @@ def resume(job_id: int | str, detach: bool = False, echo: Echo = _quiet, on_upda
             status = conn.server("status", found.remote_id)[found.remote_id]
             if status["state"] == "missing":
                 echo(f"job {found.id}: continuing the upload to {found.host}")
-                found, conn = _upload_and_submit(store, conn, found, echo, on_update)
+                found = _upload_and_submit(store, conn, found, echo, on_update)
             else:
                 found = _apply(store, store.update_job(found.id, submitted=True), status)
         else:
