@@ -18,6 +18,7 @@ import os
 import pty
 import re
 import select
+import shutil
 import signal
 import subprocess
 import time
@@ -39,6 +40,8 @@ from deepimagej.remote.server import (
 
 #: seconds between two status refreshes while a job runs (the heartbeat)
 HEARTBEAT_S = 2.0
+#: a failed job's disk counts as full below this much free space (or 0.5 % of its size)
+DISK_FULL_BYTES = 32 * 2**20
 _ANSI = re.compile(r"\x1b(?:\[[0-9;?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
 _TILES = re.compile(r"\btiles\b.*?(\d+)\s*/\s*(\d+)")
 _EPOCH = re.compile(r"\bepoch\s+(\d+)\s*/\s*(\d+)", re.IGNORECASE)
@@ -94,18 +97,22 @@ class Terminal:
 
 
 def failure_reason(returncode: int, log_tail: str, workdir: Path) -> str:
-    """Why a job failed, in one line: its ``error:`` line, a full disk, a signal, or its last line."""
+    """Why a job failed, in one line: its ``error:`` line, a signal, or its last line; and a full disk."""
+    lines = [ln.strip() for ln in log_tail.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.startswith("error:")]
     if returncode < 0:
         name = signal.Signals(-returncode).name
         hint = " (out of memory, or killed on the server)" if returncode == -signal.SIGKILL else ""
-        return f"the job's process was killed by {name}{hint}"
-    if "No space left on device" in log_tail:
-        return f"the server's disk is full ({workdir}): free some space there, then 'deepimagej jobs resume'"
-    lines = [ln.strip() for ln in log_tail.splitlines() if ln.strip()]
-    errors = [ln for ln in lines if ln.startswith("error:")]
-    if errors:
-        return errors[-1].removeprefix("error:").strip()
-    return lines[-1] if lines else f"exit status {returncode}"
+        reason = f"the job's process was killed by {name}{hint}"
+    elif errors:
+        reason = errors[-1].removeprefix("error:").strip()
+    else:
+        reason = lines[-1] if lines else f"exit status {returncode}"
+    usage = shutil.disk_usage(workdir)
+    if "No space left on device" in log_tail or usage.free < max(DISK_FULL_BYTES, usage.total // 200):
+        reason += (f"; the server's disk is full ({usage.free / 1e6:.1f} MB free in {workdir}): free some space "
+                   f"there, then 'deepimagej jobs resume'")
+    return reason
 
 
 def run_job(workdir: Workdir, job_id: str) -> None:
