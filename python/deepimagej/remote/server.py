@@ -397,7 +397,8 @@ def resume(workdir: Workdir, job_id: str) -> dict[str, Any]:
     if current["state"] not in P.FINISHED:
         raise RemoteError(f"job {job_id} is still {current['state']}: nothing to resume")
     update_status(folder, state="queued", error=None, returncode=None, finished=None, cancel_requested=False,
-                  supervisor=None, worker=None, attempt=current.get("attempt", 1) + 1, submitted=time.time())
+                  supervisor=None, worker=None, attempt=current.get("attempt", 1) + 1, submitted=time.time(),
+                  attempt_started=None)
     return _start(workdir, folder)
 
 
