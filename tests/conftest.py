@@ -48,3 +48,20 @@ def pancreatic_bundle(assets, tmp_path_factory):
     out = tmp_path_factory.mktemp("bundles") / "unet-pancreatic"
     build_pancreatic(assets / "unet_pancreatic", out)
     return load_bundle(out)
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory):
+    """A real OpenSSH server on 127.0.0.1 (tests/sshd_server.py) and this session as its client, with host
+    ``local`` registered; skips when OpenSSH is not installed."""
+    from sshd_server import SSHServer
+
+    try:
+        server = SSHServer.start(tmp_path_factory.mktemp("sshd"))
+    except RuntimeError as exc:
+        pytest.skip(str(exc))
+    try:
+        with server.client("local"):
+            yield server
+    finally:
+        server.stop()

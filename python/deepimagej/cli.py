@@ -117,16 +117,25 @@ def main() -> None:
 @click.option("--scheduler", help="Run the blocks on an existing Dask scheduler, e.g. tcp://10.0.0.5:8786.")
 @click.option("-v", "--verbose", is_flag=True, help="Show the tile plan and the memory estimate.")
 @click.option("--quiet", is_flag=True, help="No progress bar or summary.")
+@click.option("--host", help="Run on this server as a job (deepimagej remote add NAME ...; deepimagej jobs).")
+@click.option("--detach", is_flag=True, help="With --host: return at once with the job id (fetch: deepimagej jobs fetch ID).")
 @friendly_errors
 def run_cmd(bundle: Path, input_path: Path | None, named_inputs: tuple[str, ...], outputs: tuple[str, ...],
             tile: str | None, axes: str | None, weights_format: str | None, max_memory: str | None,
             batch_size: int | None, no_preprocessing: bool, no_postprocessing: bool, trust_code: bool,
-            nan: str, overwrite: bool, workers: int | None, scheduler: str | None, verbose: bool, quiet: bool) -> None:
+            nan: str, overwrite: bool, workers: int | None, scheduler: str | None, verbose: bool, quiet: bool,
+            host: str | None = None, detach: bool = False) -> None:
     """Run BUNDLE on the image INPUT (or --input NAME=PATH for each input) and write the result to OUTPUT.
 
     An output named *.ome.zarr or *.zarr is written block by block as the run goes (the image is read
     block by block too), so images larger than memory work; so is a TIFF output of an image over 1 GiB.
+    With --host the same command runs on a server as a job.
     """
+    if host:  # the same command on a server, as a job (deepimagej.remote)
+        from deepimagej.remote.cli import forwarded_options, remote_run
+
+        return remote_run(host, bundle, input_path, named_inputs, outputs,
+                          forwarded_options(exclude=("named_inputs", "outputs")), detach)
     from deepimagej import predict, stores
     from deepimagej.bundle import load_bundle
     from deepimagej.outputs import check_output_path
@@ -470,7 +479,8 @@ def default_models_dir() -> Path:
 
 def _register_optional_commands() -> None:
     """Commands that live with their subsystem (ImageJ, U-Net) are added when importable."""
-    for module, names in (("deepimagej.imagej.cli", ("macro",)), ("deepimagej.unet.cli", ("train", "evaluate"))):
+    for module, names in (("deepimagej.imagej.cli", ("macro",)), ("deepimagej.unet.cli", ("train", "evaluate")),
+                          ("deepimagej.remote.cli", ("remote", "jobs"))):
         try:
             mod = __import__(module, fromlist=list(names))
         except ImportError:

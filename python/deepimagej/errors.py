@@ -50,6 +50,14 @@ class TrainingError(DeepImageJError):
     """Training data or training settings are unusable."""
 
 
+class RemoteError(DeepImageJError):
+    """A remote host or job cannot be used: connection, host key, server installation, job state."""
+
+
+class ConnectionLost(RemoteError):
+    """The SSH connection to a host broke in the middle of an operation (the remote job goes on)."""
+
+
 class DeepImageJWarning(UserWarning):
     """Something the user should know about a run that still goes ahead (the CLI prints it as ``note:``)."""
 

@@ -25,6 +25,7 @@ COMMANDS = {
     "DeepImageJ Explore": "explore",
     "DeepImageJ Build Bundled Model": "build",
     "U-Net Train": "train",
+    "DeepImageJ Jobs": "jobs",
 }
 
 #: commands a confined macro (a bundle's) may run: they read and write through ImageJ, which the guard checks

@@ -91,12 +91,21 @@ def _numbers(text: str | None, option: str, example: str) -> tuple[float, ...] |
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--fresh", is_flag=True, help="Start over even if the checkpoint folder holds a checkpoint.")
 @click.option("--name", help="Model name in the bundle.")
+@click.option("--host", help="Train on this server as a job (deepimagej remote add NAME ...); the bundle comes back to OUT.")
+@click.option("--detach", is_flag=True, help="With --host: return at once with the job id (deepimagej jobs).")
 @click.pass_context
 @friendly_errors
 def train(ctx: click.Context, images: Path, labels: Path | None, rois: Path | None, points: Path | None,
           out_dir: Path, work: Path | None, from_bundle: Path | None, config_file: Path | None, fresh: bool,
-          tta: bool, name: str | None, **options: Any) -> None:
+          tta: bool, name: str | None, host: str | None, detach: bool, **options: Any) -> None:
     """Train (or fine-tune with --from) a U-Net on annotated images and export it as a bundle."""
+    if host:  # the same training on a server, as a job (deepimagej.remote); checkpoints stay in the job
+        from deepimagej.remote.cli import forwarded_options, remote_train
+
+        uploads = {"--images": images, "--labels": labels, "--rois": rois, "--points": points,
+                   "--from": from_bundle, "--config": config_file}
+        return remote_train(host, uploads, out_dir, forwarded_options(exclude=(
+            "images", "labels", "rois", "points", "from_bundle", "config_file", "out_dir", "work", "fresh")), detach)
     # TensorFlow loads with the training modules, not with every deepimagej command
     from deepimagej.unet.export import export_training
     from deepimagej.unet.train import train as run_training

@@ -11,6 +11,7 @@ from typing import Any
 
 from deepimagej.imagej.commands.build import build_command
 from deepimagej.imagej.commands.explore import explore_command
+from deepimagej.imagej.commands.jobs import jobs_command
 from deepimagej.imagej.commands.run import run_command
 from deepimagej.imagej.commands.train import train_command
 
@@ -19,4 +20,5 @@ HANDLERS: dict[str, Callable[[Any, str | None], None]] = {
     "explore": explore_command,
     "build": build_command,
     "train": train_command,
+    "jobs": jobs_command,
 }

@@ -22,6 +22,8 @@ FORMAT_CHOICES = ("default", "Tensorflow", "Keras", "ONNX", "Pytorch")
 LOGGING_CHOICES = ("normal", "verbose", "none")
 #: pre/post-processing value meaning "the bundle's own macros" (as if the key were absent)
 BUNDLE_OWN = "bundle's own"
+#: the "host" choice that runs a command in this ImageJ (any other is a server of ``deepimagej remote``)
+THIS_COMPUTER = "this computer"
 
 
 def parse_options(options: str | None) -> dict[str, str]:
@@ -93,6 +95,8 @@ class RunOptions:
     input_path: str | None = None
     output_folder: str | None = None
     display_output: bool = True
+    host: str | None = None  # a server of deepimagej.remote; None: this computer
+    detach: bool = False  # with host: return once the job runs (DeepImageJ Jobs fetches the result)
 
     @classmethod
     def parse(cls, options: str | None) -> RunOptions:
@@ -129,4 +133,7 @@ class RunOptions:
         opts.output_folder = low.get("outputfolder") or None
         display = (low.get("displayoutput") or "all").strip().lower()
         opts.display_output = display not in ("null", "false", "no", "none")
+        host = (low.get("host") or "").strip()
+        opts.host = host if host and host != THIS_COMPUTER else None
+        opts.detach = "detach" in low
         return opts

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+from deepimagej import remote
 from deepimagej.errors import BundleError, InputImageError
-from deepimagej.imagej.commands.options import BUNDLE_OWN, FORMAT_CHOICES, LOGGING_CHOICES, RunOptions
+from deepimagej.imagej.commands.options import (
+    BUNDLE_OWN,
+    FORMAT_CHOICES,
+    LOGGING_CHOICES,
+    THIS_COMPUTER,
+    RunOptions,
+)
+from deepimagej.io import ImageData, read_image, write_image
+from deepimagej.remote.store import config_dir
 
 if TYPE_CHECKING:  # pragma: no cover
     from deepimagej.imagej.session import ImageJ
@@ -57,6 +69,7 @@ class Progress:
         self.start = time.perf_counter()
         self.tiles = (0, 0)
         self.rss = 0
+        self.host: str | None = None  # the server running the model, if not this computer
 
     def __call__(self, done: int, total: int, elapsed: float, rss: int) -> None:
         self.tiles, self.rss = (done, total), rss
@@ -77,11 +90,23 @@ class Progress:
         if not self.quiet:
             self._IJ.log(f"[DeepImageJ] {text}")
 
+    def remote(self, job: Any) -> None:
+        """Where a remote job is, in the status and progress bars."""
+        from deepimagej.remote import describe_progress
+
+        self.host = job.host
+        tiles = (job.progress or {}).get("tiles")
+        if tiles:
+            self.tiles = tuple(tiles)
+            self._IJ.showProgress(tiles[0], max(tiles[1], 1))
+        self._IJ.showStatus(f"DeepImageJ Run: {self.model} on {job.host}: {job.state} {describe_progress(job)}")
+
     def finish(self) -> None:
         self._IJ.showProgress(1.0)
         self._IJ.showStatus("")
         _, total = self.tiles
-        self.log(f"{self.model}: {total} tile(s) in {time.perf_counter() - self.start:.2f} s; {self.memory()}")
+        where = f"on {self.host}" if self.host else self.memory()
+        self.log(f"{self.model}: {total} tile(s) in {time.perf_counter() - self.start:.2f} s; {where}")
 
 
 def _run_macro(ij: ImageJ, spec, opts: RunOptions, stage: str, path: Path, imp, images: list[Path], trusted: bool):
@@ -106,10 +131,12 @@ def run_bundle_on_imageplus(ij: ImageJ, opts: RunOptions, imp, trusted: bool = F
 
     Pre-processing macros run on a duplicate; the model output is made the current image
     (titled by :func:`output_title`), then the post-processing macros run on it. The bundle's
-    macros run confined (:func:`deepimagej.imagej.macro.run_bundle_macro`) unless ``trusted``.
+    macros run confined (:func:`deepimagej.imagej.macro.run_bundle_macro`) unless ``trusted``. With
+    ``opts.host`` the model runs on that server (:func:`run_on_host`; the macros run here);
+    detached, nothing is returned (``None``) and "DeepImageJ Jobs" opens the result later.
     """
     from deepimagej import predict
-    from deepimagej.imagej.convert import from_imageplus, imageplus_axes, to_imageplus
+    from deepimagej.imagej.convert import from_imageplus, imageplus_axes
     from deepimagej.imagej.models import find_model
 
     spec = find_model(opts.model)
@@ -134,34 +161,91 @@ def run_bundle_on_imageplus(ij: ImageJ, opts: RunOptions, imp, trusted: bool = F
     if opts.axes and "c" in opts.axes and "c" not in axes:
         pass  # a single-channel image: predict adds the channel axis
     calibration = current.getCalibration()
+    calibration = {
+        "x": float(calibration.pixelWidth), "y": float(calibration.pixelHeight),
+        "z": float(calibration.pixelDepth), "unit": str(calibration.getUnit()),
+    }
     if pre:
         current.changes = False
         current.close()
-    prediction = predict.predict(
-        spec,
-        predict.bind_inputs(spec, image, axes),
-        tile=opts.tile or None,
-        weights_format=opts.weights_format,
-        # the bundle's bioimage.io operations stand in for its macros, unless the user named the stage's
-        # macros or asked for none ("preprocessing=[no preprocessing]": the raw image goes in)
-        apply_preprocessing=not pre and opts.preprocessing is None,
-        apply_postprocessing=not post and opts.postprocessing is None,
-        progress=progress,
-    )
-    first = next(iter(prediction.outputs.values()))
-    output, out_axes = first.array, first.axes
-    result = to_imageplus(output, title=output_title(spec, post), axes=out_axes, calibration={
-        "x": float(calibration.pixelWidth), "y": float(calibration.pixelHeight),
-        "z": float(calibration.pixelDepth), "unit": str(calibration.getUnit()),
-    })
+    # the bundle's bioimage.io operations stand in for its macros, unless the user named the stage's
+    # macros or asked for none ("preprocessing=[no preprocessing]": the raw image goes in)
+    settings = {"tile": opts.tile or None, "weights_format": opts.weights_format,
+                "apply_preprocessing": not pre and opts.preprocessing is None,
+                "apply_postprocessing": not post and opts.postprocessing is None}
+    title = output_title(spec, post)
+    if opts.host:
+        origin = {"imagej": "run", "title": title, "calibration": calibration, "post": [str(p) for p in post],
+                  "model": spec.name}
+        output = run_on_host(opts, spec, image, axes, settings, origin, progress)
+        if output is None:  # detached: "DeepImageJ Jobs" opens the result
+            return None
+    else:
+        prediction = predict.predict(spec, predict.bind_inputs(spec, image, axes), progress=progress, **settings)
+        output = next(iter(prediction.outputs.values()))
+    result = show_output(ij, output.array, output.axes, title, post, calibration)
+    progress.finish()
+    return result
+
+
+def show_output(ij: ImageJ, output: Any, axes: str, title: str, post: list[Path], calibration: dict[str, Any]) -> Any:
+    """The model's output as the current image (titled ``title``), then the post-processing macros on it.
+
+    Returns:
+        The final ImagePlus.
+    """
+    from deepimagej.imagej.convert import to_imageplus
+
+    result = to_imageplus(output, title=title, axes=axes, calibration=calibration)
     if ij.runner.running:
         result.show()  # batch mode: the current image for the rest of the macro
     for path in post:
         result = _run_macro(ij, spec, opts, "postprocessing", path, result, images, trusted)
         if result is None:
             raise InputImageError(f"postprocessing macro {path.name} left no image open")
-    progress.finish()
+    ij.current = result
     return result
+
+
+def run_on_host(opts: RunOptions, spec, image: Any, axes: str, settings: dict[str, Any], origin: dict[str, Any],
+                progress: Progress) -> ImageData | None:
+    """The model step as a job on ``opts.host`` (``deepimagej run`` there, the same code); None when detached.
+
+    The (pre-processed) image goes up as a TIFF and the model's output comes back as one (into
+    :func:`results_folder`), with its axes.
+    """
+    folder = results_folder()
+    source = write_image(folder / "input.tif", ImageData(np.asarray(image), axes))
+    target = folder / "output.tif"
+    args: list[Any] = [remote.Upload(spec.root), remote.Upload(source), "-o", remote.Output(target), "--axes", axes]
+    if settings["tile"]:
+        args += ["--tile", ",".join(f"{a}={n}" for a, n in settings["tile"].items())]
+    if settings["weights_format"]:
+        args += ["--weights", settings["weights_format"]]
+    args += [] if settings["apply_preprocessing"] else ["--no-preprocessing"]
+    args += [] if settings["apply_postprocessing"] else ["--no-postprocessing"]
+    job = remote.submit(opts.host, "run", args, detach=opts.detach, echo=progress.log,
+                        on_update=progress.remote, origin=origin)
+    source.unlink()
+    if opts.detach:
+        progress.log(f"job {job.id} runs on {opts.host}; 'DeepImageJ Jobs' fetches its result "
+                     f"(run(\"DeepImageJ Jobs\", \"action=fetch job={job.id}\"))")
+        return None
+    output = read_image(target)
+    target.unlink()
+    return output
+
+
+def results_folder() -> Path:
+    """A new folder for the result of one remote job started from ImageJ (under the client's config folder)."""
+    folder = config_dir() / "imagej-results" / f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+    folder.mkdir(parents=True)
+    return folder
+
+
+def host_choices() -> list[str]:
+    """The "Host" choices of the dialogs: this computer, then the servers of ``deepimagej remote``."""
+    return [THIS_COMPUTER, *(h.name for h in remote.hosts())]
 
 
 def ask_run_options() -> str | None:
@@ -190,8 +274,13 @@ def ask_run_options() -> str | None:
     gd.addStringField("Postprocessing", BUNDLE_OWN, 30)
     gd.addStringField("Tile", "", 12)
     gd.addChoice("Logging", LOGGING_CHOICES, LOGGING_CHOICES[0])
+    hosts = host_choices()
+    gd.addChoice("Host", hosts, hosts[0])
+    gd.addCheckbox("Detach", False)
     gd.addMessage("Pre/Postprocessing: the bundle's own macros, 'no preprocessing' / 'no postprocessing', or macro\n"
-                  "file names of the bundle (comma-separated). Tile: patch size per axis, e.g. 256,256 (empty: automatic).")
+                  "file names of the bundle (comma-separated). Tile: patch size per axis, e.g. 256,256 (empty: automatic).\n"
+                  "Host: run the model on a server (deepimagej remote add NAME user@server); Detach: do not wait,\n"
+                  "'DeepImageJ Jobs' opens the result when it is done.")
     gd.showDialog()
     if gd.wasCanceled():
         return None
@@ -199,6 +288,9 @@ def ask_run_options() -> str | None:
     for key in ("preprocessing", "postprocessing", "tile"):
         parts.append(f"{key}=[{str(gd.getNextString()).strip()}]")
     parts.append(f"logging={gd.getNextChoice()}")
+    host, detach = str(gd.getNextChoice()), bool(gd.getNextBoolean())
+    if host != THIS_COMPUTER:
+        parts.append(f"host=[{host}]" + (" detach" if detach else ""))
     return " ".join(parts)
 
 
@@ -221,6 +313,8 @@ def run_command(ij: ImageJ, options: str | None) -> None:
         for path in paths:
             imp = ij.open(path)
             result = run_bundle_on_imageplus(ij, opts, imp)
+            if result is None:  # detached remote job
+                continue
             if opts.output_folder:
                 out = Path(opts.output_folder)
                 out.mkdir(parents=True, exist_ok=True)

@@ -23,16 +23,28 @@ reads them from the options (and the Recorder records them)::
     run("U-Net Train", "data=[current image + ROI Manager] task=auto output=/path/my-unet epochs=10");
     run("U-Net Train", "data=folders images=/data/imgs annotations=/data/masks output=/path/my-unet from=isbi2012-em-unet");
     run("U-Net Train", "data=folders images=/data/imgs annotations=/data/labels classes=3 ignore_label=255 output=/path/three");
+    run("U-Net Train", "data=[current image + ROI Manager] output=/path/my-unet epochs=50 host=gpu");
+
+With ``host=NAME`` (a server of ``deepimagej remote``) the training runs there as a job, through
+``deepimagej train`` (:func:`train_on_host`): the current image and its ROIs, or the folders, are
+uploaded, and the trained bundle comes back to ``output``; with ``detach`` the command returns at
+once and "DeepImageJ Jobs" installs the bundle when the job is done.
 """
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
 import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
 
+from deepimagej import remote
 from deepimagej.errors import TrainingError
+from deepimagej.imagej.commands.options import THIS_COMPUTER, parse_options
+from deepimagej.imagej.commands.run import host_choices
 from deepimagej.imagej.convert import from_imageplus, imageplus_axes
 from deepimagej.imagej.models import find_model
 from deepimagej.resample import to_micrometres
@@ -55,6 +67,10 @@ def ask_settings(options: str | None) -> dict[str, Any] | None:
     """
     from jpype import JClass
 
+    hosts = host_choices()
+    wanted = {k.lower(): v for k, v in parse_options(options).items()}.get("host", THIS_COMPUTER).strip()
+    if wanted not in hosts:  # ImageJ's own message would only say it is not a valid choice
+        remote.host(wanted)
     gd = JClass("ij.gui.GenericDialog")("U-Net Train")
     gd.addChoice("Data", DATA_CHOICES, DATA_CHOICES[0])
     gd.addStringField("Images", "", 30)
@@ -74,11 +90,15 @@ def ask_settings(options: str | None) -> dict[str, Any] | None:
     gd.addStringField("Class_names", "", 30)
     gd.addStringField("Ignore_label", "", 6)
     gd.addStringField("Element_size", "", 12)
+    gd.addChoice("Host", hosts, hosts[0])
+    gd.addCheckbox("Detach", False)
     gd.addMessage("Images/Annotations: folders, for Data = folders. From: a bundle to fine-tune (name or folder).\n"
                   "Radius: detection disk radius (px). Output: the bundle folder to write.\n"
                   "Classes: with the background; > 2: label values or ROI names (Class_names, comma-separated) are\n"
                   "classes. ROIs named 'ignore' and the Ignore_label value do not count. Element_size: the model's\n"
-                  "pixel size in micrometres (default: the current image's calibration).")
+                  "pixel size in micrometres (default: the current image's calibration).\n"
+                  "Host: train on a server (deepimagej remote add NAME user@server); Detach: do not wait,\n"
+                  "'DeepImageJ Jobs' installs the bundle when it is done.")
     gd.showDialog()
     if gd.wasCanceled():
         return None
@@ -101,6 +121,8 @@ def ask_settings(options: str | None) -> dict[str, Any] | None:
         "class_names": str(gd.getNextString()).strip(),
         "ignore_label": str(gd.getNextString()).strip(),
         "element_size": str(gd.getNextString()).strip(),
+        "host": None if (host := str(gd.getNextChoice())) == THIS_COMPUTER else host,
+        "detach": bool(gd.getNextBoolean()),
     }
 
 
@@ -266,6 +288,9 @@ def train_command(ij: Any, options: str | None) -> None:
     if settings["epochs"] < 1 or settings["steps"] < 1 or settings["tile"] < 16:
         raise TrainingError("U-Net Train: epochs and steps must be at least 1 and tile at least 16")
     settings["from_bundle"] = str(find_model(settings["from"]).root) if settings["from"] else None
+    if settings["host"]:
+        train_on_host(settings, Path(settings["from_bundle"]) if settings["from_bundle"] else None, output)
+        return
     work = output.with_name(output.name + "-training")
     current = JClass("ij.WindowManager").getCurrentImage()  # the plot window must not take its place
     with tempfile.TemporaryDirectory() as tmp:
@@ -304,3 +329,89 @@ def train_command(ij: Any, options: str | None) -> None:
     IJ.showStatus("")
     IJ.log(f"[U-Net Train] best validation loss {result.best_val_loss:.4f} (epoch {result.best_epoch}); bundle "
            f"written to {output}; run it with run(\"DeepImageJ Run\", \"model=[{output}]\")")
+
+
+def train_on_host(settings: dict[str, Any], source: Path | None, output: Path) -> remote.Job:
+    """"U-Net Train" as a job on ``settings["host"]``: ``deepimagej train`` there, the bundle back to ``output``.
+
+    The current image and the ROI Manager's ROIs (or the two folders) are uploaded. One annotated
+    image is uploaded under two names (the same content, sent once), so that ``deepimagej train``
+    validates on the training image, as the command does here.
+    """
+    from jpype import JClass
+
+    from deepimagej.imagej.convert import from_imageplus, imageplus_axes
+    from deepimagej.io import ImageData, write_image
+
+    IJ = JClass("ij.IJ")
+    host = settings["host"]
+    with tempfile.TemporaryDirectory() as tmp:
+        args: list[Any] = []
+        if settings["data"] == DATA_CHOICES[0]:
+            imp = JClass("ij.WindowManager").getCurrentImage()
+            if imp is None:
+                raise TrainingError("U-Net Train: no image open; open the annotated image (or use data=folders)")
+            axes = imageplus_axes(imp)
+            if "t" in axes or ("c" in axes and "z" in axes):
+                raise TrainingError(f"U-Net Train: the current image has axes '{axes}'; use a 2D image or a z-stack")
+            images, annotations = Path(tmp) / "images", Path(tmp) / "annotations"
+            images.mkdir()
+            annotations.mkdir()
+            zip_path, are_points = roi_manager_zip(Path(tmp))
+            detection = _task_is_detection(settings["task"], are_points)
+            name = re.sub(r"[^\w.-]+", "_", str(imp.getTitle())).strip("._") or "image"
+            write_image(images / f"{name}.tif", ImageData(from_imageplus(imp), axes))
+            shutil.copyfile(zip_path, annotations / f"{name}.zip")
+            for folder, suffix in ((images, ".tif"), (annotations, ".zip")):
+                os.link(folder / f"{name}{suffix}", folder / f"{name}-validation{suffix}")
+            IJ.log("[U-Net Train] one annotated image: the validation loss is measured on the training image "
+                   "(annotate a second image for a real validation)")
+            flag = "--points" if detection else "--rois"
+            args += ["--3d"] if "z" in axes else []
+        elif settings["data"] == DATA_CHOICES[1]:
+            images, annotations = Path(settings["images"]), Path(settings["annotations"])
+            for key, path in (("images", images), ("annotations", annotations)):
+                if not settings[key] or not path.exists():
+                    raise TrainingError(f"U-Net Train: {key}=[{settings[key]}] is not a folder or file")
+            files = [annotations] if annotations.is_file() else sorted(annotations.iterdir())
+            rois = [f for f in files if f.suffix.lower() in (".zip", ".roi")]
+            are_points = bool(rois) and all(_is_point_file(f) for f in rois) if settings["task"] == "auto" else None
+            detection = _task_is_detection(settings["task"], are_points)
+            flag = ("--points" if detection else "--rois") if rois else "--labels"
+        else:
+            raise TrainingError(f"U-Net Train: data=[{settings['data']}]; use one of: {', '.join(DATA_CHOICES)}")
+        args = ["--images", remote.Upload(images), flag, remote.Upload(annotations), *args]
+        if source is not None:
+            args += ["--from", remote.Upload(source)]
+        args += ["--out", remote.Output(output), "--work", remote.Work(), "--name", settings["name"] or output.name,
+                 "--epochs", str(settings["epochs"]), "--steps", str(settings["steps"]), "--tile", str(settings["tile"]),
+                 "--depth", str(settings["depth"]), "--features", str(settings["features"]),
+                 "--lr", repr(settings["learning_rate"])]
+        if detection:
+            args += ["--detection", "--radius", repr(settings["radius"]), "--r-ign", repr(2 * settings["radius"])]
+        if int(settings.get("classes") or 2) != 2:
+            args += ["--classes", str(int(settings["classes"]))]
+        for key, flag in (("class_names", "--class-names"), ("ignore_label", "--ignore-label"),
+                          ("element_size", "--element-size")):
+            if settings.get(key):
+                args += [flag, str(settings[key])]
+
+        def update(job: remote.Job) -> None:
+            progress = job.progress or {}
+            if "epoch" in progress:
+                IJ.showProgress(progress["epoch"], progress.get("epochs", progress["epoch"]))
+            IJ.showStatus(f"U-Net Train on {host}: {job.state} {remote.describe_progress(job)}")
+
+        IJ.log(f"[U-Net Train] {'detection' if detection else 'segmentation'} on {host}, "
+               f"{'fine-tuning ' + source.name if source else 'from scratch'}")
+        job = remote.submit(host, "train", args, detach=settings["detach"], on_update=update,
+                            echo=lambda line: IJ.log(f"[U-Net Train] {host}: {line}"),
+                            origin={"imagej": "train", "output": str(output)})
+    IJ.showProgress(1.0)
+    IJ.showStatus("")
+    if settings["detach"]:
+        IJ.log(f"[U-Net Train] job {job.id} runs on {host}; 'DeepImageJ Jobs' installs the bundle when it is done "
+               f"(run(\"DeepImageJ Jobs\", \"action=fetch job={job.id}\"))")
+    else:
+        IJ.log(f"[U-Net Train] bundle written to {output}; run it with run(\"DeepImageJ Run\", \"model=[{output}]\")")
+    return job
