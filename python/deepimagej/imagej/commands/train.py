@@ -21,13 +21,15 @@ from __future__ import annotations
 
 import tempfile
 import zipfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from deepimagej.errors import TrainingError
+import numpy as np
 
-DATA_CHOICES = ("current image + ROI Manager", "folders")
-TASK_CHOICES = ("auto", "segmentation", "detection")
+from deepimagej.errors import TrainingError
+from deepimagej.imagej.commands.dialogs import DATA_CHOICES, show, train_dialog
+
 #: ImageJ Roi types that mark one point per object (Roi.POINT = 10)
 POINT_ROI_TYPE = 10
 
@@ -37,44 +39,23 @@ def ask_settings(options: str | None) -> dict[str, Any] | None:
 
     Returns ``None`` when the user cancels the dialog.
     """
-    from jpype import JClass
+    return show(train_dialog())
 
-    gd = JClass("ij.gui.GenericDialog")("U-Net Train")
-    gd.addChoice("Data", DATA_CHOICES, DATA_CHOICES[0])
-    gd.addStringField("Images", "", 30)
-    gd.addStringField("Annotations", "", 30)
-    gd.addChoice("Task", TASK_CHOICES, TASK_CHOICES[0])
-    gd.addStringField("Output", str(Path.home() / ".deepimagej" / "models" / "my-unet"), 30)
-    gd.addStringField("Name", "", 20)
-    gd.addStringField("From", "", 20)
-    gd.addNumericField("Epochs", 10, 0)
-    gd.addNumericField("Steps", 50, 0)
-    gd.addNumericField("Tile", 256, 0)
-    gd.addNumericField("Depth", 3, 0)
-    gd.addNumericField("Features", 16, 0)
-    gd.addNumericField("Learning_rate", 0.001, 5)
-    gd.addNumericField("Radius", 3, 1)
-    gd.addMessage("Images/Annotations: folders, for Data = folders. From: a bundle to fine-tune (name or folder).\n"
-                  "Radius: detection disk radius (px). Output: the bundle folder to write.")
-    gd.showDialog()
-    if gd.wasCanceled():
-        return None
-    return {
-        "data": str(gd.getNextChoice()),
-        "images": str(gd.getNextString()).strip(),
-        "annotations": str(gd.getNextString()).strip(),
-        "task": str(gd.getNextChoice()),
-        "output": str(gd.getNextString()).strip(),
-        "name": str(gd.getNextString()).strip(),
-        "from": str(gd.getNextString()).strip(),
-        "epochs": int(gd.getNextNumber()),
-        "steps": int(gd.getNextNumber()),
-        "tile": int(gd.getNextNumber()),
-        "depth": int(gd.getNextNumber()),
-        "features": int(gd.getNextNumber()),
-        "learning_rate": float(gd.getNextNumber()),
-        "radius": float(gd.getNextNumber()),
-    }
+
+def rois_are_points(roi_types: Sequence[int]) -> bool:
+    """Whether the ROIs (ImageJ ``Roi.getType()`` values) are points (detection) rather than areas.
+
+    Raises:
+        TrainingError: no ROI, or point and area ROIs mixed.
+    """
+    if not roi_types:
+        raise TrainingError("U-Net Train: the ROI Manager is empty; outline each object (or click one point per "
+                            "object for detection) and add it with 't' (Edit > Selection > Add to Manager)")
+    points = [int(t) == POINT_ROI_TYPE for t in roi_types]
+    if any(points) and not all(points):
+        raise TrainingError("U-Net Train: the ROI Manager mixes point and area ROIs; use areas (one per object) for "
+                            "segmentation or points (one per object) for detection")
+    return all(points)
 
 
 def roi_manager_zip(folder: Path) -> tuple[Path, bool]:
@@ -87,43 +68,56 @@ def roi_manager_zip(folder: Path) -> tuple[Path, bool]:
 
     manager = JClass("ij.plugin.frame.RoiManager").getInstance()
     rois = list(manager.getRoisAsArray()) if manager is not None else []
-    if not rois:
-        raise TrainingError("U-Net Train: the ROI Manager is empty; outline each object (or click one point per "
-                            "object for detection) and add it with 't' (Edit > Selection > Add to Manager)")
-    points = [int(r.getType()) == POINT_ROI_TYPE for r in rois]
-    if any(points) and not all(points):
-        raise TrainingError("U-Net Train: the ROI Manager mixes point and area ROIs; use areas (one per object) for "
-                            "segmentation or points (one per object) for detection")
+    points = rois_are_points([int(r.getType()) for r in rois])
     encoder = JClass("ij.io.RoiEncoder")
     path = folder / "RoiSet.zip"
     with zipfile.ZipFile(path, "w") as zf:
         for i, roi in enumerate(rois):
             zf.writestr(f"{i:04d}.roi", bytes(encoder.saveAsByteArray(roi)))
-    return path, all(points)
+    return path, points
 
 
 def _samples_from_current_image(settings: dict[str, Any], tmp: Path) -> tuple[list[Any], bool, str]:
-    """Training samples from the current image and the ROI Manager."""
-    import tifffile
+    """Training samples from the current image and the ROI Manager of the embedded ImageJ."""
     from jpype import JClass
 
     from deepimagej.imagej.convert import from_imageplus, imageplus_axes
-    from deepimagej.unet.train import load_samples
 
     imp = JClass("ij.WindowManager").getCurrentImage()
     if imp is None:
         raise TrainingError("U-Net Train: no image open; open the annotated image (or use data=folders)")
     axes = imageplus_axes(imp)
+    check_training_axes(axes)
+    zip_path, are_points = roi_manager_zip(tmp)
+    samples, detection = samples_from_image(settings, from_imageplus(imp), axes, zip_path, are_points, tmp)
+    return samples, detection, str(imp.getTitle())
+
+
+def check_training_axes(axes: str) -> None:
+    """Refuse images U-Net Train cannot use: time series, and channels with slices.
+
+    Raises:
+        TrainingError: the axes name the problem.
+    """
     if "t" in axes or ("c" in axes and "z" in axes):
         raise TrainingError(f"U-Net Train: the current image has axes '{axes}'; use a 2D image or a z-stack")
-    zip_path, are_points = roi_manager_zip(tmp)
+
+
+def samples_from_image(settings: dict[str, Any], image: np.ndarray, axes: str, rois_zip: Path, are_points: bool,
+                       tmp: Path) -> tuple[list[Any], bool]:
+    """Training samples from one image (axes from ImageJ) annotated by the ROIs in ``rois_zip``."""
+    import tifffile
+
+    from deepimagej.unet.train import load_samples
+
+    check_training_axes(axes)
     detection = _task_is_detection(settings["task"], are_points)
     image_path = tmp / "image.tif"  # the image as a file: the same loader as for folders
-    tifffile.imwrite(image_path, from_imageplus(imp))
+    tifffile.imwrite(image_path, image)
     ndim = 3 if "z" in axes else 2
-    samples = load_samples(image_path, zip_path, ndim=ndim, detection=detection, radius=settings["radius"],
+    samples = load_samples(image_path, rois_zip, ndim=ndim, detection=detection, radius=settings["radius"],
                            r_ign=2 * settings["radius"], prepare_kw={"lam": 0.0} if detection else None)
-    return samples, detection, str(imp.getTitle())
+    return samples, detection
 
 
 def _task_is_detection(task: str, are_points: bool | None) -> bool:
@@ -176,13 +170,43 @@ def train_command(ij: Any, options: str | None) -> None:
     """The "U-Net Train" command: annotations -> a trained U-Net bundle; called from the Java shim."""
     from jpype import JClass
 
-    from deepimagej.imagej.models import find_model
-    from deepimagej.unet.train import train
-
     settings = ask_settings(options)
     if settings is None:
         return
     IJ = JClass("ij.IJ")
+
+    def status(done: int, total: int, text: str) -> None:
+        IJ.showProgress(done, total)
+        IJ.showStatus(text)
+
+    train_from_settings(settings, lambda tmp: _samples_from_current_image(settings, tmp), log=IJ.log, status=status)
+    IJ.showProgress(1.0)
+    IJ.showStatus("")
+
+
+#: current_image(tmp_folder) -> (samples, detection, image title): the annotated image of "data=current image..."
+CurrentImageSamples = Callable[[Path], tuple[list[Any], bool, str]]
+
+
+def train_from_settings(settings: dict[str, Any], current_image: CurrentImageSamples, *,
+                        log: Callable[[str], Any], status: Callable[[int, int, str], Any]) -> Any:
+    """Train a U-Net from the dialog's settings; the ImageJ side gives the annotated image, the log and status.
+
+    Args:
+        settings: the typed values of :func:`~deepimagej.imagej.commands.dialogs.train_dialog`.
+        current_image: makes the samples of ``data=[current image + ROI Manager]`` (in a temporary folder).
+        log: writes a line to ImageJ's Log window.
+        status: shows ``(epoch, epochs, text)`` in ImageJ's progress and status bars.
+
+    Returns:
+        The training result of :func:`deepimagej.unet.train.train` (the bundle is in ``settings["output"]``).
+
+    Raises:
+        TrainingError: unusable settings or data.
+    """
+    from deepimagej.imagej.models import find_model
+    from deepimagej.unet.train import train
+
     output = Path(settings["output"]).expanduser() if settings["output"] else None
     if output is None:
         raise TrainingError("U-Net Train needs output=[folder] (the bundle to write)")
@@ -192,7 +216,7 @@ def train_command(ij: Any, options: str | None) -> None:
     work = output.with_name(output.name + "-training")
     with tempfile.TemporaryDirectory() as tmp:
         if settings["data"] == DATA_CHOICES[0]:
-            samples, detection, origin = _samples_from_current_image(settings, Path(tmp))
+            samples, detection, origin = current_image(Path(tmp))
         elif settings["data"] == DATA_CHOICES[1]:
             samples, detection, origin = _samples_from_folders(settings)
         else:
@@ -200,18 +224,18 @@ def train_command(ij: Any, options: str | None) -> None:
         val = None
         if len(samples) == 1:
             val = samples
-            IJ.log("[U-Net Train] one annotated image: the validation loss is measured on the training image "
-                   "(annotate a second image for a real validation)")
+            log("[U-Net Train] one annotated image: the validation loss is measured on the training image "
+                "(annotate a second image for a real validation)")
         kind = "detection" if detection else "segmentation"
-        IJ.log(f"[U-Net Train] {kind}: {len(samples)} image(s) from {origin}, "
-               f"{'fine-tuning ' + source.name if source else 'from scratch'}; checkpoints in {work}")
+        log(f"[U-Net Train] {kind}: {len(samples)} image(s) from {origin}, "
+            f"{'fine-tuning ' + source.name if source else 'from scratch'}; checkpoints in {work}")
 
         def progress(info: dict[str, Any]) -> None:
-            IJ.showProgress(info["epoch"], info["epochs"])
-            IJ.showStatus(f"U-Net Train: epoch {info['epoch']}/{info['epochs']}, ETA {info['eta_s']:.0f} s")
-            IJ.log(f"[U-Net Train] epoch {info['epoch']}/{info['epochs']}  loss {info['loss']:.4f}  "
-                   f"val loss {info['val_loss']:.4f}  val IoU {info['val_iou']:.3f}{'  (best)' if info['best'] else ''}"
-                   f"  {info['elapsed_s']:.0f} s")
+            status(info["epoch"], info["epochs"],
+                   f"U-Net Train: epoch {info['epoch']}/{info['epochs']}, ETA {info['eta_s']:.0f} s")
+            log(f"[U-Net Train] epoch {info['epoch']}/{info['epochs']}  loss {info['loss']:.4f}  "
+                f"val loss {info['val_loss']:.4f}  val IoU {info['val_iou']:.3f}{'  (best)' if info['best'] else ''}"
+                f"  {info['elapsed_s']:.0f} s")
 
         result = train(
             samples, val_samples=val, out_dir=work, ndim=samples[0].classes.ndim, from_bundle=source,
@@ -220,7 +244,6 @@ def train_command(ij: Any, options: str | None) -> None:
             border="zeros" if detection else "mirror", progress=progress, bundle_dir=output,
             export_kw={"name": settings["name"] or output.name, "kind": kind},
         )
-    IJ.showProgress(1.0)
-    IJ.showStatus("")
-    IJ.log(f"[U-Net Train] best validation loss {result.best_val_loss:.4f} (epoch {result.best_epoch}); bundle "
-           f"written to {output}; run it with run(\"DeepImageJ Run\", \"model=[{output}]\")")
+    log(f"[U-Net Train] best validation loss {result.best_val_loss:.4f} (epoch {result.best_epoch}); bundle "
+        f"written to {output}; run it with run(\"DeepImageJ Run\", \"model=[{output}]\")")
+    return result

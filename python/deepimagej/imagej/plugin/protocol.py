@@ -1,0 +1,125 @@
+"""The worker protocol: JSON lines on stdin/stdout, images in memory-mapped files (no Java here).
+
+Version :data:`PROTOCOL`. The worker speaks first, one line::
+
+    {"type": "hello", "protocol": 1, "version": "0.1.0", "pid": 1234}
+
+The plugin refuses a worker of another protocol or package version. Then each request is
+``{"id": N, "op": NAME, "args": {...}}`` and the worker answers with any number of
+``{"type": "log", "id": N, "text": ...}`` and ``{"type": "progress", "id": N, "done": d,
+"total": t, "text": ...}`` lines, then exactly one ``{"type": "result", "id": N, "result":
+{...}}`` or ``{"type": "error", "id": N, "kind": "BundleError", "message": "one line"}``
+(``kind`` ``"Cancelled"`` after ``{"op": "cancel", "id": N}``). Requests run one at a time;
+``cancel`` is read while a request runs.
+
+Images never travel through the pipe. An image is a description::
+
+    {"path": "/dev/shm/deepimagej-x/input-0.raw", "dtype": "float32", "width": 2048, "height": 2048,
+     "channels": 1, "slices": 1, "frames": 1, "signed16": false, "title": "cells",
+     "calibration": {"x": 0.5, "y": 0.5, "z": 1.0, "unit": "micron"}}
+
+and its file holds ImageJ's planes (channel fastest, then slice, then frame; native byte order;
+``dtype`` one of ``uint8``, ``uint16``, ``float32``, ``rgb`` = packed 0xRRGGBB int32), nothing
+else: Java maps it with a ``MappedByteBuffer``, Python with ``numpy.memmap``. Several named
+images go as a JSON object ``{"name": image, ...}`` (``inputs`` of a request, ``outputs`` of
+a result), one per model tensor.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deepimagej.errors import InputImageError
+from deepimagej.imagej.hyperstack import Layout, from_planes, layout_of, to_planes
+
+PROTOCOL = 1
+DTYPES = {"uint8": np.uint8, "uint16": np.uint16, "float32": np.float32, "rgb": np.int32}
+
+
+def encode(message: Mapping[str, Any]) -> bytes:
+    """One protocol line (UTF-8 JSON, no newline inside)."""
+    return (json.dumps(message, separators=(",", ":"), allow_nan=False, default=str) + "\n").encode()
+
+
+def decode(line: bytes | str) -> dict[str, Any]:
+    """A protocol line as a dict.
+
+    Raises:
+        ValueError: not a JSON object.
+    """
+    value = json.loads(line)
+    if not isinstance(value, dict):
+        raise ValueError("a protocol line must be a JSON object")
+    return value
+
+
+@dataclass
+class SharedImage:
+    """An image read from a shared file.
+
+    Attributes:
+        array: the pixels with axes :attr:`axes` (a read-only view of the mapped file for
+            8/16/32-bit images: no copy).
+        axes: ``t c z y x`` without size-1 axes (``c`` last for RGB), as ImageJ images map.
+        title: the ImageJ title.
+        calibration: ``{"x", "y", "z", "t", "unit", "time_unit", "x_origin", ...}`` as in
+            :func:`deepimagej.imagej.convert.to_imageplus`.
+    """
+
+    array: np.ndarray
+    axes: str
+    title: str = ""
+    calibration: dict[str, Any] = field(default_factory=dict)
+
+
+def _layout(image: Mapping[str, Any]) -> Layout:
+    dtype = str(image.get("dtype", ""))
+    if dtype not in DTYPES:
+        raise InputImageError(f"image pixel type '{dtype}' is not one of {', '.join(DTYPES)}")
+    return Layout(int(image["channels"]), int(image["slices"]), int(image["frames"]), int(image["height"]),
+                  int(image["width"]), np.dtype(DTYPES[dtype]), rgb=dtype == "rgb",
+                  signed16=bool(image.get("signed16", False)))
+
+
+def read_image(image: Mapping[str, Any]) -> SharedImage:
+    """Map the file of an image description (written by the plugin) and return its pixels.
+
+    Raises:
+        InputImageError: a missing or short file, or a bad description.
+    """
+    try:
+        layout = _layout(image)
+        path = Path(str(image["path"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputImageError(f"bad image description from ImageJ ({exc})") from None
+    need = layout.n_planes * layout.height * layout.width * layout.dtype.itemsize
+    if not path.is_file() or path.stat().st_size < need:
+        raise InputImageError(f"the image file {path} is missing or shorter than {need} bytes")
+    planes = np.memmap(path, dtype=layout.dtype, mode="r", shape=layout.shape)
+    array, axes = from_planes(planes, layout)
+    return SharedImage(array, axes, str(image.get("title", "")), dict(image.get("calibration") or {}))
+
+
+def write_image(array: np.ndarray, axes: str, path: Path, *, title: str = "",
+                calibration: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Write ``array`` (axes ``axes``) as ImageJ planes into the mapped file ``path``; its description.
+
+    An existing file of the right size is reused (its memory pages are already there).
+    """
+    array = np.asarray(array)
+    layout = layout_of(array, axes)
+    size = layout.n_planes * layout.height * layout.width * layout.dtype.itemsize
+    mode = "r+" if path.is_file() and path.stat().st_size == size else "w+"
+    planes = np.memmap(path, dtype=layout.dtype, mode=mode, shape=layout.shape)
+    to_planes(array, axes, out=planes)  # a shared mapping: the plugin sees the pages, no flush needed
+    del planes
+    dtype = "rgb" if layout.rgb else layout.dtype.name
+    return {"path": str(path), "dtype": dtype, "width": layout.width, "height": layout.height,
+            "channels": layout.channels, "slices": layout.slices, "frames": layout.frames,
+            "signed16": layout.signed16, "title": title, "calibration": dict(calibration or {})}
