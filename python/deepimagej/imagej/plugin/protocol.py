@@ -70,12 +70,14 @@ class SharedImage:
         title: the ImageJ title.
         calibration: ``{"x", "y", "z", "t", "unit", "time_unit", "x_origin", ...}`` as in
             :func:`deepimagej.imagej.convert.to_imageplus`.
+        rgb: a 24-bit RGB image (``array`` has a trailing ``c`` of size 3).
     """
 
     array: np.ndarray
     axes: str
     title: str = ""
     calibration: dict[str, Any] = field(default_factory=dict)
+    rgb: bool = False
 
 
 def _layout(image: Mapping[str, Any]) -> Layout:
@@ -103,21 +105,22 @@ def read_image(image: Mapping[str, Any]) -> SharedImage:
         raise InputImageError(f"the image file {path} is missing or shorter than {need} bytes")
     planes = np.memmap(path, dtype=layout.dtype, mode="r", shape=layout.shape)
     array, axes = from_planes(planes, layout)
-    return SharedImage(array, axes, str(image.get("title", "")), dict(image.get("calibration") or {}))
+    return SharedImage(array, axes, str(image.get("title", "")), dict(image.get("calibration") or {}), layout.rgb)
 
 
 def write_image(array: np.ndarray, axes: str, path: Path, *, title: str = "",
-                calibration: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                calibration: Mapping[str, Any] | None = None, rgb: bool = False) -> dict[str, Any]:
     """Write ``array`` (axes ``axes``) as ImageJ planes into the mapped file ``path``; its description.
 
-    An existing file of the right size is reused (its memory pages are already there).
+    ``rgb`` packs a uint8 ``c`` axis of size 3 into a 24-bit RGB image. An existing file of the
+    right size is reused (its memory pages are already there).
     """
     array = np.asarray(array)
-    layout = layout_of(array, axes)
+    layout = layout_of(array, axes, rgb)
     size = layout.n_planes * layout.height * layout.width * layout.dtype.itemsize
     mode = "r+" if path.is_file() and path.stat().st_size == size else "w+"
     planes = np.memmap(path, dtype=layout.dtype, mode=mode, shape=layout.shape)
-    to_planes(array, axes, out=planes)  # a shared mapping: the plugin sees the pages, no flush needed
+    to_planes(array, axes, rgb=rgb, out=planes)  # a shared mapping: the plugin sees the pages, no flush needed
     del planes
     dtype = "rgb" if layout.rgb else layout.dtype.name
     return {"path": str(path), "dtype": dtype, "width": layout.width, "height": layout.height,

@@ -368,7 +368,7 @@ def echo_request(server: Server, job: Job, args: dict[str, Any]) -> dict[str, An
         read_s += time.perf_counter() - start
         start = time.perf_counter()
         outputs[name] = write_image(pixels, image.axes, server.output_path(index), title=f"{image.title}-echo",
-                                    calibration=image.calibration)
+                                    calibration=image.calibration, rgb=image.rgb)
         write_s += time.perf_counter() - start
     return {"outputs": outputs, "read_s": read_s, "write_s": write_s}
 

@@ -70,6 +70,20 @@ public final class Worker {
     private final Object jobLock = new Object();
     private final AtomicLong ids = new AtomicLong();
     private volatile long pid;
+    private volatile boolean fresh = true;
+
+    private static final Listener QUIET = new Listener() {
+        @Override
+        public void log(String text) {}
+
+        @Override
+        public void progress(int done, int total, String text) {}
+
+        @Override
+        public boolean cancelRequested() {
+            return false;
+        }
+    };
 
     private Worker(Process process, Path sharedDir, String command) {
         this.process = process;
@@ -84,9 +98,29 @@ public final class Worker {
         err.start();
     }
 
-    /** The running worker, started (and checked) first when there is none or it died. */
-    public static synchronized Worker get() throws WorkerException {
+    /**
+     * The worker for a new command: the running one if it still answers, else a new one (a
+     * worker that died since the last command, killed or crashed, is replaced here, so that the
+     * command itself works).
+     */
+    public static Worker get() throws WorkerException {
+        Worker w = getOrStart();
+        if (w.fresh) {
+            w.fresh = false;
+            return w;
+        }
+        try {
+            w.call("status", Json.of(), QUIET);
+            return w;
+        } catch (WorkerException e) { // it died since its last command (died() has forgotten it)
+            ij.IJ.log("[DeepImageJ] the Python worker had stopped" + w.exitDescription() + "; starting a new one");
+            return getOrStart();
+        }
+    }
+
+    private static synchronized Worker getOrStart() throws WorkerException {
         if (current != null && !current.process.isAlive()) {
+            ij.IJ.log("[DeepImageJ] the Python worker had stopped" + current.exitDescription() + "; starting a new one");
             current.cleanUp();
             current = null;
         }
@@ -326,12 +360,7 @@ public final class Worker {
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
         }
-        String how = "";
-        if (!process.isAlive()) {
-            int code = process.exitValue();
-            how = code > 128 ? " (killed by signal " + (code - 128) + (code == 137 ? ": out of memory, or killed" : "")
-                    + ")" : " (exit code " + code + ")";
-        }
+        String how = exitDescription();
         synchronized (Worker.class) {
             if (current == this) {
                 current = null;
@@ -341,6 +370,16 @@ public final class Worker {
         cleanUp();
         return new WorkerException("the DeepImageJ Python worker stopped during '" + op + "'" + how + lastError()
                 + "; the next DeepImageJ command starts a new worker");
+    }
+
+    /** " (exit code N)" or " (killed by signal N...)" once the process ended, else "". */
+    private String exitDescription() {
+        if (process.isAlive()) {
+            return "";
+        }
+        int code = process.exitValue();
+        return code > 128 ? " (killed by signal " + (code - 128) + (code == 137 ? ": out of memory, or killed" : "") + ")"
+                : " (exit code " + code + ")";
     }
 
     private String lastError() {
