@@ -17,9 +17,10 @@ test: setup
 bench: setup
 	@$(PY) benchmarks/bench_tiling.py
 	@if [ -f benchmarks/bench_imagej.py ]; then $(PY) benchmarks/bench_imagej.py; fi
+	@$(PY) benchmarks/bench_plugin.py
 
 models: setup
 	@$(PY) scripts/build_models.py
 
 clean:
-	rm -rf .venv python/deepimagej/imagej/java/build .pytest_cache
+	rm -rf .venv python/deepimagej/imagej/java/build python/deepimagej/imagej/plugin/java/build .pytest_cache

@@ -207,6 +207,11 @@ note("menu_title=" + getTitle());
 saveAs("Tiff", out + "labels_menu.tif");
 File.saveString(getInfo("log"), out + "log2.txt");
 note("phase2=done");
+// phase 3: a long job (tiles of 256 on 4096x4096: many seconds) that the test stops with Esc
+newImage("noise", "32-bit random", 4096, 4096, 1);
+note("phase3=started");
+run("DeepImageJ Run", "model=[unet-pancreatic] preprocessing=[no preprocessing] postprocessing=[no postprocessing] tile=256,256");
+note("phase3=not canceled");
 """
 
 
@@ -370,6 +375,33 @@ def test_menu_shows_the_submenu_and_runs_from_its_dialog(gui, tmp_path):
     assert np.array_equal(labels, tifffile.imread(gui.out / "labels1.tif")), results.get("menu_title")
 
 
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def test_esc_cancels_the_running_job(gui):
+    worker = int(gui.results()["pid3"])
+    gui.wait("phase3", 60)
+    busy = _cpu_seconds(worker)
+    _wait_for(lambda: _cpu_seconds(worker) > busy + 1.0, 60, "the worker to work on the long job", gui.proc)
+    window = gui.xdotool("search", "--name", "^ImageJ$").split()[0]
+    gui.xdotool("mousemove", "--window", window, "300", "65", "click", "1")  # ImageJ's status bar: keys go to ImageJ
+    gui.xdotool("key", "Escape")
+    pressed = time.monotonic()
+
+    def idle() -> bool:
+        before = _cpu_seconds(worker)
+        time.sleep(0.3)
+        return _cpu_seconds(worker) - before < 0.05
+
+    _wait_for(idle, 20, "the worker to stop the job")
+    stopped = time.monotonic() - pressed
+    assert stopped < 5, stopped  # the job needs several more seconds: it was stopped, not finished
+    assert gui.results()["phase3"] == "started" and _alive(worker)  # the macro ended; the worker (and model) stay
+    print(f"\nEsc: the worker stopped the job {stopped:.1f} s after the key")
+
+
 def test_batch_mode_gives_the_same_result_with_a_second_worker(gui, display, ij_jar, imagej_dir, models, example,
                                                               tmp_path):
     import tifffile
@@ -426,3 +458,53 @@ def test_imagej_exit_stops_its_worker(gui):
     gui.proc.wait(10)
     _wait_for(lambda: not _alive(worker), 10, "the worker to exit after ImageJ was killed")
     assert not shared[0].exists()  # the worker removed the image files
+
+
+def test_unet_train_from_the_roi_manager_then_run(display, ij_jar, imagej_dir, models, tmp_path):
+    """U-Net Train in the plugin: the current image and the ROI Manager's ROIs go to the worker, which trains."""
+    from deepimagej.bundle import load_bundle
+
+    centres = [(20, 22), (24, 70), (60, 30), (70, 74), (44, 50)]
+    out = tmp_path / "blob-unet"
+    draw = "".join(f"fillOval({cx - 8}, {cy - 8}, 17, 17);\n" for cy, cx in centres)
+    rois = "".join(f'makeOval({cx - 8}, {cy - 8}, 17, 17); roiManager("Add");\n' for cy, cx in centres)
+    macro = tmp_path / "train.ijm"
+    macro.write_text(
+        'newImage("cells", "8-bit black", 96, 96, 1);\nsetColor(180);\n' + draw
+        + 'run("Select None");\nrun("Add Specified Noise...", "standard=15");\nroiManager("reset");\n' + rois
+        + 'run("Select None");\n'
+        + f'run("U-Net Train", "data=[current image + ROI Manager] task=auto output=[{out}] name=blobs '
+        + 'epochs=1 steps=4 tile=64 depth=2 features=4");\n'
+        + f'run("DeepImageJ Run", "model=[{out}] format=Tensorflow tile=96,96 logging=normal");\n'
+        + f'saveAs("Tiff", "{tmp_path}/labels.tif");\n')
+    proc = subprocess.run(_imagej(ij_jar, imagej_dir, "-batch", macro), env=_env(display, models),
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert "[U-Net Train] one annotated image" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "[U-Net Train] segmentation: 1 image(s) from cells" in proc.stdout and "epoch 1/1" in proc.stdout
+    spec = load_bundle(out)
+    assert spec.name == "blobs" and "segmentation" in spec.tags
+    import tifffile
+
+    labels = tifffile.imread(tmp_path / "labels.tif")  # the model, then the bundle's own post-processing macro
+    assert labels.shape == (96, 96) and labels.dtype == np.uint16
+
+
+def test_install_model_and_explore_in_batch_mode(display, ij_jar, imagej_dir, pancreatic_bundle, tmp_path):
+    root = pancreatic_bundle.root
+    bundle_zip = tmp_path / "unet-pancreatic.zip"
+    with zipfile.ZipFile(bundle_zip, "w") as zf:
+        for f in root.rglob("*"):
+            if f.is_file():
+                zf.write(f, f"unet-pancreatic/{f.relative_to(root)}")
+    installed = tmp_path / "models"
+    macro = tmp_path / "install.ijm"
+    macro.write_text(f'run("DeepImageJ Install Model", "source=[{bundle_zip}] models=[{installed}]");\n'
+                     f'run("DeepImageJ Explore", "model=[{installed}/unet-pancreatic]");\n'
+                     'run("DeepImageJ Explore", "");\n')
+    proc = subprocess.run(_imagej(ij_jar, imagej_dir, "-batch", macro), env=_env(display, installed),
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert f"[DeepImageJ] installed '{pancreatic_bundle.name}' in {installed}/unet-pancreatic" in proc.stdout, \
+        proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert f"Model: {pancreatic_bundle.name}" in proc.stdout and "example image: exampleImage" in proc.stdout
+    assert f"[DeepImageJ] {pancreatic_bundle.name}  ({installed}/unet-pancreatic)" in proc.stdout
+    assert (installed / "unet-pancreatic" / "rdf.yaml").is_file() and not proc.stderr.strip()

@@ -84,7 +84,7 @@ class Dialog:
                     number = float(value)
                 except (TypeError, ValueError):
                     raise MacroError(f"{self.title}: {f.key}={value} is not a number") from None
-                out[f.key] = int(round(number)) if f.columns == 0 else number
+                out[f.key] = round(number) if f.columns == 0 else number
             elif f.kind == "checkbox":
                 out[f.key] = value if isinstance(value, bool) else str(value).lower() not in ("false", "0", "")
             elif f.kind == "choice":

@@ -20,14 +20,22 @@ Images never travel through the pipe. An image is a description::
 
 and its file holds ImageJ's planes (channel fastest, then slice, then frame; native byte order;
 ``dtype`` one of ``uint8``, ``uint16``, ``float32``, ``rgb`` = packed 0xRRGGBB int32), nothing
-else: Java maps it with a ``MappedByteBuffer``, Python with ``numpy.memmap``. Several named
-images go as a JSON object ``{"name": image, ...}`` (``inputs`` of a request, ``outputs`` of
-a result), one per model tensor.
+else: Java maps it with a ``MappedByteBuffer``, Python with ``mmap`` (a numpy array on the
+mapping). Several named images go as a JSON object ``{"name": image, ...}`` (``inputs`` of a
+request, ``outputs`` of a result), one per model tensor.
+
+Each side writes its own files (ImageJ the inputs, the worker the outputs) and reuses a file of
+the same size, mapping kept: the next image of that size costs no page faults. A file of
+another size is a new file (the old one unlinked, never truncated), so that a mapping the other
+side keeps can never point past the end of a file.
 """
 
 from __future__ import annotations
 
 import json
+import mmap
+import os
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +48,33 @@ from deepimagej.imagej.hyperstack import Layout, from_planes, layout_of, to_plan
 
 PROTOCOL = 1
 DTYPES = {"uint8": np.uint8, "uint16": np.uint16, "float32": np.float32, "rgb": np.int32}
+#: mappings kept open (by file identity): enough for a model's inputs and outputs
+KEPT_MAPPINGS = 8
+
+_mappings: OrderedDict[tuple[str, int, int, bool], mmap.mmap] = OrderedDict()
+
+
+def _mapped(path: Path, size: int, writable: bool) -> mmap.mmap:
+    """A shared mapping of the whole file ``path`` (``size`` bytes), kept for the next call."""
+    st = path.stat()
+    key = (str(path), st.st_ino, size, writable)
+    found = _mappings.get(key)
+    if found is not None:
+        _mappings.move_to_end(key)
+        return found
+    for old in [k for k in _mappings if k[0] == str(path)]:  # that file was replaced
+        del _mappings[old]
+    fd = os.open(path, os.O_RDWR if writable else os.O_RDONLY)
+    try:
+        flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)  # all pages at once, not one fault each
+        prot = mmap.PROT_READ | (mmap.PROT_WRITE if writable else 0)
+        mapping = mmap.mmap(fd, size, flags=flags, prot=prot)
+    finally:
+        os.close(fd)
+    _mappings[key] = mapping
+    while len(_mappings) > KEPT_MAPPINGS:
+        _mappings.popitem(last=False)
+    return mapping
 
 
 def encode(message: Mapping[str, Any]) -> bytes:
@@ -55,7 +90,7 @@ def decode(line: bytes | str) -> dict[str, Any]:
     """
     value = json.loads(line)
     if not isinstance(value, dict):
-        raise ValueError("a protocol line must be a JSON object")
+        raise ValueError("a protocol line must be a JSON object")  # noqa: TRY004 - json.loads raises ValueError too
     return value
 
 
@@ -103,7 +138,8 @@ def read_image(image: Mapping[str, Any]) -> SharedImage:
     need = layout.n_planes * layout.height * layout.width * layout.dtype.itemsize
     if not path.is_file() or path.stat().st_size < need:
         raise InputImageError(f"the image file {path} is missing or shorter than {need} bytes")
-    planes = np.memmap(path, dtype=layout.dtype, mode="r", shape=layout.shape)
+    planes = np.frombuffer(_mapped(path, need, writable=False), dtype=layout.dtype,
+                           count=need // layout.dtype.itemsize).reshape(layout.shape)
     array, axes = from_planes(planes, layout)
     return SharedImage(array, axes, str(image.get("title", "")), dict(image.get("calibration") or {}), layout.rgb)
 
@@ -118,10 +154,13 @@ def write_image(array: np.ndarray, axes: str, path: Path, *, title: str = "",
     array = np.asarray(array)
     layout = layout_of(array, axes, rgb)
     size = layout.n_planes * layout.height * layout.width * layout.dtype.itemsize
-    mode = "r+" if path.is_file() and path.stat().st_size == size else "w+"
-    planes = np.memmap(path, dtype=layout.dtype, mode=mode, shape=layout.shape)
+    if not path.is_file() or path.stat().st_size != size:
+        path.unlink(missing_ok=True)  # a new file (a new inode): ImageJ may still map the old one
+        with open(path, "wb") as fh:
+            fh.truncate(size)
+    planes = np.frombuffer(_mapped(path, size, writable=True), dtype=layout.dtype,
+                           count=size // layout.dtype.itemsize).reshape(layout.shape)
     to_planes(array, axes, rgb=rgb, out=planes)  # a shared mapping: the plugin sees the pages, no flush needed
-    del planes
     dtype = "rgb" if layout.rgb else layout.dtype.name
     return {"path": str(path), "dtype": dtype, "width": layout.width, "height": layout.height,
             "channels": layout.channels, "slices": layout.slices, "frames": layout.frames,

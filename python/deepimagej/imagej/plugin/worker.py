@@ -152,11 +152,11 @@ class Server:
 
 
 # ---------------------------------------------------------------- requests
-def _options(dialog: dialogs.Dialog, args: Mapping[str, Any]) -> str:
-    """The macro options of a request: as the macro gave them, or made from the dialog's values."""
+def _options(dialog: Callable[[], dialogs.Dialog], args: Mapping[str, Any]) -> str:
+    """The macro options of a request: as the macro gave them, or made from the values of the dialog."""
     values = args.get("values")
     if values is not None:
-        return dialog.options(values)
+        return dialog().options(values)
     return str(args.get("options") or "")
 
 
@@ -197,8 +197,7 @@ def run_prepare(server: Server, job: Job, args: dict[str, Any]) -> dict[str, Any
     from deepimagej.imagej.commands.run import input_files, macro_files, output_title
     from deepimagej.imagej.models import find_model
 
-    options = _options(_run_dialog(), args) if args.get("values") is not None else str(args.get("options") or "")
-    opts = RunOptions.parse(options)
+    opts = RunOptions.parse(_options(_run_dialog, args))
     spec = find_model(opts.model)
     pre = macro_files(spec, opts.preprocessing, "preprocessing")
     post = macro_files(spec, opts.postprocessing, "postprocessing")
@@ -266,11 +265,14 @@ def run_request(server: Server, job: Job, args: dict[str, Any]) -> dict[str, Any
         apply_postprocessing=bool(plan.get("apply_postprocessing")), progress=progress,
     )
     job.check()
+    model_s = time.perf_counter() - start
     out_axes = predict.output_axes(spec, image.axes)
     calibration = {k: v for k, v in image.calibration.items() if k in ("x", "y", "z", "t", "unit", "time_unit")}
     outputs = {spec.outputs[0].name: write_image(output, out_axes, server.output_path(0),
                                                  title=str(plan.get("title") or spec.outputs[0].name),
                                                  calibration=calibration)}
+    if verbose:
+        job.log(f"[DeepImageJ] worker: model {model_s:.3f} s, output written in {time.perf_counter() - start - model_s:.3f} s")
     if logging not in ("none", "quiet", "off"):
         job.log(f"[DeepImageJ] {spec.name}: {tiles[1]} tile(s) in {time.perf_counter() - start:.2f} s; "
                 f"worker peak memory {predict.peak_rss_bytes() / 2**20:.0f} MB")
@@ -323,7 +325,7 @@ def build_request(server: Server, job: Job, args: dict[str, Any]) -> dict[str, A
     from deepimagej.imagej.commands.build import build_kwargs
 
     job.progress(0, 1, "DeepImageJ Build Bundled Model: building...")
-    spec = build_bundle(**build_kwargs(_options(dialogs.build_dialog(), args)))
+    spec = build_bundle(**build_kwargs(_options(dialogs.build_dialog, args)))
     job.log(f"[DeepImageJ] bundle '{spec.name}' written to {spec.root}")
     return {"model": str(spec.root), "name": spec.name}
 
@@ -359,18 +361,18 @@ def train_request(server: Server, job: Job, args: dict[str, Any]) -> dict[str, A
 
 
 def echo_request(server: Server, job: Job, args: dict[str, Any]) -> dict[str, Any]:
-    """``echo``: read every shared input image into memory and write it back (the transfer, measured)."""
-    outputs, read_s, write_s = {}, 0.0, 0.0
+    """``echo``: read every byte of the shared input image(s) and write them back (the transfer, measured)."""
+    outputs, read_s, write_s, checksum = {}, 0.0, 0.0, 0.0
     for index, (name, description) in enumerate(dict(args.get("inputs") or {}).items()):
         start = time.perf_counter()
         image = read_image(description)
-        pixels = image.array.copy()  # every byte read from the mapped file
+        checksum += float(image.array.sum())  # every byte read from the mapped file
         read_s += time.perf_counter() - start
         start = time.perf_counter()
-        outputs[name] = write_image(pixels, image.axes, server.output_path(index), title=f"{image.title}-echo",
+        outputs[name] = write_image(image.array, image.axes, server.output_path(index), title=f"{image.title}-echo",
                                     calibration=image.calibration, rgb=image.rgb)
         write_s += time.perf_counter() - start
-    return {"outputs": outputs, "read_s": read_s, "write_s": write_s}
+    return {"outputs": outputs, "read_s": read_s, "write_s": write_s, "checksum": checksum}
 
 
 def status_request(server: Server, job: Job, args: dict[str, Any]) -> dict[str, Any]:

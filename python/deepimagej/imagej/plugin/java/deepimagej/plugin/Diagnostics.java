@@ -34,9 +34,11 @@ public final class Diagnostics {
 
     /**
      * Sends the current image to the worker, which maps it, reads every pixel and writes it back
-     * as a new file; shows the copy. Returns {@code "write=S worker=S read=S bytes=N"}: seconds to
-     * write the mapped file here, seconds of the worker (reading and writing), seconds to read
-     * the copy back into a new image here.
+     * into a file of its own; shows the copy. Returns {@code "write=S worker=S read=S image=S
+     * worker_read=S worker_write=S bytes=N"}: seconds to copy the pixels into the mapped file
+     * here, of the whole request, to copy the worker's file into new pixel arrays here, to make
+     * the ImagePlus of them (display range, calibration); the worker's seconds to read every
+     * byte and to write its file; the image's bytes.
      */
     public static String echo() {
         ImagePlus imp = WindowManager.getCurrentImage();
@@ -52,18 +54,16 @@ public final class Diagnostics {
             Map<String, Object> reply = worker.call("echo", Json.of("inputs", Json.of("image", image)),
                     new ImageJListener(true));
             long t2 = System.nanoTime();
-            ImagePlus copy = null;
-            for (Object o : Json.object(reply.get("outputs")).values()) {
-                copy = SharedImages.read(Json.object(o));
-            }
+            Map<String, Object> output = Json.object(Json.object(reply.get("outputs")).values().iterator().next());
+            ij.ImageStack pixels = SharedImages.readStack(output);
             long t3 = System.nanoTime();
-            if (copy != null) {
-                RunJob.display(copy);
-            }
+            ImagePlus copy = SharedImages.toImagePlus(pixels, output);
+            long t4 = System.nanoTime();
+            RunJob.display(copy);
             long bytes = (long) imp.getWidth() * imp.getHeight() * imp.getStackSize() * (imp.getBitDepth() == 24 ? 4
                     : imp.getBitDepth() / 8);
-            return String.format(java.util.Locale.US, "write=%.6f worker=%.6f read=%.6f worker_read=%.6f "
-                    + "worker_write=%.6f bytes=%d", (t1 - t0) / 1e9, (t2 - t1) / 1e9, (t3 - t2) / 1e9,
+            return String.format(java.util.Locale.US, "write=%.6f worker=%.6f read=%.6f image=%.6f worker_read=%.6f "
+                    + "worker_write=%.6f bytes=%d", (t1 - t0) / 1e9, (t2 - t1) / 1e9, (t3 - t2) / 1e9, (t4 - t3) / 1e9,
                     Json.number(reply, "read_s", -1), Json.number(reply, "write_s", -1), bytes);
         } catch (WorkerException e) {
             WorkerCommand.fail("DeepImageJ echo", e);
