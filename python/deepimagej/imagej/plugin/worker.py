@@ -223,22 +223,30 @@ def run_prepare(server: Server, job: Job, args: dict[str, Any]) -> dict[str, Any
 
 
 def run_request(server: Server, job: Job, args: dict[str, Any]) -> dict[str, Any]:
-    """``run``: the model on the shared input image(s); the outputs as shared images."""
+    """``run``: the model on the shared input image(s); every output as a shared image.
+
+    ``inputs`` names the images by model input (one image for a one-input model may carry any
+    name); ``outputs`` names them by model output, the first one titled as the post-processing
+    macros expect.
+    """
     from deepimagej import predict
     from deepimagej.bundle.validate import check_bundle
     from deepimagej.engines import load_engine
     from deepimagej.imagej.models import find_model
+    from deepimagej.io import ImageData
 
     plan = dict(args.get("job") or {})
-    inputs = dict(args.get("inputs") or {})
-    if len(inputs) != 1:
-        raise DeepImageJError(f"DeepImageJ Run: {len(inputs)} input images given; this model takes one")
     spec = find_model(plan["model"])
-    image = read_image(next(iter(inputs.values())))
+    shared = {name: read_image(description) for name, description in dict(args.get("inputs") or {}).items()}
+    if len(shared) == 1 and len(spec.inputs) == 1:
+        shared = {spec.inputs[0].name: next(iter(shared.values()))}
+    images = {name: ImageData(image.array, image.axes, _pixel_size(image.calibration),
+                              image.calibration.get("unit")) for name, image in shared.items()}
     logging = str(plan.get("logging", "normal"))
     verbose = logging in ("verbose", "debug")
     pre, post = plan.get("preprocessing") or [], plan.get("postprocessing") or []
-    job.log(f"[DeepImageJ] running '{spec.name}' on '{image.title}'"
+    titles = ", ".join(f"'{image.title}'" for image in shared.values())
+    job.log(f"[DeepImageJ] running '{spec.name}' on {titles}"
             + (f" with {', '.join(m['name'] for m in pre)}" if pre else "")
             + (f" then {', '.join(m['name'] for m in post)}" if post else ""))
     weights = check_bundle(spec, plan.get("weights_format"))
@@ -246,7 +254,7 @@ def run_request(server: Server, job: Job, args: dict[str, Any]) -> dict[str, Any
     if key not in server.loaded:
         job.progress(0, 1, f"DeepImageJ Run: loading {spec.name} ({weights.format})")
         start = time.perf_counter()
-        load_engine(weights)
+        load_engine(weights, [t.name for t in spec.inputs], [t.name for t in spec.outputs])
         server.loaded.add(key)
         job.log(f"[DeepImageJ] {spec.name}: model loaded in {time.perf_counter() - start:.2f} s ({weights.format})")
     start = time.perf_counter()
@@ -259,24 +267,33 @@ def run_request(server: Server, job: Job, args: dict[str, Any]) -> dict[str, Any
             job.log(f"[DeepImageJ] tile {done}/{total}  {elapsed:6.1f} s  worker peak memory {rss / 2**20:.0f} MB")
 
     job.check()
-    output = predict.run(
-        spec, image.array, axes=image.axes, tile=plan.get("tile") or None, weights_format=plan.get("weights_format"),
-        apply_preprocessing=bool(plan.get("apply_preprocessing")),
+    prediction = predict.predict(
+        spec, predict.bind_inputs(spec, images), tile=plan.get("tile") or None,
+        weights_format=plan.get("weights_format"), apply_preprocessing=bool(plan.get("apply_preprocessing")),
         apply_postprocessing=bool(plan.get("apply_postprocessing")), progress=progress,
     )
     job.check()
     model_s = time.perf_counter() - start
-    out_axes = predict.output_axes(spec, image.axes)
-    calibration = {k: v for k, v in image.calibration.items() if k in ("x", "y", "z", "t", "unit", "time_unit")}
-    outputs = {spec.outputs[0].name: write_image(output, out_axes, server.output_path(0),
-                                                 title=str(plan.get("title") or spec.outputs[0].name),
-                                                 calibration=calibration)}
+    timing = next(iter(shared.values())).calibration
+    outputs = {}
+    for index, (name, image) in enumerate(prediction.outputs.items()):
+        calibration = {**image.pixel_size, **({"unit": image.unit} if image.unit else {})}
+        calibration.update({k: timing[k] for k in ("t", "time_unit") if k in timing})
+        title = str(plan.get("title") or name) if index == 0 else name
+        outputs[name] = write_image(image.array, image.axes, server.output_path(index), title=title,
+                                    calibration=calibration)
     if verbose:
-        job.log(f"[DeepImageJ] worker: model {model_s:.3f} s, output written in {time.perf_counter() - start - model_s:.3f} s")
+        job.log(f"[DeepImageJ] worker: model {model_s:.3f} s, outputs written in "
+                f"{time.perf_counter() - start - model_s:.3f} s")
     if logging not in ("none", "quiet", "off"):
         job.log(f"[DeepImageJ] {spec.name}: {tiles[1]} tile(s) in {time.perf_counter() - start:.2f} s; "
-                f"worker peak memory {predict.peak_rss_bytes() / 2**20:.0f} MB")
+                f"worker peak memory {prediction.peak_rss / 2**20:.0f} MB")
     return {"outputs": outputs}
+
+
+def _pixel_size(calibration: Mapping[str, Any]) -> dict[str, float]:
+    """ImageJ's pixel width/height/depth as ImageData's pixel size."""
+    return {axis: float(calibration[axis]) for axis in ("x", "y", "z") if axis in calibration}
 
 
 def explore_request(server: Server, job: Job, args: dict[str, Any]) -> dict[str, Any]:
