@@ -17,6 +17,7 @@ test: setup
 bench: setup
 	@$(PY) benchmarks/bench_tiling.py
 	@if [ -f benchmarks/bench_imagej.py ]; then $(PY) benchmarks/bench_imagej.py; fi
+	@$(PY) benchmarks/bench_plugin.py
 
 models: setup
 	@$(PY) scripts/build_models.py
@@ -30,4 +31,4 @@ soak: setup
 	@nice -n 19 $(PY) benchmarks/soak_imagej.py
 
 clean:
-	rm -rf .venv python/deepimagej/imagej/java/build .pytest_cache
+	rm -rf .venv python/deepimagej/imagej/java/build python/deepimagej/imagej/plugin/java/build .pytest_cache

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install everything deepimagej needs on a fresh Debian/Ubuntu machine: idempotent.
-#   - Debian packages: Java (JDK), ImageJ 1.x (libij-java), Xvfb, OpenSSH server (the remote-job tests)
+#   - Debian packages: Java (JDK), ImageJ 1.x (libij-java), Xvfb, OpenSSH server (the remote-job tests),
+#     xdotool and scrot (the plugin's menu test)
 #   - a .venv with the package and its extras (tensorflow-cpu 2.21, onnxruntime, torch 2.13.0 CPU, ...)
 #   - the small Java shim that registers the DeepImageJ commands in ImageJ
 set -euo pipefail
@@ -12,6 +13,9 @@ command -v javac >/dev/null 2>&1 || need_apt+=(default-jdk-headless)
 [ -f /usr/share/java/ij.jar ] || [ -n "${DEEPIMAGEJ_IJ_JAR:-}" ] || need_apt+=(libij-java)
 command -v Xvfb >/dev/null 2>&1 || need_apt+=(xvfb)
 [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
+# the plugin tests drive ImageJ's menus and photograph them (tests/test_plugin.py)
+command -v xdotool >/dev/null 2>&1 || need_apt+=(xdotool)
+command -v scrot >/dev/null 2>&1 || need_apt+=(scrot)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "[setup] installing Debian packages: ${need_apt[*]}"
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

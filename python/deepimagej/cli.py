@@ -480,7 +480,8 @@ def default_models_dir() -> Path:
 def _register_optional_commands() -> None:
     """Commands that live with their subsystem (ImageJ, U-Net) are added when importable."""
     for module, names in (("deepimagej.imagej.cli", ("macro",)), ("deepimagej.unet.cli", ("train", "evaluate")),
-                          ("deepimagej.remote.cli", ("remote", "jobs"))):
+                          ("deepimagej.remote.cli", ("remote", "jobs")),
+                          ("deepimagej.imagej.plugin.cli", ("install_plugin", "worker"))):
         try:
             mod = __import__(module, fromlist=list(names))
         except ImportError:
@@ -488,7 +489,7 @@ def _register_optional_commands() -> None:
         for name in names:
             command = getattr(mod, name, None) or getattr(mod, f"{name}_cmd", None) or getattr(mod, f"{name}_command", None)
             if isinstance(command, click.Command):
-                main.add_command(command, name)
+                main.add_command(command)  # under its own name (install-plugin)
 
 
 _register_optional_commands()

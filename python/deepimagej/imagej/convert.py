@@ -28,20 +28,16 @@ Pixel data crosses the JNI boundary through NIO direct buffers wrapping numpy me
 from __future__ import annotations
 
 import functools
-import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from deepimagej.errors import InputImageError
+from deepimagej.imagej.hyperstack import Layout, from_planes, planes_axes, to_planes
 
 if TYPE_CHECKING:  # pragma: no cover
     import xarray as xr
-
-IJ_ORDER = "tzcyx"  # numpy order of a stack laid out the way ImageJ stores planes (c fastest)
-DEFAULT_AXES = {2: "yx", 3: "zyx", 4: "czyx", 5: "tczyx"}
-SIGNED16_OFFSET = 32768
 
 
 @functools.lru_cache(maxsize=1)
@@ -62,31 +58,8 @@ def _j():
     return J
 
 
-def normalize_axes(axes: str, ndim: int) -> str:
-    """Lower-case axis letters, check them against the array's number of dimensions."""
-    axes = axes.lower().replace(",", "").replace(" ", "")
-    if len(axes) != ndim:
-        raise InputImageError(f"axes '{axes}' name {len(axes)} dimensions but the image has {ndim}")
-    if len(set(axes)) != len(axes) or not set(axes) <= set("tczyx") or not {"y", "x"} <= set(axes):
-        raise InputImageError(f"axes '{axes}' must be distinct letters among t, c, z, y, x and include y and x")
-    return axes
-
-
 def _is_xarray(image: Any) -> bool:
     return hasattr(image, "dims") and hasattr(image, "coords") and hasattr(image, "values")
-
-
-def _pixel_type(dtype: np.dtype) -> np.dtype:
-    """The numpy dtype the pixels are stored with in Java."""
-    if dtype in (np.uint8, np.uint16, np.float32):
-        return dtype
-    if dtype == np.bool_:
-        return np.dtype(np.uint8)
-    if dtype == np.int16:
-        return np.dtype(np.uint16)
-    if dtype.kind in "iuf":
-        return np.dtype(np.float32)
-    raise InputImageError(f"images of type {dtype} cannot be shown in ImageJ (use uint8, uint16, int16 or float32)")
 
 
 def _calibration_from_xarray(image: xr.DataArray) -> dict[str, Any]:
@@ -140,53 +113,19 @@ def to_imageplus(
         image = np.asarray(image.values)
     image = np.asarray(image)
     cal.update(calibration or {})
-    if image.ndim not in DEFAULT_AXES:
-        raise InputImageError(f"ImageJ images have 2 to 5 dimensions; got shape {image.shape}")
-    axes = normalize_axes(axes or DEFAULT_AXES[image.ndim], image.ndim)
-    rgb = bool(rgb)
-    if rgb and (image.dtype != np.uint8 or "c" not in axes or image.shape[axes.index("c")] != 3):
-        raise InputImageError("an RGB image needs uint8 pixels and a channel axis 'c' of size 3")
-
-    signed16 = image.dtype == np.int16
-    store = _pixel_type(image.dtype)
-    big_ints = image.dtype.kind in "iu" and image.size and max(abs(int(image.min())), abs(int(image.max()))) >= 2**24
-    if store == np.float32 and image.dtype != np.float32 and big_ints:
-        warnings.warn(f"{image.dtype} values beyond 2**24 lose precision as ImageJ 32-bit", stacklevel=2)
-    # bring to t, z, c, y, x (missing axes of size 1)
-    full = image
-    for a in IJ_ORDER:
-        if a not in axes:
-            full = full[..., np.newaxis]
-            axes += a
-    full = np.transpose(full, [axes.index(a) for a in IJ_ORDER])
-    n_t, n_z, n_c, height, width = full.shape
-    if signed16:
-        full = (full.astype(np.int32) + SIGNED16_OFFSET).astype(np.uint16)
-    elif image.dtype == np.bool_:
-        full = full.astype(np.uint8) * np.uint8(255)
-    elif store != image.dtype:
-        full = full.astype(store)
-    if rgb:
-        # pack c (size 3) into one int per pixel: 0xRRGGBB
-        c = full.astype(np.uint32)
-        packed = (c[:, :, 0] << 16) | (c[:, :, 1] << 8) | c[:, :, 2] | np.uint32(0xFF000000)
-        planes = np.ascontiguousarray(packed.view(np.int32).reshape(n_t * n_z, height, width))
-        n_c = 1
-    else:
-        planes = np.ascontiguousarray(full.reshape(n_t * n_z * n_c, height, width))
-    planes = np.require(planes, requirements=["C", "W"])
-
+    planes, layout = to_planes(image, axes, rgb=bool(rgb))
+    width, height = layout.width, layout.height
     stack = J.ImageStack(width, height)
     for plane in planes:
-        stack.addSlice("", _processor(J, plane, rgb))
+        stack.addSlice("", _processor(J, plane, layout.rgb))
     imp = J.ImagePlus(title, stack)
-    imp.setDimensions(n_c, n_z, n_t)
-    if n_c > 1 or n_t > 1:
+    imp.setDimensions(layout.channels, layout.slices, layout.frames)
+    if layout.channels > 1 or layout.frames > 1:
         imp.setOpenAsHyperStack(True)
-    if n_c > 1 and not rgb:
+    if layout.channels > 1 and not layout.rgb:
         imp = J.CompositeImage(imp, J.CompositeImage.COMPOSITE)
-    _apply_calibration(J, imp, cal, signed16)
-    if not rgb:
+    _apply_calibration(J, imp, cal, layout.signed16)
+    if not layout.rgb:
         imp.resetDisplayRange()
     return imp
 
@@ -233,11 +172,8 @@ def imageplus_axes(imp) -> str:
 
     RGB images get a trailing ``c`` of size 3 (``yxc``, ``zyxc``...).
     """
-    n_c, n_z, n_t = int(imp.getNChannels()), int(imp.getNSlices()), int(imp.getNFrames())
-    axes = ("t" if n_t > 1 else "") + ("c" if n_c > 1 else "") + ("z" if n_z > 1 else "") + "yx"
-    if int(imp.getType()) == J_COLOR_RGB:
-        axes += "c"
-    return axes
+    return planes_axes(int(imp.getNChannels()), int(imp.getNSlices()), int(imp.getNFrames()),
+                       int(imp.getType()) == J_COLOR_RGB)
 
 
 J_COLOR_RGB = 4  # ImagePlus.COLOR_RGB
@@ -271,20 +207,9 @@ def from_imageplus(imp, as_xarray: bool = False, *, squeeze: bool = True):
     for i in range(n):
         pixels_class.copy(stack.getPixels(i + 1), jpype.nio.convertToDirectBuffer(out[i]))
     cal = imp.getCalibration()
-    if bit_depth == 16 and bool(cal.isSigned16Bit()):
-        out = (out.astype(np.int32) - SIGNED16_OFFSET).astype(np.int16)
-    arr = out.reshape(n_t, n_z, n_c, height, width)
-    if rgb:  # unpack 0xRRGGBB into a trailing c axis of size 3 (RGB images have one channel)
-        u = arr[:, :, 0].view(np.uint32)
-        arr = np.stack([(u >> 16) & 0xFF, (u >> 8) & 0xFF, u & 0xFF], axis=-1).astype(np.uint8)
-        target = "tzyxc"
-    else:
-        arr = np.transpose(arr, [0, 2, 1, 3, 4])  # t z c y x -> t c z y x
-        target = "tczyx"
-    if squeeze:
-        keep = [i for i, a in enumerate(target) if a in "yx" or arr.shape[i] > 1 or (rgb and a == "c")]
-        arr = arr.reshape([arr.shape[i] for i in keep])
-        target = "".join(target[i] for i in keep)
+    layout = Layout(n_c, n_z, n_t, height, width, np.dtype(dtype), rgb=rgb,
+                    signed16=bit_depth == 16 and bool(cal.isSigned16Bit()))
+    arr, target = from_planes(out, layout, squeeze=squeeze)
     arr = np.ascontiguousarray(arr)
     if not as_xarray:
         return arr

@@ -94,3 +94,83 @@ def find_model(model: str | Path):
         f"model '{text}' not found. Installed models: {names} (looked in {where}; "
         "add folders with the DEEPIMAGEJ_MODELS environment variable)"
     )
+
+
+#: the most a bundle may expand to when installed from a zip (weights of large models included)
+MAX_INSTALL_BYTES = 20 * 2**30
+
+
+def install_model(source: str | Path, models_folder: str | Path | None = None, *, overwrite: bool = False):
+    """Install a bundle (a ``.zip`` file or a folder) into a models folder; returns its spec.
+
+    The bundle is unpacked (or copied) next to its destination, checked by loading it, then
+    moved into place in one step: a broken bundle leaves nothing behind. Zip entries that
+    would land outside the bundle (absolute paths, ``..``), links, and archives that expand
+    beyond :data:`MAX_INSTALL_BYTES` are refused.
+
+    Args:
+        source: the bundle, as a zip file (its files at the top or in one folder) or a folder.
+        models_folder: where installed models live (default ``~/.deepimagej/models``).
+        overwrite: replace an installed model of the same folder name.
+
+    Raises:
+        BundleError: not a bundle, an unsafe zip, or the model is already installed.
+    """
+    import shutil
+    import tempfile
+    import zipfile
+
+    from deepimagej.bundle import load_bundle
+
+    source = Path(str(source).strip()).expanduser()
+    target_root = Path(models_folder).expanduser() if models_folder else USER_MODELS
+    if not source.exists():
+        raise BundleError(f"{source}: no such bundle file or folder")
+    if source.is_file() and not zipfile.is_zipfile(source):
+        raise BundleError(f"{source}: not a zip file or a folder; give a DeepImageJ/bioimage.io bundle")
+    target_root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".installing-", dir=target_root))
+    try:
+        if source.is_dir():
+            if any(p.is_symlink() for p in source.rglob("*")):
+                raise BundleError(f"{source}: the bundle contains links; copy the files themselves into it")
+            bundle = staging / source.name
+            shutil.copytree(source, bundle)
+        else:
+            bundle = _unzip_bundle(source, staging)
+        if not _is_bundle(bundle):
+            raise BundleError(f"{source}: no rdf.yaml, bioimageio.yaml or config.xml in it; not a model bundle")
+        load_bundle(bundle)  # a broken bundle stops here, with its own message
+        final = target_root / bundle.name
+        if final.exists():
+            if not overwrite:
+                raise BundleError(f"a model '{bundle.name}' is already installed in {target_root}; remove it first "
+                                  "(or install with overwrite)")
+            shutil.rmtree(final)
+        bundle.rename(final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return load_bundle(final)
+
+
+def _unzip_bundle(zip_path: Path, staging: Path) -> Path:
+    """Unpack ``zip_path`` into ``staging/<name>`` safely; the bundle's folder."""
+    import zipfile
+
+    with zipfile.ZipFile(zip_path) as zf:
+        infos = zf.infolist()
+        total = 0
+        for info in infos:
+            parts = Path(info.filename).parts
+            if info.filename.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):
+                raise BundleError(f"{zip_path}: entry '{info.filename}' points outside the bundle; refused")
+            if (info.external_attr >> 16) & 0o170000 == 0o120000:
+                raise BundleError(f"{zip_path}: entry '{info.filename}' is a link; refused")
+            total += info.file_size
+            if total > MAX_INSTALL_BYTES:
+                raise BundleError(f"{zip_path}: expands to more than {MAX_INSTALL_BYTES / 2**30:.0f} GiB; refused")
+        tops = {Path(i.filename).parts[0] for i in infos if Path(i.filename).parts}
+        nested = len(tops) == 1 and all(len(Path(i.filename).parts) > 1 or i.is_dir() for i in infos)
+        out = staging if nested else staging / zip_path.stem
+        zf.extractall(out)
+    return staging / next(iter(tops)) if nested else out

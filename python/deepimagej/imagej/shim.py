@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 
 from deepimagej.errors import ImageJError
@@ -31,27 +32,29 @@ def sources() -> list[Path]:
     return sorted(JAVA_DIR.rglob("*.java"))
 
 
-def _source_hash() -> str:
-    h = hashlib.sha256()
-    for src in sources():
-        h.update(src.relative_to(JAVA_DIR).as_posix().encode())
+def source_hash(source_dir: Path = JAVA_DIR, extra: bytes = b"") -> str:
+    """A short hash of the Java sources under ``source_dir`` (and ``extra``): names a jar by its content."""
+    h = hashlib.sha256(extra)
+    for src in sorted(source_dir.rglob("*.java")):
+        h.update(src.relative_to(source_dir).as_posix().encode())
         h.update(src.read_bytes())
     return h.hexdigest()[:12]
 
 
-def _candidate_dirs() -> list[Path]:
+def output_dirs(source_dir: Path = JAVA_DIR) -> list[Path]:
+    """Where jars built from ``source_dir`` go: its ``build/`` folder when writable, else the user cache."""
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "deepimagej"
-    return [JAVA_DIR / "build", cache]
+    return [source_dir / "build", cache]
 
 
 def jar_name() -> str:
-    return f"deepimagej-ij-shim-{_source_hash()}.jar"
+    return f"deepimagej-ij-shim-{source_hash()}.jar"
 
 
 def find_jar() -> Path | None:
     """The already built jar for the current sources, if any."""
     name = jar_name()
-    for d in _candidate_dirs():
+    for d in output_dirs():
         if (d / name).is_file():
             return d / name
     return None
@@ -70,6 +73,57 @@ def _javac() -> str:
     return javac
 
 
+def compile_jar(source_dir: Path, ij_jar: Path, out_dirs: list[Path], name: str,
+                resources: Mapping[str, bytes] | None = None, what: str = "the DeepImageJ Java shim") -> Path:
+    """Compile every ``*.java`` under ``source_dir`` against ``ij_jar`` into the jar ``name``.
+
+    The jar is written atomically into the first writable folder of ``out_dirs``; other jars
+    there with the same prefix (``name`` up to its last ``-``) are removed.
+
+    Args:
+        source_dir: the root of the Java package tree.
+        ij_jar: ImageJ 1.x, the only class path.
+        out_dirs: candidate output folders, in order of preference.
+        name: the jar's file name.
+        resources: extra files stored in the jar (path inside the jar -> content).
+        what: what is built, for error messages.
+
+    Raises:
+        ImageJError: no javac, a compile error, or no writable output folder.
+    """
+    javac = _javac()
+    files = sorted(source_dir.rglob("*.java"))
+    prefix = name.rsplit("-", 1)[0] + "-"
+    with tempfile.TemporaryDirectory(prefix="deepimagej-javac-") as tmp:
+        classes = Path(tmp) / "classes"
+        classes.mkdir()
+        cmd = [javac, "--release", JAVA_RELEASE, "-nowarn", "-encoding", "UTF-8", "-cp", str(ij_jar),
+               "-d", str(classes)]
+        proc = subprocess.run(cmd + [str(s) for s in files], capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise ImageJError(f"compiling {what} failed:\n{proc.stderr.strip()}")
+        errors = []
+        for out_dir in out_dirs:
+            try:
+                out_dir.mkdir(parents=True, exist_ok=True)
+                target = out_dir / name
+                partial = target.with_suffix(f".{os.getpid()}.tmp")
+                with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as zf:
+                    zf.writestr("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\nCreated-By: deepimagej\n")
+                    for cls in sorted(classes.rglob("*.class")):
+                        zf.write(cls, cls.relative_to(classes).as_posix())
+                    for inner, content in (resources or {}).items():
+                        zf.writestr(inner, content)
+                partial.replace(target)  # atomic: concurrent builders never see half a jar
+                for old in out_dir.glob(f"{prefix}*.jar"):
+                    if old != target:
+                        old.unlink(missing_ok=True)
+                return target
+            except OSError as exc:
+                errors.append(f"{out_dir}: {exc}")
+        raise ImageJError(f"no writable folder for {what}: " + "; ".join(errors))
+
+
 def build(ij_jar: Path, force: bool = False) -> Path:
     """Compile the sources against ``ij_jar`` and return the jar (reused when up to date).
 
@@ -79,32 +133,7 @@ def build(ij_jar: Path, force: bool = False) -> Path:
     existing = None if force else find_jar()
     if existing is not None:
         return existing
-    javac = _javac()
-    with tempfile.TemporaryDirectory(prefix="deepimagej-shim-") as tmp:
-        classes = Path(tmp) / "classes"
-        classes.mkdir()
-        cmd = [javac, "--release", JAVA_RELEASE, "-nowarn", "-cp", str(ij_jar), "-d", str(classes)]
-        proc = subprocess.run(cmd + [str(s) for s in sources()], capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            raise ImageJError(f"compiling the DeepImageJ Java shim failed:\n{proc.stderr.strip()}")
-        errors = []
-        for out_dir in _candidate_dirs():
-            try:
-                out_dir.mkdir(parents=True, exist_ok=True)
-                target = out_dir / jar_name()
-                partial = target.with_suffix(f".{os.getpid()}.tmp")
-                with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as zf:
-                    zf.writestr("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\nCreated-By: deepimagej\n")
-                    for cls in sorted(classes.rglob("*.class")):
-                        zf.write(cls, cls.relative_to(classes).as_posix())
-                partial.replace(target)  # atomic: concurrent builders never see half a jar
-                for old in out_dir.glob("deepimagej-ij-shim-*.jar"):
-                    if old != target:
-                        old.unlink(missing_ok=True)
-                return target
-            except OSError as exc:
-                errors.append(f"{out_dir}: {exc}")
-        raise ImageJError("no writable folder for the DeepImageJ Java shim: " + "; ".join(errors))
+    return compile_jar(JAVA_DIR, ij_jar, output_dirs(), jar_name())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from deepimagej.errors import BundleError
+from deepimagej.imagej.commands.dialogs import build_dialog, show
 from deepimagej.imagej.commands.options import parse_options, split_list
 
 
@@ -47,35 +48,11 @@ def build_kwargs(options: str | None) -> dict[str, Any]:
     return kw
 
 
-#: the dialog's fields: (label = macro key, hint); all text, empty = not given
-BUILD_FIELDS = (
-    ("Weights", "model.h5 or SavedModel folder"),
-    ("Output", "bundle folder to write"),
-    ("Name", "model name"),
-    ("Axes", "input axes, e.g. yx or yxc"),
-    ("Example", "example image (its result is computed)"),
-    ("Preprocessing", "ImageJ macro file(s), comma-separated"),
-    ("Postprocessing", "ImageJ macro file(s), comma-separated"),
-    ("Config", "DeepImageJ config.xml template"),
-    ("Rdf", "bioimage.io rdf.yaml template"),
-    ("Tile", "patch size (empty: from the model)"),
-    ("Halo", "halo in pixels (empty: from the model)"),
-    ("Min", "minimum size (empty: from the model)"),
-)
-
-
 def ask_build_options() -> str | None:
     """The "DeepImageJ Build Bundled Model" dialog (clicked from the menu): macro options, or None if cancelled."""
-    from jpype import JClass
-
-    gd = JClass("ij.gui.GenericDialog")("DeepImageJ Build Bundled Model")
-    for label, _hint in BUILD_FIELDS:
-        gd.addStringField(label, "", 30)
-    gd.addMessage("\n".join(f"{label}: {hint}" for label, hint in BUILD_FIELDS))
-    gd.showDialog()
-    if gd.wasCanceled():
-        return None
-    return " ".join(f"{label.lower()}=[{str(gd.getNextString()).strip()}]" for label, _hint in BUILD_FIELDS)
+    dialog = build_dialog()
+    values = show(dialog)
+    return None if values is None else dialog.options(values)
 
 
 def build_command(ij: Any, options: str | None) -> None:

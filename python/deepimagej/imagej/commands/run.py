@@ -11,13 +11,8 @@ import numpy as np
 
 from deepimagej import remote
 from deepimagej.errors import BundleError, InputImageError
-from deepimagej.imagej.commands.options import (
-    BUNDLE_OWN,
-    FORMAT_CHOICES,
-    LOGGING_CHOICES,
-    THIS_COMPUTER,
-    RunOptions,
-)
+from deepimagej.imagej.commands.dialogs import run_dialog, show
+from deepimagej.imagej.commands.options import THIS_COMPUTER, RunOptions
 from deepimagej.io import ImageData, read_image, write_image
 from deepimagej.remote.store import config_dir
 
@@ -25,7 +20,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from deepimagej.imagej.session import ImageJ
 
 
-def _macro_files(spec, names: list[str] | None, stage: str) -> list[Path]:
+def macro_files(spec, names: list[str] | None, stage: str) -> list[Path]:
     """The macro files of a stage: the bundle's own (``names`` None) or those named, in the bundle folder."""
     default = list(spec.preprocessing_macros if stage == "preprocessing" else spec.postprocessing_macros)
     if names is None:
@@ -142,8 +137,8 @@ def run_bundle_on_imageplus(ij: ImageJ, opts: RunOptions, imp, trusted: bool = F
     spec = find_model(opts.model)
     if imp is None:
         raise InputImageError("DeepImageJ Run needs an open image: open one first (open(path) in a macro)")
-    pre = _macro_files(spec, opts.preprocessing, "preprocessing")
-    post = _macro_files(spec, opts.postprocessing, "postprocessing")
+    pre = macro_files(spec, opts.preprocessing, "preprocessing")
+    post = macro_files(spec, opts.postprocessing, "postprocessing")
     progress = Progress(spec.name, opts.logging)
     progress.log(f"running '{spec.name}' on '{imp.getTitle()}'"
                  + (f" with {', '.join(p.name for p in pre)}" if pre else "")
@@ -251,15 +246,29 @@ def host_choices() -> list[str]:
 def ask_run_options() -> str | None:
     """The "DeepImageJ Run" dialog (the command clicked from the menu): macro options, or None if cancelled.
 
-    The dialog's field labels are the macro keys (``model``, ``format``, ``preprocessing``,
-    ``postprocessing``, ``tile``, ``logging``), so the line ImageJ's Recorder writes for it is one
-    :meth:`RunOptions.parse` reads.
+    The dialog (:func:`~deepimagej.imagej.commands.dialogs.run_dialog`) has the macro keys as
+    labels (``model``, ``format``, ``preprocessing``, ``postprocessing``, ``tile``, ``logging``),
+    so the line ImageJ's Recorder writes for it is one :meth:`RunOptions.parse` reads.
 
     Raises:
         BundleError: no bundle is installed in the models folders.
     """
-    from jpype import JClass
+    dialog = run_dialog(installed_model_names(), host_choices())
+    values = show(dialog)
+    if values is None:
+        return None
+    if values.get("host") == THIS_COMPUTER:  # the line recorded for a local run names no host
+        values = {k: v for k, v in values.items() if k not in ("host", "detach")}
+        return dialog.options(values).replace(f" host=[{THIS_COMPUTER}]", "")
+    return dialog.options(values)
 
+
+def installed_model_names() -> list[str]:
+    """The folder names of the installed models that load, for the Run dialog.
+
+    Raises:
+        BundleError: no bundle is installed in the models folders.
+    """
     from deepimagej.imagej.models import installed_models, models_folders
 
     models = [m.folder.name for m in installed_models() if m.spec is not None]
@@ -267,31 +276,7 @@ def ask_run_options() -> str | None:
         where = ", ".join(str(f) for f in models_folders()) or "~/.deepimagej/models"
         raise BundleError(f"DeepImageJ Run: no model installed; put bundle folders in {where} "
                           "(or a folder named by the DEEPIMAGEJ_MODELS environment variable)")
-    gd = JClass("ij.gui.GenericDialog")("DeepImageJ Run")
-    gd.addChoice("Model", models, models[0])
-    gd.addChoice("Format", FORMAT_CHOICES, FORMAT_CHOICES[0])
-    gd.addStringField("Preprocessing", BUNDLE_OWN, 30)
-    gd.addStringField("Postprocessing", BUNDLE_OWN, 30)
-    gd.addStringField("Tile", "", 12)
-    gd.addChoice("Logging", LOGGING_CHOICES, LOGGING_CHOICES[0])
-    hosts = host_choices()
-    gd.addChoice("Host", hosts, hosts[0])
-    gd.addCheckbox("Detach", False)
-    gd.addMessage("Pre/Postprocessing: the bundle's own macros, 'no preprocessing' / 'no postprocessing', or macro\n"
-                  "file names of the bundle (comma-separated). Tile: patch size per axis, e.g. 256,256 (empty: automatic).\n"
-                  "Host: run the model on a server (deepimagej remote add NAME user@server); Detach: do not wait,\n"
-                  "'DeepImageJ Jobs' opens the result when it is done.")
-    gd.showDialog()
-    if gd.wasCanceled():
-        return None
-    parts = [f"model=[{gd.getNextChoice()}]", f"format={gd.getNextChoice()}"]
-    for key in ("preprocessing", "postprocessing", "tile"):
-        parts.append(f"{key}=[{str(gd.getNextString()).strip()}]")
-    parts.append(f"logging={gd.getNextChoice()}")
-    host, detach = str(gd.getNextChoice()), bool(gd.getNextBoolean())
-    if host != THIS_COMPUTER:
-        parts.append(f"host=[{host}]" + (" detach" if detach else ""))
-    return " ".join(parts)
+    return models
 
 
 def run_command(ij: ImageJ, options: str | None) -> None:
@@ -309,7 +294,7 @@ def run_command(ij: ImageJ, options: str | None) -> None:
         if path:
             confinement.checkPath(str(path), write)
     if opts.input_path:  # DeepImageJ 3.x: inputPath / outputFolder / displayOutput
-        paths = _input_files(Path(opts.input_path))
+        paths = input_files(Path(opts.input_path))
         for path in paths:
             imp = ij.open(path)
             result = run_bundle_on_imageplus(ij, opts, imp)
@@ -326,7 +311,7 @@ def run_command(ij: ImageJ, options: str | None) -> None:
     run_bundle_on_imageplus(ij, opts, imp)
 
 
-def _input_files(path: Path) -> list[Path]:
+def input_files(path: Path) -> list[Path]:
     if path.is_file():
         return [path]
     if path.is_dir():

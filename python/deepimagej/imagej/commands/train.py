@@ -38,22 +38,23 @@ import re
 import shutil
 import tempfile
 import zipfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from deepimagej import remote
 from deepimagej.errors import TrainingError
+from deepimagej.imagej.commands.dialogs import DATA_CHOICES, show, train_dialog
 from deepimagej.imagej.commands.options import THIS_COMPUTER, parse_options
 from deepimagej.imagej.commands.run import host_choices
-from deepimagej.imagej.convert import from_imageplus, imageplus_axes
 from deepimagej.imagej.models import find_model
 from deepimagej.resample import to_micrometres
 from deepimagej.unet.config import TrainingConfig
 from deepimagej.unet.files import ROI_SUFFIXES, load_folder_pairs, spatial_dims
 from deepimagej.unet.samples import TrainingSample, load_samples
 
-DATA_CHOICES = ("current image + ROI Manager", "folders")
-TASK_CHOICES = ("auto", "segmentation", "detection")
 #: ImageJ Roi types that mark one point per object (Roi.POINT = 10)
 POINT_ROI_TYPE = 10
 #: Title of the Plot window with the validation curve.
@@ -63,67 +64,32 @@ CURVE_TITLE = "U-Net Train: validation curve"
 def ask_settings(options: str | None) -> dict[str, Any] | None:
     """The command's settings from a GenericDialog (shown, or filled from the macro ``options``).
 
-    Returns ``None`` when the user cancels the dialog.
+    Returns ``None`` when the user cancels the dialog; ``host`` is ``None`` for this computer.
     """
-    from jpype import JClass
-
     hosts = host_choices()
     wanted = {k.lower(): v for k, v in parse_options(options).items()}.get("host", THIS_COMPUTER).strip()
     if wanted not in hosts:  # ImageJ's own message would only say it is not a valid choice
         remote.host(wanted)
-    gd = JClass("ij.gui.GenericDialog")("U-Net Train")
-    gd.addChoice("Data", DATA_CHOICES, DATA_CHOICES[0])
-    gd.addStringField("Images", "", 30)
-    gd.addStringField("Annotations", "", 30)
-    gd.addChoice("Task", TASK_CHOICES, TASK_CHOICES[0])
-    gd.addStringField("Output", str(Path.home() / ".deepimagej" / "models" / "my-unet"), 30)
-    gd.addStringField("Name", "", 20)
-    gd.addStringField("From", "", 20)
-    gd.addNumericField("Epochs", 10, 0)
-    gd.addNumericField("Steps", 50, 0)
-    gd.addNumericField("Tile", 256, 0)
-    gd.addNumericField("Depth", 3, 0)
-    gd.addNumericField("Features", 16, 0)
-    gd.addNumericField("Learning_rate", 0.001, 5)
-    gd.addNumericField("Radius", 3, 1)
-    gd.addNumericField("Classes", 2, 0)
-    gd.addStringField("Class_names", "", 30)
-    gd.addStringField("Ignore_label", "", 6)
-    gd.addStringField("Element_size", "", 12)
-    gd.addChoice("Host", hosts, hosts[0])
-    gd.addCheckbox("Detach", False)
-    gd.addMessage("Images/Annotations: folders, for Data = folders. From: a bundle to fine-tune (name or folder).\n"
-                  "Radius: detection disk radius (px). Output: the bundle folder to write.\n"
-                  "Classes: with the background; > 2: label values or ROI names (Class_names, comma-separated) are\n"
-                  "classes. ROIs named 'ignore' and the Ignore_label value do not count. Element_size: the model's\n"
-                  "pixel size in micrometres (default: the current image's calibration).\n"
-                  "Host: train on a server (deepimagej remote add NAME user@server); Detach: do not wait,\n"
-                  "'DeepImageJ Jobs' installs the bundle when it is done.")
-    gd.showDialog()
-    if gd.wasCanceled():
-        return None
-    return {
-        "data": str(gd.getNextChoice()),
-        "images": str(gd.getNextString()).strip(),
-        "annotations": str(gd.getNextString()).strip(),
-        "task": str(gd.getNextChoice()),
-        "output": str(gd.getNextString()).strip(),
-        "name": str(gd.getNextString()).strip(),
-        "from": str(gd.getNextString()).strip(),
-        "epochs": int(gd.getNextNumber()),
-        "steps": int(gd.getNextNumber()),
-        "tile": int(gd.getNextNumber()),
-        "depth": int(gd.getNextNumber()),
-        "features": int(gd.getNextNumber()),
-        "learning_rate": float(gd.getNextNumber()),
-        "radius": float(gd.getNextNumber()),
-        "classes": int(gd.getNextNumber()),
-        "class_names": str(gd.getNextString()).strip(),
-        "ignore_label": str(gd.getNextString()).strip(),
-        "element_size": str(gd.getNextString()).strip(),
-        "host": None if (host := str(gd.getNextChoice())) == THIS_COMPUTER else host,
-        "detach": bool(gd.getNextBoolean()),
-    }
+    settings = show(train_dialog(hosts))
+    if settings is not None and settings.get("host") == THIS_COMPUTER:
+        settings["host"] = None
+    return settings
+
+
+def rois_are_points(roi_types: Sequence[int]) -> bool:
+    """Whether the ROIs (ImageJ ``Roi.getType()`` values) are points (detection) rather than areas.
+
+    Raises:
+        TrainingError: no ROI, or point and area ROIs mixed.
+    """
+    if not roi_types:
+        raise TrainingError("U-Net Train: the ROI Manager is empty; outline each object (or click one point per "
+                            "object for detection) and add it with 't' (Edit > Selection > Add to Manager)")
+    points = [int(t) == POINT_ROI_TYPE for t in roi_types]
+    if any(points) and not all(points):
+        raise TrainingError("U-Net Train: the ROI Manager mixes point and area ROIs; use areas (one per object) for "
+                            "segmentation or points (one per object) for detection")
+    return all(points)
 
 
 def roi_manager_zip(folder: Path) -> tuple[Path, bool]:
@@ -136,19 +102,13 @@ def roi_manager_zip(folder: Path) -> tuple[Path, bool]:
 
     manager = JClass("ij.plugin.frame.RoiManager").getInstance()
     rois = list(manager.getRoisAsArray()) if manager is not None else []
-    if not rois:
-        raise TrainingError("U-Net Train: the ROI Manager is empty; outline each object (or click one point per "
-                            "object for detection) and add it with 't' (Edit > Selection > Add to Manager)")
-    points = [int(r.getType()) == POINT_ROI_TYPE for r in rois]
-    if any(points) and not all(points):
-        raise TrainingError("U-Net Train: the ROI Manager mixes point and area ROIs; use areas (one per object) for "
-                            "segmentation or points (one per object) for detection")
+    points = rois_are_points([int(r.getType()) for r in rois])
     encoder = JClass("ij.io.RoiEncoder")
     path = folder / "RoiSet.zip"
     with zipfile.ZipFile(path, "w") as zf:
         for i, roi in enumerate(rois):
             zf.writestr(f"{i:04d}.roi", bytes(encoder.saveAsByteArray(roi)))
-    return path, all(points)
+    return path, points
 
 
 def _calibration(imp: Any, ndim: int) -> tuple[float, ...] | None:
@@ -160,22 +120,49 @@ def _calibration(imp: Any, ndim: int) -> tuple[float, ...] | None:
 
 
 def _samples_from_current_image(settings: dict[str, Any], tmp: Path) -> tuple[list[TrainingSample], TrainingConfig, str]:
-    """Training samples from the current image and the ROI Manager."""
-    import tifffile
+    """Training samples from the current image and the ROI Manager of the embedded ImageJ."""
     from jpype import JClass
+
+    from deepimagej.imagej.convert import from_imageplus, imageplus_axes
 
     imp = JClass("ij.WindowManager").getCurrentImage()
     if imp is None:
         raise TrainingError("U-Net Train: no image open; open the annotated image (or use data=folders)")
     axes = imageplus_axes(imp)
-    if "t" in axes or ("c" in axes and "z" in axes):
-        raise TrainingError(f"U-Net Train: the current image has axes '{axes}'; use a 2D image or a z-stack")
+    check_training_axes(axes)
     zip_path, are_points = roi_manager_zip(tmp)
     ndim = 3 if "z" in axes else 2
-    config = _config(settings, _task_is_detection(settings["task"], are_points), ndim, _calibration(imp, ndim))
+    samples, config = samples_from_image(settings, from_imageplus(imp), axes, zip_path, are_points, tmp,
+                                         calibration=_calibration(imp, ndim))
+    return samples, config, str(imp.getTitle())
+
+
+def check_training_axes(axes: str) -> None:
+    """Refuse images U-Net Train cannot use: time series, and channels with slices.
+
+    Raises:
+        TrainingError: the axes name the problem.
+    """
+    if "t" in axes or ("c" in axes and "z" in axes):
+        raise TrainingError(f"U-Net Train: the current image has axes '{axes}'; use a 2D image or a z-stack")
+
+
+def samples_from_image(settings: dict[str, Any], image: np.ndarray, axes: str, rois_zip: Path, are_points: bool,
+                       tmp: Path, calibration: tuple[float, ...] | None = None,
+                       ) -> tuple[list[TrainingSample], TrainingConfig]:
+    """Training samples from one image (axes from ImageJ) annotated by the ROIs in ``rois_zip``.
+
+    Args:
+        calibration: the image's pixel size in micrometres (array order), the default element size.
+    """
+    import tifffile
+
+    check_training_axes(axes)
+    ndim = 3 if "z" in axes else 2
+    config = _config(settings, _task_is_detection(settings["task"], are_points), ndim, calibration)
     image_path = tmp / "image.tif"  # the image as a file (at the model's element size): the loader of folders
-    tifffile.imwrite(image_path, from_imageplus(imp))
-    return load_samples(image_path, zip_path, config), config, str(imp.getTitle())
+    tifffile.imwrite(image_path, image)
+    return load_samples(image_path, rois_zip, config), config
 
 
 def _task_is_detection(task: str, are_points: bool | None) -> bool:
@@ -274,28 +261,72 @@ def train_command(ij: Any, options: str | None) -> None:
     """The "U-Net Train" command: annotations -> a trained U-Net bundle; called from the Java shim."""
     from jpype import JClass
 
-    # TensorFlow loads with the training modules, when the command runs
-    from deepimagej.unet.export import export_training
-    from deepimagej.unet.train import train
-
     settings = ask_settings(options)
     if settings is None:
         return
     IJ = JClass("ij.IJ")
-    output = Path(settings["output"]).expanduser() if settings["output"] else None
-    if output is None:
+    if settings["host"]:
+        output = _output(settings)
+        source = find_model(settings["from"]).root if settings["from"] else None
+        train_on_host(settings, source, output)
+        return
+
+    def status(done: int, total: int, text: str) -> None:
+        IJ.showProgress(done, total)
+        IJ.showStatus(text)
+
+    current = JClass("ij.WindowManager").getCurrentImage()  # the plot window must not take its place
+    curve = CurvePlot()
+    try:
+        train_from_settings(settings, lambda tmp: _samples_from_current_image(settings, tmp), log=IJ.log,
+                            status=status, curve=curve.update)
+    finally:
+        if current is not None:
+            IJ.selectWindow(current.getID())
+    IJ.showProgress(1.0)
+    IJ.showStatus("")
+
+
+#: current_image(tmp_folder) -> (samples, config, image title): the annotated image of "data=current image..."
+CurrentImageSamples = Callable[[Path], tuple[list[TrainingSample], TrainingConfig, str]]
+
+
+def _output(settings: dict[str, Any]) -> Path:
+    if not settings["output"]:
         raise TrainingError("U-Net Train needs output=[folder] (the bundle to write)")
     if settings["epochs"] < 1 or settings["steps"] < 1 or settings["tile"] < 16:
         raise TrainingError("U-Net Train: epochs and steps must be at least 1 and tile at least 16")
+    return Path(settings["output"]).expanduser()
+
+
+def train_from_settings(settings: dict[str, Any], current_image: CurrentImageSamples, *,
+                        log: Callable[[str], Any], status: Callable[[int, int, str], Any],
+                        curve: Callable[[list[dict[str, Any]]], Any] | None = None) -> Any:
+    """Train a U-Net from the dialog's settings; the ImageJ side gives the annotated image, the log and status.
+
+    Args:
+        settings: the typed values of :func:`~deepimagej.imagej.commands.dialogs.train_dialog`.
+        current_image: makes the samples of ``data=[current image + ROI Manager]`` (in a temporary folder).
+        log: writes a line to ImageJ's Log window.
+        status: shows ``(epoch, epochs, text)`` in ImageJ's progress and status bars.
+        curve: redraws the validation curve from the history after each epoch.
+
+    Returns:
+        The training result of :func:`deepimagej.unet.train.train` (the bundle is in ``settings["output"]``).
+
+    Raises:
+        TrainingError: unusable settings or data.
+    """
+    # TensorFlow loads with the training modules, when the command runs
+    from deepimagej.unet.export import export_training
+    from deepimagej.unet.train import train
+
+    output = _output(settings)
     settings["from_bundle"] = str(find_model(settings["from"]).root) if settings["from"] else None
-    if settings["host"]:
-        train_on_host(settings, Path(settings["from_bundle"]) if settings["from_bundle"] else None, output)
-        return
     work = output.with_name(output.name + "-training")
-    current = JClass("ij.WindowManager").getCurrentImage()  # the plot window must not take its place
     with tempfile.TemporaryDirectory() as tmp:
         if settings["data"] == DATA_CHOICES[0]:
-            samples, config, origin = _samples_from_current_image(settings, Path(tmp))
+            samples, config, origin = current_image(Path(tmp))
         elif settings["data"] == DATA_CHOICES[1]:
             samples, config, origin = _samples_from_folders(settings)
         else:
@@ -303,32 +334,27 @@ def train_command(ij: Any, options: str | None) -> None:
         val = None
         if len(samples) == 1:
             val = samples
-            IJ.log("[U-Net Train] one annotated image: the validation loss is measured on the training image "
-                   "(annotate a second image for a real validation)")
+            log("[U-Net Train] one annotated image: the validation loss is measured on the training image "
+                "(annotate a second image for a real validation)")
         source = settings["from_bundle"]
-        IJ.log(f"[U-Net Train] {config.task}: {len(samples)} image(s) from {origin}"
-               f"{f', {config.n_classes} classes' if config.n_classes > 2 else ''}, "
-               f"{'fine-tuning ' + Path(source).name if source else 'from scratch'}; checkpoints in {work}")
-        curve = CurvePlot()
+        log(f"[U-Net Train] {config.task}: {len(samples)} image(s) from {origin}"
+            f"{f', {config.n_classes} classes' if config.n_classes > 2 else ''}, "
+            f"{'fine-tuning ' + Path(source).name if source else 'from scratch'}; checkpoints in {work}")
 
         def progress(info: dict[str, Any]) -> None:
-            IJ.showProgress(info["epoch"], info["epochs"])
-            IJ.showStatus(f"U-Net Train: epoch {info['epoch']}/{info['epochs']}, ETA {info['eta_s']:.0f} s")
-            IJ.log(f"[U-Net Train] epoch {info['epoch']}/{info['epochs']}  loss {info['loss']:.4f}  "
-                   f"val loss {info['val_loss']:.4f}  val IoU {info['val_iou']:.3f}{'  (best)' if info['best'] else ''}"
-                   f"  {info['elapsed_s']:.0f} s")
-            curve.update(info["history"])
+            status(info["epoch"], info["epochs"],
+                   f"U-Net Train: epoch {info['epoch']}/{info['epochs']}, ETA {info['eta_s']:.0f} s")
+            log(f"[U-Net Train] epoch {info['epoch']}/{info['epochs']}  loss {info['loss']:.4f}  "
+                f"val loss {info['val_loss']:.4f}  val IoU {info['val_iou']:.3f}{'  (best)' if info['best'] else ''}"
+                f"  {info['elapsed_s']:.0f} s")
+            if curve is not None:
+                curve(info["history"])
 
-        try:
-            result = train(samples, config, val_samples=val, out_dir=work, progress=progress)
-        finally:
-            if current is not None:
-                IJ.selectWindow(current.getID())
+        result = train(samples, config, val_samples=val, out_dir=work, progress=progress)
         export_training(result, output, name=settings["name"] or output.name)
-    IJ.showProgress(1.0)
-    IJ.showStatus("")
-    IJ.log(f"[U-Net Train] best validation loss {result.best_val_loss:.4f} (epoch {result.best_epoch}); bundle "
-           f"written to {output}; run it with run(\"DeepImageJ Run\", \"model=[{output}]\")")
+    log(f"[U-Net Train] best validation loss {result.best_val_loss:.4f} (epoch {result.best_epoch}); bundle "
+        f"written to {output}; run it with run(\"DeepImageJ Run\", \"model=[{output}]\")")
+    return result
 
 
 def train_on_host(settings: dict[str, Any], source: Path | None, output: Path) -> remote.Job:
