@@ -24,7 +24,7 @@ from typing import Any
 from deepimagej import remote
 from deepimagej.errors import RemoteError
 from deepimagej.imagej.commands.options import parse_options
-from deepimagej.imagej.commands.run import show_output
+from deepimagej.imagej.commands.run import bundle_macro_runner, show_output
 from deepimagej.io import read_image
 
 ACTIONS = ("refresh", "fetch", "cancel", "log")
@@ -71,8 +71,10 @@ def fetch_into_imagej(ij: Any, job_id: str) -> Any:
         return None
     if origin.get("imagej") == "run":
         output = read_image(paths[0])
-        result = show_output(ij, output.array, output.axes, origin["title"], [Path(p) for p in origin["post"]],
-                             origin["calibration"])
+        post = [Path(p) for p in origin["post"]]
+        root = Path(origin["bundle"]) if origin.get("bundle") else (post[0].parent if post else Path.cwd())
+        result = show_output(ij, output.array, output.axes, origin["title"], post, origin["calibration"],
+                             bundle_macro_runner(ij, root))
     elif paths[0].is_file():
         result = ij.open(paths[0])
     else:

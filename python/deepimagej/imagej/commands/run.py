@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -113,6 +114,15 @@ def _run_macro(ij: ImageJ, spec, opts: RunOptions, stage: str, path: Path, imp, 
     return run_bundle_macro(ij.runner, path, imp, bundle_root=spec.root, images=images, trusted=trusted or users_own)
 
 
+def bundle_macro_runner(ij: ImageJ, bundle_root: Path, trusted: bool = False) -> Callable[[Path, Any], Any]:
+    """Runs a bundle's macro on an ImagePlus, confined to ``bundle_root`` unless ``trusted`` (for results
+    that come back later, e.g. from a remote job)."""
+    from deepimagej.imagej.macro import run_bundle_macro
+
+    return lambda path, imp: run_bundle_macro(ij.runner, path, imp, bundle_root=bundle_root, images=[],
+                                              trusted=trusted)
+
+
 def _image_files(imp) -> list[Path]:
     """The file an ImagePlus was opened from, if any (a bundle's macro may read it)."""
     info = imp.getOriginalFileInfo()
@@ -171,20 +181,26 @@ def run_bundle_on_imageplus(ij: ImageJ, opts: RunOptions, imp, trusted: bool = F
     title = output_title(spec, post)
     if opts.host:
         origin = {"imagej": "run", "title": title, "calibration": calibration, "post": [str(p) for p in post],
-                  "model": spec.name}
+                  "model": spec.name, "bundle": str(spec.root)}
         output = run_on_host(opts, spec, image, axes, settings, origin, progress)
         if output is None:  # detached: "DeepImageJ Jobs" opens the result
             return None
     else:
         prediction = predict.predict(spec, predict.bind_inputs(spec, image, axes), progress=progress, **settings)
         output = next(iter(prediction.outputs.values()))
-    result = show_output(ij, output.array, output.axes, title, post, calibration)
+    result = show_output(ij, output.array, output.axes, title, post, calibration,
+                         lambda path, target: _run_macro(ij, spec, opts, "postprocessing", path, target, images, trusted))
     progress.finish()
     return result
 
 
-def show_output(ij: ImageJ, output: Any, axes: str, title: str, post: list[Path], calibration: dict[str, Any]) -> Any:
+def show_output(ij: ImageJ, output: Any, axes: str, title: str, post: list[Path], calibration: dict[str, Any],
+                run_macro: Callable[[Path, Any], Any]) -> Any:
     """The model's output as the current image (titled ``title``), then the post-processing macros on it.
+
+    Args:
+        run_macro: runs one post-processing macro on an ImagePlus, returns the image it leaves
+            (:func:`bundle_macro_runner`).
 
     Returns:
         The final ImagePlus.
@@ -195,7 +211,7 @@ def show_output(ij: ImageJ, output: Any, axes: str, title: str, post: list[Path]
     if ij.runner.running:
         result.show()  # batch mode: the current image for the rest of the macro
     for path in post:
-        result = _run_macro(ij, spec, opts, "postprocessing", path, result, images, trusted)
+        result = run_macro(path, result)
         if result is None:
             raise InputImageError(f"postprocessing macro {path.name} left no image open")
     ij.current = result
