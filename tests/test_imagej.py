@@ -260,3 +260,40 @@ def test_explore_lists_bundles(ij, pancreatic):
     assert "unet-pancreatic" in res.log or "Pancreatic" in res.log
     res = ij.run_macro('run("DeepImageJ Explore", "model=[unet-pancreatic]");')
     assert "preprocessing.txt" in res.log
+
+
+def test_run_takes_each_input_by_title_and_shows_one_image_per_output(ij, tmp_path):
+    import bundle_factory
+    from jpype import JClass
+
+    from deepimagej import predict
+    import tifffile
+
+    from deepimagej.imagej.convert import to_imageplus
+
+    bundle = bundle_factory.two_in_two_out_bundle(tmp_path / "bundle").parent
+    raw, aux = np.load(bundle / "raw.npy")[0, 0], np.load(bundle / "aux.npy")[0]
+    expected = predict.run(bundle, {"raw": raw, "aux": aux}, axes={"raw": "yx", "aux": "cyx"}, weights_format="onnx")
+    to_imageplus(raw, title="raw image", axes="yx").show()
+    to_imageplus(aux, title="aux image", axes="cyx").show()
+    windows = JClass("ij.WindowManager")
+    try:
+        with pytest.raises(InputImageError, match="input_raw=\\[title\\] input_aux=\\[title\\]"):
+            ij.run_macro(f'selectImage("raw image"); run("DeepImageJ Run", "model=[{bundle}] format=ONNX");')
+        with pytest.raises(InputImageError, match="no open image has that title"):
+            ij.run_macro(f'run("DeepImageJ Run", "model=[{bundle}] format=ONNX input_raw=[raw image] '
+                         'input_aux=[nothing]");')
+        saves = "".join(f'selectImage("{name}"); saveAs("Tiff", "{tmp_path / name}.tif");' for name in ("seg", "score"))
+        ij.run_macro(f'run("DeepImageJ Run", "model=[{bundle}] format=ONNX input_raw=[raw image] '
+                     f'input_aux=[aux image]");' + saves)
+        for name in ("seg", "score"):
+            got = np.squeeze(tifffile.imread(tmp_path / f"{name}.tif"))
+            got = np.moveaxis(got, 0, -1) if got.ndim == 3 else got  # ImageJ's TIFF: channels first
+            assert got.shape == np.squeeze(expected[name]).shape
+            assert np.abs(got - np.squeeze(expected[name])).max() < 1e-4, name
+    finally:
+        for title in ("raw image", "aux image", "seg", "score"):
+            imp = windows.getImage(title)
+            if imp is not None:
+                imp.changes = False
+                imp.close()

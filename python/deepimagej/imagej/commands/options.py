@@ -97,6 +97,7 @@ class RunOptions:
     display_output: bool = True
     host: str | None = None  # a server of deepimagej.remote; None: this computer
     detach: bool = False  # with host: return once the job runs (DeepImageJ Jobs fetches the result)
+    inputs: dict[str, str] = field(default_factory=dict)  # model input name -> image title (input_NAME=[title])
 
     @classmethod
     def parse(cls, options: str | None) -> RunOptions:
@@ -136,4 +137,6 @@ class RunOptions:
         host = (low.get("host") or "").strip()
         opts.host = host if host and host != THIS_COMPUTER else None
         opts.detach = "detach" in low
+        opts.inputs = {k[len("input_"):]: v.strip() for k, v in raw.items()
+                       if k.lower().startswith("input_") and len(k) > len("input_")}
         return opts

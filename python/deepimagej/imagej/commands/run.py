@@ -123,6 +123,34 @@ def bundle_macro_runner(ij: ImageJ, bundle_root: Path, trusted: bool = False) ->
                                               trusted=trusted)
 
 
+def _other_inputs(spec, opts: RunOptions) -> dict[str, Any]:
+    """The images of a several-input model's inputs after the first, by ``input_NAME=[title]``.
+
+    Raises:
+        InputImageError: an input without an image, an image not open, a name the model lacks.
+    """
+    names = [t.name for t in spec.inputs]
+    unknown = [n for n in opts.inputs if n not in names]
+    if unknown:
+        raise InputImageError(f"DeepImageJ Run: input_{unknown[0]}=...: {spec.name} has no input '{unknown[0]}' "
+                              f"(its inputs: {', '.join(names)})")
+    missing = [n for n in names[1:] if not opts.inputs.get(n)]
+    if missing:
+        keys = " ".join(f"input_{n}=[title]" for n in names)
+        raise InputImageError(f"DeepImageJ Run: {spec.name} has {len(names)} inputs ({', '.join(names)}); name the "
+                              f"image of each: {keys}")
+    return {n: _image_titled(opts.inputs[n], n) for n in names[1:]}
+
+
+def _image_titled(title: str, name: str) -> Any:
+    from jpype import JClass
+
+    imp = JClass("ij.WindowManager").getImage(title)
+    if imp is None:
+        raise InputImageError(f"DeepImageJ Run: input_{name}=[{title}]: no open image has that title")
+    return imp
+
+
 def _image_files(imp) -> list[Path]:
     """The file an ImagePlus was opened from, if any (a bundle's macro may read it)."""
     info = imp.getOriginalFileInfo()
@@ -141,10 +169,13 @@ def run_bundle_on_imageplus(ij: ImageJ, opts: RunOptions, imp, trusted: bool = F
     detached, nothing is returned (``None``) and "DeepImageJ Jobs" opens the result later.
     """
     from deepimagej import predict
-    from deepimagej.imagej.convert import from_imageplus, imageplus_axes
+    from deepimagej.imagej.convert import from_imageplus, imageplus_axes, to_imageplus
     from deepimagej.imagej.models import find_model
 
     spec = find_model(opts.model)
+    others = _other_inputs(spec, opts)
+    if opts.inputs.get(spec.inputs[0].name):
+        imp = _image_titled(opts.inputs[spec.inputs[0].name], spec.inputs[0].name)
     if imp is None:
         raise InputImageError("DeepImageJ Run needs an open image: open one first (open(path) in a macro)")
     pre = macro_files(spec, opts.preprocessing, "preprocessing")
@@ -179,6 +210,9 @@ def run_bundle_on_imageplus(ij: ImageJ, opts: RunOptions, imp, trusted: bool = F
                 "apply_preprocessing": not pre and opts.preprocessing is None,
                 "apply_postprocessing": not post and opts.postprocessing is None}
     title = output_title(spec, post)
+    if opts.host and others:
+        raise InputImageError(f"DeepImageJ Run: {spec.name} has several inputs; run it on a server from the command "
+                              "line (deepimagej run BUNDLE --input NAME=PATH ... --host HOST)")
     if opts.host:
         origin = {"imagej": "run", "title": title, "calibration": calibration, "post": [str(p) for p in post],
                   "model": spec.name, "bundle": str(spec.root)}
@@ -186,8 +220,14 @@ def run_bundle_on_imageplus(ij: ImageJ, opts: RunOptions, imp, trusted: bool = F
         if output is None:  # detached: "DeepImageJ Jobs" opens the result
             return None
     else:
-        prediction = predict.predict(spec, predict.bind_inputs(spec, image, axes), progress=progress, **settings)
-        output = next(iter(prediction.outputs.values()))
+        images_in = {spec.inputs[0].name: ImageData(image, axes)}
+        for name, other in others.items():
+            images_in[name] = ImageData(from_imageplus(other), imageplus_axes(other))
+        prediction = predict.predict(spec, predict.bind_inputs(spec, images_in), progress=progress, **settings)
+        output, *rest = prediction.outputs.values()
+        for name, extra in zip(list(prediction.outputs)[1:], rest):  # one image per further output
+            shown = to_imageplus(extra.array, title=name, axes=extra.axes, calibration=calibration)
+            shown.show()
     result = show_output(ij, output.array, output.axes, title, post, calibration,
                          lambda path, target: _run_macro(ij, spec, opts, "postprocessing", path, target, images, trusted))
     progress.finish()
