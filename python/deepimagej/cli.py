@@ -420,7 +420,7 @@ def build_cmd(weights: Path, out_dir: Path, config_template: Path | None, rdf_te
               step: int | None, halo: int | None, preprocessing_macro: tuple[Path, ...],
               postprocessing_macro: tuple[Path, ...], overwrite: bool) -> None:
     """Export Keras/SavedModel WEIGHTS as a runnable bundle (SavedModel + config.xml + rdf.yaml)."""
-    from deepimagej.bundle.build import build_bundle
+    from deepimagej.build import build_bundle
 
     start = time.perf_counter()
     spec = build_bundle(

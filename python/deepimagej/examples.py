@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deepimagej.bundle.build import build_bundle
+from deepimagej.build import build_bundle
 from deepimagej.bundle.spec import ModelSpec
 from deepimagej.errors import BundleError
 
