@@ -114,6 +114,9 @@ def _verdict(class_name: str, module: Any, registered: Any) -> str | None:
 
 @functools.lru_cache(maxsize=512)
 def _is_keras_class(name: str) -> bool:
+    from deepimagej.engines.tensorflow import quiet_tensorflow
+
+    quiet_tensorflow()
     import keras
 
     return any(hasattr(getattr(keras, module, None), name) for module in _KERAS_MODULES)

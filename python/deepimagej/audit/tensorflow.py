@@ -74,6 +74,9 @@ def classify(op: str) -> str | None:
 @functools.lru_cache(maxsize=1)
 def refused_ops() -> dict[str, str]:
     """Every op of the installed TensorFlow's registry that the audit flags, with its category."""
+    from deepimagej.engines.tensorflow import quiet_tensorflow
+
+    quiet_tensorflow()
     import tensorflow as tf
 
     names = [n for n in dir(tf.raw_ops) if not n.startswith("_")]
@@ -96,6 +99,10 @@ def audit_saved_model(path: Path, *, source: str, output_names: Iterable[str] = 
         BundleError: no ``saved_model.pb``, or one that is not a SavedModel.
     """
     from google.protobuf.message import DecodeError
+
+    from deepimagej.engines.tensorflow import quiet_tensorflow
+
+    quiet_tensorflow()
     from tensorflow.core.protobuf import saved_model_pb2
     from tensorflow.python.framework import op_def_registry
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -30,13 +31,32 @@ _SIGNATURE_ALIASES = {
 
 
 def quiet_tensorflow() -> None:
-    """Silence TensorFlow's C++ start-up chatter (must run before the first import) and apply
-    ``DEEPIMAGEJ_THREADS`` (set for Dask workers) before TensorFlow starts its thread pools."""
+    """Import TensorFlow once, without its start-up chatter, and with ``DEEPIMAGEJ_THREADS`` (set
+    for Dask workers) applied before it starts its thread pools. Call it before importing
+    ``tensorflow`` or ``keras``.
+
+    TensorFlow 2.21's C++ libraries print ``WARNING: All log messages before
+    absl::InitializeLog()...`` and the oneDNN notice straight to the process's stderr while they
+    load, whatever ``TF_CPP_MIN_LOG_LEVEL`` says; so the import runs with file descriptor 2
+    pointed at /dev/null (an import error is still raised, with its message, after it is restored).
+    """
+    if "tensorflow" in sys.modules:
+        return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     threads = thread_count()
     if threads:
         os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(threads))
         os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+        import tensorflow  # noqa: F401 - loaded here, silently, once
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
 
 
 def _unpack_zip(path: Path) -> Path:
