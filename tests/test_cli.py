@@ -104,3 +104,28 @@ def test_build_errors_are_one_line(tmp_path):
     weights.write_bytes(b"junk")
     result = invoke("build", weights, "--out", tmp_path / "exists")
     assert result.exit_code == 2 and "already exists" in result.output
+
+
+def test_run_on_a_folder_runs_every_image_and_reports_the_bad_one(pancreatic_bundle, assets, tmp_path):
+    from deepimagej import predict
+
+    image = tifffile.imread(assets / "unet_pancreatic" / "exampleImage.tif")
+    folder = tmp_path / "images"
+    folder.mkdir()
+    crops = {"a": image[:160, :200], "b": image[100:260, 300:460]}
+    for name, crop in crops.items():
+        tifffile.imwrite(folder / f"{name}.tif", crop)
+    (folder / "c.tif").write_bytes(b"not a tiff")
+    (folder / "notes.txt").write_text("not an image")
+    out = tmp_path / "results"
+    result = invoke("run", pancreatic_bundle.root, folder, "-o", out)
+    assert result.exit_code == 2, result.output
+    assert "c.tif" in result.output and "1 of 3 images failed" in result.output
+    assert "Traceback" not in result.output
+    written = sorted(p.name for p in out.iterdir())
+    assert len(written) == 2 and written[0].startswith("a_") and written[1].startswith("b_"), written
+    for name, crop in crops.items():
+        got = tifffile.imread(next(out.glob(f"{name}_*.tif")))
+        assert np.array_equal(np.squeeze(got), np.squeeze(predict.run(pancreatic_bundle, crop)))
+    refused = invoke("run", pancreatic_bundle.root, folder, "-o", tmp_path / "one.tif")
+    assert refused.exit_code == 2 and "give -o OUTPUT_FOLDER" in refused.output

@@ -17,7 +17,7 @@ import click
 
 from deepimagej.cli_errors import friendly_errors
 from deepimagej.cli_trust import trust_cmd
-from deepimagej.errors import DeepImageJError
+from deepimagej.errors import DeepImageJError, first_line
 from deepimagej.io import NAN_POLICIES
 from deepimagej.outputs import IMAGE_FORMATS
 
@@ -129,49 +129,126 @@ def run_cmd(bundle: Path, input_path: Path | None, named_inputs: tuple[str, ...]
 
     An output named *.ome.zarr or *.zarr is written block by block as the run goes (the image is read
     block by block too), so images larger than memory work; so is a TIFF output of an image over 1 GiB.
-    With --host the same command runs on a server as a job.
+    With --host the same command runs on a server as a job. INPUT may be a folder: every image in it
+    runs (the model loaded once) and the results go to the -o folder.
     """
     if host:  # the same command on a server, as a job (deepimagej.remote)
         from deepimagej.remote.cli import forwarded_options, remote_run
 
         return remote_run(host, bundle, input_path, named_inputs, outputs,
                           forwarded_options(exclude=("named_inputs", "outputs")), detach)
-    from deepimagej import predict, stores
+    from deepimagej import stores
     from deepimagej.bundle import load_bundle
-    from deepimagej.outputs import check_output_path
 
     if workers and scheduler:
         raise DeepImageJError("--workers starts a local Dask cluster, --scheduler uses an existing one: give one of them")
     spec = load_bundle(bundle)
-    paths = _input_paths(spec, input_path, named_inputs)
+    settings = _RunSettings(bundle, tile, axes, weights_format, max_memory, batch_size, no_preprocessing,
+                            no_postprocessing, trust_code, nan, overwrite, workers, scheduler, verbose, quiet)
+    if input_path is not None and input_path.is_dir() and stores.store_kind(input_path) is None \
+            and not _is_zarr_folder(input_path):
+        _run_folder(spec, input_path, outputs, settings)
+        return
+    _run_one(spec, _input_paths(spec, input_path, named_inputs), outputs, settings)
+
+
+@dataclasses.dataclass(frozen=True)
+class _RunSettings:
+    """The options of ``deepimagej run`` that hold for every image of a run."""
+
+    bundle: Path
+    tile: str | None
+    axes: str | None
+    weights_format: str | None
+    max_memory: str | None
+    batch_size: int | None
+    no_preprocessing: bool
+    no_postprocessing: bool
+    trust_code: bool
+    nan: str
+    overwrite: bool
+    workers: int | None
+    scheduler: str | None
+    verbose: bool
+    quiet: bool
+
+
+#: Image files a folder run takes (by extension).
+FOLDER_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".npy")
+
+
+def _is_zarr_folder(path: Path) -> bool:
+    return any((path / name).exists() for name in (".zarray", ".zgroup", "zarr.json"))
+
+
+def _run_folder(spec: ModelSpec, folder: Path, outputs: tuple[str, ...], settings: _RunSettings) -> None:
+    """Every image of ``folder`` through the model (loaded once), results into the ``-o`` folder.
+
+    An image that fails is reported and the others go on; the command then exits with status 2.
+    """
+    if len(spec.inputs) != 1:
+        raise DeepImageJError(f"{spec.name} has {len(spec.inputs)} inputs: a folder run takes one-input models")
+    if len(outputs) != 1 or "=" in outputs[0] or Path(outputs[0]).suffix.lower() in IMAGE_FORMATS:
+        raise DeepImageJError(f"{folder} is a folder: give -o OUTPUT_FOLDER for its results")
+    out_dir = Path(outputs[0])
+    if out_dir.resolve() == folder.resolve():
+        raise DeepImageJError(f"-o {out_dir}: write the results to another folder than the images'")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in FOLDER_SUFFIXES)
+    if not files:
+        raise DeepImageJError(f"{folder}: no image files ({', '.join(FOLDER_SUFFIXES)})")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    failed = []
+    for index, path in enumerate(files, 1):
+        if not settings.quiet:
+            click.echo(f"[{index}/{len(files)}] {path.name}")
+        try:
+            _run_one(spec, {spec.inputs[0].name: path}, (str(out_dir),), settings)
+        except DeepImageJError as exc:
+            failed.append(path.name)
+            click.echo(f"error: {path.name}: {first_line(exc)}", err=True)
+    if failed:
+        raise DeepImageJError(f"{len(failed)} of {len(files)} images failed ({', '.join(failed[:5])}"
+                              f"{', ...' if len(failed) > 5 else ''}); the others are in {out_dir}")
+
+
+def _run_one(spec: ModelSpec, paths: dict[str, Path], outputs: tuple[str, ...], settings: _RunSettings) -> None:
+    """One run of ``deepimagej run``: the images of ``paths`` in, the ``-o`` targets written."""
+    from deepimagej import predict, stores
+    from deepimagej.outputs import check_output_path
+
+    workers, scheduler = settings.workers, settings.scheduler
     streaming = workers is not None or scheduler is not None or any(stores.is_store_path(o) for o in outputs)
     streaming = streaming or any(_large(p) for p in paths.values())
     targets = _output_paths(spec, outputs, next(iter(paths.values())), streaming)
     if streaming:  # refused before any work: an existing store, an input, a read-only folder
-        stores.check_target(next(iter(targets.values())), overwrite=overwrite, inputs=(*paths.values(), bundle))
+        stores.check_target(next(iter(targets.values())), overwrite=settings.overwrite,
+                            inputs=(*paths.values(), settings.bundle))
     else:
         for target in targets.values():  # before the work: writable, and never over an input
-            check_output_path(target, inputs=[*paths.values(), bundle])
-    images = {name: _read_for(spec, name, path, _axes_for(axes, name), lazy=streaming) for name, path in paths.items()}
+            check_output_path(target, inputs=[*paths.values(), settings.bundle])
+    images = {name: _read_for(spec, name, path, _axes_for(settings.axes, name), lazy=streaming)
+              for name, path in paths.items()}
     spatial = tiling_axes(spec)
     pixels = int(max(math.prod(images[n].array.shape) for n in images))
-    progress = _Progress(enabled=not quiet and sys.stderr.isatty(), pixels=pixels)
-    kwargs = {"tile": parse_tile(tile, spatial), "weights_format": weights_format, "batch_size": batch_size,
-              "max_memory": max_memory, "apply_preprocessing": not no_preprocessing,
-              "apply_postprocessing": not no_postprocessing, "progress": progress, "trust_code": trust_code}
+    progress = _Progress(enabled=not settings.quiet and sys.stderr.isatty(), pixels=pixels)
+    kwargs = {"tile": parse_tile(settings.tile, spatial), "weights_format": settings.weights_format,
+              "batch_size": settings.batch_size, "max_memory": settings.max_memory,
+              "apply_preprocessing": not settings.no_preprocessing,
+              "apply_postprocessing": not settings.no_postprocessing, "progress": progress,
+              "trust_code": settings.trust_code}
     start = time.perf_counter()
     try:
-        bound = predict.bind_inputs(spec, images, nan=nan)
+        bound = predict.bind_inputs(spec, images, nan=settings.nan)
         if streaming:
             target = next(iter(set(targets.values())))
-            result = predict.predict(spec, bound, out=target, overwrite=overwrite, scheduler=scheduler or workers,
-                                     **kwargs)
+            result = predict.predict(spec, bound, out=target, overwrite=settings.overwrite,
+                                     scheduler=scheduler or workers, **kwargs)
         else:
             result = predict.predict(spec, bound, **kwargs)
     finally:
         progress.close()
     elapsed = time.perf_counter() - start
-    if verbose:
+    if settings.verbose:
         for line in result.run_plan.describe():
             click.echo(line)
     if not streaming:
@@ -179,7 +256,7 @@ def run_cmd(bundle: Path, input_path: Path | None, named_inputs: tuple[str, ...]
 
         for name, target in targets.items():
             write_image(target, result.outputs[name])
-    if not quiet:
+    if not settings.quiet:
         for name, target in targets.items():
             out = result.outputs[name]
             click.echo(f"{spec.name}: {name} {tuple(out.array.shape)} [{out.axes}] -> {target}")
