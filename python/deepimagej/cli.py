@@ -452,7 +452,7 @@ def info_cmd(bundle: Path, layers: bool, image_path: Path | None, axes: str | No
     if image_path is not None:
         from deepimagej.describe import describe_plan
 
-        images = {t.name: _read_for(spec, t.name, image_path, _axes_for(axes, t.name)) for t in spec.inputs[:1]}
+        images = {t.name: _read_for(spec, t.name, image_path, _axes_for(axes, t.name), lazy=_large(image_path)) for t in spec.inputs[:1]}
         if len(spec.inputs) > 1:
             raise DeepImageJError(f"--image plans a one-input model; {spec.name} has {len(spec.inputs)} inputs")
         for line in describe_plan(spec, images, tile=parse_tile(tile, tiling_axes(spec)), max_memory=max_memory,

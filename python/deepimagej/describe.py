@@ -164,7 +164,7 @@ def describe_plan(
     whose audit refuses something is run only when trusted (``trust`` or a trust record).
     """
     from deepimagej import predict
-    from deepimagej.layout import Layout
+    from deepimagej.layout import Layout, is_lazy
     from deepimagej.bundle.validate import check_bundle
 
     bound = predict.bind_inputs(spec, images)
@@ -174,10 +174,12 @@ def describe_plan(
     for t in spec.inputs:
         mapping = Layout.of(bound[t.name].axes, t)
         tensors[t.name] = (mapping.to_model(bound[t.name].array), mapping.model_axes)
+    streamed = any(is_lazy(d.array) for d in bound.values())  # too large for memory: read and written by blocks
     run_plan = predict.plan_run(spec, tensors, None, weights_format=weights.format, tile=tile,
-                                max_memory=max_memory, measure=True, trust_code=trusted)
+                                max_memory=max_memory, measure=True, trust_code=trusted, streamed=streamed)
     shape = ", ".join(f"{n} {tuple(d.array.shape)} [{d.axes}]" for n, d in bound.items())
-    return [f"image       : {shape}", *run_plan.describe()]
+    how = ["run         : streamed (read block by block; write it to -o RESULT.ome.zarr or .tif)"] if streamed else []
+    return [f"image       : {shape}", *how, *run_plan.describe()]
 
 
 def describe_architecture(spec: ModelSpec) -> list[str]:
