@@ -297,3 +297,26 @@ def test_run_takes_each_input_by_title_and_shows_one_image_per_output(ij, tmp_pa
             if imp is not None:
                 imp.changes = False
                 imp.close()
+
+
+def test_input_path_larger_than_the_threshold_is_streamed_to_the_output_folder(ij, pancreatic, assets, tmp_path,
+                                                                                monkeypatch):
+    import tifffile
+
+    from deepimagej import predict
+
+    image = tifffile.imread(assets / "unet_pancreatic" / "exampleImage.tif")
+    source = tmp_path / "big.tif"
+    tifffile.imwrite(source, image, tile=(128, 128))
+    monkeypatch.setenv("DEEPIMAGEJ_STREAM_ABOVE", "100K")  # this image counts as larger than memory
+    out = tmp_path / "results"
+    result = ij.run_macro(f'run("DeepImageJ Run", "modelPath=[{pancreatic}] inputPath=[{source}] '
+                          f'outputFolder=[{out}] displayOutput=null");')
+    written = list(out.glob("big_*.tif"))
+    assert len(written) == 1, list(out.iterdir())
+    assert "streamed block by block" in result.log
+    expected = predict.run(pancreatic, image)
+    assert np.array_equal(np.squeeze(tifffile.imread(written[0])), np.squeeze(expected))
+    with pytest.raises(InputImageError, match="ImageJ macros cannot run"):
+        ij.run_macro(f'run("DeepImageJ Run", "modelPath=[{pancreatic}] inputPath=[{source}] outputFolder=[{out}] '
+                     'preprocessing=[preprocessing.txt]");')

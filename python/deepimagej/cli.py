@@ -218,7 +218,7 @@ def _run_one(spec: ModelSpec, paths: dict[str, Path], outputs: tuple[str, ...], 
 
     workers, scheduler = settings.workers, settings.scheduler
     streaming = workers is not None or scheduler is not None or any(stores.is_store_path(o) for o in outputs)
-    streaming = streaming or any(_large(p) for p in paths.values())
+    streaming = streaming or any(stores.should_stream(p) for p in paths.values())
     targets = _output_paths(spec, outputs, next(iter(paths.values())), streaming)
     if streaming:  # refused before any work: an existing store, an input, a read-only folder
         stores.check_target(next(iter(targets.values())), overwrite=settings.overwrite,
@@ -264,28 +264,6 @@ def _run_one(spec: ModelSpec, paths: dict[str, Path], outputs: tuple[str, ...], 
         mpix = pixels / 1e6 / elapsed if elapsed else 0
         click.echo(f"{sources}: {result.run_plan.plan.n_tiles * result.run_plan.n_items} tile(s) in {elapsed:.2f} s "
                    f"({mpix:.1f} Mpix/s), peak memory {result.peak_rss / 2**20:.0f} MiB")
-
-
-#: Inputs larger than this (in memory) are read block by block and their outputs streamed.
-STREAM_ABOVE_BYTES = 2**30
-
-
-def _large(path: Path) -> bool:
-    """Whether an input file is larger than :data:`STREAM_ABOVE_BYTES` (stores always stream)."""
-    from deepimagej import stores
-
-    if path.is_dir():
-        return True
-    if stores.store_kind(path) != "tiff" or not path.is_file():
-        return False
-    try:
-        image = stores.open_image(path)
-    except DeepImageJError:
-        return False
-    try:
-        return image.nbytes > STREAM_ABOVE_BYTES
-    finally:
-        image.close()
 
 
 def tiling_axes(spec: ModelSpec) -> str:
@@ -450,9 +428,11 @@ def info_cmd(bundle: Path, layers: bool, image_path: Path | None, axes: str | No
     for line in describe(spec, layers=layers, trust=trust):
         click.echo(line)
     if image_path is not None:
+        from deepimagej import stores
         from deepimagej.describe import describe_plan
 
-        images = {t.name: _read_for(spec, t.name, image_path, _axes_for(axes, t.name), lazy=_large(image_path)) for t in spec.inputs[:1]}
+        lazy = stores.should_stream(image_path)
+        images = {t.name: _read_for(spec, t.name, image_path, _axes_for(axes, t.name), lazy=lazy) for t in spec.inputs[:1]}
         if len(spec.inputs) > 1:
             raise DeepImageJError(f"--image plans a one-input model; {spec.name} has {len(spec.inputs)} inputs")
         for line in describe_plan(spec, images, tile=parse_tile(tile, tiling_axes(spec)), max_memory=max_memory,

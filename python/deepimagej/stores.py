@@ -32,7 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from deepimagej.errors import InputImageError, OutputError
+from deepimagej.errors import DeepImageJError, InputImageError, OutputError
+from deepimagej.memory import parse_size
 
 __all__ = ["LazyImage", "OutputStore", "check_target", "is_store_path", "open_image", "open_outputs", "storage_order", "store_kind"]
 
@@ -61,6 +62,37 @@ def store_kind(path: str | Path) -> str | None:
     if name.endswith((".tif", ".tiff")):
         return "tiff"
     return None
+
+
+#: Inputs larger than this (in memory) are read block by block and their outputs streamed;
+#: ``DEEPIMAGEJ_STREAM_ABOVE`` (e.g. ``200M``) changes it.
+STREAM_ABOVE_BYTES = 2**30
+
+
+def stream_threshold() -> int:
+    """:data:`STREAM_ABOVE_BYTES`, or the size ``DEEPIMAGEJ_STREAM_ABOVE`` gives."""
+    text = os.environ.get("DEEPIMAGEJ_STREAM_ABOVE")
+    if not text:
+        return STREAM_ABOVE_BYTES
+    return parse_size(text)
+
+
+def should_stream(path: str | Path) -> bool:
+    """Whether an input file is read block by block: a zarr store, or a TIFF larger than
+    :func:`stream_threshold` in memory."""
+    path = Path(path)
+    if path.is_dir():
+        return True
+    if store_kind(path) != "tiff" or not path.is_file():
+        return False
+    try:
+        image = open_image(path)
+    except DeepImageJError:
+        return False  # the in-memory reader says what is wrong with it
+    try:
+        return image.nbytes > stream_threshold()
+    finally:
+        image.close()
 
 
 def is_store_path(path: str | Path) -> bool:

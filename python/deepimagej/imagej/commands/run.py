@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from deepimagej import remote
+from deepimagej import remote, stores
 from deepimagej.errors import BundleError, InputImageError
 from deepimagej.imagej.commands.dialogs import run_dialog, show
 from deepimagej.imagej.commands.options import THIS_COMPUTER, RunOptions
@@ -352,6 +352,9 @@ def run_command(ij: ImageJ, options: str | None) -> None:
     if opts.input_path:  # DeepImageJ 3.x: inputPath / outputFolder / displayOutput
         paths = input_files(Path(opts.input_path))
         for path in paths:
+            if opts.output_folder and not opts.host and stores.should_stream(path):
+                run_streamed(opts, path, Path(opts.output_folder))  # too large to open in ImageJ
+                continue
             imp = ij.open(path)
             result = run_bundle_on_imageplus(ij, opts, imp)
             if result is None:  # detached remote job
@@ -365,6 +368,45 @@ def run_command(ij: ImageJ, options: str | None) -> None:
         return
     imp = JClass("ij.WindowManager").getCurrentImage()
     run_bundle_on_imageplus(ij, opts, imp)
+
+
+def run_streamed(opts: RunOptions, path: Path, folder: Path) -> Path:
+    """DeepImageJ 3.x ``inputPath``/``outputFolder`` on an image too large to open: read block by
+    block, the result written block by block to ``folder`` (a TIFF for a one-output model, else an
+    OME-Zarr), never shown. The bundle's ImageJ macros cannot run on blocks: its bioimage.io
+    operations stand in for them; macros named by the user are refused.
+
+    Returns:
+        The result written.
+
+    Raises:
+        InputImageError: macros were named for this run.
+    """
+    from deepimagej import predict
+    from deepimagej.imagej.models import find_model
+
+    spec = find_model(opts.model)
+    if opts.preprocessing or opts.postprocessing:
+        raise InputImageError(f"DeepImageJ Run: {path.name} is larger than memory and runs block by block, where "
+                              "ImageJ macros cannot run; leave preprocessing/postprocessing to the bundle (its "
+                              "bioimage.io operations are used) or 'no preprocessing'")
+    folder.mkdir(parents=True, exist_ok=True)
+    suffix = ".tif" if len(spec.outputs) == 1 else ".ome.zarr"
+    target = folder / f"{path.stem}_{spec.outputs[0].name if len(spec.outputs) == 1 else 'outputs'}{suffix}"
+    progress = Progress(spec.name, opts.logging)
+    skipped = [*spec.preprocessing_macros, *spec.postprocessing_macros] if opts.preprocessing is None else []
+    progress.log(f"{path.name} is larger than the memory set aside for one image: streamed block by block to {target}"
+                 + ("; the bundle's macros are replaced by its bioimage.io operations" if skipped else ""))
+    image = stores.open_image(path)
+    try:
+        predict.predict(spec, predict.bind_inputs(spec, {spec.inputs[0].name: image}), out=target,
+                        overwrite=True, tile=opts.tile or None, weights_format=opts.weights_format,
+                        apply_preprocessing=opts.preprocessing is None, apply_postprocessing=opts.postprocessing is None,
+                        progress=progress)
+    finally:
+        image.close()
+    progress.finish()
+    return target
 
 
 def input_files(path: Path) -> list[Path]:
