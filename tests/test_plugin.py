@@ -513,3 +513,29 @@ def test_install_model_and_explore_in_batch_mode(display, ij_jar, imagej_dir, pa
     assert f"Model: {pancreatic_bundle.name}" in proc.stdout and "example image: exampleImage" in proc.stdout
     assert f"[DeepImageJ] {pancreatic_bundle.name}  ({installed}/unet-pancreatic)" in proc.stdout
     assert (installed / "unet-pancreatic" / "rdf.yaml").is_file() and not proc.stderr.strip()
+
+
+def test_imagej_command_opens_the_window_with_the_plugin(display, ij_jar, tmp_path):
+    _need("xdotool")
+    home = tmp_path / "home"
+    env = dict(os.environ, DISPLAY=display, PYTHONPATH=str(REPO / "python"))
+    proc = subprocess.Popen([sys.executable, "-m", "deepimagej", "imagej", "--folder", str(home)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+    def window() -> bool:
+        found = subprocess.run(["xdotool", "search", "--name", "^ImageJ$"], env=env, capture_output=True, text=True,
+                               check=False)
+        return bool(found.stdout.strip())
+
+    try:
+        _wait_for(window, 120, "the ImageJ window", proc)
+        assert (home / "plugins" / "DeepImageJ_Python.jar").is_file()
+        assert (home / "plugins" / "DeepImageJ_Python.json").is_file()
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+    without = dict(env)
+    without.pop("DISPLAY")
+    refused = subprocess.run([sys.executable, "-m", "deepimagej", "imagej", "--folder", str(home)], env=without,
+                             capture_output=True, text=True, timeout=60, check=False)
+    assert refused.returncode == 2 and "no display" in refused.stderr

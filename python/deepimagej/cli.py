@@ -534,22 +534,15 @@ def default_models_dir() -> Path:
     return Path(env) if env else REPO_ROOT / "bundles"
 
 
-def _register_optional_commands() -> None:
-    """Commands that live with their subsystem (ImageJ, U-Net) are added when importable."""
-    for module, names in (("deepimagej.imagej.cli", ("macro",)), ("deepimagej.unet.cli", ("train", "evaluate")),
-                          ("deepimagej.remote.cli", ("remote", "jobs")),
-                          ("deepimagej.imagej.plugin.cli", ("install_plugin", "worker"))):
-        try:
-            mod = __import__(module, fromlist=list(names))
-        except ImportError:
-            continue
-        for name in names:
-            command = getattr(mod, name, None) or getattr(mod, f"{name}_cmd", None) or getattr(mod, f"{name}_command", None)
-            if isinstance(command, click.Command):
-                main.add_command(command)  # under its own name (install-plugin)
+# Commands that live with their subsystem; their modules import nothing heavy (TensorFlow, Java, SSH
+# load when a command runs).
+from deepimagej.imagej.cli import macro_command  # noqa: E402
+from deepimagej.imagej.plugin.cli import imagej_cmd, install_plugin_cmd, worker_cmd  # noqa: E402
+from deepimagej.remote.cli import jobs, remote  # noqa: E402
+from deepimagej.unet.cli import evaluate, train  # noqa: E402
 
-
-_register_optional_commands()
+for _command in (macro_command, train, evaluate, remote, jobs, install_plugin_cmd, worker_cmd, imagej_cmd):
+    main.add_command(_command)
 main.add_command(trust_cmd, "trust")
 
 if __name__ == "__main__":

@@ -28,6 +28,42 @@ def install_plugin_cmd(imagej: Path) -> None:
     click.echo("next      restart ImageJ/Fiji: Plugins > DeepImageJ > DeepImageJ Run")
 
 
+@click.command("imagej")
+@click.argument("images", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--folder", type=click.Path(file_okay=False, path_type=Path),
+              help="ImageJ's home folder (its plugins folder inside; default: the deepimagej config folder's 'imagej').")
+@friendly_errors
+def imagej_cmd(images: tuple[Path, ...], folder: Path | None) -> None:
+    """Open ImageJ's window with Plugins > DeepImageJ (Run, Explore, Install Model, Build Bundled Model)
+    and Plugins > U-Net > U-Net Train, and the IMAGES given; returns when ImageJ is closed.
+
+    ImageJ 1.x runs as its own program with this package's plugin installed in FOLDER; its
+    commands run their models in a worker of this Python environment, as in your own Fiji.
+    """
+    import os
+    import shutil
+    import subprocess
+
+    from deepimagej.errors import ImageJError
+    from deepimagej.imagej import jvm
+    from deepimagej.imagej.plugin.install import install_plugin
+    from deepimagej.paths import config_dir
+
+    if not os.environ.get("DISPLAY"):
+        raise ImageJError("no display (DISPLAY is not set): run `deepimagej imagej` on a desktop, or under "
+                          "`xvfb-run` for a virtual one")
+    home = (folder or config_dir() / "imagej").expanduser()
+    (home / "plugins").mkdir(parents=True, exist_ok=True)
+    installed = install_plugin(home)
+    ij_jar = jvm.find_ij_jar()
+    click.echo(f"ImageJ {ij_jar} with {installed.jar.name} in {home / 'plugins'}: Plugins > DeepImageJ, Plugins > U-Net")
+    java = shutil.which("java")
+    if java is None:
+        raise ImageJError("no Java found: install a Java runtime (Debian: default-jre)")
+    command = [java, f"-Dplugins.dir={home}", "-jar", str(ij_jar), *map(str, images)]
+    raise SystemExit(subprocess.run(command, check=False).returncode)
+
+
 @click.command("worker")
 @click.option("--shared-dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder of the memory-mapped image files (made by the plugin).")
