@@ -129,3 +129,28 @@ def test_run_on_a_folder_runs_every_image_and_reports_the_bad_one(pancreatic_bun
         assert np.array_equal(np.squeeze(got), np.squeeze(predict.run(pancreatic_bundle, crop)))
     refused = invoke("run", pancreatic_bundle.root, folder, "-o", tmp_path / "one.tif")
     assert refused.exit_code == 2 and "give -o OUTPUT_FOLDER" in refused.output
+
+
+def test_install_a_bundle_zip_then_list_it(assets, tmp_path):
+    import zipfile
+
+    source = assets / "unet_pancreatic"
+    archive = tmp_path / "unet-pancreatic.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in sorted(source.iterdir()):
+            if path.is_file():
+                zf.write(path, f"unet-pancreatic/{path.name}")
+    models = tmp_path / "models"
+    result = invoke("install", archive, "--models", models)
+    assert result.exit_code == 0, result.output
+    assert (models / "unet-pancreatic" / "rdf.yaml").is_file()
+    listed = invoke("list", models)
+    assert "unet-pancreatic" in listed.output
+    again = invoke("install", archive, "--models", models)
+    assert again.exit_code == 2 and "already installed" in again.output
+    broken = tmp_path / "broken.zip"
+    with zipfile.ZipFile(broken, "w") as zf:
+        zf.writestr("notes/readme.txt", "no descriptor")
+    refused = invoke("install", broken, "--models", models)
+    assert refused.exit_code == 2 and "not a model bundle" in refused.output
+    assert sorted(p.name for p in models.iterdir()) == ["unet-pancreatic"]  # nothing left behind

@@ -46,11 +46,12 @@ def test_interactive_calls_found_outside_comments_and_strings():
 
 
 def test_model_not_found_lists_installed(tmp_path, monkeypatch):
+    from deepimagej import paths
     from deepimagej.imagej import models
 
     monkeypatch.setenv("DEEPIMAGEJ_MODELS", str(tmp_path))
-    monkeypatch.setattr(models, "REPO_BUNDLES", tmp_path / "none")
-    monkeypatch.setattr(models, "USER_MODELS", tmp_path / "none")
+    monkeypatch.setattr(paths, "REPO_BUNDLES", tmp_path / "none")
+    monkeypatch.setattr(paths, "USER_MODELS", tmp_path / "none")
     with pytest.raises(BundleError, match="model 'nope' not found.*DEEPIMAGEJ_MODELS"):
         models.find_model("nope")
 

@@ -207,6 +207,6 @@ def test_install_model_from_zip_and_refusals(pancreatic_bundle, tmp_path):
         info = zipfile.ZipInfo("rdf.yaml")
         info.external_attr = 0o120777 << 16
         zf.writestr(info, "/etc/passwd")
-    with pytest.raises(BundleError, match="is a link"):
+    with pytest.raises(BundleError, match="is a symbolic link"):
         install_model(link, models)
     assert not (tmp_path / "evil.txt").exists() and sorted(p.name for p in models.iterdir()) == ["unet-pancreatic"]

@@ -457,6 +457,28 @@ def list_cmd(folder: Path | None) -> None:
         click.echo(one_line(path, folder))
 
 
+@main.command("install")
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option("--models", "models_folder", type=click.Path(file_okay=False, path_type=Path),
+              help="Models folder to install into (default: ~/.deepimagej/models, where ImageJ finds them).")
+@click.option("--overwrite", is_flag=True, help="Replace an installed model of the same folder name.")
+@friendly_errors
+def install_cmd(source: Path, models_folder: Path | None, overwrite: bool) -> None:
+    """Install a bundle (a DeepImageJ/bioimage.io .zip, or a folder) as a model.
+
+    The zip is checked before anything is unpacked (names, links, size) and the bundle is loaded
+    before it is moved into place: a broken bundle leaves nothing behind.
+    """
+    from deepimagej.imagej.models import install_model
+    from deepimagej.paths import USER_MODELS
+
+    spec = install_model(source, models_folder, overwrite=overwrite)
+    click.echo(f"installed '{spec.name}' in {spec.root}")
+    click.echo(f"next     : deepimagej run {spec.root} IMAGE.tif -o OUT.tif, or DeepImageJ Run in ImageJ"
+               + ("" if (models_folder or USER_MODELS) == USER_MODELS else
+                  f" (with DEEPIMAGEJ_MODELS={models_folder})"))
+
+
 @main.command("build")
 @click.argument("weights", type=click.Path(path_type=Path))
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Bundle folder to create.")
@@ -527,11 +549,11 @@ def demo_cmd(out_dir: Path) -> None:
 
 
 def default_models_dir() -> Path:
-    """The models folder: $DEEPIMAGEJ_MODELS, else the repository's ``bundles/``."""
-    import os
+    """The first models folder (:func:`deepimagej.paths.models_folders`), else where models are installed."""
+    from deepimagej.paths import USER_MODELS, models_folders
 
-    env = os.environ.get("DEEPIMAGEJ_MODELS")
-    return Path(env) if env else REPO_ROOT / "bundles"
+    found = models_folders()
+    return found[0] if found else USER_MODELS
 
 
 # Commands that live with their subsystem; their modules import nothing heavy (TensorFlow, Java, SSH

@@ -12,25 +12,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from deepimagej import paths
 from deepimagej.errors import BundleError, DeepImageJError
+from deepimagej.paths import models_folders
 
 DESCRIPTORS = ("rdf.yaml", "bioimageio.yaml", "config.xml", "model.yaml")
-REPO_BUNDLES = Path(__file__).resolve().parents[3] / "bundles"
-USER_MODELS = Path.home() / ".deepimagej" / "models"
-
-
-def models_folders() -> list[Path]:
-    """The models folders that exist, in search order."""
-    folders: list[Path] = []
-    for entry in os.environ.get("DEEPIMAGEJ_MODELS", "").split(os.pathsep):
-        if entry.strip():
-            folders.append(Path(entry.strip()).expanduser())
-    folders += [REPO_BUNDLES, USER_MODELS]
-    seen: list[Path] = []
-    for f in folders:
-        if f.is_dir() and f.resolve() not in [s.resolve() for s in seen]:
-            seen.append(f)
-    return seen
 
 
 def _is_bundle(folder: Path) -> bool:
@@ -123,7 +109,7 @@ def install_model(source: str | Path, models_folder: str | Path | None = None, *
     from deepimagej.bundle import load_bundle
 
     source = Path(str(source).strip()).expanduser()
-    target_root = Path(models_folder).expanduser() if models_folder else USER_MODELS
+    target_root = Path(models_folder).expanduser() if models_folder else paths.USER_MODELS
     if not source.exists():
         raise BundleError(f"{source}: no such bundle file or folder")
     if source.is_file() and not zipfile.is_zipfile(source):
@@ -154,23 +140,16 @@ def install_model(source: str | Path, models_folder: str | Path | None = None, *
 
 
 def _unzip_bundle(zip_path: Path, staging: Path) -> Path:
-    """Unpack ``zip_path`` into ``staging/<name>`` safely; the bundle's folder."""
-    import zipfile
+    """Unpack ``zip_path`` under ``staging`` (checked by :mod:`deepimagej.archive`: names, links,
+    sizes, zip bombs); returns the bundle's folder: the zip's one top folder, or one named after
+    the zip when its files are at the top."""
+    from deepimagej.archive import ZipLimits, check_zip, extract_zip
 
-    with zipfile.ZipFile(zip_path) as zf:
-        infos = zf.infolist()
-        total = 0
-        for info in infos:
-            parts = Path(info.filename).parts
-            if info.filename.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):
-                raise BundleError(f"{zip_path}: entry '{info.filename}' points outside the bundle; refused")
-            if (info.external_attr >> 16) & 0o170000 == 0o120000:
-                raise BundleError(f"{zip_path}: entry '{info.filename}' is a link; refused")
-            total += info.file_size
-            if total > MAX_INSTALL_BYTES:
-                raise BundleError(f"{zip_path}: expands to more than {MAX_INSTALL_BYTES / 2**30:.0f} GiB; refused")
-        tops = {Path(i.filename).parts[0] for i in infos if Path(i.filename).parts}
-        nested = len(tops) == 1 and all(len(Path(i.filename).parts) > 1 or i.is_dir() for i in infos)
-        out = staging if nested else staging / zip_path.stem
-        zf.extractall(out)
-    return staging / next(iter(tops)) if nested else out
+    limits = ZipLimits(max_total=MAX_INSTALL_BYTES)
+    infos = check_zip(zip_path, limits)
+    entries = [(Path(i.filename).parts, i.is_dir()) for i in infos if Path(i.filename).parts]
+    tops = {parts[0] for parts, _ in entries}
+    nested = len(tops) == 1 and all(len(parts) > 1 or is_dir for parts, is_dir in entries)
+    if nested:
+        return extract_zip(zip_path, staging / "unpacked", limits) / next(iter(tops))
+    return extract_zip(zip_path, staging / zip_path.stem, limits)

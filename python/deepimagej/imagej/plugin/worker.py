@@ -167,7 +167,7 @@ def _run_dialog() -> dialogs.Dialog:
 
 
 def _install_dialog() -> dialogs.Dialog:
-    from deepimagej.imagej.models import USER_MODELS
+    from deepimagej.paths import USER_MODELS
 
     return dialogs.install_dialog(USER_MODELS)
 
