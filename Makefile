@@ -17,6 +17,7 @@ test: setup
 bench: setup
 	@$(PY) benchmarks/bench_tiling.py
 	@if [ -f benchmarks/bench_imagej.py ]; then $(PY) benchmarks/bench_imagej.py; fi
+	@$(PY) benchmarks/bench_streaming.py
 
 models: setup
 	@$(PY) scripts/build_models.py
