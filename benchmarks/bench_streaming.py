@@ -297,7 +297,8 @@ def _machine() -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller images (a smoke test of a minute or two)")
-    parser.add_argument("--data", type=Path, default=Path(os.environ.get("DEEPIMAGEJ_BENCH_DATA", "/tmp/deepimagej-bench")),
+    default_data = Path(os.environ.get("DEEPIMAGEJ_BENCH_DATA", "/tmp/deepimagej-bench"))
+    parser.add_argument("--data", type=Path, default=default_data,
                         help="cache folder of the generated test images (default: /tmp/deepimagej-bench)")
     parser.add_argument("--config", choices=["inmem", "stream", "check", "one", "dask"], help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
@@ -326,8 +327,8 @@ def main() -> None:
             v["mpix_s"] = v["pixels"] / 1e6 / v["seconds"]
             workers = "".join(f", worker peaks {', '.join(f'{p / 2**30:.2f}' for p in v['worker_peaks'])} GiB"
                               for _ in [0] if "worker_peaks" in v)
-            print(f"  {names[key]:14s} {v['seconds']:8.2f} s  {v['mpix_s']:.3f} Mpix/s  peak RSS {v['peak'] / 2**30:.2f} GiB"
-                  f"{workers}  ({v['tiles']} tiles of {'x'.join(map(str, v['tile']))}, batch {v['batch']}, estimated "
+            print(f"  {names[key]:14s} {v['seconds']:8.2f} s  {v['mpix_s']:.3f} Mpix/s  "
+                  f"peak RSS {v['peak'] / 2**30:.2f} GiB{workers}  ({v['tiles']} tiles of {'x'.join(map(str, v['tile']))}, batch {v['batch']}, estimated "
                   f"peak {v['estimated_peak'] / 2**30:.2f} GiB)", flush=True)
             if key == "stream":
                 r["check"] = _child("check", big, args.data, work, {"interior": v["interior"]})
@@ -355,7 +356,8 @@ def main() -> None:
     for key, v in r.items():
         figures[names[key]] = {k: (round(x, 4) if isinstance(x, float) else x) for k, x in v.items() if k != "interior"}
     figures["ratios"] = {"stream_vs_inmem_mpix": round(stream_ratio, 3), "dask_vs_one_mpix": round(dask_ratio, 3),
-                         "stream_peak_gib": round(stream_peak, 3), "stream_block_max_abs_diff": r["check"]["max_abs_diff"],
+                         "stream_peak_gib": round(stream_peak, 3),
+                         "stream_block_max_abs_diff": r["check"]["max_abs_diff"],
                          "dask_vs_one_max_abs_diff": diff,
                          "dask_vs_one_first_run_mpix": round(cold_ratio, 3)}
     RESULTS.mkdir(parents=True, exist_ok=True)
