@@ -328,7 +328,8 @@ def main() -> None:
             workers = "".join(f", worker peaks {', '.join(f'{p / 2**30:.2f}' for p in v['worker_peaks'])} GiB"
                               for _ in [0] if "worker_peaks" in v)
             print(f"  {names[key]:14s} {v['seconds']:8.2f} s  {v['mpix_s']:.3f} Mpix/s  "
-                  f"peak RSS {v['peak'] / 2**30:.2f} GiB{workers}  ({v['tiles']} tiles of {'x'.join(map(str, v['tile']))}, batch {v['batch']}, estimated "
+                  f"peak RSS {v['peak'] / 2**30:.2f} GiB{workers}  ({v['tiles']} tiles of "
+                  f"{'x'.join(map(str, v['tile']))}, batch {v['batch']}, estimated "
                   f"peak {v['estimated_peak'] / 2**30:.2f} GiB)", flush=True)
             if key == "stream":
                 r["check"] = _child("check", big, args.data, work, {"interior": v["interior"]})
