@@ -325,8 +325,9 @@ def main() -> None:
             r[key] = _child(key, size, args.data, work)
             v = r[key]
             v["mpix_s"] = v["pixels"] / 1e6 / v["seconds"]
-            workers = "".join(f", worker peaks {', '.join(f'{p / 2**30:.2f}' for p in v['worker_peaks'])} GiB"
-                              for _ in [0] if "worker_peaks" in v)
+            workers = ""
+            if "worker_peaks" in v:
+                workers = f", worker peaks {', '.join(f'{p / 2**30:.2f}' for p in v['worker_peaks'])} GiB"
             print(f"  {names[key]:14s} {v['seconds']:8.2f} s  {v['mpix_s']:.3f} Mpix/s  "
                   f"peak RSS {v['peak'] / 2**30:.2f} GiB{workers}  ({v['tiles']} tiles of "
                   f"{'x'.join(map(str, v['tile']))}, batch {v['batch']}, estimated "
