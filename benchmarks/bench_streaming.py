@@ -231,7 +231,9 @@ def _check_block(spec: Any, source: Path, streamed: Path, interior: dict[str, li
     image = stores.open_image(source)
     try:
         layout = Layout.of(image.axes, tensor)
+        start = time.perf_counter()
         pipeline = ops.fit(tensor.processing, layout.to_model(image.array), layout.model_axes)
+        stats_seconds = time.perf_counter() - start  # the whole-image statistics pass (one process)
         (wy0, wy1), (wx0, wx1) = interior["window"]
         crop = np.asarray(image.array[wy0:wy1, wx0:wx1])
     finally:
@@ -245,7 +247,8 @@ def _check_block(spec: Any, source: Path, streamed: Path, interior: dict[str, li
     got = np.asarray(zarr.open_array(str(streamed / "0"), mode="r")[by0:by1, bx0:bx1])
     diff = float(np.max(np.abs(got.astype(np.float64) - expected.astype(np.float64))))
     return {"max_abs_diff": diff, "block": interior["block"], "window": interior["window"],
-            "differing_pixels": int(np.count_nonzero(got != expected)), "dtype": str(got.dtype)}
+            "differing_pixels": int(np.count_nonzero(got != expected)), "dtype": str(got.dtype),
+            "stats_s": stats_seconds}
 
 
 # --------------------------------------------------------------------------------------------
