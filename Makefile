@@ -18,6 +18,7 @@ bench: setup
 	@$(PY) benchmarks/bench_tiling.py
 	@if [ -f benchmarks/bench_imagej.py ]; then $(PY) benchmarks/bench_imagej.py; fi
 	@$(PY) benchmarks/bench_plugin.py
+	@$(PY) benchmarks/bench_streaming.py
 
 models: setup
 	@$(PY) scripts/build_models.py
