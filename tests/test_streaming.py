@@ -230,7 +230,15 @@ def test_local_workers_and_a_scheduler_equal_one_process(two_io, cluster, tmp_pa
     assert proc.returncode == 0, proc.stdout + proc.stderr
     proc = _cli("run", str(two_io), *common, "-o", str(tmp_path / "remote.ome.zarr"), "--scheduler", address)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    for name in ("local.ome.zarr", "remote.ome.zarr"):
+    from distributed import Client
+
+    with Client(address, timeout=30) as client:  # the Python API with the user's own client (a lazy TIFF input)
+        spec = load_bundle(two_io)
+        images = {"raw": stores.open_image(raw), "aux": stores.open_image(aux)}
+        predict.predict(spec, predict.bind_inputs(spec, images, {"raw": "yx", "aux": "cyx"}),
+                        out=tmp_path / "client.ome.zarr", tile={"y": 64, "x": 64}, weights_format="onnx",
+                        scheduler=client)
+    for name in ("local.ome.zarr", "remote.ome.zarr", "client.ome.zarr"):
         got = _read(tmp_path / name)
         for key in reference:
             assert np.array_equal(got[key], reference[key]), (name, key)

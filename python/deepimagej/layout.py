@@ -97,9 +97,15 @@ class Layout:
     def to_model(self, image: Any) -> Any:
         """Reorder the user's image into the model axes, folding extra axes into ``b`` (a view where possible;
         a lazy array stays lazy)."""
+        user = self.user_axes
+        if is_lazy(image) and not _is_dask(image) and len(self.batch_axes) <= 1:
+            # a zarr/TIFF array: reorder by index translation, so a window read reads only its region
+            return AxisView(image, tuple(
+                (user.index(self.batch_axes) if self.batch_axes else None) if a == "b"
+                else (user.index(a) if a in user else None)
+                for a in self.model_axes))
         if is_lazy(image):
             image = lazy_view(image)
-        user = self.user_axes
         order = [user.index(a) for a in self.batch_axes]
         rest = [a for a in self.model_axes if a != "b"]
         order += [user.index(a) for a in rest if a in user]
@@ -217,6 +223,58 @@ class UserOrder:
 def is_lazy(array: Any) -> bool:
     """Whether ``array`` is read on demand (zarr, dask...) rather than held in memory."""
     return not isinstance(array, np.ndarray) and hasattr(array, "shape") and hasattr(array, "dtype")
+
+
+def _is_dask(array: Any) -> bool:
+    return type(array).__module__.startswith("dask.")
+
+
+@dataclass(frozen=True)
+class AxisView:
+    """A lazily read array (zarr, a TIFF's zarr store) seen in another axis order, with unit axes
+    added: indexing it with slices reads only that region of ``base``, then reorders it.
+
+    Attributes:
+        base: the array read on demand.
+        order: for each axis of the view, the ``base`` axis it is, or ``None`` for an added axis of size 1.
+    """
+
+    base: Any
+    order: tuple[int | None, ...]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(1 if o is None else int(self.base.shape[o]) for o in self.order)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(self.base.dtype)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.order)
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        index = index if isinstance(index, tuple) else (index,)
+        index = index + (slice(None),) * (self.ndim - len(index))
+        if len(index) != self.ndim or not all(isinstance(i, slice) for i in index):
+            raise TypeError(f"AxisView takes one slice per axis ({self.ndim}), got {index!r}")
+        base_index = [slice(None)] * len(self.base.shape)
+        for axis, item in zip(self.order, index):
+            if axis is not None:
+                base_index[axis] = item
+        block = np.asarray(self.base[tuple(base_index)])
+        kept = [axis for axis in self.order if axis is not None]
+        block = np.transpose(block, [sorted(kept).index(axis) for axis in kept])
+        sizes = [len(range(1)[item]) if axis is None else None for axis, item in zip(self.order, index)]
+        shape, it = [], iter(block.shape)
+        for size in sizes:
+            shape.append(size if size is not None else next(it))
+        return block.reshape(shape)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        whole = self[tuple(slice(None) for _ in self.order)]
+        return whole if dtype is None else whole.astype(dtype)
 
 
 def lazy_view(array: Any) -> Any:

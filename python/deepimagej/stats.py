@@ -47,7 +47,8 @@ def _groups(shape: tuple[int, ...], dims: Sequence[int]) -> Iterator[tuple[int, 
 
 
 def _blocks(array: Any, dims: Sequence[int], group: tuple[int, ...], transform: Transform) -> Iterator[np.ndarray]:
-    """The values of one group, block by block (float64, flattened), in a fixed order."""
+    """The values of one group, block by block (flattened, in their own dtype: every comparison
+    and sum below is exact in float64 without a float64 copy of the block), in a fixed order."""
     shape = array.shape
     dims = sorted(dims)
     sizes = [shape[d] for d in dims]
@@ -65,7 +66,7 @@ def _blocks(array: Any, dims: Sequence[int], group: tuple[int, ...], transform: 
         block = np.asarray(array[tuple(index)])
         if transform is not None:
             block = transform(block, tuple(index))
-        yield block.astype(np.float64, copy=False).ravel()
+        yield block.ravel()
 
 
 def _out(shape: tuple[int, ...], dims: Sequence[int]) -> tuple[int, ...]:
@@ -77,7 +78,7 @@ def minmax(array: Any, dims: Sequence[int], transform: Transform = None) -> tupl
     shape = _out(array.shape, dims)
     lo, hi = np.empty(shape), np.empty(shape)
     for group in _groups(array.shape, dims):
-        values = [(b.min(), b.max()) for b in _blocks(array, dims, group, transform) if b.size]
+        values = [(float(b.min()), float(b.max())) for b in _blocks(array, dims, group, transform) if b.size]
         lo[group], hi[group] = min(v[0] for v in values), max(v[1] for v in values)
     return lo, hi
 
@@ -92,8 +93,8 @@ def mean_std(array: Any, dims: Sequence[int], transform: Transform = None) -> tu
             nb = block.size
             if not nb:
                 continue
-            mb = float(np.mean(block))
-            m2b = float(np.sum((block - mb) ** 2))
+            mb = float(np.mean(block, dtype=np.float64))
+            m2b = float(np.sum((block.astype(np.float64) - mb) ** 2))
             delta = mb - mean
             total = n + nb
             mean += delta * nb / total
@@ -128,7 +129,8 @@ def _order_statistics(array: Any, dims: Sequence[int], group: tuple[int, ...], r
                 edges = np.linspace(low, high, _BINS + 1)
             counts = np.zeros(len(edges) - 1, dtype=np.int64)
             for block in _blocks(array, dims, group, transform):
-                inside = block[(block >= low) & (block <= high)]
+                # float64 scalars: a Python float against a float32 block would compare in float32
+                inside = block[(block >= np.float64(low)) & (block <= np.float64(high))]
                 counts += np.histogram(inside, bins=edges)[0]
             cumulative = below + np.cumsum(counts)
             k = int(np.searchsorted(cumulative, rank, side="right"))
@@ -143,9 +145,10 @@ def _order_statistics(array: Any, dims: Sequence[int], group: tuple[int, ...], r
             if in_bin <= _GATHER or new_low == low and new_high == high:
                 values = []
                 for block in _blocks(array, dims, group, transform):
-                    mask = (block >= new_low) & ((block <= new_high) if last_bin else (block < new_high))
+                    low64, high64 = np.float64(new_low), np.float64(new_high)
+                    mask = (block >= low64) & ((block <= high64) if last_bin else (block < high64))
                     values.append(block[mask])
-                ordered = np.sort(np.concatenate(values))
+                ordered = np.sort(np.concatenate(values).astype(np.float64))
                 found[rank] = float(ordered[rank - new_below])
                 break
             below, low, high = new_below, new_low, new_high
