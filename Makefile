@@ -3,7 +3,7 @@
 PY := .venv/bin/python
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup demo test bench models stress soak clean
+.PHONY: setup demo test lint lock bench models stress soak clean
 
 setup:
 	@bash scripts/setup.sh
@@ -19,6 +19,11 @@ bench: setup
 	@if [ -f benchmarks/bench_imagej.py ]; then $(PY) benchmarks/bench_imagej.py; fi
 	@$(PY) benchmarks/bench_plugin.py
 	@$(PY) benchmarks/bench_streaming.py
+
+# the exact versions of the current .venv, for every later install (scripts/setup.sh)
+lock:
+	@{ head -2 requirements.lock; .venv/bin/pip freeze --exclude-editable | grep -v '^-e\|^#\|^deepimagej'; } > requirements.lock.new
+	@mv requirements.lock.new requirements.lock
 
 models: setup
 	@$(PY) scripts/build_models.py

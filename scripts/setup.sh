@@ -24,13 +24,14 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 stamp=.venv/.deepimagej-installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ requirements.lock -nt "$stamp" ]; then
     [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
     echo "[setup] installing Python packages into .venv (first time: a few minutes)"
     .venv/bin/pip install -q --upgrade pip
     # torch first and pinned, so that nothing pulls a CUDA build
     .venv/bin/pip install -q "torch==2.13.0"
-    .venv/bin/pip install -q -e ".[all]"
+    # the exact versions of requirements.lock (pip constraints: only what the extras need is installed)
+    .venv/bin/pip install -q -c requirements.lock -e ".[all]"
     touch "$stamp"
 fi
 
