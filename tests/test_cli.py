@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
+import pytest
 import tifffile
 from click.testing import CliRunner
 
@@ -106,24 +108,30 @@ def test_build_errors_are_one_line(tmp_path):
     assert result.exit_code == 2 and "already exists" in result.output
 
 
-def test_run_on_a_folder_runs_every_image_and_reports_the_bad_one(pancreatic_bundle, assets, tmp_path):
-    from deepimagej import predict
+def test_run_on_a_folder_runs_every_image_and_reports_the_bad_one(pancreatic_bundle, assets, tmp_path,
+                                                                   monkeypatch):
+    from deepimagej import engines, predict
 
     image = tifffile.imread(assets / "unet_pancreatic" / "exampleImage.tif")
     folder = tmp_path / "images"
     folder.mkdir()
-    crops = {"a": image[:160, :200], "b": image[100:260, 300:460]}
+    crops = {"a": image[:160, :200], "b": image[100:260, 300:460], "c": image[300:480, 100:300]}
     for name, crop in crops.items():
         tifffile.imwrite(folder / f"{name}.tif", crop)
-    (folder / "c.tif").write_bytes(b"not a tiff")
+    (folder / "d.tif").write_bytes(b"not a tiff")
     (folder / "notes.txt").write_text("not an image")
+    loads = []
+    create = engines._create
+    monkeypatch.setattr(engines, "_create", lambda *args: loads.append(args) or create(*args))
+    engines.clear_cache()
     out = tmp_path / "results"
     result = invoke("run", pancreatic_bundle.root, folder, "-o", out)
-    assert result.exit_code == 2, result.output
-    assert "c.tif" in result.output and "1 of 3 images failed" in result.output
+    assert result.exit_code == 1, result.output
+    assert "d.tif" in result.output and "1 of 4 images failed" in result.output
     assert "Traceback" not in result.output
+    assert len(loads) == 1, "the model is loaded once for the whole folder"
     written = sorted(p.name for p in out.iterdir())
-    assert len(written) == 2 and written[0].startswith("a_") and written[1].startswith("b_"), written
+    assert [w[:2] for w in written] == ["a_", "b_", "c_"], written
     for name, crop in crops.items():
         got = tifffile.imread(next(out.glob(f"{name}_*.tif")))
         assert np.array_equal(np.squeeze(got), np.squeeze(predict.run(pancreatic_bundle, crop)))
@@ -154,3 +162,62 @@ def test_install_a_bundle_zip_then_list_it(assets, tmp_path):
     refused = invoke("install", broken, "--models", models)
     assert refused.exit_code == 2 and "not a model bundle" in refused.output
     assert sorted(p.name for p in models.iterdir()) == ["unet-pancreatic"]  # nothing left behind
+    for name, entry in (("up.zip", "../evil.txt"), ("abs.zip", "/tmp/evil.txt")):
+        bad = tmp_path / name
+        with zipfile.ZipFile(bad, "w") as zf:
+            zf.writestr("model/rdf.yaml", "format_version: 0.4.10")
+            zf.writestr(entry, "outside")
+        refused = invoke("install", bad, "--models", models)
+        assert refused.exit_code == 2 and "outside" in refused.output, refused.output
+    link = tmp_path / "link.zip"
+    with zipfile.ZipFile(link, "w") as zf:
+        info = zipfile.ZipInfo("model/rdf.yaml")
+        info.create_system = 3
+        info.external_attr = (0o120777 << 16)
+        zf.writestr(info, "/etc/passwd")
+    refused = invoke("install", link, "--models", models)
+    assert refused.exit_code == 2 and "symbolic link" in refused.output
+    assert sorted(p.name for p in models.iterdir()) == ["unet-pancreatic"]
+    assert not (tmp_path / "evil.txt").exists() and not (models.parent / "evil.txt").exists()
+
+
+def test_no_tensorflow_log_lines_in_the_commands_output(pancreatic_bundle, assets, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "python")}
+    image = assets / "unet_pancreatic" / "exampleImage.tif"
+    for args in (["info", pancreatic_bundle.root], ["run", pancreatic_bundle.root, image, "-o", tmp_path / "o.tif"],
+                 ["test", pancreatic_bundle.root], ["demo", "--out", tmp_path / "demo"]):
+        proc = subprocess.run([sys.executable, "-m", "deepimagej", *map(str, args)], capture_output=True, text=True,
+                              env=env, timeout=300, check=False)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        text = proc.stdout + proc.stderr
+        for needle in ("absl::InitializeLog", "oneDNN", "I0000", "tensorflow/", "cuda"):
+            assert needle not in text, f"{args[0]}: {needle!r} in\n{text}"
+
+
+def test_a_bundle_whose_post_processing_is_a_macro_runs_it_in_imagej(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    bundle = repo / "bundles" / "isbi2012-em-unet"
+    if not (bundle / "postprocessing_instances.ijm").is_file():
+        pytest.skip("bundles/isbi2012-em-unet not built")
+    env = {**os.environ, "PYTHONPATH": str(repo / "python")}
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "deepimagej", *map(str, args)], capture_output=True, text=True,
+                              env=env, timeout=600, check=False)
+
+    run = cli("run", bundle, bundle / "exampleImage.tif", "-o", tmp_path / "labels.tif")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "running it in ImageJ" in run.stdout
+    macro = cli("macro", bundle / "postprocessing_instances.ijm", "-i", bundle / "resultImage.tif",
+                "-o", tmp_path / "macro.tif", "--quiet")
+    assert macro.returncode == 0, macro.stdout + macro.stderr
+    labels, expected = tifffile.imread(tmp_path / "labels.tif"), tifffile.imread(tmp_path / "macro.tif")
+    assert labels.max() > 10 and np.array_equal(labels, expected)

@@ -184,7 +184,8 @@ def _is_zarr_folder(path: Path) -> bool:
 def _run_folder(spec: ModelSpec, folder: Path, outputs: tuple[str, ...], settings: _RunSettings) -> None:
     """Every image of ``folder`` through the model (loaded once), results into the ``-o`` folder.
 
-    An image that fails is reported and the others go on; the command then exits with status 2.
+    An image that fails is reported and the others go on; the command then exits with status 1
+    (2 is for a run that cannot start: a bad bundle, option or folder).
     """
     if len(spec.inputs) != 1:
         raise DeepImageJError(f"{spec.name} has {len(spec.inputs)} inputs: a folder run takes one-input models")
@@ -207,8 +208,9 @@ def _run_folder(spec: ModelSpec, folder: Path, outputs: tuple[str, ...], setting
             failed.append(path.name)
             click.echo(f"error: {path.name}: {first_line(exc)}", err=True)
     if failed:
-        raise DeepImageJError(f"{len(failed)} of {len(files)} images failed ({', '.join(failed[:5])}"
-                              f"{', ...' if len(failed) > 5 else ''}); the others are in {out_dir}")
+        click.echo(f"error: {len(failed)} of {len(files)} images failed ({', '.join(failed[:5])}"
+                   f"{', ...' if len(failed) > 5 else ''}); the others are in {out_dir}", err=True)
+        raise SystemExit(1)
 
 
 def _run_one(spec: ModelSpec, paths: dict[str, Path], outputs: tuple[str, ...], settings: _RunSettings) -> None:
@@ -226,6 +228,13 @@ def _run_one(spec: ModelSpec, paths: dict[str, Path], outputs: tuple[str, ...], 
     else:
         for target in targets.values():  # before the work: writable, and never over an input
             check_output_path(target, inputs=[*paths.values(), settings.bundle])
+    macros = predict.macro_only_stages(spec, not settings.no_preprocessing, not settings.no_postprocessing)
+    if macros:  # the bundle's own ImageJ macros do a stage: run it as DeepImageJ does, in ImageJ
+        if streaming:
+            raise DeepImageJError(f"{spec.name}: its {macros[0][0]} is an ImageJ macro, which cannot run block by "
+                                  "block; write a .tif (in memory) instead")
+        _run_in_imagej(spec, paths, targets, settings, [what for what, _ in macros])
+        return
     images = {name: _read_for(spec, name, path, _axes_for(settings.axes, name), lazy=streaming)
               for name, path in paths.items()}
     spatial = tiling_axes(spec)
@@ -264,6 +273,47 @@ def _run_one(spec: ModelSpec, paths: dict[str, Path], outputs: tuple[str, ...], 
         mpix = pixels / 1e6 / elapsed if elapsed else 0
         click.echo(f"{sources}: {result.run_plan.plan.n_tiles * result.run_plan.n_items} tile(s) in {elapsed:.2f} s "
                    f"({mpix:.1f} Mpix/s), peak memory {result.peak_rss / 2**20:.0f} MiB")
+
+
+def _run_in_imagej(spec: ModelSpec, paths: dict[str, Path], targets: dict[str, Path], settings: _RunSettings,
+                   stages: list[str]) -> None:
+    """A bundle whose pre- or post-processing is an ImageJ macro: the DeepImageJ Run command in the
+    embedded ImageJ (the bundle's macros confined unless trusted); the result written as with any run.
+
+    The process ends when the result is written (the Java VM with it), as ``deepimagej macro`` does.
+    """
+    from deepimagej.imagej import start
+    from deepimagej.imagej.cli import finish
+    from deepimagej.imagej.commands.options import RunOptions
+    from deepimagej.imagej.commands.run import run_bundle_on_imageplus
+    from deepimagej.imagej.convert import from_imageplus, imageplus_axes, to_imageplus
+    from deepimagej.io import ImageData, read_image, write_image
+
+    if len(paths) != 1 or len(targets) != 1:
+        raise DeepImageJError(f"{spec.name}: a bundle with ImageJ macros runs on one image with one output here")
+    (path,), (target,) = paths.values(), targets.values()
+    image = read_image(path)
+    axes = _axes_for(settings.axes, spec.inputs[0].name) or image.axes
+    if not settings.quiet:
+        click.echo(f"{spec.name}: its {' and '.join(stages)} is an ImageJ macro: running it in ImageJ")
+    start_s = time.perf_counter()
+    ij = start()
+    calibration = {a: image.pixel_size[a] for a in ("x", "y", "z") if a in image.pixel_size}
+    if image.unit:
+        calibration["unit"] = image.unit
+    imp = to_imageplus(image.array, title=path.name, axes=axes, calibration=calibration)
+    opts = RunOptions(model=str(spec.root), weights_format=settings.weights_format,
+                      tile=parse_tile(settings.tile, tiling_axes(spec)) or {},
+                      preprocessing=[] if settings.no_preprocessing else None,
+                      postprocessing=[] if settings.no_postprocessing else None,
+                      logging="none" if settings.quiet else "normal")
+    result = run_bundle_on_imageplus(ij, opts, imp, trusted=settings.trust_code)
+    out = ImageData(from_imageplus(result), imageplus_axes(result), image.pixel_size, image.unit)
+    write_image(target, out)
+    if not settings.quiet:
+        click.echo(f"{spec.name}: {tuple(out.array.shape)} [{out.axes}] -> {target}")
+        click.echo(f"{path.name}: in ImageJ in {time.perf_counter() - start_s:.2f} s")
+    finish(0)
 
 
 def tiling_axes(spec: ModelSpec) -> str:

@@ -711,17 +711,24 @@ def _output_pixel_size(image: ImageData, run_plan: RunPlan, output: TensorSpec) 
     return sizes
 
 
-def _refuse_macro_only(spec: ModelSpec, pre: bool, post: bool) -> None:
+def macro_only_stages(spec: ModelSpec, pre: bool = True, post: bool = True) -> list[tuple[str, tuple[Path, ...]]]:
+    """The stages (``"pre-processing"``, ``"post-processing"``) that only an ImageJ macro of the
+    bundle does (no bioimage.io operation stands in for it), with their macro files."""
     stages = []
     if pre and spec.preprocessing_macros and not any(t.processing for t in spec.inputs):
-        stages.append(("pre-processing", spec.preprocessing_macros))
+        stages.append(("pre-processing", tuple(Path(p) for p in spec.preprocessing_macros)))
     if post and spec.postprocessing_macros and not any(t.processing for t in spec.outputs):
-        stages.append(("post-processing", spec.postprocessing_macros))
+        stages.append(("post-processing", tuple(Path(p) for p in spec.postprocessing_macros)))
+    return stages
+
+
+def _refuse_macro_only(spec: ModelSpec, pre: bool, post: bool) -> None:
+    stages = macro_only_stages(spec, pre, post)
     if stages:
         what, files = stages[0]
         names = ", ".join(p.name for p in files)
         raise BundleError(
             f"{spec.source.name}: the {what} of this bundle is an ImageJ macro ({names}); run it through ImageJ "
-            "(`deepimagej macro`, the DeepImageJ Run command or deepimagej.imagej), or skip it explicitly "
-            "(--no-preprocessing / --no-postprocessing, apply_preprocessing=False)"
+            "(`deepimagej run` does, `deepimagej macro`, the DeepImageJ Run command or deepimagej.imagej), or skip "
+            "it explicitly (--no-preprocessing / --no-postprocessing, apply_preprocessing=False)"
         )
