@@ -132,9 +132,9 @@ class Dialog:
 
 # ---------------------------------------------------------------- the commands' dialogs
 RUN_HELP = ("Pre/Postprocessing: the bundle's own macros, 'no preprocessing' / 'no postprocessing', or macro\n"
-            "file names of the bundle (comma-separated). Tile: patch size per axis, e.g. 256,256 (empty: automatic).\n"
-            "Host: run the model on a server (deepimagej remote add NAME user@server); Detach: do not wait,\n"
-            "'DeepImageJ Jobs' opens the result when it is done.")
+            "file names of the bundle (comma-separated). Tile: patch size per axis, e.g. 256,256 (empty: automatic).")
+HOST_HELP = ("\nHost: run the model on a server (deepimagej remote add NAME user@server); Detach: do not wait,\n"
+             "'DeepImageJ Jobs' opens the result when it is done.")
 
 
 def run_dialog(models: Sequence[str], hosts: Sequence[str] = (THIS_COMPUTER,)) -> Dialog:
@@ -147,10 +147,16 @@ def run_dialog(models: Sequence[str], hosts: Sequence[str] = (THIS_COMPUTER,)) -
         Field("string", "Postprocessing", BUNDLE_OWN, columns=30),
         Field("string", "Tile", "", columns=12),
         Field("choice", "Logging", LOGGING_CHOICES[0], LOGGING_CHOICES),
-        Field("choice", "Host", hosts[0], hosts),
-        Field("checkbox", "Detach", False),
-        Field("message", RUN_HELP),
+        *_host_fields(hosts),
+        Field("message", RUN_HELP + (HOST_HELP if len(hosts) > 1 else "")),
     ))
+
+
+def _host_fields(hosts: tuple[str, ...]) -> tuple[Field, ...]:
+    """"Host" and "Detach", when servers are set up (``deepimagej remote add``); none otherwise."""
+    if len(hosts) < 2:
+        return ()
+    return (Field("choice", "Host", hosts[0], hosts), Field("checkbox", "Detach", False))
 
 
 #: "DeepImageJ Build Bundled Model": (label = macro key, hint); all text, empty = not given
@@ -203,15 +209,14 @@ def train_dialog(hosts: Sequence[str] = (THIS_COMPUTER,)) -> Dialog:
         Field("string", "Class_names", "", columns=30),
         Field("string", "Ignore_label", "", columns=6),
         Field("string", "Element_size", "", columns=12),
-        Field("choice", "Host", hosts[0], hosts),
-        Field("checkbox", "Detach", False),
+        *_host_fields(hosts),
         Field("message", "Images/Annotations: folders, for Data = folders. From: a bundle to fine-tune (name or "
                          "folder).\nRadius: detection disk radius (px). Output: the bundle folder to write.\n"
                          "Classes: with the background; > 2: label values or ROI names (Class_names, comma-separated) "
                          "are\nclasses. ROIs named 'ignore' and the Ignore_label value do not count. Element_size: the "
-                         "model's\npixel size in micrometres (default: the current image's calibration).\n"
-                         "Host: train on a server (deepimagej remote add NAME user@server); Detach: do not wait,\n"
-                         "'DeepImageJ Jobs' installs the bundle when it is done."),
+                         "model's\npixel size in micrometres (default: the current image's calibration)."
+                         + ("\nHost: train on a server (deepimagej remote add NAME user@server); Detach: do not "
+                            "wait,\n'DeepImageJ Jobs' installs the bundle when it is done." if len(hosts) > 1 else "")),
     ))
 
 

@@ -313,10 +313,8 @@ def ask_run_options() -> str | None:
     values = show(dialog)
     if values is None:
         return None
-    if values.get("host") == THIS_COMPUTER:  # the line recorded for a local run names no host
-        values = {k: v for k, v in values.items() if k not in ("host", "detach")}
-        return dialog.options(values).replace(f" host=[{THIS_COMPUTER}]", "")
-    return dialog.options(values)
+    line = dialog.options(values)
+    return line.replace(f" host=[{THIS_COMPUTER}]", "")  # the line recorded for a local run names no host
 
 
 def installed_model_names() -> list[str]:

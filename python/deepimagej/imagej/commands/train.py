@@ -71,8 +71,9 @@ def ask_settings(options: str | None) -> dict[str, Any] | None:
     if wanted not in hosts:  # ImageJ's own message would only say it is not a valid choice
         remote.host(wanted)
     settings = show(train_dialog(hosts))
-    if settings is not None and settings.get("host") == THIS_COMPUTER:
-        settings["host"] = None
+    if settings is not None:
+        settings["host"] = None if settings.get("host", THIS_COMPUTER) == THIS_COMPUTER else settings["host"]
+        settings.setdefault("detach", False)
     return settings
 
 
