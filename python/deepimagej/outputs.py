@@ -24,8 +24,8 @@ from deepimagej.errors import OutputError
 #: Image formats chosen by the output's extension.
 IMAGE_FORMATS = {".tif": "tiff", ".tiff": "tiff", ".png": "png", ".npy": "npy"}
 #: Formats users may type that deepimagej does not write yet, with what to do instead.
-NOT_YET = {".zarr": "a zarr store is written by a streamed run, not as one image",
-           ".ome.zarr": "an OME-Zarr store is written by a streamed run, not as one image"}
+NOT_YET = {".ome.zarr": "an OME-Zarr store is written by a streamed run, not as one image",
+           ".zarr": "a zarr store is written by a streamed run, not as one image"}  # longest suffix first
 #: Free space kept in reserve on the target file system beyond the file itself.
 SPACE_MARGIN = 16 * 2**20
 #: Longest name the temporary file borrows from the target's name (it adds about 14 characters).

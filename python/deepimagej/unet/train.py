@@ -231,7 +231,9 @@ def train(
     started = time.perf_counter()
     model.fit(tiles, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch,
               validation_data=(vx, vy), validation_batch_size=VALIDATION_BATCH,
-              callbacks=[log, schedule, best, backup, *callbacks], shuffle=False, verbose=0)
+              # the log (and the progress line a user or a job's supervisor sees) after the backup: once
+              # "epoch N" is shown, a killed training resumes after epoch N
+              callbacks=[schedule, best, backup, log, *callbacks], shuffle=False, verbose=0)
     elapsed = time.perf_counter() - started
     if (out_dir / BEST_FILE).is_file():
         model.load_weights(str(out_dir / BEST_FILE))
