@@ -305,12 +305,15 @@ public final class Worker {
                     send(Json.of("op", "cancel", "id", id));
                 }
             }
+            // Esc is looked at on every message too: a job that reports progress more often than
+            // the poll's 100 ms would otherwise never be asked
+            if (cancelAt == 0 && listener.cancelRequested()) {
+                cancelAt = System.currentTimeMillis();
+                listener.progress(0, 1, "DeepImageJ: canceling...");
+                send(Json.of("op", "cancel", "id", id));
+            }
             if (m == null) {
-                if (cancelAt == 0 && listener.cancelRequested()) {
-                    cancelAt = System.currentTimeMillis();
-                    listener.progress(0, 1, "DeepImageJ: canceling...");
-                    send(Json.of("op", "cancel", "id", id));
-                } else if (cancelAt != 0 && System.currentTimeMillis() - cancelAt > CANCEL_GRACE_MS) {
+                if (cancelAt != 0 && System.currentTimeMillis() - cancelAt > CANCEL_GRACE_MS) {
                     stopRunning();
                     throw new WorkerException("canceled; the job did not stop within " + CANCEL_GRACE_MS / 1000
                             + " s, so its worker was stopped (the next command starts a new one)", true);
