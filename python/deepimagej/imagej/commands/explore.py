@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from deepimagej.describe import describe_architecture
 from deepimagej.errors import BundleError
 from deepimagej.imagej.commands.options import RunOptions, parse_options
 
@@ -35,13 +36,7 @@ def model_info(spec: Any) -> str:
 
 def architecture(spec: Any) -> str:
     """Layers (Keras) or operations (SavedModel) of the first runnable weights, one per line."""
-    try:
-        from deepimagej.describe import describe_architecture  # written by the core package
-    except ImportError:
-        describe_architecture = None
-    if describe_architecture is not None:
-        return str(describe_architecture(spec))
-    return "architecture view needs deepimagej.describe.describe_architecture"
+    return str(describe_architecture(spec))
 
 
 def explore_command(ij: Any, options: str | None) -> None:
