@@ -916,12 +916,18 @@ class _Reader:
         return [self._int(v, f"{field}[{i}]", minimum=minimum) for i, v in enumerate(values)]
 
     @overload
-    def _number_list(self, values: Any, n: int, field: str, *, allow_none: Literal[False]) -> list[float]: ...
+    def _number_list(
+        self, values: Any, n: int, field: str, *, allow_none: Literal[False]
+    ) -> list[float]: ...
 
     @overload
-    def _number_list(self, values: Any, n: int, field: str, *, allow_none: Literal[True]) -> list[float | None]: ...
+    def _number_list(
+        self, values: Any, n: int, field: str, *, allow_none: Literal[True]
+    ) -> list[float | None]: ...
 
-    def _number_list(self, values: Any, n: int, field: str, *, allow_none: bool) -> list[float] | list[float | None]:
+    def _number_list(
+        self, values: Any, n: int, field: str, *, allow_none: bool
+    ) -> list[float] | list[float | None]:
         if not isinstance(values, list) or len(values) != n:
             raise field_error(self.path, field, f"a list of {n} numbers, one per axis", values)
         return [

@@ -82,7 +82,8 @@ def load_engine(
         EngineError: the format is not runnable, its code is not trusted, or the model cannot
             be loaded.
     """
-    key = (str(Path(weights_file(weights)).resolve()), weights.format, weights.signature, tuple(inputs), tuple(outputs))
+    path = Path(weights_file(weights)).resolve()
+    key = (str(path), weights.format, weights.signature, tuple(inputs), tuple(outputs))
     with _LOCK:
         engine = _CACHE.get(key)
         if engine is None:

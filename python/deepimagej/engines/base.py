@@ -33,7 +33,9 @@ def weights_file(weights: WeightsSpec) -> Path:
         EngineError: the entry points to a URL that was not downloaded.
     """
     if weights.path is None:
-        raise EngineError(f"weights '{weights.format}' point to {weights.source}: download it next to the descriptor")
+        raise EngineError(
+            f"weights '{weights.format}' point to {weights.source}: download it next to the descriptor"
+        )
     return weights.path
 
 

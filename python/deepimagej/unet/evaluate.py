@@ -41,7 +41,9 @@ def predict_probabilities(bundle: Any, image: np.ndarray, *, ndim: int | None = 
         axes += "c"
     probs = predict.run(spec, image, axes=axes, apply_postprocessing=False)
     if isinstance(probs, dict):
-        raise TrainingError(f"{spec.name}: a U-Net bundle has one output, this one has {len(probs)} ({', '.join(probs)})")
+        raise TrainingError(
+            f"{spec.name}: a U-Net bundle has one output, this one has {len(probs)} ({', '.join(probs)})"
+        )
     return probs
 
 

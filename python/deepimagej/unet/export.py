@@ -260,7 +260,9 @@ def export_unet(
     if preprocessing is None:
         preprocessing = TrainingConfig(ndim=cfg["ndim"]).processing_steps()
     example, example_axes = _example_layout(example_image, axes)
-    settings: DetectionSettings | None = {**DETECTION_DEFAULTS, **(detection or {})} if kind == "detection" else None
+    settings: DetectionSettings | None = (
+        {**DETECTION_DEFAULTS, **(detection or {})} if kind == "detection" else None
+    )
     pixel_size = format_pixel_size(element_size or {})
     doc = _documentation(name, kind, cfg, tiling, training, description, border, settings, test_time_augmentation,
                          cell_cfg, _channel_names(kind, cfg["n_classes"], class_names, cells is not None), pixel_size)

@@ -76,7 +76,7 @@ rename(source + "_classes");
 
 
 class DetectionSettings(TypedDict, total=False):
-    """Detection post-processing settings: keyword arguments of :func:`to_detections` and :func:`detection_macro`."""
+    """Detection post-processing settings: the keyword arguments of :func:`to_detections`."""
 
     threshold: float
     smooth_sigma: float

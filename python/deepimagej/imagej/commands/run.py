@@ -267,8 +267,8 @@ def show_output(ij: ImageJ, output: Any, axes: str, title: str, post: list[Path]
     return result
 
 
-def run_on_host(opts: RunOptions, spec, image: Any, axes: str, settings: PredictSettings, origin: dict[str, Any],
-                progress: Progress) -> ImageData | None:
+def run_on_host(opts: RunOptions, spec, image: Any, axes: str, settings: PredictSettings,
+                origin: dict[str, Any], progress: Progress) -> ImageData | None:
     """The model step as a job on ``opts.host`` (``deepimagej run`` there, the same code); None when detached.
 
     The (pre-processed) image goes up as a TIFF and the model's output comes back as one (into

@@ -402,7 +402,9 @@ def train_on_host(settings: dict[str, Any], source: Path | None, output: Path) -
                     raise TrainingError(f"U-Net Train: {key}=[{settings[key]}] is not a folder or file")
             files = [annotations] if annotations.is_file() else sorted(annotations.iterdir())
             rois = [f for f in files if f.suffix.lower() in (".zip", ".roi")]
-            points_given = bool(rois) and all(_is_point_file(f) for f in rois) if settings["task"] == "auto" else None
+            points_given = None
+            if settings["task"] == "auto":
+                points_given = bool(rois) and all(_is_point_file(f) for f in rois)
             detection = _task_is_detection(settings["task"], points_given)
             flag = ("--points" if detection else "--rois") if rois else "--labels"
         else:
