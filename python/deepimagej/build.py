@@ -136,6 +136,12 @@ def _tensors(
     return inputs, outputs
 
 
+def _channel_count(tensor: TensorSpec | None) -> int:
+    """The fixed channel count of a template's tensor; 1 without a tensor, a ``c`` axis or a fixed size."""
+    size = tensor.axis("c").size if tensor is not None and tensor.has_axis("c") else None
+    return size or 1
+
+
 def _template(config_template: Path | None, rdf_template: Path | None) -> ModelSpec | None:
     from deepimagej.bundle import load_bundle
 
@@ -247,8 +253,7 @@ def build_bundle(
         n_in = int(keras_model.input_shape[-1])
         n_out = int(keras_model.output_shape[-1])
     else:
-        n_in = in_t.axis("c").size if in_t and in_t.has_axis("c") and in_t.axis("c").size else 1
-        n_out = out_t.axis("c").size if out_t and out_t.has_axis("c") and out_t.axis("c").size else 1
+        n_in, n_out = _channel_count(in_t), _channel_count(out_t)
     inputs, outputs = _tensors(
         "input", input_axes, output_axes, n_in, n_out, min_size, step, halo, preprocessing, postprocessing
     )

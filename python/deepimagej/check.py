@@ -73,9 +73,11 @@ def _is_discrete(reference: np.ndarray) -> bool:
 def _test_data(spec: ModelSpec) -> tuple[dict[str, ImageData], dict[str, tuple[np.ndarray, str, Path]]]:
     """Test inputs (with axes) and reference outputs (array, axes, file) of a bundle."""
     tensors = [*spec.inputs, *spec.outputs]
-    if all(t.test_tensor is not None and t.test_tensor.is_file() for t in tensors):
-        inputs = {t.name: ImageData(load_npy(t.test_tensor), t.axis_names) for t in spec.inputs}
-        refs = {t.name: (load_npy(t.test_tensor), t.axis_names, t.test_tensor) for t in spec.outputs}
+    files = [t.test_tensor for t in tensors if t.test_tensor is not None and t.test_tensor.is_file()]
+    if len(files) == len(tensors):
+        n = len(spec.inputs)
+        inputs = {t.name: ImageData(load_npy(f), t.axis_names) for t, f in zip(spec.inputs, files[:n])}
+        refs = {t.name: (load_npy(f), t.axis_names, f) for t, f in zip(spec.outputs, files[n:])}
         return inputs, refs
     if (
         len(spec.inputs) == 1 and len(spec.outputs) == 1 and spec.sample_inputs and spec.sample_outputs

@@ -46,5 +46,5 @@ def trust_cmd(bundle: Path | None, revoke: bool, list_records: bool) -> None:
     if not report.findings:
         click.echo(f"{spec.name}: the audit found nothing to refuse ({', '.join(report.audited) or 'no weights'}); "
                    "recording trust anyway")
-    record = record_trust(spec, [str(f) for f in report.findings])
-    click.echo(f"trusted '{spec.name}' ({bundle}): record {record}")
+    record_file = record_trust(spec, [str(f) for f in report.findings])
+    click.echo(f"trusted '{spec.name}' ({bundle}): record {record_file}")

@@ -173,6 +173,7 @@ class MemoryModel:
 def _cache_file(weights: WeightsSpec) -> Path | None:
     if weights.path is None or not weights.path.exists():
         return None
+    digest: str | None
     if weights.path.is_file():
         digest = sha256_of(weights.path)
     else:  # a SavedModel folder: its graph file stands for it
@@ -390,8 +391,8 @@ def choose(
     available = budget * (1 - HEADROOM) - baseline + reusable
     if call_limit is not None:
         available = min(available, call_limit)
-    dij = spec.kind == "deepimagej" and spec.deepimagej_tiling is not None
-    if tile or (dij and spec.deepimagej_tiling.fixed_patch) or not spatial:
+    dij_tiling = spec.deepimagej_tiling if spec.kind == "deepimagej" else None
+    if tile or (dij_tiling is not None and dij_tiling.fixed_patch) or not spatial:
         plan = tiling.plan_for_spec(spec, image_shape, tile, geometry=geometry)
         computed = sum(math.prod(s.stop - s.start for s in t.input_slices) for t in plan.tiles)
         options = [_Option(dict(zip(plan.spatial_axes, plan.tile_shape)), plan.n_tiles, plan.tile_pixels, computed)]

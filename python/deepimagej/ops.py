@@ -101,7 +101,8 @@ def _param(
     if value is None:
         raise ProcessingError(f"{op}: parameter '{name}' is missing")
     if np.isscalar(value):
-        return float(value)
+        # numpy's isscalar narrows to np.generic | complex | ..., and its stubs give np.generic no __float__
+        return float(value)  # type: ignore[arg-type]
     values = np.asarray(value, dtype=np.float64).ravel()
     if values.size == 1:
         return float(values[0])

@@ -52,6 +52,7 @@ def audit_keras(path: Path, *, source: str) -> list[Finding]:
 
 
 def _read_config(path: Path) -> Any:
+    text: bytes | str | None
     if path.suffix.lower() == ".keras":
         text = read_member(path, "config.json", MAX_CONFIG_BYTES)
     else:

@@ -248,5 +248,4 @@ class _GraphAudit:
 
 
 def _unique(findings: list[Finding]) -> list[Finding]:
-    seen: set[Finding] = set()
-    return [f for f in findings if not (f in seen or seen.add(f))]
+    return list(dict.fromkeys(findings))

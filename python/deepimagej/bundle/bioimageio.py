@@ -24,7 +24,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import yaml
 
@@ -233,7 +233,8 @@ class _Reader:
             sample_in = tuple(t.sample_tensor for t in inputs if t.sample_tensor is not None)
         if not sample_out:
             sample_out = tuple(t.sample_tensor for t in outputs if t.sample_tensor is not None)
-        test_info = dij.get("test_information") if isinstance(dij.get("test_information"), Mapping) else {}
+        raw_test_info = dij.get("test_information")
+        test_info: Mapping[str, Any] = raw_test_info if isinstance(raw_test_info, Mapping) else {}
         extra = self._extra(dij, test_info, java)
         return ModelSpec(
             name=name.strip(),
@@ -729,6 +730,9 @@ class _Reader:
         raw = entry.get("architecture")
         if raw is None:
             return None
+        name: object  # checked below: the descriptor may hold anything
+        source: str | None
+        import_from: str | None
         if isinstance(raw, str):  # 0.4
             source, sep, name = raw.rpartition(":")
             if not sep or not source or not name:
@@ -911,7 +915,19 @@ class _Reader:
             raise field_error(self.path, field, f"a list of {n} integers, one per axis", values)
         return [self._int(v, f"{field}[{i}]", minimum=minimum) for i, v in enumerate(values)]
 
-    def _number_list(self, values: Any, n: int, field: str, *, allow_none: bool) -> list[float | None]:
+    @overload
+    def _number_list(
+        self, values: Any, n: int, field: str, *, allow_none: Literal[False]
+    ) -> list[float]: ...
+
+    @overload
+    def _number_list(
+        self, values: Any, n: int, field: str, *, allow_none: Literal[True]
+    ) -> list[float | None]: ...
+
+    def _number_list(
+        self, values: Any, n: int, field: str, *, allow_none: bool
+    ) -> list[float] | list[float | None]:
         if not isinstance(values, list) or len(values) != n:
             raise field_error(self.path, field, f"a list of {n} numbers, one per axis", values)
         return [

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from deepimagej.bundle.spec import WeightsSpec
-from deepimagej.engines.base import Engine
+from deepimagej.engines.base import Engine, weights_file
 from deepimagej.errors import EngineError
 
 __all__ = ["Engine", "clear_cache", "load_engine"]
@@ -82,9 +82,8 @@ def load_engine(
         EngineError: the format is not runnable, its code is not trusted, or the model cannot
             be loaded.
     """
-    if weights.path is None:
-        raise EngineError(f"weights '{weights.format}' point to {weights.source}: download it next to the descriptor")
-    key = (str(Path(weights.path).resolve()), weights.format, weights.signature, tuple(inputs), tuple(outputs))
+    path = Path(weights_file(weights)).resolve()
+    key = (str(path), weights.format, weights.signature, tuple(inputs), tuple(outputs))
     with _LOCK:
         engine = _CACHE.get(key)
         if engine is None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -25,11 +26,25 @@ def thread_count() -> int | None:
     return int(value) if value.isdigit() and int(value) > 0 else None
 
 
+def weights_file(weights: WeightsSpec) -> Path:
+    """The local file (or folder) of a weights entry.
+
+    Raises:
+        EngineError: the entry points to a URL that was not downloaded.
+    """
+    if weights.path is None:
+        raise EngineError(
+            f"weights '{weights.format}' point to {weights.source}: download it next to the descriptor"
+        )
+    return weights.path
+
+
 class Engine(ABC):
     """A loaded model: ``engine({input name: batch}) -> {output name: batch}`` in the model's own axes.
 
     Attributes:
         weights: the weights entry it was loaded from.
+        path: its local file (or folder).
         inputs / outputs: the bundle's tensor names, in the descriptor's order.
     """
 
@@ -43,6 +58,7 @@ class Engine(ABC):
 
     def __init__(self, weights: WeightsSpec, inputs: Sequence[str], outputs: Sequence[str]):
         self.weights = weights
+        self.path = weights_file(weights)
         self.inputs = tuple(inputs)
         self.outputs = tuple(outputs)
 

@@ -39,7 +39,7 @@ class KerasEngine(Engine):
         super().__init__(weights, inputs, outputs)
         import tensorflow as tf
 
-        self.model = load_keras_model(weights.path, safe_mode=safe_mode)
+        self.model = load_keras_model(self.path, safe_mode=safe_mode)
         n_in, n_out = len(self.model.inputs), len(self.model.outputs)
         if n_in != len(self.inputs) or n_out < len(self.outputs):
             raise EngineError(

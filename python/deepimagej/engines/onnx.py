@@ -61,7 +61,7 @@ class OnnxEngine(Engine):
         try:
             results = self.session.run(self._names, feed)
         except Exception as exc:  # onnxruntime's errors carry the graph's own message
-            raise EngineError(f"{self.weights.path.name}: the ONNX model failed ({first_line(exc)})") from None
+            raise EngineError(f"{self.path.name}: the ONNX model failed ({first_line(exc)})") from None
         return dict(zip(self._fetch, results))
 
     def describe(self) -> list[str]:

@@ -98,7 +98,7 @@ class SavedModelEngine(Engine):
         quiet_tensorflow()
         import tensorflow as tf
 
-        folder = saved_model_dir(Path(weights.path))
+        folder = saved_model_dir(self.path)
         tag = _TAG_ALIASES.get(weights.tag or "serve", weights.tag or "serve")
         try:
             self._loaded = tf.saved_model.load(str(folder), tags=[tag])
@@ -156,7 +156,7 @@ class SavedModelEngine(Engine):
                 return {name: r.numpy() for name, r in zip(self.outputs, results)}
             results = self._fn(**{self._feed[ours]: value for ours, value in args.items()})
         except Exception as exc:  # tf.errors.* with the graph's own message
-            raise EngineError(f"{self.weights.path.name}: the TensorFlow model failed ({first_line(exc)})") from None
+            raise EngineError(f"{self.path.name}: the TensorFlow model failed ({first_line(exc)})") from None
         return {ours: results[theirs].numpy() for ours, theirs in self._fetch.items()}
 
     def describe(self) -> list[str]:

@@ -19,6 +19,7 @@ import importlib.util
 import sys
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -44,6 +45,7 @@ class _TorchEngine(Engine):
 
     runtime = "torch"
     module: Any
+    _torch: Any  # the torch module (imported on first use)
 
     def __call__(self, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         torch = self._torch
@@ -52,7 +54,7 @@ class _TorchEngine(Engine):
             with torch.inference_mode():
                 out = self.module(*args)
         except Exception as exc:  # TorchScript raises RuntimeError with a multi-line C++ trace
-            raise EngineError(f"{self.weights.path.name}: the PyTorch model failed ({model_message(exc)})") from None
+            raise EngineError(f"{self.path.name}: the PyTorch model failed ({model_message(exc)})") from None
         if isinstance(out, Mapping):
             values = [out[k] for k in self.match("output", self.outputs, list(out))]
         elif isinstance(out, (list, tuple)):
@@ -61,7 +63,7 @@ class _TorchEngine(Engine):
             values = [out]
         if len(values) < len(self.outputs):
             raise EngineError(
-                f"{self.weights.path.name}: the model returned {len(values)} output(s), the bundle describes "
+                f"{self.path.name}: the model returned {len(values)} output(s), the bundle describes "
                 f"{len(self.outputs)} ({', '.join(self.outputs)})"
             )
         return {name: value.numpy() for name, value in zip(self.outputs, values)}
@@ -112,6 +114,7 @@ class StateDictEngine(_TorchEngine):
 
 def _load_callable(name: str, path: Any, sha256: str | None, import_from: str | None) -> Any:
     """The architecture's class or function, from the bundle's source file or an importable module."""
+    module: ModuleType | None
     if import_from is not None:
         try:
             module = importlib.import_module(import_from)

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import numpy as np
 
@@ -58,7 +58,7 @@ def _j():
     return J
 
 
-def _is_xarray(image: Any) -> bool:
+def _is_xarray(image: Any) -> TypeGuard[xr.DataArray]:
     return hasattr(image, "dims") and hasattr(image, "coords") and hasattr(image, "values")
 
 

@@ -28,11 +28,14 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deepimagej.audit.macro_language import calls, syntax_errors, tokenize
 from deepimagej.audit.macros import REFUSED_COMMANDS, audit_macro_file
 from deepimagej.errors import DeepImageJError, MacroError, UntrustedBundleError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: default limit, in seconds, for a macro run from the command line or Python (0 or None: none);
 #: time spent inside DeepImageJ commands (a model running) does not count
@@ -704,7 +707,7 @@ def _with_args(text: str, args: Mapping[str, Any] | None) -> str:
     return " ".join(parts) + " " + text
 
 
-def results_table():
+def results_table() -> pd.DataFrame:
     """ImageJ's "Results" table as a pandas DataFrame."""
     import numpy as np
     import pandas as pd

@@ -144,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from deepimagej.imagej.jvm import find_ij_jar
 
+    jar: Path | None
     try:
         if args.build or args.force:
             jar = build(args.ij_jar or find_ij_jar(), force=args.force)

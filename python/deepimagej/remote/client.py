@@ -147,7 +147,8 @@ def test_host(name: str, accept_host_key: bool = False) -> dict[str, Any]:
     return info
 
 
-test_host.__test__ = False  # a verb of the API, not a test for pytest to collect
+# a verb of the API, not a test for pytest to collect; mypy does not model attributes set on a function
+test_host.__test__ = False  # type: ignore[attr-defined]
 
 
 # --------------------------------------------------------------------------- submitting
@@ -267,7 +268,9 @@ def build_spec(store: Store, kind: str, command: Sequence[Token], remote_id: str
     """
     if kind not in P.COMMANDS:
         raise RemoteError(f"remote jobs run one of: deepimagej {', '.join(P.COMMANDS)}")
-    uploads, outputs, tokens = [], [], [kind]
+    uploads: list[dict[str, Any]] = []
+    outputs: list[dict[str, Any]] = []
+    tokens: list[str | dict[str, Any]] = [kind]
     local: dict[str, Any] = {"uploads": [], "outputs": [], "argv": [kind]}
     for token in command:
         if isinstance(token, Upload):

@@ -150,7 +150,8 @@ def run_job(workdir: Workdir, job_id: str) -> None:
         attempt_started = time.time()
         update_status(folder, state="running", worker=worker, attempt_started=attempt_started,
                       started=status.get("started") or attempt_started)
-        terminal, tail, cancelling = Terminal(), [], False
+        terminal, cancelling = Terminal(), False
+        tail: list[str] = []
         next_beat = time.monotonic() + HEARTBEAT_S
         while True:
             if stop["requested"] and not cancelling:

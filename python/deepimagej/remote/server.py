@@ -366,7 +366,7 @@ def cancel(workdir: Workdir, job_id: str) -> dict[str, Any]:
         raise RemoteError(f"job {job_id} already finished ({current['state']}): nothing to cancel")
     current = update_status(folder, cancel_requested=True)
     supervisor = current.get("supervisor")
-    if alive(supervisor):
+    if supervisor is not None and alive(supervisor):
         with contextlib.suppress(ProcessLookupError):
             os.kill(supervisor["pid"], signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE_S + 10

@@ -223,7 +223,8 @@ class Store:
             "INSERT INTO jobs (remote_id, host, kind, state, created, updated, spec, local, client_pid, client_started) "
             "VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
             (remote_id, host, kind, now, now, json.dumps(spec), json.dumps(local), pid, _process_started(pid)))
-        return self.job(int(cur.lastrowid))
+        assert cur.lastrowid is not None  # set by every successful INSERT
+        return self.job(cur.lastrowid)
 
     def find_job(self, job_id: int) -> Job | None:
         row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (int(job_id),)).fetchone()

@@ -20,7 +20,7 @@ from typing import Any
 
 from deepimagej.bundle.spec import ProcessingStep
 from deepimagej.errors import TrainingError
-from deepimagej.unet.weights import LAMBDA_SEP, SIGMA_BAL, SIGMA_SEP, V_BAL
+from deepimagej.unet.weights import LAMBDA_SEP, SIGMA_BAL, SIGMA_SEP, V_BAL, WeightSettings
 
 __all__ = ["DEFAULT_PREPROCESSING", "TASKS", "TrainingConfig"]
 
@@ -154,7 +154,7 @@ class TrainingConfig:
         sizes = self.element_sizes()
         return tuple(sizes[a] for a in "zyx") if self.ndim == 3 and sizes else None
 
-    def weight_settings(self) -> dict[str, float]:
+    def weight_settings(self) -> WeightSettings:
         """Keyword arguments of :func:`deepimagej.unet.weights.weight_map`."""
         return {"v_bal": self.v_bal, "sigma_bal": self.sigma_bal, "lam": self.separation_weight,
                 "sigma_sep": self.sigma_sep}
@@ -226,7 +226,10 @@ class TrainingConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise TrainingError(f"{source}: unknown setting(s) {', '.join(unknown)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) and k != "preprocessing" else v for k, v in data.items()})
+        values: dict[str, Any] = {  # JSON values: __post_init__ checks them
+            k: tuple(v) if isinstance(v, list) and k != "preprocessing" else v for k, v in data.items()
+        }
+        return cls(**values)
 
     def save(self, path: str | Path) -> Path:
         """Write the config as JSON (atomically)."""

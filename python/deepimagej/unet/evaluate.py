@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import csv as csv_module
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -23,7 +23,7 @@ from deepimagej.errors import TrainingError
 from deepimagej.unet import metrics
 from deepimagej.unet.files import ROI_SUFFIXES, load_folder_pairs, load_image
 from deepimagej.unet.points import centroids, points_from_rois
-from deepimagej.unet.postprocess import detection_settings, to_detections, to_instances
+from deepimagej.unet.postprocess import DetectionSettings, detection_settings, to_detections, to_instances
 from deepimagej.unet.targets import load_mask, rois_to_labels
 
 SEGMENTATION_COLUMNS = ("pixel_accuracy", "foreground_iou", "object_iou", "seg")
@@ -39,7 +39,12 @@ def predict_probabilities(bundle: Any, image: np.ndarray, *, ndim: int | None = 
     image = np.asarray(image)
     if image.ndim == ndim + 1:
         axes += "c"
-    return predict.run(spec, image, axes=axes, apply_postprocessing=False)
+    probs = predict.run(spec, image, axes=axes, apply_postprocessing=False)
+    if isinstance(probs, dict):
+        raise TrainingError(
+            f"{spec.name}: a U-Net bundle has one output, this one has {len(probs)} ({', '.join(probs)})"
+        )
+    return probs
 
 
 def evaluate_pairs(
@@ -114,7 +119,7 @@ def tune_detection(
     *,
     d_match: float = 5.0,
     grid: dict[str, Sequence[float]] | None = None,
-) -> tuple[dict[str, float], dict[str, Any]]:
+) -> tuple[DetectionSettings, dict[str, Any]]:
     """Choose the peak-finding settings of a detection bundle on annotated (validation) images.
 
     Every combination of ``grid`` (default :data:`DETECTION_GRID`) is scored by the detection F1
@@ -143,11 +148,15 @@ def tune_detection(
     return settings, score
 
 
-def _grid_search(probs, points, grid, fixed, d_match):
+def _grid_search(
+    probs: Sequence[np.ndarray], points: Sequence[np.ndarray], grid: Mapping[str, Sequence[float]],
+    fixed: DetectionSettings, d_match: float,
+) -> tuple[DetectionSettings, dict[str, Any]]:
     """The combination of ``grid`` (added to ``fixed`` settings) with the best pooled F1 of :func:`to_detections`."""
-    best: tuple[dict[str, float], dict[str, Any]] | None = None
+    best: tuple[DetectionSettings, dict[str, Any]] | None = None
     for values in itertools.product(*grid.values()):
-        settings = {**fixed, **dict(zip(grid, values))}
+        # the grid's keys are names of settings (a caller's grid is checked by to_detections' keywords)
+        settings = cast(DetectionSettings, {**fixed, **dict(zip(grid, values))})
         tp = fp = fn = 0
         for prob, gt in zip(probs, points):
             r = metrics.detection_f1(to_detections(prob, **settings), gt, d_match=d_match)

@@ -55,7 +55,7 @@ from deepimagej.unet.model import (
     size_multiple,
     with_cell_head,
 )
-from deepimagej.unet.postprocess import CELL_DEFAULTS, DETECTION_DEFAULTS, write_macro
+from deepimagej.unet.postprocess import CELL_DEFAULTS, DETECTION_DEFAULTS, DetectionSettings, write_macro
 from deepimagej.unet.samples import TrainingSample
 from deepimagej.unet.train import TrainResult
 
@@ -72,8 +72,8 @@ def bundle_tiling(model) -> dict[str, Any]:
     if cells is not None:
         a, b = bundle_tiling(centres), bundle_tiling(cells)
         step = {ax: lcm(a["step"][ax], b["step"][ax]) for ax in a["axes"]}
-        halo = {ax: -(-max(a["halo"][ax], b["halo"][ax]) // step[ax]) * step[ax] for ax in a["axes"]}
-        return {"axes": a["axes"], "min_size": dict(step), "step": step, "halo": halo}
+        halos = {ax: -(-max(a["halo"][ax], b["halo"][ax]) // step[ax]) * step[ax] for ax in a["axes"]}
+        return {"axes": a["axes"], "min_size": dict(step), "step": step, "halo": halos}
     cfg = getattr(model, "unet_config", None) or infer_config(model)
     ndim, depth, aniso, downsample = cfg["ndim"], cfg["depth"], cfg["anisotropy"], cfg.get("downsample", 1)
     axes = "yx" if ndim == 2 else "zyx"
@@ -88,7 +88,7 @@ def bundle_tiling(model) -> dict[str, Any]:
 
 
 def _documentation(name: str, kind: str, cfg: dict[str, Any], tiling: dict[str, Any], training: dict | None,
-                   description: str, border: str = "mirror", detection: dict[str, float] | None = None,
+                   description: str, border: str = "mirror", detection: DetectionSettings | None = None,
                    test_time_augmentation: bool = False, cell_cfg: dict[str, Any] | None = None,
                    channel_names: Sequence[str] = (), pixel_size: str | None = None) -> str:
     channels = ", ".join(f"{i + 1} = {n}" for i, n in enumerate(channel_names))
@@ -206,7 +206,7 @@ def export_unet(
     preprocessing: Sequence[ProcessingStep] | None = None,
     class_names: Sequence[str] = (),
     border: str = "mirror",
-    detection: dict[str, float] | None = None,
+    detection: DetectionSettings | None = None,
     test_time_augmentation: bool = False,
 ) -> ModelSpec:
     """Export a U-Net (built by :func:`build_unet`, trained or not) as a bundle folder.
@@ -260,7 +260,9 @@ def export_unet(
     if preprocessing is None:
         preprocessing = TrainingConfig(ndim=cfg["ndim"]).processing_steps()
     example, example_axes = _example_layout(example_image, axes)
-    settings = {**DETECTION_DEFAULTS, **(detection or {})} if kind == "detection" else None
+    settings: DetectionSettings | None = (
+        {**DETECTION_DEFAULTS, **(detection or {})} if kind == "detection" else None
+    )
     pixel_size = format_pixel_size(element_size or {})
     doc = _documentation(name, kind, cfg, tiling, training, description, border, settings, test_time_augmentation,
                          cell_cfg, _channel_names(kind, cfg["n_classes"], class_names, cells is not None), pixel_size)
@@ -315,7 +317,7 @@ def training_facts(result: TrainResult) -> dict[str, Any]:
 
 def tune_detection_settings(
     model: Any, samples: Sequence[TrainingSample], **export_kw: Any
-) -> tuple[dict[str, float], dict[str, Any]]:
+) -> tuple[DetectionSettings, dict[str, Any]]:
     """Peak-finding (and cell-head) settings of a detection model that maximise the F1 on annotated samples.
 
     The model is exported to a temporary bundle (with ``export_kw``: its border, test-time
@@ -330,13 +332,14 @@ def tune_detection_settings(
     Returns:
         ``(settings, score)`` as :func:`~deepimagej.unet.evaluate.tune_detection`.
     """
-    if not samples or any(s.points is None for s in samples):
+    points = [s.points for s in samples if s.points is not None]
+    if not samples or len(points) < len(samples):
         raise TrainingError("choosing detection settings needs validation images with annotated points")
     with tempfile.TemporaryDirectory() as tmp:
         bundle = Path(tmp) / "bundle"
         kw = {**export_kw, "example_image": None, "training": None, "kind": "detection"}
         spec = export_unet(model, bundle, **kw)
-        return tune_detection(spec, [s.image for s in samples], [s.points for s in samples])
+        return tune_detection(spec, [s.image for s in samples], points)
 
 
 def export_training(result: TrainResult, bundle_dir: str | Path, **export_kw: Any) -> ModelSpec:

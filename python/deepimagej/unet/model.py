@@ -161,9 +161,9 @@ def receptive_halo(
     net_mult = size_multiple(depth, ndim, anisotropy)
     for (kernels, pools), mult in zip(_axis_ops(depth, ndim, anisotropy), net_mult):
         size = 1
-        while valid_output_size(size, depth, kernels, pools) is None:
+        while (out := valid_output_size(size, depth, kernels, pools)) is None:
             size += 1
-        radius = (size - valid_output_size(size, depth, kernels, pools)) // 2 + mult - 1
+        radius = (size - out) // 2 + mult - 1
         if downsample > 1:
             radius = downsample * (radius + 1) + downsample - 1
         step = mult * downsample

@@ -8,7 +8,7 @@ ImageJ the bundle carries the equivalent macro (:data:`SEGMENTATION_MACRO`, :dat
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -74,13 +74,25 @@ selectImage("classes");
 rename(source + "_classes");
 """
 
+
+class DetectionSettings(TypedDict, total=False):
+    """Detection post-processing settings: the keyword arguments of :func:`to_detections`."""
+
+    threshold: float
+    smooth_sigma: float
+    min_distance: int
+    cell_threshold: float
+    min_cell_area: float
+    min_solidity: float
+
+
 #: Detection post-processing settings used when a bundle does not set its own
 #: (``config.deepimagej_py.detection`` in its rdf.yaml; see :func:`detection_settings`).
-DETECTION_DEFAULTS = {"threshold": 0.5, "smooth_sigma": 1.0, "min_distance": 3}
+DETECTION_DEFAULTS: DetectionSettings = {"threshold": 0.5, "smooth_sigma": 1.0, "min_distance": 3}
 
 #: Settings of the cell head of a two-head detection model (:func:`solid_cells`); a bundle that
 #: sets ``cell_threshold`` in ``config.deepimagej_py.detection`` uses its cell head.
-CELL_DEFAULTS = {"cell_threshold": 0.8, "min_cell_area": 1000, "min_solidity": 0.65}
+CELL_DEFAULTS: DetectionSettings = {"cell_threshold": 0.8, "min_cell_area": 1000, "min_solidity": 0.65}
 
 #: ImageJ macro shipped as the post-processing of detection bundles (``{threshold}``,
 #: ``{smooth_sigma}`` and ``{min_distance}`` are filled in by :func:`detection_macro`).
@@ -277,7 +289,7 @@ def imagej_disk(radius: float, ndim: int = 2) -> np.ndarray:
     """The neighbourhood of ImageJ's ``Maximum...`` filter: offsets with ``d^2 <= radius^2 + 1``."""
     r = int(np.floor(np.sqrt(radius * radius + 1)))
     grids = np.meshgrid(*[np.arange(-r, r + 1)] * ndim, indexing="ij")
-    return sum(g * g for g in grids) <= radius * radius + 1
+    return np.asarray(sum(g * g for g in grids) <= radius * radius + 1)
 
 
 def peaks_to_points(
@@ -364,7 +376,7 @@ def solid_cells(
     components, _ = ndi.label(prob > threshold, structure=np.ones((3, 3), bool))
     labels = np.zeros(prob.shape, np.int32)
     inside_measured = np.zeros(prob.shape, bool)  # filled areas of the cells measured so far
-    centroids = []
+    centroids: list[np.ndarray] = []
     corners = np.array([[0, 0], [0, 1], [1, 0], [1, 1]])
     for index, box in enumerate(ndi.find_objects(components), start=1):  # raster order of first pixels
         if inside_measured[box][components[box] == index].any():
@@ -383,7 +395,7 @@ def solid_cells(
     return labels, np.asarray(centroids, dtype=np.float64).reshape(-1, 2)
 
 
-def detection_settings(bundle: Any = None) -> dict[str, float]:
+def detection_settings(bundle: Any = None) -> DetectionSettings:
     """Peak-finding settings of a detection bundle (``config.deepimagej_py.detection``), else the defaults.
 
     Args:
@@ -394,9 +406,9 @@ def detection_settings(bundle: Any = None) -> dict[str, float]:
         plus the bundle's cell-head settings (``cell_threshold``, ``min_cell_area``, ``min_solidity``;
         :data:`CELL_DEFAULTS`) when it has them: pass them all to :func:`to_detections`.
     """
-    settings = dict(DETECTION_DEFAULTS)
+    settings = DETECTION_DEFAULTS.copy()
     if bundle is not None:
-        settings.update(as_spec(bundle).extra.get("detection") or {})
+        settings.update(as_spec(bundle).extra.get("detection") or DetectionSettings())
     return settings
 
 
@@ -452,7 +464,7 @@ def detection_macro(
     )
 
 
-def write_macro(kind: str, path, settings: dict[str, float] | None = None) -> None:
+def write_macro(kind: str, path, settings: DetectionSettings | None = None) -> None:
     """Write the post-processing macro of ``kind`` (``segmentation``, ``classes`` or ``detection``) to ``path``.
 
     ``settings``: detection peak-finding settings (:data:`DETECTION_DEFAULTS` when omitted).
@@ -464,5 +476,7 @@ def write_macro(kind: str, path, settings: dict[str, float] | None = None) -> No
     elif kind == "segmentation":
         text = SEGMENTATION_MACRO
     else:
-        text = detection_macro(**{**DETECTION_DEFAULTS, **(settings or {})})
+        merged = DETECTION_DEFAULTS.copy()
+        merged.update(settings or DetectionSettings())
+        text = detection_macro(**merged)
     Path(path).write_text(text, encoding="utf-8")

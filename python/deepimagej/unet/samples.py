@@ -167,8 +167,8 @@ def _annotation(path: Path, shape: tuple[int, ...], factors: dict[str, float], c
             )
     else:
         found = targets.mask_annotation(path, n_classes=config.n_classes, ignore_label=config.ignore_label)
-    return targets.Annotation(_rescaled(found.labels, axes, factors), _rescaled(found.ignore, axes, factors),
-                          _rescaled(found.classes, axes, factors))
+    return targets.Annotation(resample.rescale(found.labels, axes, factors, labels=True),
+                              _rescaled(found.ignore, axes, factors), _rescaled(found.classes, axes, factors))
 
 
 def load_samples(images: str | Path, labels: str | Path, config: TrainingConfig | None = None) -> list[TrainingSample]:

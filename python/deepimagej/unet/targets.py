@@ -222,8 +222,8 @@ def is_ignore_roi(roi: Any) -> bool:
     return (roi.name or "").strip().lower() == IGNORE_ROI_NAME
 
 
-def _rasterize(roi: Any, shape2d: tuple[int, int]) -> np.ndarray:
-    """Mask of one regional ROI on a 2D grid (pixel centres inside the shape)."""
+def _rasterize(roi: Any, shape2d: tuple[int, ...]) -> np.ndarray:
+    """Mask of one regional ROI on a 2D grid of shape ``(Y, X)`` (pixel centres inside the shape)."""
     from roifile import ROI_TYPE
     from skimage.draw import ellipse, polygon
 
@@ -337,13 +337,11 @@ def roi_annotation(roi_path: str | Path, shape: Sequence[int], class_names: Sequ
     masks, slices, kinds, keys = [], [], [], []
     for i, roi in enumerate(rois):
         _check_regional(roi, i, path)
-        z = 0
-        if len(shape) == 3:
-            z = roi_slice(roi)
-            if z is None:
-                raise TrainingError(
-                    f"'{path.name}': ROI '{roi.name or i + 1}' has no slice position, needed for a 3D image"
-                )
+        z = roi_slice(roi) if len(shape) == 3 else 0
+        if z is None:
+            raise TrainingError(
+                f"'{path.name}': ROI '{roi.name or i + 1}' has no slice position, needed for a 3D image"
+            )
         masks.append(_rasterize(roi, shape[-2:]) if 0 <= z < len(stack) else None)
         slices.append(z)
         kind, key = _roi_class(roi.name or "", class_names, path) if class_names else (1, roi.name or "")
@@ -409,19 +407,26 @@ def link_slice_rois(
     for i, name in enumerate(given):
         if name is not None:
             objects.merge(first_with_name.setdefault((kinds[i], name), i), i)
-    boxes = [None if m is None else ndi.find_objects(m.astype(np.uint8)) for m in masks]  # [] when empty
+    boxed: dict[int, tuple[np.ndarray, tuple[slice, ...]]] = {}  # per ROI with pixels: its mask and box
+    for i, m in enumerate(masks):
+        if m is None:
+            continue
+        boxes = ndi.find_objects(m.astype(np.uint8))  # [] when empty
+        if boxes:
+            boxed[i] = (m, boxes[0])
     areas = [0 if m is None else int(np.count_nonzero(m)) for m in masks]
     by_slice: dict[int, list[int]] = {}
     for i, z in enumerate(slices):
-        if boxes[i]:
+        if i in boxed:
             by_slice.setdefault(z, []).append(i)
     for z, here in sorted(by_slice.items()):
         pairs = []
         for i, j in itertools.product(here, by_slice.get(z + 1, [])):
             if kinds[i] != kinds[j] or (given[i] is not None and given[j] is not None and given[i] != given[j]):
                 continue
-            both = tuple(slice(max(a.start, b.start), min(a.stop, b.stop)) for a, b in zip(boxes[i][0], boxes[j][0]))
-            share = np.count_nonzero(masks[i][both] & masks[j][both]) / min(areas[i], areas[j])  # 0: boxes apart
+            (mask_i, box_i), (mask_j, box_j) = boxed[i], boxed[j]
+            both = tuple(slice(max(a.start, b.start), min(a.stop, b.stop)) for a, b in zip(box_i, box_j))
+            share = np.count_nonzero(mask_i[both] & mask_j[both]) / min(areas[i], areas[j])  # 0: boxes apart
             if share >= MIN_SLICE_OVERLAP:
                 pairs.append((share, i, j))
         linked: set[int] = set()

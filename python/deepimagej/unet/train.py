@@ -206,9 +206,10 @@ def train(
     vx, vy = validation_tiles(val_list, normalized_images(val_list, config), config, in_shape, out_shape)
     if state is None:  # the starting point of the learning curves
         start = model.evaluate(vx, vy, batch_size=VALIDATION_BATCH, verbose=0, return_dict=True)
-        history = [{"epoch": 0, "step": 0, "loss": None, "val_loss": float(start["loss"]),
+        start_loss = float(start["loss"])
+        history = [{"epoch": 0, "step": 0, "loss": None, "val_loss": start_loss,
                     "val_accuracy": float(start["accuracy"]), "val_iou": float(start["iou"]), "elapsed_s": 0.0}]
-        best_val, best_epoch = (history[0]["val_loss"], 0) if config.from_bundle else (math.inf, 0)
+        best_val, best_epoch = (start_loss, 0) if config.from_bundle else (math.inf, 0)
         if config.from_bundle:  # fine-tuning must beat the network it starts from
             model.save_weights(str(out_dir / BEST_FILE))
     else:

@@ -33,6 +33,7 @@ between touching objects").
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypedDict
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -42,6 +43,7 @@ __all__ = [
     "SIGMA_BAL",
     "SIGMA_SEP",
     "V_BAL",
+    "WeightSettings",
     "class_balance_weights",
     "insert_ridges",
     "labels_to_classes",
@@ -57,6 +59,15 @@ SIGMA_BAL = 10.0
 LAMBDA_SEP = 50.0
 #: Gaussian width of the instance-separation term, pixels (Falk et al. 2019, M2).
 SIGMA_SEP = 6.0
+
+
+class WeightSettings(TypedDict):
+    """The loss-weight settings of :func:`weight_map` (its keyword arguments of the same names)."""
+
+    v_bal: float
+    sigma_bal: float
+    lam: float
+    sigma_sep: float
 
 # w_sep is evaluated only where d1 + d2 <= _SEP_CUTOFF * sigma_sep; beyond it
 # lambda * w_sep <= 50 * exp(-12.5) < 2e-4, i.e. nothing.

@@ -6,7 +6,7 @@ import secrets
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 
@@ -49,6 +49,15 @@ def output_title(spec, post_macros: list[Path]) -> str:
             return "Output probability"
     name = spec.outputs[0].name if spec.outputs else "output"
     return name if name and name.lower() not in ("output", "output0", "output_0") else "Output probability"
+
+
+class PredictSettings(TypedDict):
+    """How DeepImageJ Run runs the model step: these :func:`deepimagej.predict.predict` arguments."""
+
+    tile: dict[str, int] | None
+    weights_format: str | None
+    apply_preprocessing: bool
+    apply_postprocessing: bool
 
 
 class Progress:
@@ -206,9 +215,9 @@ def run_bundle_on_imageplus(ij: ImageJ, opts: RunOptions, imp, trusted: bool = F
         current.close()
     # the bundle's bioimage.io operations stand in for its macros, unless the user named the stage's
     # macros or asked for none ("preprocessing=[no preprocessing]": the raw image goes in)
-    settings = {"tile": opts.tile or None, "weights_format": opts.weights_format,
-                "apply_preprocessing": not pre and opts.preprocessing is None,
-                "apply_postprocessing": not post and opts.postprocessing is None}
+    settings: PredictSettings = {"tile": opts.tile or None, "weights_format": opts.weights_format,
+                                 "apply_preprocessing": not pre and opts.preprocessing is None,
+                                 "apply_postprocessing": not post and opts.postprocessing is None}
     title = output_title(spec, post)
     if opts.host and others:
         raise InputImageError(f"DeepImageJ Run: {spec.name} has several inputs; run it on a server from the command "
@@ -258,13 +267,14 @@ def show_output(ij: ImageJ, output: Any, axes: str, title: str, post: list[Path]
     return result
 
 
-def run_on_host(opts: RunOptions, spec, image: Any, axes: str, settings: dict[str, Any], origin: dict[str, Any],
-                progress: Progress) -> ImageData | None:
+def run_on_host(opts: RunOptions, spec, image: Any, axes: str, settings: PredictSettings,
+                origin: dict[str, Any], progress: Progress) -> ImageData | None:
     """The model step as a job on ``opts.host`` (``deepimagej run`` there, the same code); None when detached.
 
     The (pre-processed) image goes up as a TIFF and the model's output comes back as one (into
     :func:`results_folder`), with its axes.
     """
+    assert opts.host, "the caller runs it for a host"
     folder = results_folder()
     source = write_image(folder / "input.tif", ImageData(np.asarray(image), axes))
     target = folder / "output.tif"
@@ -344,9 +354,9 @@ def run_command(ij: ImageJ, options: str | None) -> None:
     opts = RunOptions.parse(options)
     IJ = JClass("ij.IJ")
     confinement = JClass("deepimagej.ij.Confinement")  # a confined macro's command: its folders only
-    for path, write in ((opts.input_path, False), (opts.output_folder, True)):
-        if path:
-            confinement.checkPath(str(path), write)
+    for checked, write in ((opts.input_path, False), (opts.output_folder, True)):
+        if checked:
+            confinement.checkPath(str(checked), write)
     if opts.input_path:  # DeepImageJ 3.x: inputPath / outputFolder / displayOutput
         paths = input_files(Path(opts.input_path))
         for path in paths:

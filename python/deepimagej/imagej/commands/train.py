@@ -117,7 +117,8 @@ def _calibration(imp: Any, ndim: int) -> tuple[float, ...] | None:
     cal = imp.getCalibration()
     unit = str(cal.getUnit())
     sizes = [to_micrometres(float(v), unit) for v in (cal.pixelDepth, cal.pixelHeight, cal.pixelWidth)][-ndim:]
-    return None if any(v is None for v in sizes) else tuple(float(v) for v in sizes)
+    known = [v for v in sizes if v is not None]
+    return tuple(known) if len(known) == len(sizes) else None
 
 
 def _samples_from_current_image(settings: dict[str, Any], tmp: Path) -> tuple[list[TrainingSample], TrainingConfig, str]:
@@ -402,8 +403,10 @@ def train_on_host(settings: dict[str, Any], source: Path | None, output: Path) -
                     raise TrainingError(f"U-Net Train: {key}=[{settings[key]}] is not a folder or file")
             files = [annotations] if annotations.is_file() else sorted(annotations.iterdir())
             rois = [f for f in files if f.suffix.lower() in (".zip", ".roi")]
-            are_points = bool(rois) and all(_is_point_file(f) for f in rois) if settings["task"] == "auto" else None
-            detection = _task_is_detection(settings["task"], are_points)
+            points_given = None
+            if settings["task"] == "auto":
+                points_given = bool(rois) and all(_is_point_file(f) for f in rois)
+            detection = _task_is_detection(settings["task"], points_given)
             flag = ("--points" if detection else "--rois") if rois else "--labels"
         else:
             raise TrainingError(f"U-Net Train: data=[{settings['data']}]; use one of: {', '.join(DATA_CHOICES)}")

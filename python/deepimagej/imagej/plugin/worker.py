@@ -304,7 +304,8 @@ def _calibration(image: Any) -> tuple[float, ...] | None:
     unit = str(cal.get("unit") or "pixel")
     axes = [a for a in ("z", "y", "x") if a in image.axes]
     sizes = [to_micrometres(float(cal.get(a, 1.0)), unit) for a in axes]
-    return None if any(v is None for v in sizes) else tuple(float(v) for v in sizes)
+    known = [v for v in sizes if v is not None]
+    return tuple(known) if len(known) == len(sizes) else None
 
 
 def explore_request(server: Server, job: Job, args: dict[str, Any]) -> dict[str, Any]:
