@@ -22,6 +22,8 @@ from deepimagej.io import NAN_POLICIES
 from deepimagej.outputs import IMAGE_FORMATS
 
 if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
     from deepimagej.bundle.spec import ModelSpec
     from deepimagej.io import ImageData
 
@@ -54,13 +56,12 @@ class _Progress:
     def __init__(self, enabled: bool, pixels: int = 0):
         self.enabled = enabled
         self.pixels = pixels  # of the whole image, for the throughput
-        self._bar = None
-        self._task = None
+        self._live: tuple[Progress, TaskID] | None = None  # the bar and its task, once shown
 
     def __call__(self, done: int, total: int, elapsed: float, rss: int) -> None:
         if not self.enabled or total <= 1:
             return
-        if self._bar is None:
+        if self._live is None:
             from rich.progress import (
                 BarColumn,
                 MofNCompleteColumn,
@@ -70,20 +71,21 @@ class _Progress:
                 TimeRemainingColumn,
             )
 
-            self._bar = Progress(
+            bar = Progress(
                 TextColumn("blocks"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[speed]}"),
                 TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(), TextColumn("{task.fields[mem]}"),
                 transient=True, console=None,
             )
-            self._bar.start()
-            self._task = self._bar.add_task("run", total=total, mem="", speed="")
+            bar.start()
+            self._live = (bar, bar.add_task("run", total=total, mem="", speed=""))
+        bar, task = self._live
         speed = f"{done / total * self.pixels / 1e6 / elapsed:.1f} Mpix/s" if elapsed > 0 and self.pixels else ""
         mem = f"peak {rss / 2**20:.0f} MiB" if rss else ""
-        self._bar.update(self._task, completed=done, mem=mem, speed=speed)
+        bar.update(task, completed=done, mem=mem, speed=speed)
 
     def close(self) -> None:
-        if self._bar is not None:
-            self._bar.stop()
+        if self._live is not None:
+            self._live[0].stop()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -240,20 +242,18 @@ def _run_one(spec: ModelSpec, paths: dict[str, Path], outputs: tuple[str, ...], 
     spatial = tiling_axes(spec)
     pixels = int(max(math.prod(images[n].array.shape) for n in images))
     progress = _Progress(enabled=not settings.quiet and sys.stderr.isatty(), pixels=pixels)
-    kwargs = {"tile": parse_tile(settings.tile, spatial), "weights_format": settings.weights_format,
-              "batch_size": settings.batch_size, "max_memory": settings.max_memory,
-              "apply_preprocessing": not settings.no_preprocessing,
-              "apply_postprocessing": not settings.no_postprocessing, "progress": progress,
-              "trust_code": settings.trust_code}
+    tile = parse_tile(settings.tile, spatial)
     start = time.perf_counter()
     try:
         bound = predict.bind_inputs(spec, images, nan=settings.nan)
-        if streaming:
-            target = next(iter(set(targets.values())))
-            result = predict.predict(spec, bound, out=target, overwrite=settings.overwrite,
-                                     scheduler=scheduler or workers, **kwargs)
-        else:
-            result = predict.predict(spec, bound, **kwargs)
+        result = predict.predict(
+            spec, bound, tile=tile, weights_format=settings.weights_format, batch_size=settings.batch_size,
+            max_memory=settings.max_memory, apply_preprocessing=not settings.no_preprocessing,
+            apply_postprocessing=not settings.no_postprocessing, progress=progress, trust_code=settings.trust_code,
+            # streamed: the outputs go to the one store; workers/scheduler are given only for streamed runs
+            out=next(iter(set(targets.values()))) if streaming else None, overwrite=settings.overwrite,
+            scheduler=scheduler or workers,
+        )
     finally:
         progress.close()
     elapsed = time.perf_counter() - start
@@ -298,7 +298,7 @@ def _run_in_imagej(spec: ModelSpec, paths: dict[str, Path], targets: dict[str, P
         click.echo(f"{spec.name}: its {' and '.join(stages)} is an ImageJ macro: running it in ImageJ")
     start_s = time.perf_counter()
     ij = start()
-    calibration = {a: image.pixel_size[a] for a in ("x", "y", "z") if a in image.pixel_size}
+    calibration: dict[str, float | str] = {a: image.pixel_size[a] for a in ("x", "y", "z") if a in image.pixel_size}
     if image.unit:
         calibration["unit"] = image.unit
     imp = to_imageplus(image.array, title=path.name, axes=axes, calibration=calibration)

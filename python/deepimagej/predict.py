@@ -26,7 +26,7 @@ import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -134,7 +134,8 @@ def _image_data(spec: ModelSpec, tensor: TensorSpec, value: ImageLike, axes: str
             warnings.warn(f"{replaced} NaN/infinite pixel(s) of the {name} replaced by the {nan} value",
                           DeepImageJWarning, stacklevel=4)
     ndim = len(array.shape)
-    user_axes = check_axes_string(axes or known, ndim) if (axes or known) else guess_axes(array.shape, spec, tensor)
+    given = axes or known
+    user_axes = check_axes_string(given, ndim) if given else guess_axes(array.shape, spec, tensor)
     check_input(spec, tuple(array.shape), user_axes, tensor)
     if is_lazy(array):
         return dataclasses.replace(data, array=array, axes=user_axes, metadata={**data.metadata, "nan": nan})
@@ -161,6 +162,18 @@ def _checked_lazily(array: Any, nan: str, name: str) -> Any:
 # --------------------------------------------------------------------------------------------
 # planning
 # --------------------------------------------------------------------------------------------
+
+
+class PlanOptions(TypedDict):
+    """The options of :func:`plan_run` that :func:`predict` passes on (to every pass of a run)."""
+
+    weights_format: str
+    tile: dict[str, int] | None
+    batch_size: int | None
+    max_memory: int | str | None
+    trust_code: bool
+    extra_bytes: int
+    streamed: bool
 
 
 @dataclass(frozen=True)
@@ -275,7 +288,7 @@ def plan_run(
     n_items = _items(tensors)
     weights = spec.weights[weights_format]
     strict = max_memory is not None
-    budget = memory.parse_size(max_memory) if strict else memory.default_budget()
+    budget = memory.parse_size(max_memory) if max_memory is not None else memory.default_budget()
     inputs_bytes = sum(array.nbytes for array, _ in tensors.values() if not is_lazy(array))
     model = memory.estimate(spec, weights)
     if model.source != "measured" and (strict or measure):
@@ -473,7 +486,7 @@ def predict(
         else:
             transforms[t.name] = functools.partial(blocks.apply_to_item, pipeline)
     start = time.perf_counter()
-    plan_kwargs = {"weights_format": weights.format, "tile": tile, "batch_size": batch_size,
+    plan_kwargs: PlanOptions = {"weights_format": weights.format, "tile": tile, "batch_size": batch_size,
                    "max_memory": max_memory, "trust_code": trusted, "extra_bytes": extra,
                    "streamed": out is not None}
     if scheduler is not None and out is None:
@@ -516,7 +529,7 @@ def _predict_streamed(
     layouts: Mapping[str, Layout],
     sources: Mapping[str, tuple[Any, str]],
     transforms: Mapping[str, Callable[[np.ndarray, int], np.ndarray]],
-    plan_kwargs: dict[str, Any],
+    plan_kwargs: PlanOptions,
     progress: ProgressCallback | None,
     out: Path,
     overwrite: bool,
@@ -650,7 +663,7 @@ def _dihedral_mean(
     engine: Engine,
     sources: Mapping[str, tuple[np.ndarray, str]],
     transforms: Mapping[str, Callable[[np.ndarray, int], np.ndarray]],
-    plan_kwargs: dict[str, Any],
+    plan_kwargs: PlanOptions,
     progress: ProgressCallback | None,
 ) -> tuple[dict[str, tuple[np.ndarray, str]], RunPlan]:
     """Test-time augmentation: every output is the mean over the 8 rotations/reflections of the y-x plane.
@@ -672,7 +685,8 @@ def _dihedral_mean(
             moved[name] = (np.flip(a, axis=axes.index("x")) if mirrored else a, axes)
         swapped = {"y": "x", "x": "y"}
         moved_tile = {swapped.get(a, a): s for a, s in tile.items()} if tile and turns % 2 else tile
-        run_plan = plan_run(spec, moved, engine, **{**plan_kwargs, "tile": moved_tile})
+        moved_kwargs: PlanOptions = {**plan_kwargs, "tile": moved_tile}
+        run_plan = plan_run(spec, moved, engine, **moved_kwargs)
         first_plan = first_plan or run_plan
 
         def report(done: int, count: int, n: int = n) -> None:

@@ -177,7 +177,7 @@ def _open_tiff(path: Path) -> LazyImage:
             )
         _check_pages(path, series)
         store = series.aszarr()
-        array = zarr.open_array(store, mode="r") if not _is_group(store) else zarr.open(store, mode="r")["0"]
+        array = zarr.open_array(store, mode="r") if not _is_group(store) else zarr.open_group(store, mode="r")["0"]
         pixel_size, unit = _tiff_calibration(tif)
         axes = tiff_axes(series.axes)
     except InputImageError:
@@ -240,7 +240,7 @@ def _open_zarr(path: Path) -> LazyImage:
         node = zarr.open(str(path), mode="r")
     except Exception as exc:  # noqa: BLE001 - not a zarr store
         raise InputImageError(f"{path}: not a zarr store ({type(exc).__name__}: {exc})") from None
-    attrs = dict(node.attrs)
+    attrs: dict[str, Any] = dict(node.attrs)  # the store's JSON metadata, checked where it is read
     multiscales = attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales")
     if isinstance(node, zarr.Array):
         axes = attrs.get("deepimagej_axes") or _default_axes(node.ndim)
@@ -255,6 +255,8 @@ def _open_zarr(path: Path) -> LazyImage:
     image = multiscales[0]
     dataset = image["datasets"][0]
     array = node[dataset["path"]]
+    if not isinstance(array, zarr.Array):
+        raise InputImageError(f"{path}: {dataset['path']} of its OME-Zarr metadata is a group, not an array")
     names = [a["name"] if isinstance(a, Mapping) else str(a) for a in image.get("axes", [])]
     if len(names) != array.ndim:
         names = list(_default_axes(array.ndim))

@@ -593,9 +593,8 @@ def plan_tiles(
             single = total if st or total == lo else lo
         else:
             total = 0
-            single = _round_up(size + 2 * h, lo, st)
-            if single is None:  # fixed size smaller than image + halo: tiles of exactly that size
-                single = lo
+            rounded = _round_up(size + 2 * h, lo, st)
+            single = lo if rounded is None else rounded  # None: fixed size smaller than image + halo: tiles of exactly that size
         q = single
         if a in tile:
             requested = _round_up(int(tile[a]), lo, st)
@@ -760,6 +759,7 @@ def _output_map(spec: ModelSpec, tensor: TensorSpec, axis: str, depth: int = 0) 
         )
     own = AxisMap(_fraction(ax.scale), _fraction(ax.offset))
     ref = next((t for t in spec.inputs if t.name == ref_name), None)
+    inner: AxisMap | None
     if ref is not None:
         inner = _input_map(spec, ref, axis)
     else:
@@ -868,12 +868,12 @@ def model_geometry(spec: ModelSpec) -> ModelGeometry:
                 )
             geometry.fixed[a] = fixed
         else:
-            lo = next((v for v in range(lo, lo + grid * max(st, 1) + 1, max(st, 1)) if v % grid == 0), None)
-            if lo is None:
+            first = next((v for v in range(lo, lo + grid * max(st, 1) + 1, max(st, 1)) if v % grid == 0), None)
+            if first is None:
                 raise TilingError(
                     f"{spec.name}: no valid input size along {a} gives whole output pixels (output scale 1/{grid})"
                 )
-            geometry.min_size[a], geometry.step[a] = lo, math.lcm(st, grid)
+            geometry.min_size[a], geometry.step[a] = first, math.lcm(st, grid)
         geometry.halo[a] = halo
     return geometry
 
@@ -924,9 +924,9 @@ def plan_for_spec(
         inp = spec.inputs[0]
         # a spatial axis with a fixed size and no halo (a fixed z depth) is outside the patch rule
         fixed_depth = {
-            a: inp.axis(a).size
+            a: size
             for a in spatial
-            if a not in "yx" and inp.has_axis(a) and inp.axis(a).size is not None and inp.axis(a).halo == 0
+            if a not in "yx" and inp.has_axis(a) and (size := inp.axis(a).size) is not None and inp.axis(a).halo == 0
         }
         plan = plan_deepimagej(shape, spatial, spec.deepimagej_tiling, patch=tile, fixed=fixed_depth, border=border)
     else:
@@ -1050,7 +1050,7 @@ def cut(
     for d, positions, inside in fixes:
         block = np.take(block, positions, axis=d)
         if not inside.all():
-            outside = [slice(None)] * block.ndim
+            outside: list[slice | np.ndarray] = [slice(None)] * block.ndim
             outside[d] = ~inside
             block[tuple(outside)] = 0
     return block
