@@ -14,6 +14,12 @@ demo: setup
 test: setup
 	@$(PY) -m pytest -q tests
 
+# ruff (rules in pyproject.toml), the formatter's check, and mypy on the package
+lint: setup
+	@.venv/bin/ruff check python tests benchmarks scripts
+	@.venv/bin/ruff format --check python tests benchmarks scripts
+	@.venv/bin/mypy
+
 bench: setup
 	@$(PY) benchmarks/bench_tiling.py
 	@if [ -f benchmarks/bench_imagej.py ]; then $(PY) benchmarks/bench_imagej.py; fi

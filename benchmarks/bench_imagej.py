@@ -45,8 +45,10 @@ def main() -> None:
     t_in = best(lambda: to_imageplus(big), args.repeat)
     imp = to_imageplus(big)
     t_out = best(lambda: from_imageplus(imp), args.repeat)
-    print(f"numpy -> ImagePlus: {mb / t_in:.0f} MB/s; ImagePlus -> numpy: {mb / t_out:.0f} MB/s "
-          f"(4096x4096 float32; numpy copy: {mb / best(big.copy, args.repeat):.0f} MB/s)")
+    print(
+        f"numpy -> ImagePlus: {mb / t_in:.0f} MB/s; ImagePlus -> numpy: {mb / t_out:.0f} MB/s "
+        f"(4096x4096 float32; numpy copy: {mb / best(big.copy, args.repeat):.0f} MB/s)"
+    )
 
     bundle = REPO / "bundles" / "unet-pancreatic"
     if not bundle.is_dir():
@@ -63,8 +65,10 @@ def main() -> None:
     ij.run_bundle(bundle, image[:256, :256], options)
     t_py = best(lambda: predict.run(spec, image, axes="yx"), args.repeat)
     t_ij = best(lambda: ij.run_bundle(bundle, image, options), args.repeat)
-    print(f"{args.size}x{args.size}: direct Python {t_py:.2f} s; macro run(\"DeepImageJ Run\") {t_ij:.2f} s; "
-          f"ratio {t_ij / t_py:.3f} (goal <= 1.05)")
+    print(
+        f'{args.size}x{args.size}: direct Python {t_py:.2f} s; macro run("DeepImageJ Run") {t_ij:.2f} s; '
+        f"ratio {t_ij / t_py:.3f} (goal <= 1.05)"
+    )
 
 
 if __name__ == "__main__":

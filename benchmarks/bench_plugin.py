@@ -28,13 +28,19 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-OPTIONS = "model=[unet-pancreatic] preprocessing=[no preprocessing] postprocessing=[no postprocessing] logging=none"
+OPTIONS = (
+    "model=[unet-pancreatic] preprocessing=[no preprocessing] postprocessing=[no postprocessing] logging=none"
+)
 
 
 def start_xvfb() -> tuple[subprocess.Popen, str]:
     read, write = os.pipe()
-    proc = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0", "1280x1024x24", "-nolisten", "tcp"],
-                            pass_fds=(write,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        ["Xvfb", "-displayfd", str(write), "-screen", "0", "1280x1024x24", "-nolisten", "tcp"],
+        pass_fds=(write,),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     os.close(write)
     with os.fdopen(read) as fh:
         return proc, f":{fh.readline().strip()}"
@@ -96,8 +102,21 @@ def main() -> None:
         xvfb, display = start_xvfb()
         try:
             env = dict(os.environ, DISPLAY=display, DEEPIMAGEJ_MODELS=str(bundle.parent))
-            proc = subprocess.Popen(["java", "-Xmx6g", f"-Dplugins.dir={folder}", "-jar", str(find_ij_jar()), "-batch",
-                                     str(script)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            proc = subprocess.Popen(
+                [
+                    "java",
+                    "-Xmx6g",
+                    f"-Dplugins.dir={folder}",
+                    "-jar",
+                    str(find_ij_jar()),
+                    "-batch",
+                    str(script),
+                ],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
             for i in range(args.repeat):  # alternate: a direct run here, then a macro run there
                 while not (folder / f"ready{i}").exists() and proc.poll() is None:
                     time.sleep(0.01)
@@ -112,19 +131,31 @@ def main() -> None:
     if proc.returncode != 0 or not values(lines, "restart_call_s"):
         sys.exit(f"the ImageJ run failed:\n{out[-3000:]}\n{err[-3000:]}")
 
-    first, runs, restart = values(lines, "first_call_s")[0], values(lines, "macro_run_s"), values(lines, "restart_call_s")[0]
-    print(f"DeepImageJ Run from a macro, {args.size}x{args.size}: first call {first:.2f} s (worker start, TensorFlow, "
-          f"model load), next calls {min(runs):.2f} s (worker kept), after the worker was killed {restart:.2f} s")
-    echoes = [dict(part.split("=") for part in line.split()[1:]) for line in lines if line.startswith("echo ")]
+    first, runs, restart = (
+        values(lines, "first_call_s")[0],
+        values(lines, "macro_run_s"),
+        values(lines, "restart_call_s")[0],
+    )
+    print(
+        f"DeepImageJ Run from a macro, {args.size}x{args.size}: first call {first:.2f} s (worker start, TensorFlow, "
+        f"model load), next calls {min(runs):.2f} s (worker kept), after the worker was killed {restart:.2f} s"
+    )
+    echoes = [
+        dict(part.split("=") for part in line.split()[1:]) for line in lines if line.startswith("echo ")
+    ]
     mb = float(echoes[0]["bytes"]) / 1e9
     to_worker = [mb / (float(e["write"]) + float(e["worker_read"])) for e in echoes]
     to_imagej = [mb / (float(e["worker_write"]) + float(e["read"])) for e in echoes]
-    print(f"4096x4096 float32 through the mapped files: ImageJ -> worker {max(to_worker[1:]):.2f} GB/s, "
-          f"worker -> ImageJ {max(to_imagej[1:]):.2f} GB/s (goal >= 1; the first, files created: "
-          f"{to_worker[0]:.2f} / {to_imagej[0]:.2f} GB/s); making the ImagePlus of the copy: "
-          f"{min(float(e['image']) for e in echoes) * 1000:.1f} ms")
-    print(f"{args.size}x{args.size}: direct deepimagej.run {min(direct):.2f} s; macro run(\"DeepImageJ Run\") in ImageJ "
-          f"{min(runs):.2f} s (alternating, best of {args.repeat}); ratio {min(runs) / min(direct):.3f} (goal <= 1.10)")
+    print(
+        f"4096x4096 float32 through the mapped files: ImageJ -> worker {max(to_worker[1:]):.2f} GB/s, "
+        f"worker -> ImageJ {max(to_imagej[1:]):.2f} GB/s (goal >= 1; the first, files created: "
+        f"{to_worker[0]:.2f} / {to_imagej[0]:.2f} GB/s); making the ImagePlus of the copy: "
+        f"{min(float(e['image']) for e in echoes) * 1000:.1f} ms"
+    )
+    print(
+        f'{args.size}x{args.size}: direct deepimagej.run {min(direct):.2f} s; macro run("DeepImageJ Run") in ImageJ '
+        f"{min(runs):.2f} s (alternating, best of {args.repeat}); ratio {min(runs) / min(direct):.3f} (goal <= 1.10)"
+    )
 
 
 if __name__ == "__main__":

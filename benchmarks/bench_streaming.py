@@ -85,11 +85,18 @@ def image_path(data: Path, size: int) -> Path:
     def tiles() -> Any:
         for y0 in range(0, size, FILE_TILE):
             for x0 in range(0, size, FILE_TILE):
-                yield base[np.ix_(iy[y0:y0 + FILE_TILE], ix[x0:x0 + FILE_TILE])]
+                yield base[np.ix_(iy[y0 : y0 + FILE_TILE], ix[x0 : x0 + FILE_TILE])]
 
     part = path.with_name(f".{path.name}.part-{os.getpid()}")
-    tifffile.imwrite(part, tiles(), shape=(size, size), dtype=np.uint8, tile=(FILE_TILE, FILE_TILE), bigtiff=True,
-                     photometric="minisblack")
+    tifffile.imwrite(
+        part,
+        tiles(),
+        shape=(size, size),
+        dtype=np.uint8,
+        tile=(FILE_TILE, FILE_TILE),
+        bigtiff=True,
+        photometric="minisblack",
+    )
     os.replace(part, path)
     return path
 
@@ -114,15 +121,22 @@ def _streamed(spec: Any, source: Path, target: Path, scheduler: Any = None) -> A
 
     image = stores.open_image(source)
     try:
-        return predict.predict(spec, predict.bind_inputs(spec, image), out=target, overwrite=True, scheduler=scheduler)
+        return predict.predict(
+            spec, predict.bind_inputs(spec, image), out=target, overwrite=True, scheduler=scheduler
+        )
     finally:
         image.close()
 
 
 def _plan_figures(result: Any) -> dict[str, Any]:
     rp = result.run_plan
-    return {"tiles": rp.plan.n_tiles, "tile": list(rp.plan.tile_shape), "batch": rp.choice.batch,
-            "estimated_peak": int(rp.choice.estimated_peak), "budget": int(rp.choice.budget)}
+    return {
+        "tiles": rp.plan.n_tiles,
+        "tile": list(rp.plan.tile_shape),
+        "batch": rp.choice.batch,
+        "estimated_peak": int(rp.choice.estimated_peak),
+        "budget": int(rp.choice.budget),
+    }
 
 
 def _interior_tile(plan: Any) -> dict[str, list[int]]:
@@ -131,11 +145,16 @@ def _interior_tile(plan: Any) -> dict[str, list[int]]:
     for tile in plan.tiles:
         block = [(s.start - b, s.stop - b) for s, b in zip(tile.target_slices, plan.border)]
         if all(lo <= c < hi for (lo, hi), c in zip(block, centre)):
-            window = [(s.start - p - b, s.stop - p - b)
-                      for s, p, b in zip(tile.input_slices, plan.pad_before, plan.border)]
+            window = [
+                (s.start - p - b, s.stop - p - b)
+                for s, p, b in zip(tile.input_slices, plan.pad_before, plan.border)
+            ]
             kept = [(s.start, s.stop) for s in tile.output_slices]
-            return {"window": [list(w) for w in window], "kept": [list(k) for k in kept],
-                    "block": [list(b) for b in block]}
+            return {
+                "window": [list(w) for w in window],
+                "kept": [list(k) for k in kept],
+                "block": [list(b) for b in block],
+            }
     raise RuntimeError("no tile holds the image centre")
 
 
@@ -147,7 +166,9 @@ def run_config(name: str, size: int, data: Path, work: Path, extra: dict[str, An
     from deepimagej.io import read_image, write_image
 
     spec = load_bundle(BUNDLE)
-    memory.measure(spec, spec.weights["tensorflow_saved_model_bundle"])  # the one-off probe (cached) is not timed
+    memory.measure(
+        spec, spec.weights["tensorflow_saved_model_bundle"]
+    )  # the one-off probe (cached) is not timed
     base = image_path(data, BASE)
     if name == "inmem":
         source = image_path(data, size)
@@ -161,7 +182,12 @@ def run_config(name: str, size: int, data: Path, work: Path, extra: dict[str, An
 
         result = once()  # warm-up: loads the model
         seconds = _best_of(once, 3)
-        return {"seconds": seconds, "pixels": size * size, "peak": memory.peak_rss_bytes(), **_plan_figures(result)}
+        return {
+            "seconds": seconds,
+            "pixels": size * size,
+            "peak": memory.peak_rss_bytes(),
+            **_plan_figures(result),
+        }
     if name == "stream":
         source = image_path(data, size)
         _streamed(spec, base, work / "warmup.ome.zarr")  # loads the model
@@ -169,8 +195,13 @@ def run_config(name: str, size: int, data: Path, work: Path, extra: dict[str, An
         start = time.perf_counter()
         result = _streamed(spec, source, work / f"stream{size}.ome.zarr")
         seconds = time.perf_counter() - start
-        return {"seconds": seconds, "pixels": size * size, "peak": memory.peak_rss_bytes(),
-                "interior": _interior_tile(result.run_plan.plan), **_plan_figures(result)}
+        return {
+            "seconds": seconds,
+            "pixels": size * size,
+            "peak": memory.peak_rss_bytes(),
+            "interior": _interior_tile(result.run_plan.plan),
+            **_plan_figures(result),
+        }
     if name == "check":
         return _check_block(spec, image_path(data, size), work / f"stream{size}.ome.zarr", extra["interior"])
     if name == "one":
@@ -180,8 +211,13 @@ def run_config(name: str, size: int, data: Path, work: Path, extra: dict[str, An
         cold = time.perf_counter() - start
         runs: list[Any] = []
         seconds = _best_of(lambda: runs.append(_streamed(spec, source, work / f"one{size}.ome.zarr")), 2)
-        return {"seconds": seconds, "pixels": size * size, "peak": memory.peak_rss_bytes(), "cold_s": cold,
-                **_plan_figures(runs[-1])}
+        return {
+            "seconds": seconds,
+            "pixels": size * size,
+            "peak": memory.peak_rss_bytes(),
+            "cold_s": cold,
+            **_plan_figures(runs[-1]),
+        }
     if name == "dask":
         import dask
 
@@ -189,7 +225,9 @@ def run_config(name: str, size: int, data: Path, work: Path, extra: dict[str, An
 
         source = image_path(data, size)
         start = time.perf_counter()
-        _streamed(spec, source, work / f"dask{size}.ome.zarr", 2)  # cold, as --workers 2 runs: starts a cluster
+        _streamed(
+            spec, source, work / f"dask{size}.ome.zarr", 2
+        )  # cold, as --workers 2 runs: starts a cluster
         cold = time.perf_counter() - start
         start = time.perf_counter()
         client = distributed.connect(None, 2)  # what --workers 2 starts: 2 processes, 1 thread each
@@ -204,18 +242,28 @@ def run_config(name: str, size: int, data: Path, work: Path, extra: dict[str, An
                 shutil.rmtree(work / "warmup.ome.zarr")
                 runs = []
                 seconds = _best_of(
-                    lambda: runs.append(_streamed(spec, source, work / f"dask{size}.ome.zarr", client)), 2)
+                    lambda: runs.append(_streamed(spec, source, work / f"dask{size}.ome.zarr", client)), 2
+                )
             workers = client.run(memory.peak_rss_bytes)
         finally:
             client.close()
             client.cluster.close()
-        return {"seconds": seconds, "pixels": size * size, "peak": memory.peak_rss_bytes(), "cold_s": cold,
-                "worker_peaks": sorted(int(v) for v in workers.values()), "cluster_start_s": started,
-                "warmup_s": warmup, **_plan_figures(runs[-1])}
+        return {
+            "seconds": seconds,
+            "pixels": size * size,
+            "peak": memory.peak_rss_bytes(),
+            "cold_s": cold,
+            "worker_peaks": sorted(int(v) for v in workers.values()),
+            "cluster_start_s": started,
+            "warmup_s": warmup,
+            **_plan_figures(runs[-1]),
+        }
     raise ValueError(name)
 
 
-def _check_block(spec: Any, source: Path, streamed: Path, interior: dict[str, list[list[int]]]) -> dict[str, Any]:
+def _check_block(
+    spec: Any, source: Path, streamed: Path, interior: dict[str, list[list[int]]]
+) -> dict[str, Any]:
     """An interior block of the streamed output against an in-memory run on the window it was computed from.
 
     The window is pre-processed with the statistics of the whole image (``scale_range``,
@@ -240,15 +288,22 @@ def _check_block(spec: Any, source: Path, streamed: Path, interior: dict[str, li
         image.close()
     normalised = pipeline.apply(layout.to_model(crop))
     window = layout.from_model(normalised, layout.model_axes, crop.shape)[0]
-    result = predict.run(spec, window, axes="yx", tile={"y": wy1 - wy0, "x": wx1 - wx0}, apply_preprocessing=False)
+    result = predict.run(
+        spec, window, axes="yx", tile={"y": wy1 - wy0, "x": wx1 - wx0}, apply_preprocessing=False
+    )
     (ky0, ky1), (kx0, kx1) = interior["kept"]
     (by0, by1), (bx0, bx1) = interior["block"]
     expected = np.asarray(result)[ky0:ky1, kx0:kx1]
     got = np.asarray(zarr.open_array(str(streamed / "0"), mode="r")[by0:by1, bx0:bx1])
     diff = float(np.max(np.abs(got.astype(np.float64) - expected.astype(np.float64))))
-    return {"max_abs_diff": diff, "block": interior["block"], "window": interior["window"],
-            "differing_pixels": int(np.count_nonzero(got != expected)), "dtype": str(got.dtype),
-            "stats_s": stats_seconds}
+    return {
+        "max_abs_diff": diff,
+        "block": interior["block"],
+        "window": interior["window"],
+        "differing_pixels": int(np.count_nonzero(got != expected)),
+        "dtype": str(got.dtype),
+        "stats_s": stats_seconds,
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -256,12 +311,27 @@ def _check_block(spec: Any, source: Path, streamed: Path, interior: dict[str, li
 # --------------------------------------------------------------------------------------------
 
 
-def _child(name: str, size: int, data: Path, work: Path, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    args = [sys.executable, __file__, "--config", name, "--size", str(size), "--data", str(data), "--work", str(work),
-            "--extra", json.dumps(extra or {})]
+def _child(
+    name: str, size: int, data: Path, work: Path, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    args = [
+        sys.executable,
+        __file__,
+        "--config",
+        name,
+        "--size",
+        str(size),
+        "--data",
+        str(data),
+        "--work",
+        str(work),
+        "--extra",
+        json.dumps(extra or {}),
+    ]
     start = time.perf_counter()
-    proc = subprocess.run(args, capture_output=True, text=True, check=False,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    proc = subprocess.run(
+        args, capture_output=True, text=True, check=False, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
         sys.exit(f"configuration {name} ({size}) failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
@@ -280,7 +350,10 @@ def _max_abs_diff(a: Path, b: Path) -> float:
     band = x.chunks[0]
     worst = 0.0
     for y0 in range(0, x.shape[0], band):
-        d = np.abs(np.asarray(x[y0:y0 + band]).astype(np.float64) - np.asarray(y[y0:y0 + band]).astype(np.float64))
+        d = np.abs(
+            np.asarray(x[y0 : y0 + band]).astype(np.float64)
+            - np.asarray(y[y0 : y0 + band]).astype(np.float64)
+        )
         worst = max(worst, float(d.max()))
     return worst
 
@@ -292,18 +365,29 @@ def _machine() -> dict[str, Any]:
             cpu = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), cpu)
     except OSError:
         pass
-    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            check=False).stdout.strip()
+    commit = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
     return {"cores": os.cpu_count(), "cpu": cpu, "commit": commit, "date": time.strftime("%Y-%m-%d %H:%M")}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="smaller images (a smoke test of a minute or two)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="smaller images (a smoke test of a minute or two)"
+    )
     default_data = Path(os.environ.get("DEEPIMAGEJ_BENCH_DATA", "/tmp/deepimagej-bench"))
-    parser.add_argument("--data", type=Path, default=default_data,
-                        help="cache folder of the generated test images (default: /tmp/deepimagej-bench)")
-    parser.add_argument("--config", choices=["inmem", "stream", "check", "one", "dask"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=default_data,
+        help="cache folder of the generated test images (default: /tmp/deepimagej-bench)",
+    )
+    parser.add_argument(
+        "--config", choices=["inmem", "stream", "check", "one", "dask"], help=argparse.SUPPRESS
+    )
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--extra", default="{}", help=argparse.SUPPRESS)
@@ -315,13 +399,20 @@ def main() -> None:
         sys.exit("error: needs bundles/unet-pancreatic (make models) and ../shared/assets")
     sizes = QUICK if args.quick else FULL
     big, dask_size = sizes["stream"], sizes["dask"]
-    names = {"inmem": f"inmem{BASE}", "stream": f"stream{_label(big)}", "check": f"check{_label(big)}",
-             "one": f"one{dask_size}", "dask": f"dask2x1_{dask_size}"}
+    names = {
+        "inmem": f"inmem{BASE}",
+        "stream": f"stream{_label(big)}",
+        "check": f"check{_label(big)}",
+        "one": f"one{dask_size}",
+        "dask": f"dask2x1_{dask_size}",
+    }
     for size in (BASE, big, dask_size):
         image_path(args.data, size)
     work = args.data / f"run-{os.getpid()}"
     work.mkdir(parents=True)
-    print(f"pancreatic U-Net, {os.cpu_count()} cores; each configuration in its own process; images in {args.data}")
+    print(
+        f"pancreatic U-Net, {os.cpu_count()} cores; each configuration in its own process; images in {args.data}"
+    )
     r: dict[str, dict[str, Any]] = {}
     try:
         for key, size in (("inmem", BASE), ("stream", big), ("one", dask_size), ("dask", dask_size)):
@@ -331,17 +422,22 @@ def main() -> None:
             workers = ""
             if "worker_peaks" in v:
                 workers = f", worker peaks {', '.join(f'{p / 2**30:.2f}' for p in v['worker_peaks'])} GiB"
-            print(f"  {names[key]:14s} {v['seconds']:8.2f} s  {v['mpix_s']:.3f} Mpix/s  "
-                  f"peak RSS {v['peak'] / 2**30:.2f} GiB{workers}  ({v['tiles']} tiles of "
-                  f"{'x'.join(map(str, v['tile']))}, batch {v['batch']}, estimated "
-                  f"peak {v['estimated_peak'] / 2**30:.2f} GiB)", flush=True)
+            print(
+                f"  {names[key]:14s} {v['seconds']:8.2f} s  {v['mpix_s']:.3f} Mpix/s  "
+                f"peak RSS {v['peak'] / 2**30:.2f} GiB{workers}  ({v['tiles']} tiles of "
+                f"{'x'.join(map(str, v['tile']))}, batch {v['batch']}, estimated "
+                f"peak {v['estimated_peak'] / 2**30:.2f} GiB)",
+                flush=True,
+            )
             if key == "stream":
                 r["check"] = _child("check", big, args.data, work, {"interior": v["interior"]})
                 c = r["check"]
                 (by0, by1), (bx0, bx1) = c["block"]
-                print(f"  {names['check']:14s} block y {by0}:{by1}, x {bx0}:{bx1} vs an in-memory run on its window: "
-                      f"max abs diff {c['max_abs_diff']:.3g} ({c['differing_pixels']} pixels differ; target < 1e-4)",
-                      flush=True)
+                print(
+                    f"  {names['check']:14s} block y {by0}:{by1}, x {bx0}:{bx1} vs an in-memory run on its window: "
+                    f"max abs diff {c['max_abs_diff']:.3g} ({c['differing_pixels']} pixels differ; target < 1e-4)",
+                    flush=True,
+                )
                 shutil.rmtree(work / f"stream{big}.ome.zarr", ignore_errors=True)
         diff = _max_abs_diff(work / f"one{dask_size}.ome.zarr", work / f"dask{dask_size}.ome.zarr")
     finally:
@@ -355,16 +451,23 @@ def main() -> None:
     print(f"{names['dask']} / {names['one']} throughput  {dask_ratio:.3f}  (target >= 0.9)")
     print(f"{names['dask']} vs {names['one']} max abs diff  {diff:.3g}  (target 0)")
     cold_ratio = r["one"]["cold_s"] / r["dask"]["cold_s"]
-    print(f"first run, as the CLI does it: one process {r['one']['cold_s']:.1f} s (model load included), --workers 2 "
-          f"{r['dask']['cold_s']:.1f} s (cluster start and model loads included): throughput {cold_ratio:.3f}")
+    print(
+        f"first run, as the CLI does it: one process {r['one']['cold_s']:.1f} s (model load included), --workers 2 "
+        f"{r['dask']['cold_s']:.1f} s (cluster start and model loads included): throughput {cold_ratio:.3f}"
+    )
     figures: dict[str, Any] = {"quick": args.quick, **_machine()}
     for key, v in r.items():
-        figures[names[key]] = {k: (round(x, 4) if isinstance(x, float) else x) for k, x in v.items() if k != "interior"}
-    figures["ratios"] = {"stream_vs_inmem_mpix": round(stream_ratio, 3), "dask_vs_one_mpix": round(dask_ratio, 3),
-                         "stream_peak_gib": round(stream_peak, 3),
-                         "stream_block_max_abs_diff": r["check"]["max_abs_diff"],
-                         "dask_vs_one_max_abs_diff": diff,
-                         "dask_vs_one_first_run_mpix": round(cold_ratio, 3)}
+        figures[names[key]] = {
+            k: (round(x, 4) if isinstance(x, float) else x) for k, x in v.items() if k != "interior"
+        }
+    figures["ratios"] = {
+        "stream_vs_inmem_mpix": round(stream_ratio, 3),
+        "dask_vs_one_mpix": round(dask_ratio, 3),
+        "stream_peak_gib": round(stream_peak, 3),
+        "stream_block_max_abs_diff": r["check"]["max_abs_diff"],
+        "dask_vs_one_max_abs_diff": diff,
+        "dask_vs_one_first_run_mpix": round(cold_ratio, 3),
+    }
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"bench_streaming{'_quick' if args.quick else ''}.json"
     out.write_text(json.dumps(figures, indent=1) + "\n")

@@ -65,8 +65,11 @@ def _big_image() -> np.ndarray:
 
     base = read_image(ASSETS / "unet_pancreatic" / "exampleImage.tif").array
     reps = (-(-SIZE // base.shape[0]), -(-SIZE // base.shape[1]))
-    tiled = np.pad(base, [(0, reps[0] * base.shape[0] - base.shape[0]), (0, reps[1] * base.shape[1] - base.shape[1])],
-                   mode="symmetric")
+    tiled = np.pad(
+        base,
+        [(0, reps[0] * base.shape[0] - base.shape[0]), (0, reps[1] * base.shape[1] - base.shape[1])],
+        mode="symmetric",
+    )
     return np.ascontiguousarray(tiled[:SIZE, :SIZE])
 
 
@@ -89,7 +92,6 @@ def _raw_loop(spec, fmt: str, image: np.ndarray, tile: dict[str, int] | None) ->
     tensor = spec.inputs[0]
     model_axes = tensor.axis_names
     plan = tiling.plan_for_spec(spec, {"y": SIZE, "x": SIZE}, tile)
-    name = tensor.name
     if fmt == "onnx":
         session = _engine(spec, fmt).session
         feed_name = session.get_inputs()[0].name
@@ -122,7 +124,9 @@ def _raw_loop(spec, fmt: str, image: np.ndarray, tile: dict[str, int] | None) ->
             index = [slice(None)] * pre.ndim
             target = [slice(None)] * pre.ndim
             source = [slice(None)] * pre.ndim
-            for a, s_in, s_out, s_tgt in zip(plan.spatial_axes, t.input_slices, t.output_slices, t.target_slices):
+            for a, s_in, s_out, s_tgt in zip(
+                plan.spatial_axes, t.input_slices, t.output_slices, t.target_slices
+            ):
                 d = model_axes.index(a)
                 index[d], source[d], target[d] = s_in, s_out, s_tgt
             y = call(np.ascontiguousarray(padded[tuple(index)]))
@@ -176,14 +180,21 @@ def run_config(name: str) -> dict[str, float]:
             loop = _raw_loop(spec, fmt, image, {"y": 608, "x": 608})
             loop()
             return {"seconds": _best_of(loop), "peak": _peak()}
-        kwargs = {"default": {}, "tile608": {"tile": {"y": 608, "x": 608}}, "budget1G": {"max_memory": "1G"}}[name]
+        kwargs = {"default": {}, "tile608": {"tile": {"y": 608, "x": 608}}, "budget1G": {"max_memory": "1G"}}[
+            name
+        ]
         from deepimagej import memory
 
         memory.measure(spec, spec.weights[fmt])  # the one-off probe (cached) is not part of the run
         result = predict.predict(spec, predict.bind_inputs(spec, image, "yx"), **kwargs)
         seconds = _best_of(lambda: predict.run(spec, image, axes="yx", **kwargs))
-        return {"seconds": seconds, "peak": _peak(), "tiles": result.run_plan.plan.n_tiles,
-                "batch": result.run_plan.choice.batch, "estimated_peak": result.run_plan.choice.estimated_peak}
+        return {
+            "seconds": seconds,
+            "peak": _peak(),
+            "tiles": result.run_plan.plan.n_tiles,
+            "batch": result.run_plan.choice.batch,
+            "estimated_peak": result.run_plan.choice.estimated_peak,
+        }
     spec = load_bundle(NUCLEI)
     image = _big_image().astype(np.float32)
     fmt = "onnx" if name.startswith("onnx") else "torchscript"
@@ -198,17 +209,37 @@ def run_config(name: str) -> dict[str, float]:
         memory.measure(spec, spec.weights[fmt])
     result = predict.predict(spec, predict.bind_inputs(spec, image, "yx"), weights_format=fmt, **kwargs)
     seconds = _best_of(lambda: predict.run(spec, image, axes="yx", weights_format=fmt, **kwargs))
-    return {"seconds": seconds, "peak": _peak(), "tiles": result.run_plan.plan.n_tiles,
-            "batch": result.run_plan.choice.batch}
+    return {
+        "seconds": seconds,
+        "peak": _peak(),
+        "tiles": result.run_plan.plan.n_tiles,
+        "batch": result.run_plan.choice.batch,
+    }
 
 
-CONFIGS = ["untiled", "untiled_halo", "default", "tile608", "keras608", "budget1G", "onnx_raw", "onnx", "torchscript_raw",
-           "torchscript", "onnx_1G"]
+CONFIGS = [
+    "untiled",
+    "untiled_halo",
+    "default",
+    "tile608",
+    "keras608",
+    "budget1G",
+    "onnx_raw",
+    "onnx",
+    "torchscript_raw",
+    "torchscript",
+    "onnx_1G",
+]
 
 
 def _child(name: str) -> dict[str, float]:
-    proc = subprocess.run([sys.executable, __file__, "--config", name], capture_output=True, text=True, check=False,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    proc = subprocess.run(
+        [sys.executable, __file__, "--config", name],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
         sys.exit(f"configuration {name} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
@@ -216,8 +247,12 @@ def _child(name: str) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", choices=CONFIGS, help="run one configuration in this process (used by the driver)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--config", choices=CONFIGS, help="run one configuration in this process (used by the driver)"
+    )
     parser.add_argument("--only", nargs="*", choices=CONFIGS, help="run only these configurations")
     args = parser.parse_args()
     if args.config:

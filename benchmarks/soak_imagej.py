@@ -25,15 +25,22 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLE = REPO / "bundles" / "unet-pancreatic"
-MACRO = ('run("DeepImageJ Run", "model=[{bundle}] format=Keras preprocessing=[preprocessing.txt] '
-         'postprocessing=[postprocessing.txt] axes=Y,X logging=none");\n'
-         "n = nImages;\n")
+MACRO = (
+    'run("DeepImageJ Run", "model=[{bundle}] format=Keras preprocessing=[preprocessing.txt] '
+    'postprocessing=[postprocessing.txt] axes=Y,X logging=none");\n'
+    "n = nImages;\n"
+)
 
 
 def live_instances(class_name: str) -> int:
     """Live objects of ``class_name`` in this process's JVM (after a full GC: the histogram forces one)."""
-    out = subprocess.run(["jcmd", str(os.getpid()), "GC.class_histogram"], capture_output=True, text=True,
-                         check=False, timeout=120).stdout
+    out = subprocess.run(
+        ["jcmd", str(os.getpid()), "GC.class_histogram"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    ).stdout
     for line in out.splitlines():
         parts = line.split()
         if len(parts) >= 4 and parts[3] == class_name:
@@ -53,7 +60,9 @@ def measure() -> dict:
     return {
         "rss_mib": round(psutil.Process().memory_info().rss / 2**20, 1),
         "java_heap_mib": round((int(runtime.totalMemory()) - int(runtime.freeMemory())) / 2**20, 1),
-        "java_threads": int(JClass("java.lang.management.ManagementFactory").getThreadMXBean().getThreadCount()),
+        "java_threads": int(
+            JClass("java.lang.management.ManagementFactory").getThreadMXBean().getThreadCount()
+        ),
         "os_threads": psutil.Process().num_threads(),
         "images": int(JClass("ij.WindowManager").getImageCount()),
         "windows_displayable": sum(1 for w in windows if w.isDisplayable()),
@@ -78,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
 
     full = tifffile.imread(BUNDLE / "exampleImage.tif")
     y0, x0 = (full.shape[0] - args.size) // 2, (full.shape[1] - args.size) // 2
-    image = full[y0:y0 + args.size, x0:x0 + args.size]  # the middle: cells, not just background
+    image = full[y0 : y0 + args.size, x0 : x0 + args.size]  # the middle: cells, not just background
     ij = start(timeout=120)
     macro = MACRO.format(bundle=BUNDLE)
     t0 = time.monotonic()
@@ -86,7 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     for i in range(1, args.calls + 1):
         res = ij.run_macro(macro, image)
         if res.image is None or res.image.shape != image.shape:
-            print(f"call {i}: unexpected result {None if res.image is None else res.image.shape}", file=sys.stderr)
+            print(
+                f"call {i}: unexpected result {None if res.image is None else res.image.shape}",
+                file=sys.stderr,
+            )
             return 1
         if i == args.warmup:
             warm = measure()
@@ -96,17 +108,34 @@ def main(argv: list[str] | None = None) -> int:
     end = measure()
     print(f"after {args.calls} calls: {end}", flush=True)
     growth = (end["rss_mib"] - warm["rss_mib"]) / warm["rss_mib"]
-    grown = [k for k in ("java_threads", "os_threads", "images", "windows_displayable", "imageplus_objects")
-             if end[k] > warm[k]]
+    grown = [
+        k
+        for k in ("java_threads", "os_threads", "images", "windows_displayable", "imageplus_objects")
+        if end[k] > warm[k]
+    ]
     ok = growth < args.max_growth and not grown
-    print(f"RSS {warm['rss_mib']} -> {end['rss_mib']} MiB ({100 * growth:+.1f} %), Java heap "
-          f"{warm['java_heap_mib']} -> {end['java_heap_mib']} MiB, threads {warm['java_threads']} -> "
-          f"{end['java_threads']} (Java), images {warm['images']} -> {end['images']}, windows "
-          f"{warm['windows_displayable']} -> {end['windows_displayable']}, ImagePlus {warm['imageplus_objects']} -> "
-          f"{end['imageplus_objects']}; {args.calls} calls in {time.monotonic() - t0:.0f} s: "
-          + ("PASS" if ok else f"FAIL ({'RSS' if growth >= args.max_growth else ''} {' '.join(grown)})"), flush=True)
-    print(json.dumps({"calls": args.calls, "warmup": warm, "end": end, "rss_growth": round(growth, 4),
-                      "grown": grown, "pass": ok}), flush=True)
+    print(
+        f"RSS {warm['rss_mib']} -> {end['rss_mib']} MiB ({100 * growth:+.1f} %), Java heap "
+        f"{warm['java_heap_mib']} -> {end['java_heap_mib']} MiB, threads {warm['java_threads']} -> "
+        f"{end['java_threads']} (Java), images {warm['images']} -> {end['images']}, windows "
+        f"{warm['windows_displayable']} -> {end['windows_displayable']}, ImagePlus {warm['imageplus_objects']} -> "
+        f"{end['imageplus_objects']}; {args.calls} calls in {time.monotonic() - t0:.0f} s: "
+        + ("PASS" if ok else f"FAIL ({'RSS' if growth >= args.max_growth else ''} {' '.join(grown)})"),
+        flush=True,
+    )
+    print(
+        json.dumps(
+            {
+                "calls": args.calls,
+                "warmup": warm,
+                "end": end,
+                "rss_growth": round(growth, 4),
+                "grown": grown,
+                "pass": ok,
+            }
+        ),
+        flush=True,
+    )
     return 0 if ok else 1
 
 

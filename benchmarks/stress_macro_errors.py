@@ -40,13 +40,18 @@ def busy_loops(count: int, seconds: float) -> list[subprocess.Popen]:
 def summary(name: str, durations: list[float], stalls: list[str]) -> dict:
     ordered = sorted(durations)
     result = {
-        "loop": name, "runs": len(durations), "stalls": len(stalls),
+        "loop": name,
+        "runs": len(durations),
+        "stalls": len(stalls),
         "median_s": round(statistics.median(ordered), 3) if ordered else None,
         "p99_s": round(ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))], 3) if ordered else None,
         "max_s": round(ordered[-1], 3) if ordered else None,
     }
-    print(f"{name}: {result['runs']} runs, {result['stalls']} stalls, median {result['median_s']} s, "
-          f"p99 {result['p99_s']} s, max {result['max_s']} s", flush=True)
+    print(
+        f"{name}: {result['runs']} runs, {result['stalls']} stalls, median {result['median_s']} s, "
+        f"p99 {result['p99_s']} s, max {result['max_s']} s",
+        flush=True,
+    )
     for s in stalls[:10]:
         print(f"  stall: {s}", flush=True)
     return result
@@ -76,8 +81,11 @@ def _marked(mark: str) -> list[str]:
     found = []
     for proc in Path("/proc").iterdir():
         try:
-            if (proc.name.isdigit() and f"DEEPIMAGEJ_STRESS={mark}".encode() in (proc / "environ").read_bytes()
-                    and ") Z " not in (proc / "stat").read_text()):
+            if (
+                proc.name.isdigit()
+                and f"DEEPIMAGEJ_STRESS={mark}".encode() in (proc / "environ").read_bytes()
+                and ") Z " not in (proc / "stat").read_text()
+            ):
                 found.append((proc / "comm").read_text().strip())
         except OSError:
             continue
@@ -110,9 +118,19 @@ def in_fresh_processes(runs: int, stall: float, startup: float) -> dict:
             env.pop("DISPLAY", None)
             t0 = time.monotonic()
             try:
-                proc = subprocess.run([sys.executable, "-m", "deepimagej.cli", "macro", str(macro)], env=env,
-                                      capture_output=True, text=True, timeout=stall * 4 + startup, check=False)
-                ok = proc.returncode == 2 and f"{EXPECTED} (line 2)" in proc.stderr and "Traceback" not in proc.stderr
+                proc = subprocess.run(
+                    [sys.executable, "-m", "deepimagej.cli", "macro", str(macro)],
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    timeout=stall * 4 + startup,
+                    check=False,
+                )
+                ok = (
+                    proc.returncode == 2
+                    and f"{EXPECTED} (line 2)" in proc.stderr
+                    and "Traceback" not in proc.stderr
+                )
                 outcome = "ok" if ok else f"exit {proc.returncode}: {proc.stderr.strip()[-200:]}"
             except subprocess.TimeoutExpired:
                 outcome = "did not end"
@@ -124,7 +142,10 @@ def in_fresh_processes(runs: int, stall: float, startup: float) -> dict:
                 stalls.append(f"run {i}: {dt:.1f} s, {outcome}" + (f", left behind: {left}" if left else ""))
     result = summary("fresh processes", durations, stalls)
     result["xvfb_gone_within_s"] = round(max(linger), 3) if linger else None
-    print(f"  a command's processes were all gone within {result['xvfb_gone_within_s']} s of its end", flush=True)
+    print(
+        f"  a command's processes were all gone within {result['xvfb_gone_within_s']} s of its end",
+        flush=True,
+    )
     return result
 
 
@@ -132,8 +153,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=200, help="runs per loop (default 200)")
     parser.add_argument("--load", type=int, default=2, help="busy-loop processes meanwhile (default 2)")
-    parser.add_argument("--stall", type=float, default=5.0, help="seconds of macro time that count as a stall")
-    parser.add_argument("--startup", type=float, default=20.0, help="seconds a fresh process may take to start")
+    parser.add_argument(
+        "--stall", type=float, default=5.0, help="seconds of macro time that count as a stall"
+    )
+    parser.add_argument(
+        "--startup", type=float, default=20.0, help="seconds a fresh process may take to start"
+    )
     parser.add_argument("--only", choices=("jvm", "processes"), help="run one loop only")
     args = parser.parse_args(argv)
     results = []

@@ -21,7 +21,9 @@ ASSETS = REPO.parent / "shared" / "assets"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--only", choices=["pancreatic", "isbi", "detection"], action="append")
     args = parser.parse_args()
     only = set(args.only or ["pancreatic", "isbi", "detection"])

@@ -41,7 +41,9 @@ def candidates(prob: np.ndarray, settings: dict) -> np.ndarray:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("bundle", type=Path, nargs="?", default=REPO / "bundles" / "isbi2012-em-detection")
     parser.add_argument("--images", type=int, nargs="+", default=[20, 21, 22, 23])
     parser.add_argument("--d-match", type=float, default=5.0)
@@ -80,14 +82,18 @@ def main() -> None:
     sizes, found, in_reach = map(np.concatenate, (sizes, found, in_reach))
     score = detection_scores(tp, fp, fn)
     print(f"{args.bundle.name}, images {args.images}, d_match {args.d_match:g} px: {len(found)} cells")
-    print(f"  precision {score['precision']:.3f}  recall {score['recall']:.3f}  F1 {score['f1']:.3f}  "
-          f"(tp {tp}, fp {fp}, fn {fn}; settings {settings})")
+    print(
+        f"  precision {score['precision']:.3f}  recall {score['recall']:.3f}  F1 {score['f1']:.3f}  "
+        f"(tp {tp}, fp {fp}, fn {fn}; settings {settings})"
+    )
     if two_heads:
         print(f"  false positives on cell interior (cell probability > 0.5): {fp_in_cells} of {fp}")
     for low, high in itertools.pairwise(SIZE_BINS):
         sel = (sizes >= low) & (sizes < high)
-        print(f"  cells {low:>5g}-{high:<5g} px: {sel.sum():>4d}  recall {found[sel].mean():.3f}  "
-              f"candidate ceiling {in_reach[sel].mean():.3f}")
+        print(
+            f"  cells {low:>5g}-{high:<5g} px: {sel.sum():>4d}  recall {found[sel].mean():.3f}  "
+            f"candidate ceiling {in_reach[sel].mean():.3f}"
+        )
     print(f"  all cells: recall {found.mean():.3f}, candidate ceiling {in_reach.mean():.3f}")
 
 

@@ -119,15 +119,31 @@ def train_cells(run: Path, epochs: int, fresh: bool, depth: int = 3):
     from deepimagej.unet.train import train
 
     source = source_model(SEGMENTATION_BUNDLE, depth, run / "deepened_source.h5", downsample=1)
-    config = TrainingConfig(lam=0.0, from_bundle=source, border="zeros", epochs=epochs, steps_per_epoch=50, tile=256,
-                            batch_size=1, learning_rate=3e-4, seed=0)
+    config = TrainingConfig(
+        lam=0.0,
+        from_bundle=source,
+        border="zeros",
+        epochs=epochs,
+        steps_per_epoch=50,
+        tile=256,
+        batch_size=1,
+        learning_rate=3e-4,
+        seed=0,
+    )
     train_ids = [i for i in TRAIN_IDS if i not in TUNE_IDS]
-    return train(load_masks(train_ids, lam=0.0), config, val_samples=load_masks(TUNE_IDS, lam=0.0), out_dir=run,
-                 resume=not fresh)
+    return train(
+        load_masks(train_ids, lam=0.0),
+        config,
+        val_samples=load_masks(TUNE_IDS, lam=0.0),
+        out_dir=run,
+        resume=not fresh,
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--epochs", type=int, default=120)
     parser.add_argument("--steps", type=int, default=50, help="steps per epoch")
     parser.add_argument("--tile", type=int, default=512)
@@ -135,25 +151,58 @@ def main() -> None:
     parser.add_argument("--lr-drop", type=int, nargs="*", default=[100], help="epochs from which lr /= 10")
     parser.add_argument("--radius", type=float, default=4.0)
     parser.add_argument("--r-ign", type=float, default=8.0)
-    parser.add_argument("--lam", type=float, default=0.0,
-                        help="separation weight lambda (Falk et al. use 50 for touching cells; 0 for detection disks)")
-    parser.add_argument("--sigma-bal", type=float, default=5.0,
-                        help="fall-off (px) of the background weight around the disks (v_bal = 0.1 far away)")
-    parser.add_argument("--from", dest="from_bundle", type=Path, default=REPO / "bundles" / "isbi2012-em-unet",
-                        help="start from this bundle (transfer learning); 'none' for random weights")
-    parser.add_argument("--depth", type=int, default=3,
-                        help="U-Net depth; a shallower --from bundle is deepened (see source_model())")
+    parser.add_argument(
+        "--lam",
+        type=float,
+        default=0.0,
+        help="separation weight lambda (Falk et al. use 50 for touching cells; 0 for detection disks)",
+    )
+    parser.add_argument(
+        "--sigma-bal",
+        type=float,
+        default=5.0,
+        help="fall-off (px) of the background weight around the disks (v_bal = 0.1 far away)",
+    )
+    parser.add_argument(
+        "--from",
+        dest="from_bundle",
+        type=Path,
+        default=REPO / "bundles" / "isbi2012-em-unet",
+        help="start from this bundle (transfer learning); 'none' for random weights",
+    )
+    parser.add_argument(
+        "--depth",
+        type=int,
+        default=3,
+        help="U-Net depth; a shallower --from bundle is deepened (see source_model())",
+    )
     parser.add_argument("--downsample", type=int, default=2, help="the U-Net works at 1/N of the resolution")
     parser.add_argument("--base-features", type=int, default=16)
-    parser.add_argument("--no-tta", dest="tta", action="store_false",
-                        help="do not average over the 8 rotations/reflections in the bundle")
-    parser.add_argument("--no-cells", dest="cells", action="store_false",
-                        help="no cell head: detections are the centre peaks only")
+    parser.add_argument(
+        "--no-tta",
+        dest="tta",
+        action="store_false",
+        help="do not average over the 8 rotations/reflections in the bundle",
+    )
+    parser.add_argument(
+        "--no-cells",
+        dest="cells",
+        action="store_false",
+        help="no cell head: detections are the centre peaks only",
+    )
     parser.add_argument("--cell-epochs", type=int, default=16, help="epochs (50 steps) of the cell U-Net")
-    parser.add_argument("--cell-depth", type=int, default=3,
-                        help="depth of the cell U-Net; > 3 deepens the segmentation bundle's (see train_cells())")
-    parser.add_argument("--cell-run", type=Path, default=None,
-                        help=f"checkpoints of the cell U-Net (default {CELL_RUN.relative_to(REPO)}, '-depthN' added for N != 3)")
+    parser.add_argument(
+        "--cell-depth",
+        type=int,
+        default=3,
+        help="depth of the cell U-Net; > 3 deepens the segmentation bundle's (see train_cells())",
+    )
+    parser.add_argument(
+        "--cell-run",
+        type=Path,
+        default=None,
+        help=f"checkpoints of the cell U-Net (default {CELL_RUN.relative_to(REPO)}, '-depthN' added for N != 3)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="initial weights, tiles and augmentation")
     parser.add_argument("--fresh", action="store_true")
     parser.add_argument("--out", type=Path, default=BUNDLE)
@@ -174,15 +223,31 @@ def main() -> None:
     write_points()
     source = None if str(args.from_bundle) == "none" else args.from_bundle
     resolution = f", 1/{args.downsample} resolution" if args.downsample > 1 else ""
-    source_note = ("random weights" if source is None else
-                   f"{source.name} (transfer learning; depth {args.depth}{resolution})")
+    source_note = (
+        "random weights"
+        if source is None
+        else f"{source.name} (transfer learning; depth {args.depth}{resolution})"
+    )
     if source is not None:
         source = source_model(source, args.depth, args.run / "deepened_source.h5", downsample=args.downsample)
     config = TrainingConfig(
-        task="detection", radius=args.radius, r_ign=args.r_ign, lam=args.lam, sigma_bal=args.sigma_bal,
-        depth=args.depth, base_features=args.base_features, downsample=args.downsample, from_bundle=source,
-        border="zeros", epochs=args.epochs, steps_per_epoch=args.steps, tile=args.tile, batch_size=1,
-        learning_rate=args.lr, lr_drop_epochs=tuple(args.lr_drop), seed=args.seed,
+        task="detection",
+        radius=args.radius,
+        r_ign=args.r_ign,
+        lam=args.lam,
+        sigma_bal=args.sigma_bal,
+        depth=args.depth,
+        base_features=args.base_features,
+        downsample=args.downsample,
+        from_bundle=source,
+        border="zeros",
+        epochs=args.epochs,
+        steps_per_epoch=args.steps,
+        tile=args.tile,
+        batch_size=1,
+        learning_rate=args.lr,
+        lr_drop_epochs=tuple(args.lr_drop),
+        seed=args.seed,
     )
     train_samples = load([i for i in TRAIN_IDS if i not in TUNE_IDS], config)
     val_samples = load(TUNE_IDS, config)
@@ -199,16 +264,23 @@ def main() -> None:
     }
     result = train(train_samples, config, val_samples=val_samples, out_dir=args.run, resume=not args.fresh)
     train_time = result.history[-1]["elapsed_s"]
-    print(f"centre U-Net: training time {train_time:.0f} s ({train_time / 60:.1f} min; this call "
-          f"{time.perf_counter() - start:.0f} s); best val loss {result.best_val_loss:.4f} at epoch {result.best_epoch}")
+    print(
+        f"centre U-Net: training time {train_time:.0f} s ({train_time / 60:.1f} min; this call "
+        f"{time.perf_counter() - start:.0f} s); best val loss {result.best_val_loss:.4f} at epoch {result.best_epoch}"
+    )
     write_history(result.history, args.results / "isbi2012_detection_history.csv")
     if args.cells:
-        cell_run = args.cell_run or (CELL_RUN if args.cell_depth == 3 else
-                                     CELL_RUN.with_name(f"{CELL_RUN.name}-depth{args.cell_depth}"))
+        cell_run = args.cell_run or (
+            CELL_RUN
+            if args.cell_depth == 3
+            else CELL_RUN.with_name(f"{CELL_RUN.name}-depth{args.cell_depth}")
+        )
         cells = train_cells(cell_run, args.cell_epochs, args.fresh, args.cell_depth)
         cell_time = cells.history[-1]["elapsed_s"]
-        print(f"cell U-Net: training time {cell_time:.0f} s; best val loss {cells.best_val_loss:.4f} "
-              f"at epoch {cells.best_epoch}")
+        print(
+            f"cell U-Net: training time {cell_time:.0f} s; best val loss {cells.best_val_loss:.4f} "
+            f"at epoch {cells.best_epoch}"
+        )
         train_time += cell_time
         export_two_heads(result, cells, args.out, **export_kw)
     else:
@@ -220,16 +292,24 @@ def main() -> None:
     from deepimagej.unet.postprocess import detection_settings
 
     settings = detection_settings(args.out)
-    append_to_readme(args.out, rows, "Held-out evaluation (images 20-23, not used for training or tuning)",
-                     "Peaks of the centre probability" + (" and centroids of the solid cells" if args.cells else "")
-                     + f" (settings chosen on images 18-19: {settings}), matched to the "
-                     f"annotated centroids within 5 px (Hungarian). Pooled over the 4 images: precision "
-                     f"{pooled['precision']:.3f}, recall {pooled['recall']:.3f}, F1 {pooled['f1']:.3f}. Trained from "
-                     f"{source_note}; training time {train_time / 60:.1f} min on a 2-core CPU "
-                     + ("(both U-Nets) " if args.cells else "") + "(scripts/train_detection.py).")
+    append_to_readme(
+        args.out,
+        rows,
+        "Held-out evaluation (images 20-23, not used for training or tuning)",
+        "Peaks of the centre probability"
+        + (" and centroids of the solid cells" if args.cells else "")
+        + f" (settings chosen on images 18-19: {settings}), matched to the "
+        f"annotated centroids within 5 px (Hungarian). Pooled over the 4 images: precision "
+        f"{pooled['precision']:.3f}, recall {pooled['recall']:.3f}, F1 {pooled['f1']:.3f}. Trained from "
+        f"{source_note}; training time {train_time / 60:.1f} min on a 2-core CPU "
+        + ("(both U-Nets) " if args.cells else "")
+        + "(scripts/train_detection.py).",
+    )
     for r in rows:
         print(f"{r['image']:>8}  precision {r['precision']:.4f}  recall {r['recall']:.4f}  F1 {r['f1']:.4f}")
-    print(f"  pooled  precision {pooled['precision']:.4f}  recall {pooled['recall']:.4f}  F1 {pooled['f1']:.4f}")
+    print(
+        f"  pooled  precision {pooled['precision']:.4f}  recall {pooled['recall']:.4f}  F1 {pooled['f1']:.4f}"
+    )
 
 
 def _pooled(rows) -> dict[str, float]:
@@ -238,6 +318,7 @@ def _pooled(rows) -> dict[str, float]:
 
     per_image = [r for r in rows if r["image"] != "mean"]
     return detection_scores(*(sum(r[k] for r in per_image) for k in ("tp", "fp", "fn")))
+
 
 if __name__ == "__main__":
     main()

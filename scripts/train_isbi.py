@@ -47,7 +47,9 @@ def load(ids, **kw):
     from deepimagej.unet.targets import load_mask
 
     return [
-        prepare_sample(load_image(i), load_mask(lab, mode="semantic"), image_name=i.name, labels_name=lab.name, **kw)
+        prepare_sample(
+            load_image(i), load_mask(lab, mode="semantic"), image_name=i.name, labels_name=lab.name, **kw
+        )
         for i, lab in pairs(ids)
     ]
 
@@ -59,11 +61,18 @@ def write_history(history, path: Path) -> None:
         w = csv.writer(fh)
         w.writerow(keys)
         for h in history:
-            w.writerow([h.get(k) if h.get(k) is None else (f"{h[k]:.5f}" if isinstance(h[k], float) else h[k]) for k in keys])
+            w.writerow(
+                [
+                    h.get(k) if h.get(k) is None else (f"{h[k]:.5f}" if isinstance(h[k], float) else h[k])
+                    for k in keys
+                ]
+            )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--epochs", type=int, default=36)
     parser.add_argument("--lr-drop", type=int, nargs="*", default=[31], help="epochs from which lr /= 10")
     parser.add_argument("--steps", type=int, default=50, help="steps per epoch")
@@ -86,13 +95,24 @@ def main() -> None:
 
     weight_kw = {"lam": 0.0}
     train_samples, val_samples = load(TRAIN_IDS, **weight_kw), load(VAL_IDS, **weight_kw)
-    config = TrainingConfig(lam=0.0, depth=3, base_features=16, padding="same", epochs=args.epochs,
-                            steps_per_epoch=args.steps, tile=args.tile, batch_size=1, learning_rate=args.lr,
-                            lr_drop_epochs=tuple(args.lr_drop), seed=args.seed)
+    config = TrainingConfig(
+        lam=0.0,
+        depth=3,
+        base_features=16,
+        padding="same",
+        epochs=args.epochs,
+        steps_per_epoch=args.steps,
+        tile=args.tile,
+        batch_size=1,
+        learning_rate=args.lr,
+        lr_drop_epochs=tuple(args.lr_drop),
+        seed=args.seed,
+    )
     start = time.perf_counter()
     result = train(train_samples, config, val_samples=val_samples, out_dir=args.run, resume=not args.fresh)
     export_training(
-        result, args.out,
+        result,
+        args.out,
         name="ISBI 2012 EM membrane U-Net (deepimagej)",
         description="2D U-Net (Falk et al. 2019) segmenting neuronal membranes / cell interiors in "
         "serial-section TEM (ISBI 2012 challenge data, Arganda-Carreras et al. 2015; images from "
@@ -103,18 +123,26 @@ def main() -> None:
     )
     wall = time.perf_counter() - start
     train_time = result.history[-1]["elapsed_s"]
-    print(f"training time {train_time:.0f} s ({train_time / 60:.1f} min; this call {wall:.0f} s); "
-          f"best val loss {result.best_val_loss:.4f} at epoch {result.best_epoch}")
+    print(
+        f"training time {train_time:.0f} s ({train_time / 60:.1f} min; this call {wall:.0f} s); "
+        f"best val loss {result.best_val_loss:.4f} at epoch {result.best_epoch}"
+    )
     write_history(result.history, args.results / "isbi2012_unet_history.csv")
     rows = evaluate_pairs(args.out, pairs(VAL_IDS))
     rows.append(mean_row(rows))
     write_csv(rows, args.results / "isbi2012_unet_eval.csv")
-    append_to_readme(args.out, rows, "Held-out evaluation (images 20-23, not used for training)",
-                     f"Threshold 0.5 on the foreground probability, 8-connected components. Training time "
-                     f"{train_time / 60:.1f} min on a 2-core CPU (scripts/train_isbi.py).")
+    append_to_readme(
+        args.out,
+        rows,
+        "Held-out evaluation (images 20-23, not used for training)",
+        f"Threshold 0.5 on the foreground probability, 8-connected components. Training time "
+        f"{train_time / 60:.1f} min on a 2-core CPU (scripts/train_isbi.py).",
+    )
     for r in rows:
-        print(f"{r['image']:>8}  pixel acc {r['pixel_accuracy']:.4f}  fg IoU {r['foreground_iou']:.4f}  "
-              f"object IoU {r['object_iou']:.4f}  SEG {r['seg']:.4f}")
+        print(
+            f"{r['image']:>8}  pixel acc {r['pixel_accuracy']:.4f}  fg IoU {r['foreground_iou']:.4f}  "
+            f"object IoU {r['object_iou']:.4f}  SEG {r['seg']:.4f}"
+        )
 
 
 if __name__ == "__main__":

@@ -30,7 +30,9 @@ def _torch() -> Any:
     return torch
 
 
-def export(module: Any, examples: tuple[Any, ...], folder: Path, inputs: list[str], outputs: list[str]) -> None:
+def export(
+    module: Any, examples: tuple[Any, ...], folder: Path, inputs: list[str], outputs: list[str]
+) -> None:
     """``model.pt`` (TorchScript) and ``model.onnx`` (batch and spatial axes dynamic) of ``module``."""
     torch = _torch()
     module = module.eval()
@@ -39,14 +41,26 @@ def export(module: Any, examples: tuple[Any, ...], folder: Path, inputs: list[st
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(module, examples, buffer, input_names=inputs, output_names=outputs,
-                          dynamic_axes=dynamic, dynamo=False, opset_version=17)
+        torch.onnx.export(
+            module,
+            examples,
+            buffer,
+            input_names=inputs,
+            output_names=outputs,
+            dynamic_axes=dynamic,
+            dynamo=False,
+            opset_version=17,
+        )
     (folder / "model.onnx").write_bytes(buffer.getvalue())
 
 
 def weights_entries(folder: Path) -> dict[str, Any]:
     return {
-        "torchscript": {"source": "model.pt", "sha256": sha256(folder / "model.pt"), "pytorch_version": TORCH_VERSION},
+        "torchscript": {
+            "source": "model.pt",
+            "sha256": sha256(folder / "model.pt"),
+            "pytorch_version": TORCH_VERSION,
+        },
         "onnx": {"source": "model.onnx", "sha256": sha256(folder / "model.onnx"), "opset_version": 17},
     }
 
@@ -143,23 +157,60 @@ def two_in_two_out_bundle(folder: Path) -> Path:
         "format_version": "0.5.4",
         "name": "two inputs two outputs",
         "inputs": [
-            {"id": "raw", "axes": [{"type": "batch"}, {"type": "channel", "channel_names": ["raw"]},
-                                   space("y", free), space("x", free)],
-             "test_tensor": {"source": "raw.npy", "sha256": sha256(folder / "raw.npy")},
-             "preprocessing": [{"id": "zero_mean_unit_variance", "kwargs": {"axes": ["y", "x"]}}]},
-            {"id": "aux", "axes": [{"type": "batch"}, {"type": "channel", "channel_names": ["a", "b"]},
-                                   follows("y"), follows("x")],
-             "test_tensor": {"source": "aux.npy", "sha256": sha256(folder / "aux.npy")},
-             "preprocessing": [{"id": "scale_range", "kwargs": {
-                 "axes": ["y", "x"], "min_percentile": 1, "max_percentile": 99, "reference_tensor": "raw"}}]},
+            {
+                "id": "raw",
+                "axes": [
+                    {"type": "batch"},
+                    {"type": "channel", "channel_names": ["raw"]},
+                    space("y", free),
+                    space("x", free),
+                ],
+                "test_tensor": {"source": "raw.npy", "sha256": sha256(folder / "raw.npy")},
+                "preprocessing": [{"id": "zero_mean_unit_variance", "kwargs": {"axes": ["y", "x"]}}],
+            },
+            {
+                "id": "aux",
+                "axes": [
+                    {"type": "batch"},
+                    {"type": "channel", "channel_names": ["a", "b"]},
+                    follows("y"),
+                    follows("x"),
+                ],
+                "test_tensor": {"source": "aux.npy", "sha256": sha256(folder / "aux.npy")},
+                "preprocessing": [
+                    {
+                        "id": "scale_range",
+                        "kwargs": {
+                            "axes": ["y", "x"],
+                            "min_percentile": 1,
+                            "max_percentile": 99,
+                            "reference_tensor": "raw",
+                        },
+                    }
+                ],
+            },
         ],
         "outputs": [
-            {"id": "seg", "axes": [{"type": "batch"}, {"type": "channel", "channel_names": ["bg", "fg", "edge"]},
-                                   follows("y", 4), follows("x", 4)],
-             "test_tensor": {"source": "seg.npy", "sha256": sha256(folder / "seg.npy")}},
-            {"id": "score", "axes": [{"type": "batch"}, {"type": "channel", "channel_names": ["score"]},
-                                     follows("y", 4), follows("x", 4)],
-             "test_tensor": {"source": "score.npy", "sha256": sha256(folder / "score.npy")}},
+            {
+                "id": "seg",
+                "axes": [
+                    {"type": "batch"},
+                    {"type": "channel", "channel_names": ["bg", "fg", "edge"]},
+                    follows("y", 4),
+                    follows("x", 4),
+                ],
+                "test_tensor": {"source": "seg.npy", "sha256": sha256(folder / "seg.npy")},
+            },
+            {
+                "id": "score",
+                "axes": [
+                    {"type": "batch"},
+                    {"type": "channel", "channel_names": ["score"]},
+                    follows("y", 4),
+                    follows("x", 4),
+                ],
+                "test_tensor": {"source": "score.npy", "sha256": sha256(folder / "score.npy")},
+            },
         ],
         "weights": weights_entries(folder),
     }
@@ -178,8 +229,12 @@ def resampling_module(kind: str) -> tuple[Any, Callable[[int], int]]:
     torch.manual_seed({"up2": 2, "up4": 4, "down2": 5, "valid": 6}[kind])
     if kind.startswith("up"):
         factor = int(kind[2:])
-        layers = [nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Upsample(scale_factor=factor, mode="nearest"),
-                  nn.Conv2d(4, 2, 3, padding=1)]
+        layers = [
+            nn.Conv2d(1, 4, 3, padding=1),
+            nn.ReLU(),
+            nn.Upsample(scale_factor=factor, mode="nearest"),
+            nn.Conv2d(4, 2, 3, padding=1),
+        ]
         return nn.Sequential(*layers), lambda n: n * factor
     if kind == "down2":
         layers = [nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2), nn.Conv2d(4, 2, 3, padding=1)]
@@ -206,15 +261,30 @@ def resampling_bundle(folder: Path, kind: str) -> Path:
         rdf = {
             "format_version": "0.5.4",
             "name": f"upsampling x{factor}",
-            "inputs": [{"id": "raw", "axes": [{"type": "batch"}, {"type": "channel", "channel_names": ["raw"]},
-                                              space("y", {"min": 8, "step": 4}, scale=1.0),
-                                              space("x", {"min": 8, "step": 4}, scale=1.0)],
-                        "test_tensor": {"source": "raw.npy", "sha256": sha256(folder / "raw.npy")}}],
-            "outputs": [{"id": "out", "axes": [
-                {"type": "batch"}, {"type": "channel", "channel_names": ["a", "b"]},
-                space("y", {"tensor_id": "raw", "axis_id": "y"}, halo, scale=1.0 / factor),
-                space("x", {"tensor_id": "raw", "axis_id": "x"}, halo, scale=1.0 / factor)],
-                "test_tensor": {"source": "out.npy", "sha256": sha256(folder / "out.npy")}}],
+            "inputs": [
+                {
+                    "id": "raw",
+                    "axes": [
+                        {"type": "batch"},
+                        {"type": "channel", "channel_names": ["raw"]},
+                        space("y", {"min": 8, "step": 4}, scale=1.0),
+                        space("x", {"min": 8, "step": 4}, scale=1.0),
+                    ],
+                    "test_tensor": {"source": "raw.npy", "sha256": sha256(folder / "raw.npy")},
+                }
+            ],
+            "outputs": [
+                {
+                    "id": "out",
+                    "axes": [
+                        {"type": "batch"},
+                        {"type": "channel", "channel_names": ["a", "b"]},
+                        space("y", {"tensor_id": "raw", "axis_id": "y"}, halo, scale=1.0 / factor),
+                        space("x", {"tensor_id": "raw", "axis_id": "x"}, halo, scale=1.0 / factor),
+                    ],
+                    "test_tensor": {"source": "out.npy", "sha256": sha256(folder / "out.npy")},
+                }
+            ],
             "weights": weights,
         }
     else:
@@ -222,12 +292,29 @@ def resampling_bundle(folder: Path, kind: str) -> Path:
         rdf = {
             "format_version": "0.4.10",
             "name": f"{kind} model",
-            "inputs": [{"name": "raw", "axes": "bcyx", "data_type": "float32", "data_range": [0, 1],
-                        "shape": {"min": [1, 1, 8, 8], "step": [0, 0, 4, 4]}}],
-            "outputs": [{"name": "out", "axes": "bcyx", "data_type": "float32", "data_range": [0, 1],
-                         "halo": [0, 0, halo, halo],
-                         "shape": {"reference_tensor": "raw", "scale": [1, None, scale, scale],
-                                   "offset": [0, 1, offset, offset]}}],
+            "inputs": [
+                {
+                    "name": "raw",
+                    "axes": "bcyx",
+                    "data_type": "float32",
+                    "data_range": [0, 1],
+                    "shape": {"min": [1, 1, 8, 8], "step": [0, 0, 4, 4]},
+                }
+            ],
+            "outputs": [
+                {
+                    "name": "out",
+                    "axes": "bcyx",
+                    "data_type": "float32",
+                    "data_range": [0, 1],
+                    "halo": [0, 0, halo, halo],
+                    "shape": {
+                        "reference_tensor": "raw",
+                        "scale": [1, None, scale, scale],
+                        "offset": [0, 1, offset, offset],
+                    },
+                }
+            ],
             "test_inputs": ["raw.npy"],
             "test_outputs": ["out.npy"],
             "weights": {
@@ -275,18 +362,43 @@ def state_dict_bundle(folder: Path) -> tuple[Path, Any]:
     rdf = {
         "format_version": "0.5.4",
         "name": "state dict model",
-        "inputs": [{"id": "raw", "axes": [{"type": "batch"}, {"type": "channel", "channel_names": ["raw"]},
-                                          space("y", {"min": 8, "step": 8}), space("x", {"min": 8, "step": 8})],
-                    "test_tensor": {"source": "raw.npy", "sha256": sha256(folder / "raw.npy")}}],
-        "outputs": [{"id": "out", "axes": [{"type": "batch"}, {"type": "channel", "channel_names": ["p"]},
-                                           space("y", {"tensor_id": "raw", "axis_id": "y"}, 4),
-                                           space("x", {"tensor_id": "raw", "axis_id": "x"}, 4)],
-                     "test_tensor": {"source": "out.npy", "sha256": sha256(folder / "out.npy")}}],
-        "weights": {"pytorch_state_dict": {
-            "source": "weights.pt", "sha256": sha256(folder / "weights.pt"), "pytorch_version": TORCH_VERSION,
-            "architecture": {"source": "tiny_net.py", "sha256": sha256(source), "callable": "TinyNet",
-                             "kwargs": {"channels": 4}},
-        }},
+        "inputs": [
+            {
+                "id": "raw",
+                "axes": [
+                    {"type": "batch"},
+                    {"type": "channel", "channel_names": ["raw"]},
+                    space("y", {"min": 8, "step": 8}),
+                    space("x", {"min": 8, "step": 8}),
+                ],
+                "test_tensor": {"source": "raw.npy", "sha256": sha256(folder / "raw.npy")},
+            }
+        ],
+        "outputs": [
+            {
+                "id": "out",
+                "axes": [
+                    {"type": "batch"},
+                    {"type": "channel", "channel_names": ["p"]},
+                    space("y", {"tensor_id": "raw", "axis_id": "y"}, 4),
+                    space("x", {"tensor_id": "raw", "axis_id": "x"}, 4),
+                ],
+                "test_tensor": {"source": "out.npy", "sha256": sha256(folder / "out.npy")},
+            }
+        ],
+        "weights": {
+            "pytorch_state_dict": {
+                "source": "weights.pt",
+                "sha256": sha256(folder / "weights.pt"),
+                "pytorch_version": TORCH_VERSION,
+                "architecture": {
+                    "source": "tiny_net.py",
+                    "sha256": sha256(source),
+                    "callable": "TinyNet",
+                    "kwargs": {"channels": 4},
+                },
+            }
+        },
     }
     return write_rdf(folder, rdf), module
 
@@ -323,7 +435,9 @@ def nhwc_config_bundle(folder: Path, channels: int = 3) -> Path:
     keras.utils.set_random_seed(3)
     inputs = keras.Input((None, None, 1))
     hidden = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(inputs)
-    model = keras.Model(inputs, keras.layers.Conv2D(channels, 3, padding="same", activation="softplus")(hidden))
+    model = keras.Model(
+        inputs, keras.layers.Conv2D(channels, 3, padding="same", activation="softplus")(hidden)
+    )
 
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, 1], tf.float32, name="input")])
     def serve(x: Any) -> dict[str, Any]:

@@ -35,7 +35,9 @@ def free_port() -> int:
 
 
 def keygen(path: Path) -> Path:
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", path.name, "-f", str(path)], check=True)
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", path.name, "-f", str(path)], check=True
+    )
     return path
 
 
@@ -62,32 +64,57 @@ class SSHServer:
     @classmethod
     def start(cls, root: Path) -> SSHServer:
         if not Path(SSHD).is_file() or shutil.which("ssh-keygen") is None:
-            raise RuntimeError("OpenSSH server not installed (Debian: openssh-server; make setup installs it)")
+            raise RuntimeError(
+                "OpenSSH server not installed (Debian: openssh-server; make setup installs it)"
+            )
         if os.geteuid() == 0:
             Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation folder
-        host_key, user_key, other_key = keygen(root / "host_key"), keygen(root / "user_key"), keygen(root / "other_key")
+        host_key, user_key, other_key = (
+            keygen(root / "host_key"),
+            keygen(root / "user_key"),
+            keygen(root / "other_key"),
+        )
         authorized = root / "authorized_keys"
         authorized.write_text(Path(f"{user_key}.pub").read_text())
         port = free_port()
         config = root / "sshd_config"
-        config.write_text("\n".join([
-            f"Port {port}", "ListenAddress 127.0.0.1", f"HostKey {host_key}", f"PidFile {root / 'sshd.pid'}",
-            f"AuthorizedKeysFile {authorized}", "StrictModes no", "UsePAM no", "PasswordAuthentication no",
-            "KbdInteractiveAuthentication no", "PubkeyAuthentication yes", "PermitRootLogin prohibit-password",
-            "Subsystem sftp internal-sftp", "AllowTcpForwarding yes", "MaxStartups 100", "MaxSessions 100",
-            "LogLevel ERROR", "",
-        ]))
+        config.write_text(
+            "\n".join(
+                [
+                    f"Port {port}",
+                    "ListenAddress 127.0.0.1",
+                    f"HostKey {host_key}",
+                    f"PidFile {root / 'sshd.pid'}",
+                    f"AuthorizedKeysFile {authorized}",
+                    "StrictModes no",
+                    "UsePAM no",
+                    "PasswordAuthentication no",
+                    "KbdInteractiveAuthentication no",
+                    "PubkeyAuthentication yes",
+                    "PermitRootLogin prohibit-password",
+                    "Subsystem sftp internal-sftp",
+                    "AllowTcpForwarding yes",
+                    "MaxStartups 100",
+                    "MaxSessions 100",
+                    "LogLevel ERROR",
+                    "",
+                ]
+            )
+        )
         wrapper = root / "deepimagej-under-test"
         package_parent = Path(deepimagej.__file__).resolve().parents[1]
-        wrapper.write_text(f"#!/bin/sh\nPYTHONPATH={shlex.quote(str(package_parent))} "
-                           f"exec {shlex.quote(sys.executable)} -m deepimagej.cli \"$@\"\n")
+        wrapper.write_text(
+            f"#!/bin/sh\nPYTHONPATH={shlex.quote(str(package_parent))} "
+            f'exec {shlex.quote(sys.executable)} -m deepimagej.cli "$@"\n'
+        )
         wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
         known_hosts = root / "known_hosts"
         ssh_config = root / "ssh_config"
         ssh_config.write_text(f"Host *\n  UserKnownHostsFile {known_hosts}\n  IdentitiesOnly yes\n")
         log = open(root / "sshd.log", "wb")  # noqa: SIM115 - kept open for the server's life
-        process = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stdout=log, stderr=log,
-                                   stdin=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            [SSHD, "-D", "-e", "-f", str(config)], stdout=log, stderr=log, stdin=subprocess.DEVNULL
+        )
         deadline = time.monotonic() + 15
         while True:
             if process.poll() is not None:
@@ -102,8 +129,19 @@ class SSHServer:
                 time.sleep(0.05)
         import getpass
 
-        return cls(root, port, process, getpass.getuser(), user_key, other_key, host_key, ssh_config, known_hosts,
-                   wrapper, root / "workdir")
+        return cls(
+            root,
+            port,
+            process,
+            getpass.getuser(),
+            user_key,
+            other_key,
+            host_key,
+            ssh_config,
+            known_hosts,
+            wrapper,
+            root / "workdir",
+        )
 
     @contextlib.contextmanager
     def client(self, host: str = "local") -> Iterator[SSHServer]:
@@ -115,8 +153,14 @@ class SSHServer:
         os.environ["DEEPIMAGEJ_CONFIG"] = str(self.root / "client-config")
         os.environ["DEEPIMAGEJ_SSH_CONFIG"] = str(self.ssh_config)
         try:
-            remote.add_host(host, self.address, key=self.user_key, workdir=str(self.workdir),
-                            deepimagej=str(self.deepimagej), replace=True)
+            remote.add_host(
+                host,
+                self.address,
+                key=self.user_key,
+                workdir=str(self.workdir),
+                deepimagej=str(self.deepimagej),
+                replace=True,
+            )
             remote.test_host(host, accept_host_key=True)
             yield self
         finally:

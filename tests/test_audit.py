@@ -50,17 +50,40 @@ def _saved_model(folder: Path, body) -> Path:
     model = Model()
     tf.saved_model.save(model, str(folder / "saved_model"), signatures={"serving_default": model.serve})
     (folder / "rdf.yaml").write_text(
-        RDF.format(name=folder.name, fmt="tensorflow_saved_model_bundle", source="saved_model"), encoding="utf-8")
+        RDF.format(name=folder.name, fmt="tensorflow_saved_model_bundle", source="saved_model"),
+        encoding="utf-8",
+    )
     return folder
 
 
 def test_registry_policy() -> None:
     refused = refused_ops()
-    for op in ("ReadFile", "WriteFile", "MatchingFiles", "PyFunc", "EagerPyFunc", "TFRecordDataset", "SaveV2",
-               "RestoreV2", "Send", "CollectiveReduceV2", "DebugIdentityV2", "WriteScalarSummary"):
+    for op in (
+        "ReadFile",
+        "WriteFile",
+        "MatchingFiles",
+        "PyFunc",
+        "EagerPyFunc",
+        "TFRecordDataset",
+        "SaveV2",
+        "RestoreV2",
+        "Send",
+        "CollectiveReduceV2",
+        "DebugIdentityV2",
+        "WriteScalarSummary",
+    ):
         assert op in refused, op
-    for op in ("Conv2D", "ReadVariableOp", "MatMul", "Identity", "StatefulPartitionedCall", "TensorArrayReadV3",
-               "ScalarSummary", "Conv2DBackpropInput", "FusedBatchNormV3"):
+    for op in (
+        "Conv2D",
+        "ReadVariableOp",
+        "MatMul",
+        "Identity",
+        "StatefulPartitionedCall",
+        "TensorArrayReadV3",
+        "ScalarSummary",
+        "Conv2DBackpropInput",
+        "FusedBatchNormV3",
+    ):
         assert op not in refused, op
     torch_refused = refused_torch_ops()
     assert {"aten::save", "aten::from_file", "prim::rpc_async"} <= set(torch_refused)
@@ -106,7 +129,9 @@ def test_write_file_refused_until_trusted_by_content(tmp_path: Path, user_dirs: 
     assert audit.audit_bundle(spec).trust is not None
     copy = tmp_path / "copy"
     shutil.copytree(bundle, copy)
-    audit.require_allowed(load_bundle(copy), load_bundle(copy).weights["tensorflow_saved_model_bundle"])  # same content
+    audit.require_allowed(
+        load_bundle(copy), load_bundle(copy).weights["tensorflow_saved_model_bundle"]
+    )  # same content
     with open(copy / "rdf.yaml", "a", encoding="utf-8") as fh:
         fh.write("# edited\n")
     changed = load_bundle(copy)
@@ -140,7 +165,9 @@ def test_dead_code_is_shown_not_refused(tmp_path: Path) -> None:
 def test_audit_is_cached_by_content(tmp_path: Path, user_dirs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import tensorflow as tf
 
-    bundle = _saved_model(tmp_path / "reader", lambda x: x + tf.cast(tf.strings.length(tf.io.read_file("/x")), tf.float32))
+    bundle = _saved_model(
+        tmp_path / "reader", lambda x: x + tf.cast(tf.strings.length(tf.io.read_file("/x")), tf.float32)
+    )
     spec = load_bundle(bundle)
     weights = spec.weights["tensorflow_saved_model_bundle"]
     first = audit.audit_weights(weights, spec.root)
@@ -183,7 +210,9 @@ def test_torchscript_setstate_is_read_not_run(tmp_path: Path) -> None:
         "    @torch.jit.export\n    def __getstate__(self) -> Tuple[int, bool]:\n        return (self.k, self.training)\n\n"
         "    @torch.jit.export\n    def __setstate__(self, state: Tuple[int, bool]) -> None:\n"
         "        self.k = state[0]\n        self.training = state[1]\n"
-        f"        torch.save(torch.zeros(1), {str(proof)!r})\n", encoding="utf-8")
+        f"        torch.save(torch.zeros(1), {str(proof)!r})\n",
+        encoding="utf-8",
+    )
     import importlib.util
     import sys
 

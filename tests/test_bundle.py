@@ -659,7 +659,11 @@ def test_written_bundle_loads_from_its_folder(tmp_path: Path) -> None:
     ("good", "bad", "field"),
     [
         ("border: zeros", "border: wrap", "<config.deepimagej_py.border>"),
-        ("test_time_augmentation: true", "test_time_augmentation: 8", "<config.deepimagej_py.test_time_augmentation>"),
+        (
+            "test_time_augmentation: true",
+            "test_time_augmentation: 8",
+            "<config.deepimagej_py.test_time_augmentation>",
+        ),
         ("threshold: 0.6", "threshold: high", "<config.deepimagej_py.detection.threshold>"),
     ],
     ids=["border", "tta", "detection"],
@@ -670,9 +674,17 @@ def test_own_settings_round_trip_and_are_checked(tmp_path: Path, good: str, bad:
 
     tmp_path = _linked_copy(PANCREATIC, tmp_path / "bundle")
     original = load_bundle(tmp_path / "rdf.yaml")
-    assert (original.border, original.test_time_augmentation, original.extra.get("detection")) == ("mirror", False, None)
-    spec = dataclasses.replace(original, border="zeros", test_time_augmentation=True,
-                               extra={**original.extra, "detection": {"threshold": 0.6, "min_distance": 3}})
+    assert (original.border, original.test_time_augmentation, original.extra.get("detection")) == (
+        "mirror",
+        False,
+        None,
+    )
+    spec = dataclasses.replace(
+        original,
+        border="zeros",
+        test_time_augmentation=True,
+        extra={**original.extra, "detection": {"threshold": 0.6, "min_distance": 3}},
+    )
     write_rdf_yaml(spec, tmp_path / "rdf.yaml")
     write_config_xml(spec, tmp_path / "config.xml")
     again = read_descriptor(tmp_path / "rdf.yaml")

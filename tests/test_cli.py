@@ -61,8 +61,15 @@ def test_missing_input_is_one_line_error(pancreatic_bundle, tmp_path):
 
 
 def test_bad_tile_is_one_line_error(pancreatic_bundle, assets, tmp_path):
-    result = invoke("run", pancreatic_bundle.root, assets / "unet_pancreatic" / "exampleImage.tif", "-o",
-                    tmp_path / "o.tif", "--tile", "abc")
+    result = invoke(
+        "run",
+        pancreatic_bundle.root,
+        assets / "unet_pancreatic" / "exampleImage.tif",
+        "-o",
+        tmp_path / "o.tif",
+        "--tile",
+        "abc",
+    )
     assert result.exit_code == 2
     assert "--tile" in result.output
 
@@ -71,7 +78,9 @@ def test_test_command_fails_on_mismatch(pancreatic_bundle, tmp_path):
     bundle = tmp_path / "b"
     shutil.copytree(pancreatic_bundle.root, bundle)
     ref = np.load(bundle / "resultImage.npy")
-    np.save(bundle / "resultImage.npy", 1 - ref)  # a wrong reference must fail (0.4 rdf: no test-tensor sha256)
+    np.save(
+        bundle / "resultImage.npy", 1 - ref
+    )  # a wrong reference must fail (0.4 rdf: no test-tensor sha256)
     result = invoke("test", bundle, "--weights", "tensorflow_saved_model_bundle")
     assert result.exit_code == 1, result.output
     assert "FAIL" in result.output
@@ -83,11 +92,26 @@ def test_build_from_h5_with_deepimagej_config(assets, tmp_path):
     out = tmp_path / "built"
     example = tmp_path / "example.tif"
     tifffile.imwrite(example, tifffile.imread(src / "exampleImage.tif")[:160, :200])
-    result = invoke("build", src / "unet_pancreatic_cell_segmentation.h5", "--out", out, "--config", src / "config.xml",
-                    "--example", example)
+    result = invoke(
+        "build",
+        src / "unet_pancreatic_cell_segmentation.h5",
+        "--out",
+        out,
+        "--config",
+        src / "config.xml",
+        "--example",
+        example,
+    )
     assert result.exit_code == 0, result.output
-    for name in ("config.xml", "rdf.yaml", "tensorflow_saved_model_bundle.zip", "preprocessing.txt",
-                 "postprocessing.txt", "exampleImage.tif", "resultImage.tif"):
+    for name in (
+        "config.xml",
+        "rdf.yaml",
+        "tensorflow_saved_model_bundle.zip",
+        "preprocessing.txt",
+        "postprocessing.txt",
+        "exampleImage.tif",
+        "resultImage.tif",
+    ):
         assert (out / name).is_file(), name
     from deepimagej.bundle import load_bundle
 
@@ -108,8 +132,9 @@ def test_build_errors_are_one_line(tmp_path):
     assert result.exit_code == 2 and "already exists" in result.output
 
 
-def test_run_on_a_folder_runs_every_image_and_reports_the_bad_one(pancreatic_bundle, assets, tmp_path,
-                                                                   monkeypatch):
+def test_run_on_a_folder_runs_every_image_and_reports_the_bad_one(
+    pancreatic_bundle, assets, tmp_path, monkeypatch
+):
     from deepimagej import engines, predict
 
     image = tifffile.imread(assets / "unet_pancreatic" / "exampleImage.tif")
@@ -173,7 +198,7 @@ def test_install_a_bundle_zip_then_list_it(assets, tmp_path):
     with zipfile.ZipFile(link, "w") as zf:
         info = zipfile.ZipInfo("model/rdf.yaml")
         info.create_system = 3
-        info.external_attr = (0o120777 << 16)
+        info.external_attr = 0o120777 << 16
         zf.writestr(info, "/etc/passwd")
     refused = invoke("install", link, "--models", models)
     assert refused.exit_code == 2 and "symbolic link" in refused.output
@@ -188,10 +213,20 @@ def test_no_tensorflow_log_lines_in_the_commands_output(pancreatic_bundle, asset
 
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "python")}
     image = assets / "unet_pancreatic" / "exampleImage.tif"
-    for args in (["info", pancreatic_bundle.root], ["run", pancreatic_bundle.root, image, "-o", tmp_path / "o.tif"],
-                 ["test", pancreatic_bundle.root], ["demo", "--out", tmp_path / "demo"]):
-        proc = subprocess.run([sys.executable, "-m", "deepimagej", *map(str, args)], capture_output=True, text=True,
-                              env=env, timeout=300, check=False)
+    for args in (
+        ["info", pancreatic_bundle.root],
+        ["run", pancreatic_bundle.root, image, "-o", tmp_path / "o.tif"],
+        ["test", pancreatic_bundle.root],
+        ["demo", "--out", tmp_path / "demo"],
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-m", "deepimagej", *map(str, args)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+            check=False,
+        )
         assert proc.returncode == 0, proc.stdout + proc.stderr
         text = proc.stdout + proc.stderr
         for needle in ("absl::InitializeLog", "oneDNN", "I0000", "tensorflow/", "cuda"):
@@ -210,14 +245,27 @@ def test_a_bundle_whose_post_processing_is_a_macro_runs_it_in_imagej(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(repo / "python")}
 
     def cli(*args):
-        return subprocess.run([sys.executable, "-m", "deepimagej", *map(str, args)], capture_output=True, text=True,
-                              env=env, timeout=600, check=False)
+        return subprocess.run(
+            [sys.executable, "-m", "deepimagej", *map(str, args)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=600,
+            check=False,
+        )
 
     run = cli("run", bundle, bundle / "exampleImage.tif", "-o", tmp_path / "labels.tif")
     assert run.returncode == 0, run.stdout + run.stderr
     assert "running it in ImageJ" in run.stdout
-    macro = cli("macro", bundle / "postprocessing_instances.ijm", "-i", bundle / "resultImage.tif",
-                "-o", tmp_path / "macro.tif", "--quiet")
+    macro = cli(
+        "macro",
+        bundle / "postprocessing_instances.ijm",
+        "-i",
+        bundle / "resultImage.tif",
+        "-o",
+        tmp_path / "macro.tif",
+        "--quiet",
+    )
     assert macro.returncode == 0, macro.stdout + macro.stderr
     labels, expected = tifffile.imread(tmp_path / "labels.tif"), tifffile.imread(tmp_path / "macro.tif")
     assert labels.max() > 10 and np.array_equal(labels, expected)

@@ -24,7 +24,9 @@ def _tf1_saved_model(folder, with_signature: bool):
             builder = tf.compat.v1.saved_model.Builder(str(folder))
             signatures = {}
             if with_signature:
-                signatures["serving_default"] = tf.compat.v1.saved_model.predict_signature_def({"input": x}, {"output": y})
+                signatures["serving_default"] = tf.compat.v1.saved_model.predict_signature_def(
+                    {"input": x}, {"output": y}
+                )
             builder.add_meta_graph_and_variables(sess, ["serve"], signature_def_map=signatures)
             builder.save()
 
@@ -39,13 +41,19 @@ def _expected(batch):
 def test_tf1_graph(tmp_path, with_signature):
     _tf1_saved_model(tmp_path / "m", with_signature)
     weights = WeightsSpec(
-        "tensorflow_saved_model_bundle", "m", tmp_path / "m", tag="tf.saved_model.tag_constants.SERVING",
+        "tensorflow_saved_model_bundle",
+        "m",
+        tmp_path / "m",
+        tag="tf.saved_model.tag_constants.SERVING",
         signature="tf.saved_model.signature_constants.DEFAULT_SERVING_SIGNATURE_DEF_KEY",
-        input_names=("input_img",), output_names=("out_img",),
+        input_names=("input_img",),
+        output_names=("out_img",),
     )
     engine = load_engine(weights, ["input_img"], ["out_img"])
     batch = np.random.default_rng(0).random((1, 9, 11, 1)).astype(np.float32)
-    np.testing.assert_allclose(engine({"input_img": batch})["out_img"][0, :, :, 0], _expected(batch), atol=1e-5)
+    np.testing.assert_allclose(
+        engine({"input_img": batch})["out_img"][0, :, :, 0], _expected(batch), atol=1e-5
+    )
     assert engine is load_engine(weights, ["input_img"], ["out_img"])  # loaded once, reused
 
 

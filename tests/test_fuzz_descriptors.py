@@ -33,12 +33,26 @@ FUZZ = settings(max_examples=800, deadline=None, suppress_health_check=[HealthCh
 WORK = Path(tempfile.mkdtemp(prefix="deepimagej-fuzz-"))
 
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=True, allow_infinity=True),
-    st.text(max_size=30), st.sampled_from(["byxc", "bcyx", "xy", "../x", "/etc/passwd", "-1", "1e300", "nan"]),
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=30),
+    st.sampled_from(["byxc", "bcyx", "xy", "../x", "/etc/passwd", "-1", "1e300", "nan"]),
 )
-values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=5) | st.dictionaries(
-    st.text(max_size=12) | st.sampled_from(["name", "axes", "shape", "min", "step", "kwargs", "source", "halo"]),
-    inner, max_size=5), max_leaves=20)
+values = st.recursive(
+    scalars,
+    lambda inner: (
+        st.lists(inner, max_size=5)
+        | st.dictionaries(
+            st.text(max_size=12)
+            | st.sampled_from(["name", "axes", "shape", "min", "step", "kwargs", "source", "halo"]),
+            inner,
+            max_size=5,
+        )
+    ),
+    max_leaves=20,
+)
 
 
 def _mutate(data: Any, draw: st.DataObject, depth: int = 0) -> Any:
@@ -102,7 +116,9 @@ def test_mutated_config_xml_reads_or_fails_in_one_line(data: st.DataObject) -> N
         element = data.draw(st.sampled_from(elements))
         action = data.draw(st.sampled_from(["text", "remove", "add", "number"]))
         if action == "text":
-            element.text = data.draw(st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), max_size=20))
+            element.text = data.draw(
+                st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), max_size=20)
+            )
         elif action == "number":
             element.text = str(data.draw(st.integers(-(10**20), 10**20) | st.floats(allow_nan=True)))
         elif action == "remove":
@@ -111,7 +127,9 @@ def test_mutated_config_xml_reads_or_fails_in_one_line(data: st.DataObject) -> N
                     parent.remove(element)
                     break
         else:
-            ET.SubElement(element, data.draw(st.sampled_from(["Padding", "MinimumSize", "Channels", "x"]))).text = "7"
+            ET.SubElement(
+                element, data.draw(st.sampled_from(["Padding", "MinimumSize", "Channels", "x"]))
+            ).text = "7"
     target = WORK / "config.xml"
     target.write_bytes(ET.tostring(root))
     _check_outcome(target)
@@ -131,8 +149,14 @@ def test_yaml_text_loads_or_fails_in_one_line(text: str) -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.one_of(st.text(max_size=12), st.lists(st.text(max_size=4) | st.integers(), max_size=6), st.integers(),
-                 st.none()))
+@given(
+    st.one_of(
+        st.text(max_size=12),
+        st.lists(st.text(max_size=4) | st.integers(), max_size=6),
+        st.integers(),
+        st.none(),
+    )
+)
 def test_axis_parsers_return_letters_or_fail_in_one_line(value: Any) -> None:
     for parse in (normalize_axes, deepimagej_axes):
         try:

@@ -37,16 +37,21 @@ def test_hostile_corpus(tmp_path_factory) -> None:
     materials = build(tmp_path_factory.mktemp("hostile") / "materials")
     root = tmp_path_factory.mktemp("cases")
     with ThreadPoolExecutor(max_workers=2) as pool:
-        verdicts: list[Verdict] = list(pool.map(lambda tc: run_case(tc[1], root / tc[1].id, materials), cases))
+        verdicts: list[Verdict] = list(
+            pool.map(lambda tc: run_case(tc[1], root / tc[1].id, materials), cases)
+        )
     lines = []
     for (topic, _), verdict in zip(cases, verdicts):
         status = "SKIP" if verdict.skipped else ("FAIL" if verdict.problems else "ok")
         detail = verdict.skipped or verdict.summary
-        lines.append(f"{status:4} {topic:11} {verdict.case.id:34} {verdict.case.expect:11} {verdict.seconds:5.1f}s  {detail}")
+        lines.append(
+            f"{status:4} {topic:11} {verdict.case.id:34} {verdict.case.expect:11} {verdict.seconds:5.1f}s  {detail}"
+        )
         lines += [f"       -> {p}" for p in verdict.problems]
     report = "\n".join(lines)
     (root / "hostile-report.txt").write_text(report + "\n", encoding="utf-8")
     print("\n" + report)
     failed = [v for v in verdicts if v.problems]
     assert not failed, f"{len(failed)} of {len(verdicts)} hostile cases failed:\n" + "\n".join(
-        line for line in lines if not line.startswith(("ok", "SKIP")))
+        line for line in lines if not line.startswith(("ok", "SKIP"))
+    )

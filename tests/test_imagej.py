@@ -36,7 +36,11 @@ def test_round_trip_every_dtype(ij, dtype):
 
     rng = np.random.default_rng(0)
     info = np.iinfo(dtype) if dtype != "float32" else None
-    a = (rng.integers(info.min, info.max, (2, 3, 4, 5, 6), endpoint=True) if info else rng.normal(size=(2, 3, 4, 5, 6))).astype(dtype)
+    a = (
+        rng.integers(info.min, info.max, (2, 3, 4, 5, 6), endpoint=True)
+        if info
+        else rng.normal(size=(2, 3, 4, 5, 6))
+    ).astype(dtype)
     imp = to_imageplus(a, "t", axes="tczyx")
     assert (int(imp.getNFrames()), int(imp.getNChannels()), int(imp.getNSlices())) == (2, 3, 4)
     back = from_imageplus(imp)
@@ -65,10 +69,18 @@ def test_xarray_calibration_round_trip(ij):
     from deepimagej.imagej.convert import from_imageplus, to_imageplus
 
     data = np.random.default_rng(2).random((3, 4, 6, 8), dtype=np.float32)
-    da = xr.DataArray(data, dims=("t", "z", "y", "x"), name="cells",
-                      coords={"t": np.arange(3) * 2.5, "z": np.arange(4) * 0.8, "y": 10 + np.arange(6) * 0.25,
-                              "x": np.arange(8) * 0.25},
-                      attrs={"unit": "micron", "time_unit": "s"})
+    da = xr.DataArray(
+        data,
+        dims=("t", "z", "y", "x"),
+        name="cells",
+        coords={
+            "t": np.arange(3) * 2.5,
+            "z": np.arange(4) * 0.8,
+            "y": 10 + np.arange(6) * 0.25,
+            "x": np.arange(8) * 0.25,
+        },
+        attrs={"unit": "micron", "time_unit": "s"},
+    )
     imp = to_imageplus(da)
     cal = imp.getCalibration()
     assert (float(cal.pixelWidth), float(cal.pixelDepth), float(cal.frameInterval)) == (0.25, 0.8, 2.5)
@@ -85,9 +97,12 @@ def test_macro_returns_image_log_and_results(ij):
     img = np.zeros((32, 32), np.uint8)
     img[4:10, 4:10] = 200
     img[20:28, 15:30] = 200
-    res = ij.run_macro('print("threshold " + t); setThreshold(t, 255); run("Convert to Mask");'
-                       'run("Analyze Particles...", "size=0-Infinity show=[Count Masks] display clear");',
-                       img, args={"t": 100})
+    res = ij.run_macro(
+        'print("threshold " + t); setThreshold(t, 255); run("Convert to Mask");'
+        'run("Analyze Particles...", "size=0-Infinity show=[Count Masks] display clear");',
+        img,
+        args={"t": 100},
+    )
     assert "threshold 100" in res.log
     assert res.axes == "yx" and res.image.dtype == np.uint16 and res.image.max() == 2
     assert list(res.results["Area"]) == [36.0, 120.0]
@@ -100,12 +115,15 @@ def test_macro_file_and_next_macro_continues_on_result(ij, tmp_path):
     assert ij.run_macro(f).image.max() == 10  # the current image carried over
 
 
-@pytest.mark.parametrize(("macro", "message", "line"), [
-    ('x = 1;\ny = ;\nz = 2;', "Number or numeric function expected", 2),
-    ('a = 1;\nrun("No Such Command");', 'Unrecognized command: "No Such Command"', 2),
-    ('close("*");\nrun("Invert");', "There are no images open", 2),
-    ('print("x");\nexit("Please open an image first");', "Please open an image first", 2),
-])
+@pytest.mark.parametrize(
+    ("macro", "message", "line"),
+    [
+        ("x = 1;\ny = ;\nz = 2;", "Number or numeric function expected", 2),
+        ('a = 1;\nrun("No Such Command");', 'Unrecognized command: "No Such Command"', 2),
+        ('close("*");\nrun("Invert");', "There are no images open", 2),
+        ('print("x");\nexit("Please open an image first");', "Please open an image first", 2),
+    ],
+)
 def test_macro_errors_carry_message_and_line(ij, macro, message, line):
     with pytest.raises(MacroError) as err:
         ij.run_macro(macro)
@@ -113,12 +131,15 @@ def test_macro_errors_carry_message_and_line(ij, macro, message, line):
     assert "java." not in str(err.value) and "\tat " not in str(err.value)
 
 
-@pytest.mark.parametrize(("macro", "needle"), [
-    ('waitForUser("Click OK");', "waitForUser"),
-    ('n = getNumber("sigma", 2);', "getNumber"),
-    ('newImage("a", "8-bit ramp", 32, 32, 1);\nrun("Gaussian Blur...");', "Gaussian Blur"),
-    ('newImage("a", "8-bit ramp", 32, 32, 1);\nrun("DeepImageJ Run");', "DeepImageJ Run"),  # its dialog
-])
+@pytest.mark.parametrize(
+    ("macro", "needle"),
+    [
+        ('waitForUser("Click OK");', "waitForUser"),
+        ('n = getNumber("sigma", 2);', "getNumber"),
+        ('newImage("a", "8-bit ramp", 32, 32, 1);\nrun("Gaussian Blur...");', "Gaussian Blur"),
+        ('newImage("a", "8-bit ramp", 32, 32, 1);\nrun("DeepImageJ Run");', "DeepImageJ Run"),  # its dialog
+    ],
+)
 def test_blocking_dialogs_fail_fast(ij, macro, needle):
     import time
 
@@ -140,7 +161,11 @@ def test_wait_for_user_stops_its_macro_and_leaves_no_thread(ij):
             ij.run_macro(f'waitForUser("Click OK");\nprint("{marker}");', timeout=60)
         assert marker not in ij.log()
     threads = JClass("java.lang.Thread").getAllStackTraces()
-    waiting = [t.getName() for t in threads.keySet() if any("WaitForUserDialog.show" in str(f) for f in threads.get(t))]
+    waiting = [
+        t.getName()
+        for t in threads.keySet()
+        if any("WaitForUserDialog.show" in str(f) for f in threads.get(t))
+    ]
     assert waiting == []
 
 
@@ -153,7 +178,9 @@ def test_macro_timeout(ij):
 # ------------------------------------------------------------------ DeepImageJ commands
 def test_deepimagej_run_errors_are_plain(ij):
     with pytest.raises(BundleError, match="model 'no-such-model' not found") as err:
-        ij.run_macro('newImage("a", "8-bit ramp", 32, 32, 1);\nrun("DeepImageJ Run", "model=[no-such-model] format=Tensorflow");')
+        ij.run_macro(
+            'newImage("a", "8-bit ramp", 32, 32, 1);\nrun("DeepImageJ Run", "model=[no-such-model] format=Tensorflow");'
+        )
     assert "line 2" in str(err.value) and "java" not in str(err.value).lower()
     with pytest.raises(InputImageError, match="needs a model"):
         ij.run_macro('run("DeepImageJ Run", "format=Tensorflow");', np.zeros((8, 8), np.uint8))
@@ -173,12 +200,12 @@ def _in_macro_thread(function, options: str):
         JClass("ij.Macro").setOptions(options)
         try:
             out["value"] = function()
-        except Exception as exc:  # noqa: BLE001 - re-raised in the test thread
+        except Exception as exc:
             out["error"] = exc
         finally:
             JClass("ij.Macro").setOptions(None)
 
-    thread = JClass("java.lang.Thread")(JProxy("java.lang.Runnable", dict(run=body)), "Run$_deepimagej_test")
+    thread = JClass("java.lang.Thread")(JProxy("java.lang.Runnable", {"run": body}), "Run$_deepimagej_test")
     thread.start()
     thread.join(60_000)
     if "error" in out:
@@ -191,8 +218,9 @@ def test_run_and_build_dialogs_give_options_the_commands_read(ij, pancreatic):
     from deepimagej.imagej.commands.options import RunOptions
     from deepimagej.imagej.commands.run import ask_run_options
 
-    line = _in_macro_thread(ask_run_options, "model=unet-pancreatic format=Keras postprocessing=[no postprocessing] "
-                                             "tile=256,256")
+    line = _in_macro_thread(
+        ask_run_options, "model=unet-pancreatic format=Keras postprocessing=[no postprocessing] tile=256,256"
+    )
     opts = RunOptions.parse(line)
     assert (opts.model, opts.weights_format, opts.logging) == ("unet-pancreatic", "keras_hdf5", "normal")
     assert opts.preprocessing is None and opts.postprocessing == [] and opts.tile == {"y": 256, "x": 256}
@@ -205,7 +233,9 @@ def test_run_and_build_dialogs_give_options_the_commands_read(ij, pancreatic):
 def test_wrong_number_of_channels(ij, pancreatic):
     rgb = np.zeros((64, 64, 3), np.float32)
     with pytest.raises(InputImageError) as err:
-        ij.run_bundle(pancreatic, rgb, "preprocessing=[no preprocessing] postprocessing=[no postprocessing]", axes="yxc")
+        ij.run_bundle(
+            pancreatic, rgb, "preprocessing=[no preprocessing] postprocessing=[no postprocessing]", axes="yxc"
+        )
     assert "channel" in str(err.value).lower() and "java" not in str(err.value).lower()
 
 
@@ -237,9 +267,22 @@ def test_pipeline_from_the_command_line_is_identical(python_labels, assets, tmp_
     out = tmp_path / "labels.tif"
     env = dict(os.environ, PYTHONPATH=str(REPO / "python"))
     proc = subprocess.run(
-        [sys.executable, "-m", "deepimagej.imagej.cli", str(PIPELINE), "--image",
-         str(assets / "unet_pancreatic" / "exampleImage.tif"), "-o", str(out)],
-        check=False, capture_output=True, text=True, env=env, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "deepimagej.imagej.cli",
+            str(PIPELINE),
+            "--image",
+            str(assets / "unet_pancreatic" / "exampleImage.tif"),
+            "-o",
+            str(out),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert np.array_equal(tifffile.imread(out), python_labels.image)
 
@@ -248,8 +291,14 @@ def test_cli_macro_error_has_no_java_trace(tmp_path):
     bad = tmp_path / "bad.ijm"
     bad.write_text('print("ok");\nrun("Not A Command");\n')
     env = dict(os.environ, PYTHONPATH=str(REPO / "python"))
-    proc = subprocess.run([sys.executable, "-m", "deepimagej.imagej.cli", str(bad)],
-                          check=False, capture_output=True, text=True, env=env, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "deepimagej.imagej.cli", str(bad)],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert 'Unrecognized command: "Not A Command" (line 2)' in proc.stderr
     assert "\tat " not in proc.stderr + proc.stdout and "Exception" not in proc.stderr
@@ -264,16 +313,17 @@ def test_explore_lists_bundles(ij, pancreatic):
 
 def test_run_takes_each_input_by_title_and_shows_one_image_per_output(ij, tmp_path):
     import bundle_factory
+    import tifffile
     from jpype import JClass
 
     from deepimagej import predict
-    import tifffile
-
     from deepimagej.imagej.convert import to_imageplus
 
     bundle = bundle_factory.two_in_two_out_bundle(tmp_path / "bundle").parent
     raw, aux = np.load(bundle / "raw.npy")[0, 0], np.load(bundle / "aux.npy")[0]
-    expected = predict.run(bundle, {"raw": raw, "aux": aux}, axes={"raw": "yx", "aux": "cyx"}, weights_format="onnx")
+    expected = predict.run(
+        bundle, {"raw": raw, "aux": aux}, axes={"raw": "yx", "aux": "cyx"}, weights_format="onnx"
+    )
     to_imageplus(raw, title="raw image", axes="yx").show()
     to_imageplus(aux, title="aux image", axes="cyx").show()
     windows = JClass("ij.WindowManager")
@@ -281,11 +331,17 @@ def test_run_takes_each_input_by_title_and_shows_one_image_per_output(ij, tmp_pa
         with pytest.raises(InputImageError, match="input_raw=\\[title\\] input_aux=\\[title\\]"):
             ij.run_macro(f'selectImage("raw image"); run("DeepImageJ Run", "model=[{bundle}] format=ONNX");')
         with pytest.raises(InputImageError, match="no open image has that title"):
-            ij.run_macro(f'run("DeepImageJ Run", "model=[{bundle}] format=ONNX input_raw=[raw image] '
-                         'input_aux=[nothing]");')
-        saves = "".join(f'selectImage("{name}"); saveAs("Tiff", "{tmp_path / name}.tif");' for name in ("seg", "score"))
-        ij.run_macro(f'run("DeepImageJ Run", "model=[{bundle}] format=ONNX input_raw=[raw image] '
-                     f'input_aux=[aux image]");' + saves)
+            ij.run_macro(
+                f'run("DeepImageJ Run", "model=[{bundle}] format=ONNX input_raw=[raw image] '
+                'input_aux=[nothing]");'
+            )
+        saves = "".join(
+            f'selectImage("{name}"); saveAs("Tiff", "{tmp_path / name}.tif");' for name in ("seg", "score")
+        )
+        ij.run_macro(
+            f'run("DeepImageJ Run", "model=[{bundle}] format=ONNX input_raw=[raw image] '
+            f'input_aux=[aux image]");' + saves
+        )
         for name in ("seg", "score"):
             got = np.squeeze(tifffile.imread(tmp_path / f"{name}.tif"))
             got = np.moveaxis(got, 0, -1) if got.ndim == 3 else got  # ImageJ's TIFF: channels first
@@ -299,8 +355,9 @@ def test_run_takes_each_input_by_title_and_shows_one_image_per_output(ij, tmp_pa
                 imp.close()
 
 
-def test_input_path_larger_than_the_threshold_is_streamed_to_the_output_folder(ij, pancreatic, assets, tmp_path,
-                                                                                monkeypatch):
+def test_input_path_larger_than_the_threshold_is_streamed_to_the_output_folder(
+    ij, pancreatic, assets, tmp_path, monkeypatch
+):
     import tifffile
 
     from deepimagej import predict
@@ -310,13 +367,17 @@ def test_input_path_larger_than_the_threshold_is_streamed_to_the_output_folder(i
     tifffile.imwrite(source, image, tile=(128, 128))
     monkeypatch.setenv("DEEPIMAGEJ_STREAM_ABOVE", "100K")  # this image counts as larger than memory
     out = tmp_path / "results"
-    result = ij.run_macro(f'run("DeepImageJ Run", "modelPath=[{pancreatic}] inputPath=[{source}] '
-                          f'outputFolder=[{out}] displayOutput=null");')
+    result = ij.run_macro(
+        f'run("DeepImageJ Run", "modelPath=[{pancreatic}] inputPath=[{source}] '
+        f'outputFolder=[{out}] displayOutput=null");'
+    )
     written = list(out.glob("big_*.tif"))
     assert len(written) == 1, list(out.iterdir())
     assert "streamed block by block" in result.log
     expected = predict.run(pancreatic, image)
     assert np.array_equal(np.squeeze(tifffile.imread(written[0])), np.squeeze(expected))
     with pytest.raises(InputImageError, match="ImageJ macros cannot run"):
-        ij.run_macro(f'run("DeepImageJ Run", "modelPath=[{pancreatic}] inputPath=[{source}] outputFolder=[{out}] '
-                     'preprocessing=[preprocessing.txt]");')
+        ij.run_macro(
+            f'run("DeepImageJ Run", "modelPath=[{pancreatic}] inputPath=[{source}] outputFolder=[{out}] '
+            'preprocessing=[preprocessing.txt]");'
+        )

@@ -79,7 +79,9 @@ def test_zoo_macro(ij, macro):
     path = ASSETS / macro
     if not path.is_file():
         pytest.skip(f"{path} not found")
-    examples = sorted(p for p in path.parent.iterdir() if p.stem == "exampleImage" and p.suffix in (".tif", ".tiff"))
+    examples = sorted(
+        p for p in path.parent.iterdir() if p.stem == "exampleImage" and p.suffix in (".tif", ".tiff")
+    )
     image = examples[0] if examples else np.linspace(0, 1, 64 * 64, dtype=np.float32).reshape(64, 64)
     expected = EXPECTED[macro]
     if expected is None:

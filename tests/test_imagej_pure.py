@@ -10,15 +10,24 @@ from deepimagej.imagej.macro import interactive_calls
 
 
 def test_parse_options_brackets_and_flags():
-    opts = parse_options("model=[U-Net Pancreatic] format=Tensorflow preprocessing=[[a.ijm, b.ijm]] flag tile=256,256,1")
-    assert opts == {"model": "U-Net Pancreatic", "format": "Tensorflow", "preprocessing": "[a.ijm, b.ijm]",
-                    "flag": "", "tile": "256,256,1"}
+    opts = parse_options(
+        "model=[U-Net Pancreatic] format=Tensorflow preprocessing=[[a.ijm, b.ijm]] flag tile=256,256,1"
+    )
+    assert opts == {
+        "model": "U-Net Pancreatic",
+        "format": "Tensorflow",
+        "preprocessing": "[a.ijm, b.ijm]",
+        "flag": "",
+        "tile": "256,256,1",
+    }
     assert split_list(opts["preprocessing"]) == ["a.ijm", "b.ijm"]
 
 
 def test_run_options_deepimagej_1x_syntax():
-    o = RunOptions.parse("model=stardist_topix2pix format=Tensorflow preprocessing=[per_sample_scale_range.ijm] "
-                         "postprocessing=[no postprocessing] axes=Y,X,C tile=1216,1216,1 logging=Normal")
+    o = RunOptions.parse(
+        "model=stardist_topix2pix format=Tensorflow preprocessing=[per_sample_scale_range.ijm] "
+        "postprocessing=[no postprocessing] axes=Y,X,C tile=1216,1216,1 logging=Normal"
+    )
     assert o.model == "stardist_topix2pix" and o.weights_format == "tensorflow_saved_model_bundle"
     assert o.preprocessing == ["per_sample_scale_range.ijm"] and o.postprocessing == []
     assert o.axes == "yxc" and o.tile == {"y": 1216, "x": 1216}
@@ -26,7 +35,12 @@ def test_run_options_deepimagej_1x_syntax():
 
 def test_run_options_3x_syntax():
     o = RunOptions.parse("modelPath=/m/unet inputPath=/data/in outputFolder=/data/out displayOutput=null")
-    assert (o.model, o.input_path, o.output_folder, o.display_output) == ("/m/unet", "/data/in", "/data/out", False)
+    assert (o.model, o.input_path, o.output_folder, o.display_output) == (
+        "/m/unet",
+        "/data/in",
+        "/data/out",
+        False,
+    )
     assert o.preprocessing is None  # the bundle's own macros
 
 

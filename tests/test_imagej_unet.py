@@ -36,7 +36,9 @@ def outline_macro() -> str:
 def points_macro() -> str:
     xs = ", ".join(str(cx) for _, cx in CENTRES)
     ys = ", ".join(str(cy) for cy, _ in CENTRES)
-    return f'roiManager("reset");\nmakeSelection("point", newArray({xs}), newArray({ys}));\nroiManager("Add");\n'
+    return (
+        f'roiManager("reset");\nmakeSelection("point", newArray({xs}), newArray({ys}));\nroiManager("Add");\n'
+    )
 
 
 def test_train_from_current_image_and_roi_manager_then_run(ij, tmp_path):
@@ -61,11 +63,18 @@ def test_train_detection_from_point_rois(ij, tmp_path):
     from deepimagej.bundle import load_bundle
 
     out = tmp_path / "blob-detector"
-    ij.run_macro(points_macro() + f'run("U-Net Train", "data=[current image + ROI Manager] output=[{out}] '
-                 f'radius=3 {TINY}");\n', cells())
+    ij.run_macro(
+        points_macro() + f'run("U-Net Train", "data=[current image + ROI Manager] output=[{out}] '
+        f'radius=3 {TINY}");\n',
+        cells(),
+    )
     spec = load_bundle(out)
     assert "detection" in spec.tags and spec.border == "zeros"
-    assert set(spec.extra["detection"]) == {"threshold", "smooth_sigma", "min_distance"}  # chosen on validation
+    assert set(spec.extra["detection"]) == {
+        "threshold",
+        "smooth_sigma",
+        "min_distance",
+    }  # chosen on validation
 
 
 def test_train_from_folders(ij, tmp_path):
@@ -82,8 +91,10 @@ def test_train_from_folders(ij, tmp_path):
         tifffile.imwrite(images / f"cell{i}.tif", image)
         tifffile.imwrite(masks / f"cell{i}.tif", (image > 150).astype(np.uint8) * 255)
     out = tmp_path / "folder-unet"
-    result = ij.run_macro(f'run("U-Net Train", "data=folders images=[{images}] annotations=[{masks}] task=segmentation '
-                          f'output=[{out}] {TINY}");\n')
+    result = ij.run_macro(
+        f'run("U-Net Train", "data=folders images=[{images}] annotations=[{masks}] task=segmentation '
+        f'output=[{out}] {TINY}");\n'
+    )
     assert "segmentation: 2 image(s)" in result.log
     assert load_bundle(out).inputs[0].axis_names == "byxc"
     assert load_folder_pairs(images, masks)  # the files were left alone
@@ -93,8 +104,11 @@ def test_train_from_folders(ij, tmp_path):
     ("setup", "options", "expect"),
     [
         ('roiManager("reset");\n', "", "ROI Manager is empty"),
-        (outline_macro() + 'makeSelection("point", newArray(5), newArray(5)); roiManager("Add");\n', "",
-         "mixes point and area"),
+        (
+            outline_macro() + 'makeSelection("point", newArray(5), newArray(5)); roiManager("Add");\n',
+            "",
+            "mixes point and area",
+        ),
         (outline_macro(), "task=detection", "needs point ROIs"),
         ("", "data=folders images=[/nonexistent/imgs] annotations=[/nonexistent]", "is not a folder"),
         ("", "data=[somewhere else]", "use one of: current image + ROI Manager, folders"),
@@ -103,7 +117,9 @@ def test_train_from_folders(ij, tmp_path):
 )
 def test_bad_input_gives_a_one_line_error(ij, tmp_path, setup, options, expect):
     out = tmp_path / "never"
-    with pytest.raises(DeepImageJError) as info:  # TrainingError, or MacroError for ImageJ's own dialog checks
+    with pytest.raises(
+        DeepImageJError
+    ) as info:  # TrainingError, or MacroError for ImageJ's own dialog checks
         ij.run_macro(setup + f'run("U-Net Train", "output=[{out}] {options} {TINY}");\n', cells())
     message = str(info.value)
     assert expect in message and "\n" not in message.strip() and "Exception" not in message
@@ -116,11 +132,15 @@ def test_roi_names_as_classes_ignore_rois_and_the_validation_plot(ij, tmp_path):
     from deepimagej.imagej.commands.train import CURVE_TITLE
 
     names = ["round", "round", "big", "round", "big"]
-    rois = 'roiManager("reset");\n' + "".join(
-        f'makeOval({cx - r}, {cy - r}, {2 * r + 1}, {2 * r + 1}); roiManager("Add"); '
-        f'roiManager("select", {i}); roiManager("rename", "{name}");\n'
-        for i, ((cy, cx), name, r) in enumerate(zip(CENTRES, names, (8, 8, 8, 8, 8)))
-    ) + 'makeRectangle(80, 0, 16, 16); roiManager("Add"); roiManager("select", 5); roiManager("rename", "ignore");\n'
+    rois = (
+        'roiManager("reset");\n'
+        + "".join(
+            f'makeOval({cx - r}, {cy - r}, {2 * r + 1}, {2 * r + 1}); roiManager("Add"); '
+            f'roiManager("select", {i}); roiManager("rename", "{name}");\n'
+            for i, ((cy, cx), name, r) in enumerate(zip(CENTRES, names, (8, 8, 8, 8, 8)))
+        )
+        + 'makeRectangle(80, 0, 16, 16); roiManager("Add"); roiManager("select", 5); roiManager("rename", "ignore");\n'
+    )
     out = tmp_path / "classes-unet"
     result = ij.run_macro(
         rois + f'run("U-Net Train", "data=[current image + ROI Manager] output=[{out}] classes=3 '
@@ -130,7 +150,10 @@ def test_roi_names_as_classes_ignore_rois_and_the_validation_plot(ij, tmp_path):
         cells(),
     )
     assert "segmentation: 1 image(s) from" in result.log and "3 classes" in result.log
-    assert "curve points: 2, back on " in result.log and "validation curve" not in result.log.split("back on ")[-1]
+    assert (
+        "curve points: 2, back on " in result.log
+        and "validation curve" not in result.log.split("back on ")[-1]
+    )
     spec = load_bundle(out)
     assert any(p.name == "postprocessing_classes.ijm" for p in spec.postprocessing_macros)
     assert (out.parent / "classes-unet-training" / "validation_curve.png").is_file()

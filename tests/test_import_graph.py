@@ -12,8 +12,16 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "python" / "deepimagej"
 #: what bundle/ (model as data) may import: the bottom layer only
-BOTTOM = ("deepimagej.errors", "deepimagej.io", "deepimagej.axes", "deepimagej.paths", "deepimagej.archive",
-          "deepimagej.outputs", "deepimagej.layout", "deepimagej.bundle")
+BOTTOM = (
+    "deepimagej.errors",
+    "deepimagej.io",
+    "deepimagej.axes",
+    "deepimagej.paths",
+    "deepimagej.archive",
+    "deepimagej.outputs",
+    "deepimagej.layout",
+    "deepimagej.bundle",
+)
 
 
 def _modules() -> dict[str, Path]:
@@ -39,7 +47,11 @@ def _imports(tree: ast.AST) -> list[tuple[str, str | None]]:
             continue
         if isinstance(node, ast.Import):
             found += [(a.name, None) for a in node.names if a.name.startswith("deepimagej")]
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("deepimagej"):
+        elif (
+            isinstance(node, ast.ImportFrom)
+            and node.level == 0
+            and (node.module or "").startswith("deepimagej")
+        ):
             found += [(node.module, a.name) for a in node.names]
         stack.extend(ast.iter_child_nodes(node))
     return found
@@ -108,9 +120,16 @@ def test_no_import_cycles():
 
 def test_bundle_imports_nothing_above_it():
     edges, _ = _graph()
-    upward = sorted((m, d) for m, deps in edges.items() if m.startswith("deepimagej.bundle")
-                    for d in deps if not d.startswith(BOTTOM))
-    assert upward == [], "bundle/ is model-as-data: it may not import " + ", ".join(f"{d} ({m})" for m, d in upward)
+    upward = sorted(
+        (m, d)
+        for m, deps in edges.items()
+        if m.startswith("deepimagej.bundle")
+        for d in deps
+        if not d.startswith(BOTTOM)
+    )
+    assert upward == [], "bundle/ is model-as-data: it may not import " + ", ".join(
+        f"{d} ({m})" for m, d in upward
+    )
 
 
 def test_no_private_names_imported_across_modules():

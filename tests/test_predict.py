@@ -27,7 +27,9 @@ def test_nuclei_reproduces_test_output(nuclei, fmt):
 
 
 def test_cli_test_command_passes_for_both_formats(assets):
-    result = CliRunner().invoke(main, ["test", str(assets / "bioimageio_unet2d_nuclei_broad" / "bioimageio.yaml")])
+    result = CliRunner().invoke(
+        main, ["test", str(assets / "bioimageio_unet2d_nuclei_broad" / "bioimageio.yaml")]
+    )
     assert result.exit_code == 0, result.output
     assert result.output.count("PASS") == 2
 
@@ -52,7 +54,9 @@ def test_pancreatic_bundle_matches_reference(pancreatic_bundle, assets):
 def test_pancreatic_tiled_equals_untiled(pancreatic_bundle, assets):
     image = read_image(assets / "unet_pancreatic" / "exampleImage.tif").array
     whole = predict.run(pancreatic_bundle, image, axes="yx", apply_postprocessing=False)
-    tiled = predict.run(pancreatic_bundle, image, axes="yx", tile={"y": 256, "x": 256}, apply_postprocessing=False)
+    tiled = predict.run(
+        pancreatic_bundle, image, axes="yx", tile={"y": 256, "x": 256}, apply_postprocessing=False
+    )
     assert whole.shape == tiled.shape == image.shape
     assert np.max(np.abs(whole - tiled)) < 1e-4
 

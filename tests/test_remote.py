@@ -54,8 +54,13 @@ def client(*args, cwd: Path) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(Path(deepimagej.__file__).resolve().parents[1]))
     log = cwd / f"client-{time.monotonic_ns()}.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "deepimagej.cli", *map(str, args)], cwd=cwd, env=env,
-                                stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "deepimagej.cli", *map(str, args)],
+            cwd=cwd,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     proc.log = log
     return proc
 
@@ -121,10 +126,17 @@ def first_run(sshd, pancreatic, tmp_path_factory):
     finally:
         os.chdir(cwd)
     assert result.exit_code == 0, result.output
-    print(f"\npancreatic example: local run {local_s:.1f} s, remote run {remote_s:.1f} s "
-          f"(first job: {last_job().uploaded_bytes} bytes uploaded)")
-    return {"folder": folder, "image": image, "job": last_job(), "output": result.output,
-            "local": tifffile.imread(folder / "local.tif")}
+    print(
+        f"\npancreatic example: local run {local_s:.1f} s, remote run {remote_s:.1f} s "
+        f"(first job: {last_job().uploaded_bytes} bytes uploaded)"
+    )
+    return {
+        "folder": folder,
+        "image": image,
+        "job": last_job(),
+        "output": result.output,
+        "local": tifffile.imread(folder / "local.tif"),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -161,8 +173,9 @@ def test_host_keys_unknown_accepted_changed_and_wrong_keys(sshd, tmp_path, monke
     common = ["--workdir", sshd.workdir, "--deepimagej", sshd.deepimagej]
     assert cli("remote", "add", "srv", sshd.address, "--key", sshd.user_key, *common).exit_code == 0
 
-    fingerprint = subprocess.run(["ssh-keygen", "-lf", f"{sshd.host_key}.pub"], capture_output=True, text=True,
-                                 check=True).stdout.split()[1]
+    fingerprint = subprocess.run(
+        ["ssh-keygen", "-lf", f"{sshd.host_key}.pub"], capture_output=True, text=True, check=True
+    ).stdout.split()[1]
     error = one_line_error(cli("remote", "test", "srv"))
     assert "unknown host key" in error and fingerprint in error and "--accept-host-key" in error
     assert not known.exists()  # nothing trusted without the user's word
@@ -177,7 +190,9 @@ def test_host_keys_unknown_accepted_changed_and_wrong_keys(sshd, tmp_path, monke
     trusted = known.read_text()
     impostor = Path(f"{sshd.other_key}.pub").read_text().split()[:2]
     known.write_text(f"[127.0.0.1]:{sshd.port} {' '.join(impostor)}\n")
-    error = one_line_error(cli("remote", "test", "srv", "--accept-host-key"))  # a changed key is never accepted
+    error = one_line_error(
+        cli("remote", "test", "srv", "--accept-host-key")
+    )  # a changed key is never accepted
     assert "HOST KEY CHANGED" in error and fingerprint in error and "ssh-keygen -R" in error
     known.write_text(trusted)
 
@@ -188,13 +203,16 @@ def test_host_keys_unknown_accepted_changed_and_wrong_keys(sshd, tmp_path, monke
     assert "refused the key for user 'nobody'" in one_line_error(cli("remote", "test", "wronguser"))
     (tmp_path / "ssh_config").write_text(  # an alias reached through a jump host (here the same server)
         f"Host behind\n  HostName 127.0.0.1\n  Port {sshd.port}\n  ProxyJump {sshd.address}\n"
-        f"Host *\n  UserKnownHostsFile {known}\n  IdentitiesOnly yes\n")
+        f"Host *\n  UserKnownHostsFile {known}\n  IdentitiesOnly yes\n"
+    )
     cli("remote", "add", "jumped", f"{sshd.user}@behind", "--key", sshd.user_key, *common)
     assert "reached" in cli("remote", "test", "jumped").output
     listed = cli("remote", "list").output
     assert "srv" in listed and "wrongkey" in listed and str(sshd.user_key) in listed
     assert "a host named 'srv' exists" in one_line_error(cli("remote", "add", "srv", sshd.address))
-    assert sshd.user_key.read_text() not in (tmp_path / "config" / "remote.sqlite").read_bytes().decode("latin-1")
+    assert sshd.user_key.read_text() not in (tmp_path / "config" / "remote.sqlite").read_bytes().decode(
+        "latin-1"
+    )
 
 
 def test_dead_silent_and_unfit_servers_fail_in_seconds(sshd, tmp_path):
@@ -204,8 +222,10 @@ def test_dead_silent_and_unfit_servers_fail_in_seconds(sshd, tmp_path):
     silent.bind(("127.0.0.1", 0))
     silent.listen(8)  # accepts TCP, never says a word of SSH: a hung host
     try:
-        for name, port, extra in (("down", closed.getsockname()[1], []), ("hung", silent.getsockname()[1],
-                                                                           ["--timeout", "2"])):
+        for name, port, extra in (
+            ("down", closed.getsockname()[1], []),
+            ("hung", silent.getsockname()[1], ["--timeout", "2"]),
+        ):
             cli("remote", "add", name, f"{sshd.user}@127.0.0.1:{port}", "--key", sshd.user_key, *extra)
             start = time.perf_counter()
             error = one_line_error(cli("remote", "test", name))
@@ -217,16 +237,29 @@ def test_dead_silent_and_unfit_servers_fail_in_seconds(sshd, tmp_path):
         closed.close()
         silent.close()
 
-    cli("remote", "add", "nodij", sshd.address, "--key", sshd.user_key, "--deepimagej", "/opt/nowhere/deepimagej")
+    cli(
+        "remote",
+        "add",
+        "nodij",
+        sshd.address,
+        "--key",
+        sshd.user_key,
+        "--deepimagej",
+        "/opt/nowhere/deepimagej",
+    )
     error = one_line_error(cli("remote", "test", "nodij"))
     assert "no deepimagej on the server" in error and "--deepimagej" in error
     old = tmp_path / "deepimagej-0.0.1"  # what a deepimagej without remote jobs answers
-    old.write_text("#!/bin/sh\necho \"Usage: deepimagej [OPTIONS] COMMAND [ARGS]...\" >&2\n"
-                   "echo \"Error: No such command 'remote'.\" >&2\nexit 2\n")
+    old.write_text(
+        '#!/bin/sh\necho "Usage: deepimagej [OPTIONS] COMMAND [ARGS]..." >&2\n'
+        "echo \"Error: No such command 'remote'.\" >&2\nexit 2\n"
+    )
     old.chmod(0o755)
     cli("remote", "add", "old", sshd.address, "--key", sshd.user_key, "--deepimagej", old)
     assert "too old for remote jobs" in one_line_error(cli("remote", "test", "old"))
-    assert "no host named 'nohost'" in one_line_error(cli("run", BUNDLE, "x.tif", "-o", "y.tif", "--host", "nohost"))
+    assert "no host named 'nohost'" in one_line_error(
+        cli("run", BUNDLE, "x.tif", "-o", "y.tif", "--host", "nohost")
+    )
 
 
 # ----------------------------------------------------------------------------- runs
@@ -247,15 +280,24 @@ def test_remote_run_equals_local_and_file_names_stay_data(sshd, first_run):
 
 def test_second_job_uploads_nothing_and_survives_a_dropped_connection(sshd, first_run):
     folder = first_run["folder"]
-    proc = client("run", BUNDLE, WEIRD, "-o", folder / "again.tif", "--host", "local", "--tile", "256,256", cwd=folder)
-    job = wait_for(lambda: (j := last_job()).remote_id != first_run["job"].remote_id and j.submitted and j,
-                   60, "the second job to start")
+    proc = client(
+        "run", BUNDLE, WEIRD, "-o", folder / "again.tif", "--host", "local", "--tile", "256,256", cwd=folder
+    )
+    job = wait_for(
+        lambda: (j := last_job()).remote_id != first_run["job"].remote_id and j.submitted and j,
+        60,
+        "the second job to start",
+    )
     assert sshd.drop_connections() >= 1  # the network fails in the middle of the job
     assert proc.wait(timeout=120) == 0, output_of(proc)
     assert "reconnecting" in output_of(proc)
     job = remote.job(job.id)
     print(f"\nsecond identical job: {job.uploaded_bytes} bytes uploaded, {job.present_bytes} already there")
-    assert job.state == "done" and job.uploaded_bytes == 0 and job.present_bytes == job.total_bytes >= bundle_bytes()
+    assert (
+        job.state == "done"
+        and job.uploaded_bytes == 0
+        and job.present_bytes == job.total_bytes >= bundle_bytes()
+    )
     assert np.array_equal(tifffile.imread(folder / "again.tif"), first_run["local"])
 
 
@@ -265,13 +307,17 @@ def test_killed_client_the_job_finishes_and_jobs_fetch_brings_it(sshd, first_run
     reference = cli("run", BUNDLE, crop, "-o", tmp_path / "local.tif", "--quiet")
     assert reference.exit_code == 0, reference.output
     proc = client("run", BUNDLE, crop, "-o", tmp_path / "remote.tif", "--host", "local", cwd=tmp_path)
-    job = wait_for(lambda: (j := last_job()).local["outputs"] == [str(tmp_path / "remote.tif")] and j.submitted
-                   and j, 60, "the job to reach the server")
+    job = wait_for(
+        lambda: (j := last_job()).local["outputs"] == [str(tmp_path / "remote.tif")] and j.submitted and j,
+        60,
+        "the job to reach the server",
+    )
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     listed = cli("jobs")
-    assert listed.exit_code == 0 and re.search(rf"^\s*{job.id}\s+local\s+run\s+(running|queued|done)", listed.output,
-                                               re.MULTILINE), listed.output
+    assert listed.exit_code == 0 and re.search(
+        rf"^\s*{job.id}\s+local\s+run\s+(running|queued|done)", listed.output, re.MULTILINE
+    ), listed.output
     wait_for(lambda: remote.job(job.id).finished_state, 90, "the job to finish on the server", poll=0.5)
     assert not (tmp_path / "remote.tif").exists()
     fetched = cli("jobs", "fetch", job.id)
@@ -284,7 +330,9 @@ def test_killed_client_the_job_finishes_and_jobs_fetch_brings_it(sshd, first_run
 def test_cancelling_a_finished_job_is_refused(first_run):
     error = one_line_error(cli("jobs", "cancel", first_run["job"].id))
     assert "already finished (done)" in error
-    assert "only a done job" not in one_line_error(cli("jobs", "cancel", 99999))  # no such job: its own message
+    assert "only a done job" not in one_line_error(
+        cli("jobs", "cancel", 99999)
+    )  # no such job: its own message
 
 
 def test_a_job_whose_process_is_killed_fails_with_the_reason(sshd, first_run, tmp_path):
@@ -306,13 +354,31 @@ def test_a_job_whose_process_is_killed_fails_with_the_reason(sshd, first_run, tm
 def test_training_killed_on_the_server_resumes_from_its_checkpoint(sshd, cells, tmp_path):
     pytest.importorskip("tensorflow")
     out = tmp_path / "blobs-unet"
-    started = cli("train", "--images", cells / "images", "--labels", cells / "masks", "--out", out, "--epochs", 3,
-                  "--steps", 150, *TINY, "--host", "local", "--detach")
+    started = cli(
+        "train",
+        "--images",
+        cells / "images",
+        "--labels",
+        cells / "masks",
+        "--out",
+        out,
+        "--epochs",
+        3,
+        "--steps",
+        150,
+        *TINY,
+        "--host",
+        "local",
+        "--detach",
+    )
     assert started.exit_code == 0, started.output
     job = last_job()
     wait_for(lambda: re.search(r"epoch\s+1\s*/\s*3", server_log(sshd, job)), 120, "epoch 1 (its checkpoint)")
     status = json.loads((job_folder(sshd, job) / P.STATUS_FILE).read_text())
-    for info in (status["supervisor"], status["worker"]):  # the server's processes die (a reboot, the OOM killer)
+    for info in (
+        status["supervisor"],
+        status["worker"],
+    ):  # the server's processes die (a reboot, the OOM killer)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(info["pid"], signal.SIGKILL)
     listed = cli("jobs")
@@ -323,7 +389,9 @@ def test_training_killed_on_the_server_resumes_from_its_checkpoint(sshd, cells, 
     resumed = cli("jobs", "resume", job.id)
     assert resumed.exit_code == 0, resumed.output
     after = resumed.output
-    assert re.search(r"epoch\s+3\s*/\s*3", after) and not re.search(r"epoch\s+1\s*/\s*3", after)  # from epoch 2 on
+    assert re.search(r"epoch\s+3\s*/\s*3", after) and not re.search(
+        r"epoch\s+1\s*/\s*3", after
+    )  # from epoch 2 on
     assert (out / "rdf.yaml").is_file() and remote.job(job.id).state == "done"
     tested = cli("test", out)
     assert tested.exit_code == 0 and "PASS" in tested.output, tested.output
@@ -331,8 +399,23 @@ def test_training_killed_on_the_server_resumes_from_its_checkpoint(sshd, cells, 
 
 def test_cancelling_a_running_training_leaves_no_process(sshd, cells, tmp_path):
     pytest.importorskip("tensorflow")
-    started = cli("train", "--images", cells / "images", "--labels", cells / "masks", "--out", tmp_path / "never",
-                  "--epochs", 100, "--steps", 30, *TINY, "--host", "local", "--detach")
+    started = cli(
+        "train",
+        "--images",
+        cells / "images",
+        "--labels",
+        cells / "masks",
+        "--out",
+        tmp_path / "never",
+        "--epochs",
+        100,
+        "--steps",
+        30,
+        *TINY,
+        "--host",
+        "local",
+        "--detach",
+    )
     assert started.exit_code == 0, started.output
     job = last_job()
     folder = job_folder(sshd, job)
@@ -356,8 +439,12 @@ def test_interrupted_upload_continues_where_it_stopped(sshd, pancreatic, tmp_pat
     crop = tmp_path / "crop.tif"
     tifffile.imwrite(crop, tifffile.imread(pancreatic / "exampleImage.tif")[:128, :128])
     proc = client("run", bundle, crop, "-o", tmp_path / "out.tif", "--host", "local", cwd=tmp_path)
-    job = wait_for(lambda: (j := last_job()).local["uploads"][0] == str(bundle) and j.uploaded_bytes > 8 * 2**20
-                   and j, 60, "the upload to be under way", poll=0.02)
+    job = wait_for(
+        lambda: (j := last_job()).local["uploads"][0] == str(bundle) and j.uploaded_bytes > 8 * 2**20 and j,
+        60,
+        "the upload to be under way",
+        poll=0.02,
+    )
     proc.send_signal(signal.SIGKILL)  # the client dies (a laptop closed) in the middle of the upload
     proc.wait()
     assert remote.jobs()[-1].state == "failed"
@@ -368,8 +455,10 @@ def test_interrupted_upload_continues_where_it_stopped(sshd, pancreatic, tmp_pat
     assert resumed.exit_code == 0, resumed.output
     job = remote.job(job.id)
     sent_on_resume = job.uploaded_bytes - before
-    print(f"\ninterrupted upload: {before} bytes recorded before the kill, {sent_on_resume} sent on resume "
-          f"({size} to send)")
+    print(
+        f"\ninterrupted upload: {before} bytes recorded before the kill, {sent_on_resume} sent on resume "
+        f"({size} to send)"
+    )
     assert job.state == "done" and 0 < sent_on_resume < size  # the rest only, not everything again
     assert tifffile.imread(tmp_path / "out.tif").shape == (128, 128)
 
@@ -379,12 +468,25 @@ def test_a_full_disk_on_the_server_is_refused_or_reported(sshd, pancreatic, tmp_
     for name, size in (("tiny", "2m"), ("small", "8m")):  # the bundle does not fit / fits, its results do not
         disks[name] = tmp_path / f"{name}-disk"
         disks[name].mkdir()
-        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(disks[name])],
-                                 capture_output=True, check=False)
+        mounted = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(disks[name])],
+            capture_output=True,
+            check=False,
+        )
         if mounted.returncode != 0:
             pytest.skip(f"cannot mount a small file system here: {mounted.stderr.decode().strip()}")
-        cli("remote", "add", name, sshd.address, "--key", sshd.user_key, "--workdir", disks[name],
-            "--deepimagej", sshd.deepimagej)
+        cli(
+            "remote",
+            "add",
+            name,
+            sshd.address,
+            "--key",
+            sshd.user_key,
+            "--workdir",
+            disks[name],
+            "--deepimagej",
+            sshd.deepimagej,
+        )
     try:
         image = pancreatic / "exampleImage.tif"
         error = one_line_error(cli("run", pancreatic, image, "-o", tmp_path / "o.tif", "--host", "tiny"))
@@ -407,18 +509,22 @@ def test_job_folders_names_and_paths_cannot_escape(sshd, first_run):
         with pytest.raises(RemoteError, match="job id"):
             conn.server("status", "../../etc")
         spec = json.loads((job_folder(sshd, first_run["job"]) / P.JOB_FILE).read_text())
-        for field, value, match in (("uploads", [{**spec["uploads"][1], "name": "../../x.tif"}], "file name"),
-                                    ("outputs", [{"name": ".."}], "file name"),
-                                    ("command", ["run", "--out", "/etc/cron.d/x"], "paths are uploaded"),
-                                    ("command", ["sh", "-c", "touch owned"], "a job runs one of"),
-                                    ("id", "../jobs2", "job id")):
+        for field, value, match in (
+            ("uploads", [{**spec["uploads"][1], "name": "../../x.tif"}], "file name"),
+            ("outputs", [{"name": ".."}], "file name"),
+            ("command", ["run", "--out", "/etc/cron.d/x"], "paths are uploaded"),
+            ("command", ["sh", "-c", "touch owned"], "a job runs one of"),
+            ("id", "../jobs2", "job id"),
+        ):
             with pytest.raises(RemoteError, match=match):
                 conn.server("submit", payload={**spec, field: value})
         result = job_folder(sshd, first_run["job"]) / P.OUTPUTS / "0" / "remote.tif"
         result.rename(result.with_name("kept.tif"))
         result.symlink_to("/etc/passwd")  # a result that leads outside is not a result
         try:
-            assert conn.server("outputs", first_run["job"].remote_id) == [{"name": "remote.tif", "type": "missing"}]
+            assert conn.server("outputs", first_run["job"].remote_id) == [
+                {"name": "remote.tif", "type": "missing"}
+            ]
         finally:
             result.unlink()
             result.with_name("kept.tif").rename(result)
@@ -433,7 +539,7 @@ def test_job_folders_names_and_paths_cannot_escape(sshd, first_run):
 
 def test_logs_table_and_job_files_hold_no_key(sshd, first_run):
     body = "".join(sshd.user_key.read_text().splitlines()[1:-1])
-    pieces = [body[len(body) // 2:len(body) // 2 + 40], body[-70:-40]]  # the private part of the key
+    pieces = [body[len(body) // 2 : len(body) // 2 + 40], body[-70:-40]]  # the private part of the key
     places = [p for p in sshd.workdir.rglob("*") if p.is_file() and not {P.BLOBS, P.INPUTS} & set(p.parts)]
     places += [p for p in Path(os.environ["DEEPIMAGEJ_CONFIG"]).rglob("*") if p.is_file()]
     assert places
@@ -452,7 +558,7 @@ def test_python_api_detach_follow_and_jobs(sshd, first_run, tmp_path):
     done = remote.follow(job.id, echo=lines.append)
     assert done.state == "done" and done.fetched and any("Pancreatic" in line for line in lines)
     probabilities = np.load(tmp_path / "out.npy")
-    assert probabilities.dtype == np.float32 and 0 <= probabilities.min() and probabilities.max() <= 1
+    assert probabilities.dtype == np.float32 and probabilities.min() >= 0 and probabilities.max() <= 1
     assert done.id in [j.id for j in remote.jobs()] and "--no-postprocessing" in done.local["argv"]
     with pytest.raises(RemoteError, match="is done: nothing to resume"):
         remote.resume(done.id)
@@ -470,13 +576,27 @@ def test_several_inputs_and_outputs_run_remotely_as_here(sshd, tmp_path):
     rng = np.random.default_rng(2)
     write_image(tmp_path / "raw.tif", ImageData((rng.random((70, 90)) * 255).astype(np.uint8), "yx"))
     write_image(tmp_path / "aux.tif", ImageData(rng.random((2, 70, 90)).astype(np.float32), "cyx"))
-    args = ["run", bundle, "--input", f"raw={tmp_path / 'raw.tif'}", "--input", f"aux={tmp_path / 'aux.tif'}",
-            "--tile", "32", "--weights", "torchscript"]
+    args = [
+        "run",
+        bundle,
+        "--input",
+        f"raw={tmp_path / 'raw.tif'}",
+        "--input",
+        f"aux={tmp_path / 'aux.tif'}",
+        "--tile",
+        "32",
+        "--weights",
+        "torchscript",
+    ]
     here = cli(*args, "-o", tmp_path / "here", "--quiet")
     assert here.exit_code == 0, here.output
     there = cli(*args, "-o", tmp_path / "there", "-o", f"score={tmp_path / 'score.tif'}", "--host", "local")
     assert there.exit_code == 0, there.output
     assert "--input raw=" in " ".join(last_job().local["argv"])
-    assert np.array_equal(read_image(tmp_path / "there" / "raw_seg.tif").array,
-                          read_image(tmp_path / "here" / "raw_seg.tif").array)
-    assert np.array_equal(read_image(tmp_path / "score.tif").array, read_image(tmp_path / "here" / "raw_score.tif").array)
+    assert np.array_equal(
+        read_image(tmp_path / "there" / "raw_seg.tif").array,
+        read_image(tmp_path / "here" / "raw_seg.tif").array,
+    )
+    assert np.array_equal(
+        read_image(tmp_path / "score.tif").array, read_image(tmp_path / "here" / "raw_score.tif").array
+    )

@@ -56,10 +56,13 @@ def test_run_train_and_jobs_with_host_in_macros(ij, sshd, tmp_path):
 
     out = tmp_path / "blob-unet"
     outlines = 'roiManager("reset");\n' + "".join(
-        f'makeOval({cx - 8}, {cy - 8}, 17, 17); roiManager("Add");\n' for cy, cx in CENTRES)
-    trained = ij.run_macro(outlines + f'run("U-Net Train", "data=[current image + ROI Manager] task=auto '
-                           f'output=[{out}] name=blobs epochs=1 steps=4 tile=64 depth=2 features=4 host=local");\n',
-                           cells())
+        f'makeOval({cx - 8}, {cy - 8}, 17, 17); roiManager("Add");\n' for cy, cx in CENTRES
+    )
+    trained = ij.run_macro(
+        outlines + f'run("U-Net Train", "data=[current image + ROI Manager] task=auto '
+        f'output=[{out}] name=blobs epochs=1 steps=4 tile=64 depth=2 features=4 host=local");\n',
+        cells(),
+    )
     spec = load_bundle(out)
     assert spec.name == "blobs" and "segmentation" in spec.tags
     assert "[U-Net Train] local: epoch" in trained.log and "one annotated image" in trained.log

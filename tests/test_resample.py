@@ -48,7 +48,9 @@ def test_format_round_trips_and_calibrations():
     assert format_pixel_size({}) is None
     image = ImageData(np.zeros((4, 4)), "yx", {"x": 250.0, "y": 250.0}, "nm")
     assert image_pixel_size(image) == {"x": 0.25, "y": 0.25}
-    assert image_pixel_size(ImageData(np.zeros((4, 4)), "yx", {"x": 0.3, "y": 0.3}, None)) == {}  # no unit: unknown
+    assert (
+        image_pixel_size(ImageData(np.zeros((4, 4)), "yx", {"x": 0.3, "y": 0.3}, None)) == {}
+    )  # no unit: unknown
     assert rescale_factors({"x": 0.25, "y": 0.25}, {"x": 0.5, "y": 0.5}) == {"x": 0.5, "y": 0.5}
     assert rescale_factors({"x": 0.5}, {"x": 0.5, "y": 0.5}) == {}  # same size: nothing to do
     assert rescale_factors(None, {"x": 0.5}) == {} and rescale_factors({"x": 0.5}, {}) == {}
@@ -57,18 +59,30 @@ def test_format_round_trips_and_calibrations():
 
 def test_model_pixel_size_of_config_xml_rdf_04_and_05(assets, tmp_path):
     glioblastoma = assets / "deepimagej_bundles" / "u-net_glioblastoma_segmentation"
-    assert model_pixel_size(load_bundle(glioblastoma / "config.xml", prefer="deepimagej")) == {"x": 1.3, "y": 1.3}
-    assert model_pixel_size(load_bundle(assets / "deepimagej_bundles" / "mt3_virtual_staining" / "config.xml",
-                                        prefer="deepimagej")) == {}  # "1.00pixel x 1.00pixel"
+    assert model_pixel_size(load_bundle(glioblastoma / "config.xml", prefer="deepimagej")) == {
+        "x": 1.3,
+        "y": 1.3,
+    }
+    assert (
+        model_pixel_size(
+            load_bundle(
+                assets / "deepimagej_bundles" / "mt3_virtual_staining" / "config.xml", prefer="deepimagej"
+            )
+        )
+        == {}
+    )  # "1.00pixel x 1.00pixel"
     source = assets / "bioimageio_unet2d_nuclei_broad"
     for f in source.iterdir():
         if f.name != "bioimageio.yaml":
             (tmp_path / f.name).symlink_to(f)
     text = (source / "bioimageio.yaml").read_text(encoding="utf-8")
     assert model_pixel_size(load_bundle(source / "bioimageio.yaml")) == {}  # 0.5 axes without unit
-    text = text.replace("      - size: 512\n        id: y\n        type: space\n      - size: 512\n        type: space\n",
-                        "      - size: 512\n        id: y\n        type: space\n        scale: 0.65\n        unit: micrometer\n"
-                        "      - size: 512\n        type: space\n        scale: 0.65\n        unit: micrometer\n", 1)
+    text = text.replace(
+        "      - size: 512\n        id: y\n        type: space\n      - size: 512\n        type: space\n",
+        "      - size: 512\n        id: y\n        type: space\n        scale: 0.65\n        unit: micrometer\n"
+        "      - size: 512\n        type: space\n        scale: 0.65\n        unit: micrometer\n",
+        1,
+    )
     assert "unit: micrometer" in text
     (tmp_path / "bioimageio.yaml").write_text(text, encoding="utf-8")
     assert model_pixel_size(load_bundle(tmp_path / "bioimageio.yaml")) == {"x": 0.65, "y": 0.65}

@@ -95,7 +95,8 @@ def test_zip_limits_and_member_reading(tmp_path: Path) -> None:
 
 def test_billion_laughs_yaml_is_refused_in_milliseconds(tmp_path: Path) -> None:
     text = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
-        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(8))
+        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(8)
+    )
     (tmp_path / "rdf.yaml").write_text(text, encoding="utf-8")
     assert len(text) < 3000
     start = time.perf_counter()
@@ -114,10 +115,16 @@ def test_deep_and_recursive_yaml_are_refused(tmp_path: Path) -> None:
     with pytest.raises(BundleError, match="refers to the node"):
         load_yaml(tmp_path / "loop.yaml")
     (tmp_path / "fine.yaml").write_text("a: &x [1, 2]\nb: *x\nc: *x\n", encoding="utf-8")
-    assert load_yaml(tmp_path / "fine.yaml") == {"a": [1, 2], "b": [1, 2], "c": [1, 2]}  # plain aliases are fine
+    assert load_yaml(tmp_path / "fine.yaml") == {
+        "a": [1, 2],
+        "b": [1, 2],
+        "c": [1, 2],
+    }  # plain aliases are fine
 
 
-@pytest.mark.parametrize("source", ["/etc/passwd", "../x.h5", "a/../../x.h5", "~/.ssh/id_rsa", "C:\\x.h5", "..\\x"])
+@pytest.mark.parametrize(
+    "source", ["/etc/passwd", "../x.h5", "a/../../x.h5", "~/.ssh/id_rsa", "C:\\x.h5", "..\\x"]
+)
 def test_descriptor_paths_are_confined(tmp_path: Path, source: str) -> None:
     with pytest.raises(BundleError) as info:
         local_path(tmp_path, source, descriptor=tmp_path / "rdf.yaml", field="weights.onnx.source")
@@ -171,7 +178,12 @@ def test_check_pixels(tmp_path: Path) -> None:
 
 
 def test_format_follows_the_extension(tmp_path: Path) -> None:
-    assert [image_format(tmp_path / n) for n in ("a.tif", "a.TIFF", "a.png", "a.npy")] == ["tiff", "tiff", "png", "npy"]
+    assert [image_format(tmp_path / n) for n in ("a.tif", "a.TIFF", "a.png", "a.npy")] == [
+        "tiff",
+        "tiff",
+        "png",
+        "npy",
+    ]
     for name, needle in (("a.jpg", ".jpg"), ("a.ome.zarr", "OME-Zarr"), ("a", "no extension")):
         with pytest.raises(OutputError) as info:
             image_format(tmp_path / name)

@@ -6,6 +6,7 @@ field, so tiled == untiled must hold exactly when the halo covers it and fail wh
 
 from __future__ import annotations
 
+import itertools
 from fractions import Fraction
 from pathlib import Path
 
@@ -20,9 +21,9 @@ from deepimagej.tiling import (
     Stitcher,
     TilePlan,
     TilingError,
-    iter_tile_batches,
     cut,
     iter_batches,
+    iter_tile_batches,
     layout_axis,
     mirror_pad,
     model_geometry,
@@ -56,7 +57,7 @@ def check_plan(plan: TilePlan) -> None:
             assert s_in.stop - s_in.start <= q, "tile_shape is the largest window"
             if plan.rule == "deepimagej":
                 assert s_in.stop - s_in.start == q
-            assert 0 <= s_in.start and s_in.stop <= padded[i], "tiles stay inside the padded image"
+            assert s_in.start >= 0 and s_in.stop <= padded[i], "tiles stay inside the padded image"
             assert s_out.stop - s_out.start == s_tgt.stop - s_tgt.start
             # kept pixels are >= halo from a tile border, except at the image's own border (bioimage.io
             # layout: there the tile border is the image border, as in one untiled call)
@@ -71,7 +72,7 @@ def check_plan(plan: TilePlan) -> None:
     assert plan.n_tiles == int(np.prod(plan.grid_shape))
     for i in range(len(plan.spatial_axes)):  # kept blocks on a regular grid (chunks of an output store)
         starts = sorted({t.target_slices[i].start for t in plan.tiles})
-        sizes = {b - a for a, b in zip(starts, starts[1:])}
+        sizes = {b - a for a, b in itertools.pairwise(starts)}
         assert len(sizes) <= 1, f"kept blocks along axis {i} start at {starts}"
 
 
@@ -173,8 +174,14 @@ def test_default_is_one_tile_of_valid_size():
     # bioimage.io layout: the untiled call is the image padded at its end to a valid size
     assert plan.tile_shape == (112, 80)  # 100 -> 112, 70 -> 80
     assert plan.pad_before == (0, 0) and plan.pad_after == (12, 10)
-    centred = plan_tiles({"y": 100, "x": 70}, "byxc", min_size={"y": 16, "x": 16}, step={"y": 16, "x": 16},
-                         halo={"y": 8, "x": 8}, align=False)
+    centred = plan_tiles(
+        {"y": 100, "x": 70},
+        "byxc",
+        min_size={"y": 16, "x": 16},
+        step={"y": 16, "x": 16},
+        halo={"y": 8, "x": 8},
+        align=False,
+    )
     assert centred.tile_shape == (128, 96)  # DeepImageJ layout: 100 + 16 -> 128, 70 + 16 -> 96
     assert centred.pad_before == (14, 13) and centred.pad_after == (14, 13)
     check_plan(plan)
@@ -361,7 +368,12 @@ def test_plan_for_spec_deepimagej():
 
 def test_plan_for_spec_scaled_outputs():
     """A down-sampling output: valid sizes become even, the halo is counted in input pixels."""
-    in_axes = (AxisSpec("b"), AxisSpec("y", min=8, step=4), AxisSpec("x", min=8, step=4), AxisSpec("c", size=1))
+    in_axes = (
+        AxisSpec("b"),
+        AxisSpec("y", min=8, step=4),
+        AxisSpec("x", min=8, step=4),
+        AxisSpec("c", size=1),
+    )
     out = (
         AxisSpec("b"),
         AxisSpec("y", reference=("in", "y"), scale=0.5, halo=6),
@@ -375,7 +387,10 @@ def test_plan_for_spec_scaled_outputs():
     assert geometry.step == {"y": 4, "x": 4} and geometry.min_size == {"y": 8, "x": 8}
     plan = plan_for_spec(spec, {"y": 96, "x": 64}, tile={"y": 40, "x": 32})
     assert plan.grid_shape[0] > 1 and plan.grid_shape[1] > 1
-    assert (plan.output_size("y", geometry.outputs["out"]["y"]), plan.output_size("x", geometry.outputs["out"]["x"])) == (48, 16)
+    assert (
+        plan.output_size("y", geometry.outputs["out"]["y"]),
+        plan.output_size("x", geometry.outputs["out"]["x"]),
+    ) == (48, 16)
     with pytest.raises(TilingError, match="whole pixels"):
         plan_for_spec(spec, {"y": 96, "x": 66})
     classifier = (AxisSpec("b"), AxisSpec("c", size=3))
@@ -387,7 +402,9 @@ def test_plan_for_spec_scaled_outputs():
 def test_inputs_must_agree_on_sizes():
     a = TensorSpec("a", (AxisSpec("b"), AxisSpec("y", size=64), AxisSpec("x", size=64)))
     b = TensorSpec("b", (AxisSpec("b"), AxisSpec("y", size=32), AxisSpec("x", size=64)))
-    out = TensorSpec("out", (AxisSpec("b"), AxisSpec("y", reference=("a", "y")), AxisSpec("x", reference=("a", "x"))))
+    out = TensorSpec(
+        "out", (AxisSpec("b"), AxisSpec("y", reference=("a", "y")), AxisSpec("x", reference=("a", "x")))
+    )
     spec = ModelSpec("m", Path("rdf.yaml"), "bioimageio", "0.5.4", (a, b), (out,))
     with pytest.raises(TilingError, match="input 'a' needs 64 pixels along y but input 'b' needs 32"):
         model_geometry(spec)
@@ -478,7 +495,9 @@ def test_aligned_tiles_start_on_the_step_grid():
     check_plan(whole)
     # y: blocks of at most 256 - 48 - 47 = 161 -> 4 blocks of 144; windows 48 before (47 on the step grid) and
     # 47 after each block, 0-based at the start, ending at the image end at the end
-    ys = sorted({(t.input_slices[0].start, t.input_slices[0].stop, t.target_slices[0].start) for t in tiled.tiles})
+    ys = sorted(
+        {(t.input_slices[0].start, t.input_slices[0].stop, t.target_slices[0].start) for t in tiled.tiles}
+    )
     assert ys == [(0, 192, 0), (96, 336, 144), (240, 480, 288), (384, 576, 432)]
 
 
@@ -496,8 +515,17 @@ def _resample(y: np.ndarray, dims: tuple[int, ...], scale: Fraction) -> np.ndarr
     return y
 
 
-@pytest.mark.parametrize("scale,offset", [(Fraction(2), 0), (Fraction(4), 0), (Fraction(1, 2), 0), (Fraction(1, 4), 0),
-                                          (Fraction(1), -3), (Fraction(2), -2)])
+@pytest.mark.parametrize(
+    "scale,offset",
+    [
+        (Fraction(2), 0),
+        (Fraction(4), 0),
+        (Fraction(1, 2), 0),
+        (Fraction(1, 4), 0),
+        (Fraction(1), -3),
+        (Fraction(2), -2),
+    ],
+)
 def test_scaled_outputs_tiled_equal_untiled(scale, offset):
     """Up-/down-sampling 'networks' (box filters, then nearest up-sampling or subsampling, then
     a crop of ``-offset`` output pixels per side, like a valid convolution): tiled == untiled."""
@@ -516,7 +544,13 @@ def test_scaled_outputs_tiled_equal_untiled(scale, offset):
     halo = int(np.ceil(4 + (-offset) / scale))
     halo = -(-halo // step) * step
     whole = plan_tiles(image.shape, "yx", halo={"y": halo, "x": halo}, **kw)
-    tiled = plan_tiles(image.shape, "yx", halo={"y": halo, "x": halo}, tile={"y": 2 * halo + 2 * step, "x": 2 * halo + step}, **kw)
+    tiled = plan_tiles(
+        image.shape,
+        "yx",
+        halo={"y": halo, "x": halo},
+        tile={"y": 2 * halo + 2 * step, "x": 2 * halo + step},
+        **kw,
+    )
     assert whole.n_tiles == 1 and tiled.grid_shape[0] > 1 and tiled.grid_shape[1] > 2
     results = []
     for plan in (whole, tiled):
@@ -547,7 +581,10 @@ def test_several_inputs_and_outputs_with_items():
         second = np.stack([s, s**2, m[:, 0]], axis=1)[:, :, ::2, ::2]  # b c y/2 x/2, 3 channels
         return first, second
 
-    maps = {"first": {"y": AxisMap(), "x": AxisMap()}, "second": {"y": AxisMap(Fraction(1, 2)), "x": AxisMap(Fraction(1, 2))}}
+    maps = {
+        "first": {"y": AxisMap(), "x": AxisMap()},
+        "second": {"y": AxisMap(Fraction(1, 2)), "x": AxisMap(Fraction(1, 2))},
+    }
     kw = {"min_size": {"y": 2, "x": 2}, "step": {"y": 2, "x": 2}, "halo": {"y": 2, "x": 2}}
     plan = plan_tiles({"y": 70, "x": 90}, "yx", tile={"y": 20, "x": 24}, **kw)
     assert plan.n_tiles > 9
@@ -569,7 +606,9 @@ def test_several_inputs_and_outputs_with_items():
 def test_zero_border_cut_and_crop():
     """A zero border: windows see zeros beyond the image (then mirror), outputs exclude the border."""
     image = np.arange(1, 1 + 12 * 10, dtype=float).reshape(12, 10)
-    plan = plan_tiles(image.shape, "yx", halo={"y": 2, "x": 2}, tile={"y": 8, "x": 8}, border={"y": 4, "x": 4})
+    plan = plan_tiles(
+        image.shape, "yx", halo={"y": 2, "x": 2}, tile={"y": 8, "x": 8}, border={"y": 4, "x": 4}
+    )
     assert plan.image_shape == (20, 18) and plan.source_shape == (12, 10)
     extended = np.pad(image, 4)
     reference = mirror_pad(extended, plan.pad_width("yx"))
@@ -583,4 +622,4 @@ def test_zero_border_cut_and_crop():
     # the kept blocks lie on a regular grid of the output (which excludes the border): chunks of a store
     for axis in "yx":
         starts = sorted({plan.output_window(t, axis)[1].start for t in plan.tiles})
-        assert starts[0] == 0 and len({b - a for a, b in zip(starts, starts[1:])}) == 1
+        assert starts[0] == 0 and len({b - a for a, b in itertools.pairwise(starts)}) == 1

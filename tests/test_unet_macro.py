@@ -26,10 +26,25 @@ def test_instance_macro_matches_python_to_instances(tmp_path):
 
     out = tmp_path / "labels.tif"
     # the macro command ends its process (os._exit, the JVM with it): run it as the user does
-    res = subprocess.run([sys.executable, "-m", "deepimagej", "macro", str(BUNDLE / "postprocessing_instances.ijm"),
-                          "-i", str(BUNDLE / "resultImage.tif"), "-o", str(out), "--quiet"],
-                         capture_output=True, text=True, timeout=300, check=False,
-                         env={**os.environ, "PYTHONPATH": str(REPO / "python")})
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "deepimagej",
+            "macro",
+            str(BUNDLE / "postprocessing_instances.ijm"),
+            "-i",
+            str(BUNDLE / "resultImage.tif"),
+            "-o",
+            str(out),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(REPO / "python")},
+    )
     assert res.returncode == 0, res.stdout + res.stderr
     from_imagej = tifffile.imread(out)
     from_python = to_instances(np.load(BUNDLE / "resultImage.npy")[0])
@@ -41,7 +56,9 @@ def test_instance_macro_matches_python_to_instances(tmp_path):
 DETECTION = REPO / "bundles" / "isbi2012-em-detection"
 
 
-@pytest.mark.skipif(not (DETECTION / "resultImage.tif").is_file(), reason="bundles/isbi2012-em-detection not built")
+@pytest.mark.skipif(
+    not (DETECTION / "resultImage.tif").is_file(), reason="bundles/isbi2012-em-detection not built"
+)
 def test_detection_macro_finds_the_points_python_finds(ij):
     """The shipped detection macro (run in ImageJ) and to_detections: the same points, the same settings.
 
@@ -71,8 +88,9 @@ def test_detection_macro_finds_the_points_python_finds(ij):
     peaks = table[table["Source"] == "peak"]
     assert peaks["Probability"].min() > settings["threshold"]
     # the cells: the same ones, the same centroids (exact: no smoothing involved)
-    _, centroids = solid_cells(prob[..., 3], settings["cell_threshold"], settings["min_cell_area"],
-                               settings["min_solidity"])
+    _, centroids = solid_cells(
+        prob[..., 3], settings["cell_threshold"], settings["min_cell_area"], settings["min_solidity"]
+    )
     cells = table[table["Source"] == "cell"]
     assert len(cells) == len(centroids) >= 2
     np.testing.assert_allclose(cells[["Y", "X"]].to_numpy(float), centroids, atol=1e-3)

@@ -162,9 +162,11 @@ def test_solid_cells_area_solidity_holes_and_centroids():
     prob = np.zeros((120, 120), np.float32)
     prob[5:45, 5:45] = 0.9  # square, 1600 px, solidity 1, centroid (24.5, 24.5)
     prob[60:100, 5:15] = 0.9  # an L: 40 x 10 bar...
-    prob[90:100, 15:45] = 0.9  # ...+ 10 x 30 foot = 700 px; hull (x, y) (0,0) (10,0) (40,30) (40,40) (0,40) = 1150
+    prob[90:100, 15:45] = (
+        0.9  # ...+ 10 x 30 foot = 700 px; hull (x, y) (0,0) (10,0) (40,30) (40,40) (0,40) = 1150
+    )
     prob[60:90, 70:100] = 0.9  # a 30 x 30 ring (hole 10 x 10) with a blob in the hole
-    prob[70:80, 70 + 10:70 + 20] = 0.0
+    prob[70:80, 70 + 10 : 70 + 20] = 0.0
     prob[74:76, 84:86] = 0.9
     prob[5:15, 70:80] = 0.9  # small square, 100 px
     prob[5:15, 100:110] = 0.7  # below the threshold
@@ -199,8 +201,9 @@ def test_to_detections_cell_head_replaces_the_peaks_inside_solid_cells():
     prob = np.stack([1 - centre, centre, 1 - cell, cell], axis=-1)
     peaks_only = to_detections(prob, 0.5, min_distance=3, smooth_sigma=0)
     assert len(peaks_only) == 3
-    points = to_detections(prob, 0.5, min_distance=3, smooth_sigma=0, cell_threshold=0.8, min_cell_area=100,
-                           min_solidity=0.9)
+    points = to_detections(
+        prob, 0.5, min_distance=3, smooth_sigma=0, cell_threshold=0.8, min_cell_area=100, min_solidity=0.9
+    )
     np.testing.assert_allclose(points, [[65, 65], [24.5, 24.5]])
     with pytest.raises(ValueError, match="two-head"):
         to_detections(prob[..., :3], 0.5, cell_threshold=0.8)

@@ -74,9 +74,11 @@ def test_ignore_rois_get_weight_zero(tmp_path):
     image = np.full((40, 40), 30, np.uint8)
     image[5:15, 5:15] = image[20:30, 22:32] = 200
     skio.imsave(tmp_path / "cells.png", image, check_contrast=False)
-    rois = [roifile.ImagejRoi(roitype=roifile.ROI_TYPE.RECT, left=5, top=5, right=15, bottom=15, name="a"),
-            roifile.ImagejRoi(roitype=roifile.ROI_TYPE.RECT, left=22, top=20, right=32, bottom=30, name="b"),
-            roifile.ImagejRoi(roitype=roifile.ROI_TYPE.RECT, left=0, top=30, right=40, bottom=40, name="ignore")]
+    rois = [
+        roifile.ImagejRoi(roitype=roifile.ROI_TYPE.RECT, left=5, top=5, right=15, bottom=15, name="a"),
+        roifile.ImagejRoi(roitype=roifile.ROI_TYPE.RECT, left=22, top=20, right=32, bottom=30, name="b"),
+        roifile.ImagejRoi(roitype=roifile.ROI_TYPE.RECT, left=0, top=30, right=40, bottom=40, name="ignore"),
+    ]
     roifile.roiwrite(tmp_path / "cells.zip", rois)
     [sample] = load_samples(tmp_path / "cells.png", tmp_path / "cells.zip", TrainingConfig())
     assert np.all(sample.weights[30:, :] == 0) and np.all(sample.pdf[30:, :] == 0)
@@ -99,7 +101,9 @@ def test_element_size_resamples_training_images(tmp_path):
     write_image(tmp_path / "image.tif", ImageData(image, "yx", {"x": 0.25, "y": 0.25}, "micron"))
     tifffile.imwrite(tmp_path / "mask.tif", (image > 0).astype(np.uint8) * 255)
     [as_is] = load_samples(tmp_path / "image.tif", tmp_path / "mask.tif", TrainingConfig())
-    [resampled] = load_samples(tmp_path / "image.tif", tmp_path / "mask.tif", TrainingConfig(element_size=0.5))
+    [resampled] = load_samples(
+        tmp_path / "image.tif", tmp_path / "mask.tif", TrainingConfig(element_size=0.5)
+    )
     assert as_is.image.shape == (40, 60) and resampled.image.shape == resampled.labels.shape == (20, 30)
     assert (resampled.labels > 0).sum() == 100  # the 20 x 20 square at half the resolution
 
@@ -107,16 +111,24 @@ def test_element_size_resamples_training_images(tmp_path):
 def test_training_config_round_trips_and_checks(tmp_path):
     from deepimagej.unet.config import TrainingConfig
 
-    config = TrainingConfig(n_classes=3, class_names=("nucleus", "vesicle"), element_size=(0.5, 0.5),
-                            lr_drop_epochs=(30,), tile=(128, 96))
+    config = TrainingConfig(
+        n_classes=3,
+        class_names=("nucleus", "vesicle"),
+        element_size=(0.5, 0.5),
+        lr_drop_epochs=(30,),
+        tile=(128, 96),
+    )
     assert TrainingConfig.load(config.save(tmp_path / "config.json")) == config
     assert config.separation_weight == 50 and TrainingConfig(task="detection").separation_weight == 0
     assert config.channel_names() == ("background", "nucleus", "vesicle")
     assert config.element_sizes() == {"y": 0.5, "x": 0.5}
     assert config.processing_steps()[0].kwargs["axes"] == "yx"
-    for bad, message in [({"n_classes": 3, "class_names": ("a",)}, "1 class names for 3 classes"),
-                         ({"task": "count"}, "task='count'"), ({"element_size": (1, 2, 3)}, "element size"),
-                         ({"border": "wrap"}, "border='wrap'")]:
+    for bad, message in [
+        ({"n_classes": 3, "class_names": ("a",)}, "1 class names for 3 classes"),
+        ({"task": "count"}, "task='count'"),
+        ({"element_size": (1, 2, 3)}, "element size"),
+        ({"border": "wrap"}, "border='wrap'"),
+    ]:
         with pytest.raises(TrainingError, match=message):
             TrainingConfig(**bad)
     (tmp_path / "bad.json").write_text('{"epochs": 3, "epoch": 4}')

@@ -71,14 +71,20 @@ def test_polygon_rect_oval_rois_round_trip(tmp_path):
 def _rect(left, top, right, bottom, z, name=""):
     """A rectangle ROI on 1-based slice z, named like the ROI Manager names it unless ``name`` is given."""
     name = name or f"{z:04d}-{(top + bottom) // 2:04d}-{(left + right) // 2:04d}"
-    return roifile.ImagejRoi(roitype=roifile.ROI_TYPE.RECT, left=left, top=top, right=right, bottom=bottom,
-                             position=z, name=name)
+    return roifile.ImagejRoi(
+        roitype=roifile.ROI_TYPE.RECT, left=left, top=top, right=right, bottom=bottom, position=z, name=name
+    )
 
 
 def test_rois_on_consecutive_slices_are_one_3d_object(tmp_path):
     # a cell drawn on slices 1-3 (shrinking: 6x6, 4x4 inside it, 2x2) next to a touching cell on slices 1-2
-    rois = [_rect(1, 1, 7, 7, 1), _rect(7, 1, 11, 7, 1), _rect(2, 2, 6, 6, 2), _rect(6, 1, 11, 7, 2),
-            _rect(3, 3, 5, 5, 3)]
+    rois = [
+        _rect(1, 1, 7, 7, 1),
+        _rect(7, 1, 11, 7, 1),
+        _rect(2, 2, 6, 6, 2),
+        _rect(6, 1, 11, 7, 2),
+        _rect(3, 3, 5, 5, 3),
+    ]
     roifile.roiwrite(tmp_path / "cells3d.zip", rois)
     lab = rois_to_labels(tmp_path / "cells3d.zip", (4, 12, 12))
     assert np.unique(lab).tolist() == [0, 1, 2]
@@ -99,7 +105,11 @@ def test_link_slice_rois_names_and_one_to_one():
     # one ROI over two on the next slice: linked to the larger overlap only (each is inside the square)
     assert link_slice_rois([square, left, right], [0, 1, 1], ["", "", ""]) == [1, 2, 1]
     # the same given name joins ROIs on any slices; two different given names are never joined
-    assert link_slice_rois([square, square, square], [0, 3, 1], ["nucleus-a", "nucleus-a", "nucleus-b"]) == [1, 1, 2]
+    assert link_slice_rois([square, square, square], [0, 3, 1], ["nucleus-a", "nucleus-a", "nucleus-b"]) == [
+        1,
+        1,
+        2,
+    ]
     # automatic ROI Manager names ("slice-y-x", "-1" for a repeat) are not given names
     assert link_slice_rois([square, square], [0, 1], ["0001-0005-0005", "0002-0005-0005-1"]) == [1, 1]
     # overlap below half of the smaller ROI, slices not adjacent, or a ROI outside the stack: apart

@@ -22,9 +22,9 @@ __all__ = [
     "InputImageError",
     "MacroError",
     "TrainingError",
+    "__version__",
     "load_bundle",
     "run",
-    "__version__",
 ]
 
 

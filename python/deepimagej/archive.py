@@ -61,9 +61,13 @@ def check_zip(path: str | Path, limits: ZipLimits = DEFAULT_LIMITS) -> list[zipf
         with zipfile.ZipFile(path) as zf:
             infos = zf.infolist()
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
-        raise BundleError(f"{path}: not a valid zip file ({first_line(exc)}); re-create or re-download it") from None
+        raise BundleError(
+            f"{path}: not a valid zip file ({first_line(exc)}); re-create or re-download it"
+        ) from None
     if len(infos) > limits.max_entries:
-        raise BundleError(f"{path}: {len(infos)} entries, more than the {limits.max_entries} a bundle zip may hold")
+        raise BundleError(
+            f"{path}: {len(infos)} entries, more than the {limits.max_entries} a bundle zip may hold"
+        )
     seen: set[str] = set()
     total = 0
     for info in infos:
@@ -71,9 +75,13 @@ def check_zip(path: str | Path, limits: ZipLimits = DEFAULT_LIMITS) -> list[zipf
         mode = info.external_attr >> 16
         if info.create_system == 3 and mode and stat.S_IFMT(mode) not in (0, stat.S_IFREG, stat.S_IFDIR):
             kind = "a symbolic link" if stat.S_ISLNK(mode) else "not a regular file"
-            raise BundleError(f"{path}: entry '{info.filename}' is {kind}; bundle zips hold only files and folders")
+            raise BundleError(
+                f"{path}: entry '{info.filename}' is {kind}; bundle zips hold only files and folders"
+            )
         if info.flag_bits & 0x1:
-            raise BundleError(f"{path}: entry '{info.filename}' is encrypted; deepimagej opens unencrypted zips only")
+            raise BundleError(
+                f"{path}: entry '{info.filename}' is encrypted; deepimagej opens unencrypted zips only"
+            )
         key = name.lower()
         if key in seen:
             raise BundleError(f"{path}: entry '{info.filename}' appears twice; re-create the zip")
@@ -140,7 +148,9 @@ def extract_zip(
                 if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
                     raise
     except (zipfile.BadZipFile, EOFError, ValueError, NotImplementedError) as exc:
-        raise BundleError(f"{path}: damaged zip file ({first_line(exc)}); re-create or re-download it") from None
+        raise BundleError(
+            f"{path}: damaged zip file ({first_line(exc)}); re-create or re-download it"
+        ) from None
     except OSError as exc:
         raise write_error(target, exc) from None
     finally:
@@ -162,14 +172,20 @@ def read_member(path: str | Path, name: str, max_bytes: int, limits: ZipLimits =
     if info is None:
         raise BundleError(f"{path}: no entry '{name}'")
     if info.file_size > max_bytes:
-        raise BundleError(f"{path}: entry '{name}' is {human_size(info.file_size)}, more than the {human_size(max_bytes)} allowed")
+        raise BundleError(
+            f"{path}: entry '{name}' is {human_size(info.file_size)}, more than the {human_size(max_bytes)} allowed"
+        )
     try:
         with zipfile.ZipFile(path) as zf, zf.open(info) as src:
             data = src.read(max_bytes + 1)
     except (zipfile.BadZipFile, EOFError, ValueError, NotImplementedError, OSError) as exc:
-        raise BundleError(f"{path}: damaged zip file ({first_line(exc)}); re-create or re-download it") from None
+        raise BundleError(
+            f"{path}: damaged zip file ({first_line(exc)}); re-create or re-download it"
+        ) from None
     if len(data) > max_bytes or len(data) != info.file_size:
-        raise BundleError(f"{path}: entry '{name}' does not hold the {info.file_size} bytes it declares; damaged zip")
+        raise BundleError(
+            f"{path}: entry '{name}' does not hold the {info.file_size} bytes it declares; damaged zip"
+        )
     return data
 
 
@@ -181,5 +197,7 @@ def _copy_limited(src, out, declared: int, archive: Path, name: str) -> None:
             break
         written += len(block)
         if written > declared:
-            raise BundleError(f"{archive}: entry '{name}' holds more bytes than it declares ({declared}); damaged zip")
+            raise BundleError(
+                f"{archive}: entry '{name}' holds more bytes than it declares ({declared}); damaged zip"
+            )
         out.write(block)

@@ -124,7 +124,9 @@ def call_model(spec: ModelSpec, engine: Engine, batch: tiling.Batch) -> dict[str
 
 
 def write_batch(
-    stitchers: Mapping[str, tiling.Stitcher], batch: tiling.Batch, results: Mapping[str, tuple[np.ndarray, str]]
+    stitchers: Mapping[str, tiling.Stitcher],
+    batch: tiling.Batch,
+    results: Mapping[str, tuple[np.ndarray, str]],
 ) -> None:
     """Stitch a batch's outputs (filled entries are skipped)."""
     for name, (result, out_axes) in results.items():
@@ -134,7 +136,11 @@ def write_batch(
 
 
 def _allocate(
-    plan: tiling.TilePlan, maps: Mapping[str, tiling.AxisMap | None], first: np.ndarray, axes: str, n_items: int
+    plan: tiling.TilePlan,
+    maps: Mapping[str, tiling.AxisMap | None],
+    first: np.ndarray,
+    axes: str,
+    n_items: int,
 ) -> np.ndarray:
     shape = list(first.shape)
     for i, a in enumerate(axes):
@@ -143,5 +149,3 @@ def _allocate(
         elif a in plan.spatial_axes and maps.get(a) is not None:
             shape[i] = plan.output_size(a, maps[a])  # type: ignore[arg-type]
     return np.empty(shape, dtype=first.dtype)
-
-

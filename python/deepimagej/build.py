@@ -210,8 +210,18 @@ def build_bundle(
     out = Path(out_dir)
     if out.exists() and not overwrite:
         raise BundleError(f"{out}: already exists; choose another --out or pass overwrite=True")
-    sources = [p for p in (model, config_template, rdf_template, example_image, *(preprocessing_macros or ()),
-                           *(postprocessing_macros or ())) if isinstance(p, (str, Path))]
+    sources = [
+        p
+        for p in (
+            model,
+            config_template,
+            rdf_template,
+            example_image,
+            *(preprocessing_macros or ()),
+            *(postprocessing_macros or ()),
+        )
+        if isinstance(p, (str, Path))
+    ]
     check_replaceable_folder(out, inputs=sources, markers=("rdf.yaml", "config.xml"))
     if border not in BORDER_MODES:
         raise BundleError(f"border={border!r}: use one of {', '.join(BORDER_MODES)}")
@@ -236,14 +246,23 @@ def build_bundle(
     input_axes = input_axes or (in_t.axis_names if in_t else "byxc")
     output_axes = output_axes or (out_t.axis_names if out_t else input_axes)
     if "b" not in input_axes or not input_axes.endswith("c"):
-        raise BundleError(f"input_axes '{input_axes}': exported models take channels-last batches, e.g. byxc or bzyxc")
+        raise BundleError(
+            f"input_axes '{input_axes}': exported models take channels-last batches, e.g. byxc or bzyxc"
+        )
     spatial = [a for a in input_axes if a in "zyx"]
     if min_size is None:
         min_size = {a: in_t.axis(a).min for a in spatial} if in_t else 8
     if step is None:
         step = {a: in_t.axis(a).step for a in spatial} if in_t else 8
     if halo is None:
-        halo = {a: max(out_t.axis(a).halo if out_t and out_t.has_axis(a) else 0, in_t.axis(a).halo) for a in spatial} if in_t else 0
+        halo = (
+            {
+                a: max(out_t.axis(a).halo if out_t and out_t.has_axis(a) else 0, in_t.axis(a).halo)
+                for a in spatial
+            }
+            if in_t
+            else 0
+        )
     if preprocessing is None:
         preprocessing = in_t.processing if in_t else ()
     if postprocessing is None:
@@ -271,14 +290,23 @@ def build_bundle(
         shutil.rmtree(saved)
         weights = {
             "tensorflow_saved_model_bundle": WeightsSpec(
-                "tensorflow_saved_model_bundle", f"./{SAVED_MODEL_ZIP}", work / SAVED_MODEL_ZIP,
-                sha256=sha256_of(work / SAVED_MODEL_ZIP), tag="serve", signature="serving_default",
-                input_names=("input",), output_names=("output",), version=_tf_version(),
+                "tensorflow_saved_model_bundle",
+                f"./{SAVED_MODEL_ZIP}",
+                work / SAVED_MODEL_ZIP,
+                sha256=sha256_of(work / SAVED_MODEL_ZIP),
+                tag="serve",
+                signature="serving_default",
+                input_names=("input",),
+                output_names=("output",),
+                version=_tf_version(),
             )
         }
         if keras_model is not None:
             weights["keras_hdf5"] = WeightsSpec(
-                "keras_hdf5", f"./{KERAS_FILE}", work / KERAS_FILE, sha256=sha256_of(work / KERAS_FILE),
+                "keras_hdf5",
+                f"./{KERAS_FILE}",
+                work / KERAS_FILE,
+                sha256=sha256_of(work / KERAS_FILE),
                 version=_tf_version(),
             )
         copied_pre = tuple(_copy_into(p, work) for p in macros_pre)
@@ -317,7 +345,9 @@ def build_bundle(
         if example_image is not None:
             spec = _add_example(spec, work, example_image, example_axes)
         write_rdf_yaml(spec, work / "rdf.yaml")
-        write_config_xml(dataclasses.replace(spec, source=work / "config.xml", kind="deepimagej"), work / "config.xml")
+        write_config_xml(
+            dataclasses.replace(spec, source=work / "config.xml", kind="deepimagej"), work / "config.xml"
+        )
         mask = os.umask(0)
         os.umask(mask)
         os.chmod(work, 0o777 & ~mask)  # mkdtemp creates 0700
@@ -374,7 +404,9 @@ def _read_example(image: np.ndarray | str | Path) -> np.ndarray:
         return io.imread(path)
 
 
-def _add_example(spec: ModelSpec, work: Path, example: np.ndarray | str | Path, axes: str | None) -> ModelSpec:
+def _add_example(
+    spec: ModelSpec, work: Path, example: np.ndarray | str | Path, axes: str | None
+) -> ModelSpec:
     """Save the example image, run the new bundle on it, save the result (+ runtime, memory)."""
     from deepimagej import layout, predict
     from deepimagej.io import ImageData, write_image
@@ -389,12 +421,20 @@ def _add_example(spec: ModelSpec, work: Path, example: np.ndarray | str | Path, 
     runtime = time.perf_counter() - start
     output = next(iter(prediction.outputs.values()))
     result, out_axes = output.array, output.axes
-    if result.size and np.all(result == np.round(result)) and 0 <= result.min() and result.max() <= 255:
+    if result.size and np.all(result == np.round(result)) and result.min() >= 0 and result.max() <= 255:
         result = result.astype(np.uint8)  # binary/label results: store compactly, exactly
     write_image(work / "resultImage.tif", ImageData(result, out_axes))
     np.save(work / "resultImage.npy", layout.Layout.of(out_axes, spec.outputs[0]).to_model(result))
-    inputs = (dataclasses.replace(spec.inputs[0], test_tensor=work / "exampleImage.npy", sample_tensor=work / "exampleImage.tif"),)
-    outputs = (dataclasses.replace(spec.outputs[0], test_tensor=work / "resultImage.npy", sample_tensor=work / "resultImage.tif"),)
+    inputs = (
+        dataclasses.replace(
+            spec.inputs[0], test_tensor=work / "exampleImage.npy", sample_tensor=work / "exampleImage.tif"
+        ),
+    )
+    outputs = (
+        dataclasses.replace(
+            spec.outputs[0], test_tensor=work / "resultImage.npy", sample_tensor=work / "resultImage.tif"
+        ),
+    )
     return dataclasses.replace(
         spec,
         inputs=inputs,

@@ -80,8 +80,12 @@ def _test_data(spec: ModelSpec) -> tuple[dict[str, ImageData], dict[str, tuple[n
         refs = {t.name: (load_npy(f), t.axis_names, f) for t, f in zip(spec.outputs, files[n:])}
         return inputs, refs
     if (
-        len(spec.inputs) == 1 and len(spec.outputs) == 1 and spec.sample_inputs and spec.sample_outputs
-        and spec.sample_inputs[0].is_file() and spec.sample_outputs[0].is_file()
+        len(spec.inputs) == 1
+        and len(spec.outputs) == 1
+        and spec.sample_inputs
+        and spec.sample_outputs
+        and spec.sample_inputs[0].is_file()
+        and spec.sample_outputs[0].is_file()
     ):
         image = read_image(spec.sample_inputs[0])
         reference = read_image(spec.sample_outputs[0])
@@ -108,22 +112,45 @@ def _in_axes(array: np.ndarray, axes: str, target: str) -> np.ndarray:
 
 
 def _compare(
-    name: str, output: ImageData, reference: np.ndarray, ref_axes: str, ref_path: Path, tolerance: float,
+    name: str,
+    output: ImageData,
+    reference: np.ndarray,
+    ref_axes: str,
+    ref_path: Path,
+    tolerance: float,
     min_agreement: float,
 ) -> OutputCheck:
     out = np.squeeze(_in_axes(output.array, output.axes, ref_axes))
     ref = np.squeeze(reference)
     label = f"'{name}' vs {ref_path.name}"
     if out.shape != ref.shape:
-        return OutputCheck(name, float("inf"), None, False, ref_path,
-                           f"{label}: output shape {out.shape} differs from the reference {ref.shape}")
+        return OutputCheck(
+            name,
+            float("inf"),
+            None,
+            False,
+            ref_path,
+            f"{label}: output shape {out.shape} differs from the reference {ref.shape}",
+        )
     diff = float(np.max(np.abs(out.astype(np.float64) - ref.astype(np.float64)))) if out.size else 0.0
     if _is_discrete(ref):
         agreement = float(np.mean(out == ref))
-        return OutputCheck(name, diff, agreement, agreement >= min_agreement, ref_path,
-                           f"{label}: {agreement:.4%} of pixels equal (need >= {min_agreement:.1%}), max abs diff {diff:.3g}")
-    return OutputCheck(name, diff, None, diff <= tolerance, ref_path,
-                       f"{label}: max abs diff {diff:.3g} (tolerance {tolerance:g})")
+        return OutputCheck(
+            name,
+            diff,
+            agreement,
+            agreement >= min_agreement,
+            ref_path,
+            f"{label}: {agreement:.4%} of pixels equal (need >= {min_agreement:.1%}), max abs diff {diff:.3g}",
+        )
+    return OutputCheck(
+        name,
+        diff,
+        None,
+        diff <= tolerance,
+        ref_path,
+        f"{label}: max abs diff {diff:.3g} (tolerance {tolerance:g})",
+    )
 
 
 def check_reference(
@@ -145,9 +172,18 @@ def check_reference(
     # built by deepimagej is computed the same way; the message says so.
     skip_pre = bool(spec.preprocessing_macros) and not any(t.processing for t in spec.inputs)
     skip_post = bool(spec.postprocessing_macros) and not any(t.processing for t in spec.outputs)
-    bound = predict.bind_inputs(spec, {n: d.array for n, d in inputs.items()}, {n: d.axes for n, d in inputs.items()})
-    result = predict.predict(spec, bound, weights_format=weights_format, tile=tile, trust_code=trust_code,
-                             apply_preprocessing=not skip_pre, apply_postprocessing=not skip_post)
+    bound = predict.bind_inputs(
+        spec, {n: d.array for n, d in inputs.items()}, {n: d.axes for n, d in inputs.items()}
+    )
+    result = predict.predict(
+        spec,
+        bound,
+        weights_format=weights_format,
+        tile=tile,
+        trust_code=trust_code,
+        apply_preprocessing=not skip_pre,
+        apply_postprocessing=not skip_post,
+    )
     used = result.run_plan.weights_format
     checks = tuple(
         _compare(name, result.outputs[name], ref, ref_axes, path, tolerance, min_agreement)

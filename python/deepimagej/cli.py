@@ -43,10 +43,12 @@ def parse_tile(value: str | None, spatial: str = "yx") -> dict[str, int] | None:
     except ValueError:
         raise DeepImageJError(f"--tile '{value}': expected sizes like 256, 256,256 or y=256,x=256") from None
     if len(numbers) == 1:
-        return {a: numbers[0] for a in spatial}
-    axes = spatial[-len(numbers):] if len(numbers) <= len(spatial) else None
+        return dict.fromkeys(spatial, numbers[0])
+    axes = spatial[-len(numbers) :] if len(numbers) <= len(spatial) else None
     if axes is None:
-        raise DeepImageJError(f"--tile '{value}': {len(numbers)} sizes for {len(spatial)} spatial axes ({spatial})")
+        raise DeepImageJError(
+            f"--tile '{value}': {len(numbers)} sizes for {len(spatial)} spatial axes ({spatial})"
+        )
     return dict(zip(axes, numbers))
 
 
@@ -72,14 +74,23 @@ class _Progress:
             )
 
             bar = Progress(
-                TextColumn("blocks"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[speed]}"),
-                TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(), TextColumn("{task.fields[mem]}"),
-                transient=True, console=None,
+                TextColumn("blocks"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[speed]}"),
+                TimeElapsedColumn(),
+                TextColumn("left"),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[mem]}"),
+                transient=True,
+                console=None,
             )
             bar.start()
             self._live = (bar, bar.add_task("run", total=total, mem="", speed=""))
         bar, task = self._live
-        speed = f"{done / total * self.pixels / 1e6 / elapsed:.1f} Mpix/s" if elapsed > 0 and self.pixels else ""
+        speed = (
+            f"{done / total * self.pixels / 1e6 / elapsed:.1f} Mpix/s" if elapsed > 0 and self.pixels else ""
+        )
         mem = f"peak {rss / 2**20:.0f} MiB" if rss else ""
         bar.update(task, completed=done, mem=mem, speed=speed)
 
@@ -97,36 +108,96 @@ def main() -> None:
 @main.command("run")
 @click.argument("bundle", type=click.Path(path_type=Path))
 @click.argument("input_path", metavar="[INPUT]", type=click.Path(path_type=Path), required=False)
-@click.option("--input", "-i", "named_inputs", multiple=True, metavar="NAME=PATH",
-              help="An image for the model input NAME (repeat for each input of a several-input model).")
-@click.option("-o", "--output", "outputs", multiple=True, required=True, metavar="PATH|DIR|NAME=PATH",
-              help="Output file (.tif or .npy); a folder for a several-output model; or NAME=PATH per output.")
-@click.option("--tile", help="Model input size per spatial axis, e.g. 256 or 256,256 or y=256,x=512 (halo included).")
-@click.option("--axes", help="Axes of the input image(s), e.g. yx, yxc, zyx, tyx, or raw=yx,mask=cyx "
-              "(read from the TIFF when omitted).")
-@click.option("--weights", "weights_format",
-              help="Weights format to run: tensorflow_saved_model_bundle, keras_hdf5, onnx, torchscript, pytorch_state_dict.")
-@click.option("--max-memory", help="Memory budget of the run, e.g. 1.5G or 800M (default: half of the free memory).")
-@click.option("--batch-size", type=click.IntRange(min=1), help="Tiles per model call (default: from the memory budget).")
+@click.option(
+    "--input",
+    "-i",
+    "named_inputs",
+    multiple=True,
+    metavar="NAME=PATH",
+    help="An image for the model input NAME (repeat for each input of a several-input model).",
+)
+@click.option(
+    "-o",
+    "--output",
+    "outputs",
+    multiple=True,
+    required=True,
+    metavar="PATH|DIR|NAME=PATH",
+    help="Output file (.tif or .npy); a folder for a several-output model; or NAME=PATH per output.",
+)
+@click.option(
+    "--tile", help="Model input size per spatial axis, e.g. 256 or 256,256 or y=256,x=512 (halo included)."
+)
+@click.option(
+    "--axes",
+    help="Axes of the input image(s), e.g. yx, yxc, zyx, tyx, or raw=yx,mask=cyx "
+    "(read from the TIFF when omitted).",
+)
+@click.option(
+    "--weights",
+    "weights_format",
+    help="Weights format to run: tensorflow_saved_model_bundle, keras_hdf5, onnx, torchscript, pytorch_state_dict.",
+)
+@click.option(
+    "--max-memory", help="Memory budget of the run, e.g. 1.5G or 800M (default: half of the free memory)."
+)
+@click.option(
+    "--batch-size", type=click.IntRange(min=1), help="Tiles per model call (default: from the memory budget)."
+)
 @click.option("--no-preprocessing", is_flag=True, help="Skip the bundle's pre-processing.")
 @click.option("--no-postprocessing", is_flag=True, help="Skip the bundle's post-processing.")
-@click.option("--trust", "--trust-code", "trust_code", is_flag=True,
-              help="Run even what the bundle's audit refuses (see `deepimagej info`): file, network or process access, Python code shipped in the bundle (pytorch_state_dict). --trust-code: same.")
-@click.option("--nan", type=click.Choice(NAN_POLICIES), default="error", show_default=True,
-              help="NaN/Inf input pixels: refuse them, or replace them by zero or the image mean.")
+@click.option(
+    "--trust",
+    "--trust-code",
+    "trust_code",
+    is_flag=True,
+    help="Run even what the bundle's audit refuses (see `deepimagej info`): file, network or process access, Python code shipped in the bundle (pytorch_state_dict). --trust-code: same.",
+)
+@click.option(
+    "--nan",
+    type=click.Choice(NAN_POLICIES),
+    default="error",
+    show_default=True,
+    help="NaN/Inf input pixels: refuse them, or replace them by zero or the image mean.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing output store (.ome.zarr, .zarr).")
-@click.option("--workers", type=click.IntRange(min=1), help="Run the blocks on a local Dask cluster of N worker processes.")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    help="Run the blocks on a local Dask cluster of N worker processes.",
+)
 @click.option("--scheduler", help="Run the blocks on an existing Dask scheduler, e.g. tcp://10.0.0.5:8786.")
 @click.option("-v", "--verbose", is_flag=True, help="Show the tile plan and the memory estimate.")
 @click.option("--quiet", is_flag=True, help="No progress bar or summary.")
 @click.option("--host", help="Run on this server as a job (deepimagej remote add NAME ...; deepimagej jobs).")
-@click.option("--detach", is_flag=True, help="With --host: return at once with the job id (fetch: deepimagej jobs fetch ID).")
+@click.option(
+    "--detach",
+    is_flag=True,
+    help="With --host: return at once with the job id (fetch: deepimagej jobs fetch ID).",
+)
 @friendly_errors
-def run_cmd(bundle: Path, input_path: Path | None, named_inputs: tuple[str, ...], outputs: tuple[str, ...],
-            tile: str | None, axes: str | None, weights_format: str | None, max_memory: str | None,
-            batch_size: int | None, no_preprocessing: bool, no_postprocessing: bool, trust_code: bool,
-            nan: str, overwrite: bool, workers: int | None, scheduler: str | None, verbose: bool, quiet: bool,
-            host: str | None = None, detach: bool = False) -> None:
+def run_cmd(
+    bundle: Path,
+    input_path: Path | None,
+    named_inputs: tuple[str, ...],
+    outputs: tuple[str, ...],
+    tile: str | None,
+    axes: str | None,
+    weights_format: str | None,
+    max_memory: str | None,
+    batch_size: int | None,
+    no_preprocessing: bool,
+    no_postprocessing: bool,
+    trust_code: bool,
+    nan: str,
+    overwrite: bool,
+    workers: int | None,
+    scheduler: str | None,
+    verbose: bool,
+    quiet: bool,
+    host: str | None = None,
+    detach: bool = False,
+) -> None:
     """Run BUNDLE on the image INPUT (or --input NAME=PATH for each input) and write the result to OUTPUT.
 
     An output named *.ome.zarr or *.zarr is written block by block as the run goes (the image is read
@@ -137,18 +208,46 @@ def run_cmd(bundle: Path, input_path: Path | None, named_inputs: tuple[str, ...]
     if host:  # the same command on a server, as a job (deepimagej.remote)
         from deepimagej.remote.cli import forwarded_options, remote_run
 
-        return remote_run(host, bundle, input_path, named_inputs, outputs,
-                          forwarded_options(exclude=("named_inputs", "outputs")), detach)
+        return remote_run(
+            host,
+            bundle,
+            input_path,
+            named_inputs,
+            outputs,
+            forwarded_options(exclude=("named_inputs", "outputs")),
+            detach,
+        )
     from deepimagej import stores
     from deepimagej.bundle import load_bundle
 
     if workers and scheduler:
-        raise DeepImageJError("--workers starts a local Dask cluster, --scheduler uses an existing one: give one of them")
+        raise DeepImageJError(
+            "--workers starts a local Dask cluster, --scheduler uses an existing one: give one of them"
+        )
     spec = load_bundle(bundle)
-    settings = _RunSettings(bundle, tile, axes, weights_format, max_memory, batch_size, no_preprocessing,
-                            no_postprocessing, trust_code, nan, overwrite, workers, scheduler, verbose, quiet)
-    if input_path is not None and input_path.is_dir() and stores.store_kind(input_path) is None \
-            and not _is_zarr_folder(input_path):
+    settings = _RunSettings(
+        bundle,
+        tile,
+        axes,
+        weights_format,
+        max_memory,
+        batch_size,
+        no_preprocessing,
+        no_postprocessing,
+        trust_code,
+        nan,
+        overwrite,
+        workers,
+        scheduler,
+        verbose,
+        quiet,
+    )
+    if (
+        input_path is not None
+        and input_path.is_dir()
+        and stores.store_kind(input_path) is None
+        and not _is_zarr_folder(input_path)
+    ):
         _run_folder(spec, input_path, outputs, settings)
         return
     _run_one(spec, _input_paths(spec, input_path, named_inputs), outputs, settings)
@@ -190,7 +289,9 @@ def _run_folder(spec: ModelSpec, folder: Path, outputs: tuple[str, ...], setting
     (2 is for a run that cannot start: a bad bundle, option or folder).
     """
     if len(spec.inputs) != 1:
-        raise DeepImageJError(f"{spec.name} has {len(spec.inputs)} inputs: a folder run takes one-input models")
+        raise DeepImageJError(
+            f"{spec.name} has {len(spec.inputs)} inputs: a folder run takes one-input models"
+        )
     if len(outputs) != 1 or "=" in outputs[0] or Path(outputs[0]).suffix.lower() in IMAGE_FORMATS:
         raise DeepImageJError(f"{folder} is a folder: give -o OUTPUT_FOLDER for its results")
     out_dir = Path(outputs[0])
@@ -210,12 +311,17 @@ def _run_folder(spec: ModelSpec, folder: Path, outputs: tuple[str, ...], setting
             failed.append(path.name)
             click.echo(f"error: {path.name}: {first_line(exc)}", err=True)
     if failed:
-        click.echo(f"error: {len(failed)} of {len(files)} images failed ({', '.join(failed[:5])}"
-                   f"{', ...' if len(failed) > 5 else ''}); the others are in {out_dir}", err=True)
+        click.echo(
+            f"error: {len(failed)} of {len(files)} images failed ({', '.join(failed[:5])}"
+            f"{', ...' if len(failed) > 5 else ''}); the others are in {out_dir}",
+            err=True,
+        )
         raise SystemExit(1)
 
 
-def _run_one(spec: ModelSpec, paths: dict[str, Path], outputs: tuple[str, ...], settings: _RunSettings) -> None:
+def _run_one(
+    spec: ModelSpec, paths: dict[str, Path], outputs: tuple[str, ...], settings: _RunSettings
+) -> None:
     """One run of ``deepimagej run``: the images of ``paths`` in, the ``-o`` targets written."""
     from deepimagej import predict, stores
     from deepimagej.outputs import check_output_path
@@ -225,20 +331,27 @@ def _run_one(spec: ModelSpec, paths: dict[str, Path], outputs: tuple[str, ...], 
     streaming = streaming or any(stores.should_stream(p) for p in paths.values())
     targets = _output_paths(spec, outputs, next(iter(paths.values())), streaming)
     if streaming:  # refused before any work: an existing store, an input, a read-only folder
-        stores.check_target(next(iter(targets.values())), overwrite=settings.overwrite,
-                            inputs=(*paths.values(), settings.bundle))
+        stores.check_target(
+            next(iter(targets.values())),
+            overwrite=settings.overwrite,
+            inputs=(*paths.values(), settings.bundle),
+        )
     else:
         for target in targets.values():  # before the work: writable, and never over an input
             check_output_path(target, inputs=[*paths.values(), settings.bundle])
     macros = predict.macro_only_stages(spec, not settings.no_preprocessing, not settings.no_postprocessing)
     if macros:  # the bundle's own ImageJ macros do a stage: run it as DeepImageJ does, in ImageJ
         if streaming:
-            raise DeepImageJError(f"{spec.name}: its {macros[0][0]} is an ImageJ macro, which cannot run block by "
-                                  "block; write a .tif (in memory) instead")
+            raise DeepImageJError(
+                f"{spec.name}: its {macros[0][0]} is an ImageJ macro, which cannot run block by "
+                "block; write a .tif (in memory) instead"
+            )
         _run_in_imagej(spec, paths, targets, settings, [what for what, _ in macros])
         return
-    images = {name: _read_for(spec, name, path, _axes_for(settings.axes, name), lazy=streaming)
-              for name, path in paths.items()}
+    images = {
+        name: _read_for(spec, name, path, _axes_for(settings.axes, name), lazy=streaming)
+        for name, path in paths.items()
+    }
     spatial = tiling_axes(spec)
     pixels = int(max(math.prod(images[n].array.shape) for n in images))
     progress = _Progress(enabled=not settings.quiet and sys.stderr.isatty(), pixels=pixels)
@@ -247,11 +360,19 @@ def _run_one(spec: ModelSpec, paths: dict[str, Path], outputs: tuple[str, ...], 
     try:
         bound = predict.bind_inputs(spec, images, nan=settings.nan)
         result = predict.predict(
-            spec, bound, tile=tile, weights_format=settings.weights_format, batch_size=settings.batch_size,
-            max_memory=settings.max_memory, apply_preprocessing=not settings.no_preprocessing,
-            apply_postprocessing=not settings.no_postprocessing, progress=progress, trust_code=settings.trust_code,
+            spec,
+            bound,
+            tile=tile,
+            weights_format=settings.weights_format,
+            batch_size=settings.batch_size,
+            max_memory=settings.max_memory,
+            apply_preprocessing=not settings.no_preprocessing,
+            apply_postprocessing=not settings.no_postprocessing,
+            progress=progress,
+            trust_code=settings.trust_code,
             # streamed: the outputs go to the one store; workers/scheduler are given only for streamed runs
-            out=next(iter(set(targets.values()))) if streaming else None, overwrite=settings.overwrite,
+            out=next(iter(set(targets.values()))) if streaming else None,
+            overwrite=settings.overwrite,
             scheduler=scheduler or workers,
         )
     finally:
@@ -271,12 +392,19 @@ def _run_one(spec: ModelSpec, paths: dict[str, Path], outputs: tuple[str, ...], 
             click.echo(f"{spec.name}: {name} {tuple(out.array.shape)} [{out.axes}] -> {target}")
         sources = ", ".join(f"{p.name} {tuple(images[n].array.shape)}" for n, p in paths.items())
         mpix = pixels / 1e6 / elapsed if elapsed else 0
-        click.echo(f"{sources}: {result.run_plan.plan.n_tiles * result.run_plan.n_items} tile(s) in {elapsed:.2f} s "
-                   f"({mpix:.1f} Mpix/s), peak memory {result.peak_rss / 2**20:.0f} MiB")
+        click.echo(
+            f"{sources}: {result.run_plan.plan.n_tiles * result.run_plan.n_items} tile(s) in {elapsed:.2f} s "
+            f"({mpix:.1f} Mpix/s), peak memory {result.peak_rss / 2**20:.0f} MiB"
+        )
 
 
-def _run_in_imagej(spec: ModelSpec, paths: dict[str, Path], targets: dict[str, Path], settings: _RunSettings,
-                   stages: list[str]) -> None:
+def _run_in_imagej(
+    spec: ModelSpec,
+    paths: dict[str, Path],
+    targets: dict[str, Path],
+    settings: _RunSettings,
+    stages: list[str],
+) -> None:
     """A bundle whose pre- or post-processing is an ImageJ macro: the DeepImageJ Run command in the
     embedded ImageJ (the bundle's macros confined unless trusted); the result written as with any run.
 
@@ -290,7 +418,9 @@ def _run_in_imagej(spec: ModelSpec, paths: dict[str, Path], targets: dict[str, P
     from deepimagej.io import ImageData, read_image, write_image
 
     if len(paths) != 1 or len(targets) != 1:
-        raise DeepImageJError(f"{spec.name}: a bundle with ImageJ macros runs on one image with one output here")
+        raise DeepImageJError(
+            f"{spec.name}: a bundle with ImageJ macros runs on one image with one output here"
+        )
     (path,), (target,) = paths.values(), targets.values()
     image = read_image(path)
     axes = _axes_for(settings.axes, spec.inputs[0].name) or image.axes
@@ -298,15 +428,20 @@ def _run_in_imagej(spec: ModelSpec, paths: dict[str, Path], targets: dict[str, P
         click.echo(f"{spec.name}: its {' and '.join(stages)} is an ImageJ macro: running it in ImageJ")
     start_s = time.perf_counter()
     ij = start()
-    calibration: dict[str, float | str] = {a: image.pixel_size[a] for a in ("x", "y", "z") if a in image.pixel_size}
+    calibration: dict[str, float | str] = {
+        a: image.pixel_size[a] for a in ("x", "y", "z") if a in image.pixel_size
+    }
     if image.unit:
         calibration["unit"] = image.unit
     imp = to_imageplus(image.array, title=path.name, axes=axes, calibration=calibration)
-    opts = RunOptions(model=str(spec.root), weights_format=settings.weights_format,
-                      tile=parse_tile(settings.tile, tiling_axes(spec)) or {},
-                      preprocessing=[] if settings.no_preprocessing else None,
-                      postprocessing=[] if settings.no_postprocessing else None,
-                      logging="none" if settings.quiet else "normal")
+    opts = RunOptions(
+        model=str(spec.root),
+        weights_format=settings.weights_format,
+        tile=parse_tile(settings.tile, tiling_axes(spec)) or {},
+        preprocessing=[] if settings.no_preprocessing else None,
+        postprocessing=[] if settings.no_postprocessing else None,
+        logging="none" if settings.quiet else "normal",
+    )
     result = run_bundle_on_imageplus(ij, opts, imp, trusted=settings.trust_code)
     out = ImageData(from_imageplus(result), imageplus_axes(result), image.pixel_size, image.unit)
     write_image(target, out)
@@ -339,7 +474,9 @@ def _input_paths(spec: ModelSpec, positional: Path | None, named: tuple[str, ...
     given = {k: Path(v) for k, v in _pairs(named, "--input").items()}
     for k in given:
         if k not in names:
-            raise DeepImageJError(f"--input {k}=...: the model has no input '{k}' (its inputs: {', '.join(names)})")
+            raise DeepImageJError(
+                f"--input {k}=...: the model has no input '{k}' (its inputs: {', '.join(names)})"
+            )
     if positional is not None:
         if len(names) > 1:
             raise DeepImageJError(
@@ -385,7 +522,9 @@ def _is_folder(path: Path) -> bool:
         return False
 
 
-def _output_paths(spec: ModelSpec, values: tuple[str, ...], first_input: Path, streaming: bool = False) -> dict[str, Path]:
+def _output_paths(
+    spec: ModelSpec, values: tuple[str, ...], first_input: Path, streaming: bool = False
+) -> dict[str, Path]:
     """``-o`` values -> one file per output (a folder gets ``<input stem>_<output>.tif`` files); a
     streamed run writes every output into one store (an OME-Zarr/zarr holds one array per output)."""
     from deepimagej import stores
@@ -394,7 +533,9 @@ def _output_paths(spec: ModelSpec, values: tuple[str, ...], first_input: Path, s
     if streaming:
         plain = [Path(v) for v in values if "=" not in v]
         if len(plain) != 1 or len(values) != 1:
-            raise DeepImageJError("a streamed run writes one store: give one -o RESULT.ome.zarr (or .zarr, .tif)")
+            raise DeepImageJError(
+                "a streamed run writes one store: give one -o RESULT.ome.zarr (or .zarr, .tif)"
+            )
         kind = stores.store_kind(plain[0])
         if kind is None or (kind == "tiff" and len(names) > 1):
             raise DeepImageJError(
@@ -406,7 +547,9 @@ def _output_paths(spec: ModelSpec, values: tuple[str, ...], first_input: Path, s
     plain = [Path(v) for v in values if "=" not in v]
     for k in named:
         if k not in names:
-            raise DeepImageJError(f"-o {k}=...: the model has no output '{k}' (its outputs: {', '.join(names)})")
+            raise DeepImageJError(
+                f"-o {k}=...: the model has no output '{k}' (its outputs: {', '.join(names)})"
+            )
     if len(plain) > 1:
         raise DeepImageJError("-o: give one output path (or folder), or NAME=PATH for each output")
     targets = dict(named)
@@ -414,7 +557,8 @@ def _output_paths(spec: ModelSpec, values: tuple[str, ...], first_input: Path, s
         target = plain[0]
         # a name with an image extension is a file (check_output_path refuses it if it is a folder)
         as_folder = target.suffix.lower() not in IMAGE_FORMATS and (
-            (len(names) > 1 and not target.suffix) or _is_folder(target))
+            (len(names) > 1 and not target.suffix) or _is_folder(target)
+        )
         if as_folder:
             for n in names:
                 targets.setdefault(n, target / f"{first_input.stem}_{n}.tif")
@@ -432,26 +576,44 @@ def _output_paths(spec: ModelSpec, values: tuple[str, ...], first_input: Path, s
 
 @main.command("test")
 @click.argument("bundle", type=click.Path(path_type=Path))
-@click.option("--weights", "weights_format", multiple=True, help="Weights format(s) to test (default: every runnable one present).")
+@click.option(
+    "--weights",
+    "weights_format",
+    multiple=True,
+    help="Weights format(s) to test (default: every runnable one present).",
+)
 @click.option("--tolerance", type=float, default=None, help="Max abs difference allowed (default 1e-3).")
-@click.option("--trust", "--trust-code", "trust_code", is_flag=True,
-              help="Run even what the bundle's audit refuses (see `deepimagej info`): file, network or process access, Python code shipped in the bundle (pytorch_state_dict). --trust-code: same.")
+@click.option(
+    "--trust",
+    "--trust-code",
+    "trust_code",
+    is_flag=True,
+    help="Run even what the bundle's audit refuses (see `deepimagej info`): file, network or process access, Python code shipped in the bundle (pytorch_state_dict). --trust-code: same.",
+)
 @friendly_errors
-def test_cmd(bundle: Path, weights_format: tuple[str, ...], tolerance: float | None, trust_code: bool) -> None:
+def test_cmd(
+    bundle: Path, weights_format: tuple[str, ...], tolerance: float | None, trust_code: bool
+) -> None:
     """Run BUNDLE on its test inputs and compare every output with its reference (exit 1 on mismatch)."""
     from deepimagej.bundle import load_bundle
     from deepimagej.check import DEFAULT_TOLERANCE, check_reference
 
     spec = load_bundle(bundle)
-    formats = list(weights_format) or [w.format for w in spec.runnable_weights() if w.path is not None and w.path.exists()]
+    formats = list(weights_format) or [
+        w.format for w in spec.runnable_weights() if w.path is not None and w.path.exists()
+    ]
     if not formats:
-        raise DeepImageJError(f"{spec.source}: no runnable weights file present (tensorflow, keras, onnx or torchscript)")
+        raise DeepImageJError(
+            f"{spec.source}: no runnable weights file present (tensorflow, keras, onnx or torchscript)"
+        )
     if not weights_format and not trust_code and "pytorch_state_dict" in formats and len(formats) > 1:
         formats.remove("pytorch_state_dict")
         click.echo("SKIP pytorch_state_dict: it runs Python code shipped in the bundle; test it with --trust")
     failed = False
     for fmt in formats:
-        report = check_reference(spec, weights_format=fmt, tolerance=tolerance or DEFAULT_TOLERANCE, trust_code=trust_code)
+        report = check_reference(
+            spec, weights_format=fmt, tolerance=tolerance or DEFAULT_TOLERANCE, trust_code=trust_code
+        )
         click.echo(f"{'PASS' if report.passed else 'FAIL'} {report.message}")
         failed |= not report.passed
     sys.exit(1 if failed else 0)
@@ -460,16 +622,32 @@ def test_cmd(bundle: Path, weights_format: tuple[str, ...], tolerance: float | N
 @main.command("info")
 @click.argument("bundle", type=click.Path(path_type=Path))
 @click.option("--layers/--no-layers", default=True, help="Load the weights and summarise layers/operations.")
-@click.option("--image", "image_path", type=click.Path(path_type=Path),
-              help="Show the tile plan and the estimated peak memory for this image (measures the model once).")
+@click.option(
+    "--image",
+    "image_path",
+    type=click.Path(path_type=Path),
+    help="Show the tile plan and the estimated peak memory for this image (measures the model once).",
+)
 @click.option("--axes", help="Axes of --image (read from the TIFF when omitted).")
 @click.option("--tile", help="Tile size to plan with (default: chosen from the memory budget).")
-@click.option("--max-memory", help="Memory budget to plan with, e.g. 1.5G (default: half of the free memory).")
+@click.option(
+    "--max-memory", help="Memory budget to plan with, e.g. 1.5G (default: half of the free memory)."
+)
 @click.option("--weights", "weights_format", help="Weights format to plan for.")
-@click.option("--trust", is_flag=True, help="Load the weights (--layers, --image) even if the audit refuses them.")
+@click.option(
+    "--trust", is_flag=True, help="Load the weights (--layers, --image) even if the audit refuses them."
+)
 @friendly_errors
-def info_cmd(bundle: Path, layers: bool, image_path: Path | None, axes: str | None, tile: str | None,
-             max_memory: str | None, weights_format: str | None, trust: bool) -> None:
+def info_cmd(
+    bundle: Path,
+    layers: bool,
+    image_path: Path | None,
+    axes: str | None,
+    tile: str | None,
+    max_memory: str | None,
+    weights_format: str | None,
+    trust: bool,
+) -> None:
     """Describe BUNDLE: every tensor with its shape rule, tiling, processing, weights, layers (and a plan)."""
     from deepimagej.bundle import load_bundle
     from deepimagej.describe import describe
@@ -482,11 +660,22 @@ def info_cmd(bundle: Path, layers: bool, image_path: Path | None, axes: str | No
         from deepimagej.describe import describe_plan
 
         lazy = stores.should_stream(image_path)
-        images = {t.name: _read_for(spec, t.name, image_path, _axes_for(axes, t.name), lazy=lazy) for t in spec.inputs[:1]}
+        images = {
+            t.name: _read_for(spec, t.name, image_path, _axes_for(axes, t.name), lazy=lazy)
+            for t in spec.inputs[:1]
+        }
         if len(spec.inputs) > 1:
-            raise DeepImageJError(f"--image plans a one-input model; {spec.name} has {len(spec.inputs)} inputs")
-        for line in describe_plan(spec, images, tile=parse_tile(tile, tiling_axes(spec)), max_memory=max_memory,
-                                  weights_format=weights_format, trust=trust):
+            raise DeepImageJError(
+                f"--image plans a one-input model; {spec.name} has {len(spec.inputs)} inputs"
+            )
+        for line in describe_plan(
+            spec,
+            images,
+            tile=parse_tile(tile, tiling_axes(spec)),
+            max_memory=max_memory,
+            weights_format=weights_format,
+            trust=trust,
+        ):
             click.echo(line)
 
 
@@ -509,8 +698,12 @@ def list_cmd(folder: Path | None) -> None:
 
 @main.command("install")
 @click.argument("source", type=click.Path(path_type=Path))
-@click.option("--models", "models_folder", type=click.Path(file_okay=False, path_type=Path),
-              help="Models folder to install into (default: ~/.deepimagej/models, where ImageJ finds them).")
+@click.option(
+    "--models",
+    "models_folder",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Models folder to install into (default: ~/.deepimagej/models, where ImageJ finds them).",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an installed model of the same folder name.")
 @friendly_errors
 def install_cmd(source: Path, models_folder: Path | None, overwrite: bool) -> None:
@@ -524,46 +717,98 @@ def install_cmd(source: Path, models_folder: Path | None, overwrite: bool) -> No
 
     spec = install_model(source, models_folder, overwrite=overwrite)
     click.echo(f"installed '{spec.name}' in {spec.root}")
-    click.echo(f"next     : deepimagej run {spec.root} IMAGE.tif -o OUT.tif, or DeepImageJ Run in ImageJ"
-               + ("" if (models_folder or USER_MODELS) == USER_MODELS else
-                  f" (with DEEPIMAGEJ_MODELS={models_folder})"))
+    click.echo(
+        f"next     : deepimagej run {spec.root} IMAGE.tif -o OUT.tif, or DeepImageJ Run in ImageJ"
+        + (
+            ""
+            if (models_folder or USER_MODELS) == USER_MODELS
+            else f" (with DEEPIMAGEJ_MODELS={models_folder})"
+        )
+    )
 
 
 @main.command("build")
 @click.argument("weights", type=click.Path(path_type=Path))
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Bundle folder to create.")
-@click.option("--config", "config_template", type=click.Path(path_type=Path), help="DeepImageJ config.xml template.")
+@click.option(
+    "--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Bundle folder to create."
+)
+@click.option(
+    "--config", "config_template", type=click.Path(path_type=Path), help="DeepImageJ config.xml template."
+)
 @click.option("--rdf", "rdf_template", type=click.Path(path_type=Path), help="bioimage.io rdf.yaml template.")
-@click.option("--example", "example_image", type=click.Path(path_type=Path), help="Example image (TIFF/NPY/PNG).")
+@click.option(
+    "--example", "example_image", type=click.Path(path_type=Path), help="Example image (TIFF/NPY/PNG)."
+)
 @click.option("--name", help="Model name.")
-@click.option("--axes", "input_axes", help="Model input axes, e.g. byxc (default from the template, else byxc).")
+@click.option(
+    "--axes", "input_axes", help="Model input axes, e.g. byxc (default from the template, else byxc)."
+)
 @click.option("--min-size", type=int, help="Minimum tile size (spatial).")
 @click.option("--step", type=int, help="Tile size step (spatial).")
 @click.option("--halo", type=int, help="Halo / padding in pixels.")
-@click.option("--preprocessing-macro", multiple=True, type=click.Path(path_type=Path), help="ImageJ macro(s) run before the model.")
-@click.option("--postprocessing-macro", multiple=True, type=click.Path(path_type=Path), help="ImageJ macro(s) run after the model.")
+@click.option(
+    "--preprocessing-macro",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="ImageJ macro(s) run before the model.",
+)
+@click.option(
+    "--postprocessing-macro",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="ImageJ macro(s) run after the model.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
 @friendly_errors
-def build_cmd(weights: Path, out_dir: Path, config_template: Path | None, rdf_template: Path | None,
-              example_image: Path | None, name: str | None, input_axes: str | None, min_size: int | None,
-              step: int | None, halo: int | None, preprocessing_macro: tuple[Path, ...],
-              postprocessing_macro: tuple[Path, ...], overwrite: bool) -> None:
+def build_cmd(
+    weights: Path,
+    out_dir: Path,
+    config_template: Path | None,
+    rdf_template: Path | None,
+    example_image: Path | None,
+    name: str | None,
+    input_axes: str | None,
+    min_size: int | None,
+    step: int | None,
+    halo: int | None,
+    preprocessing_macro: tuple[Path, ...],
+    postprocessing_macro: tuple[Path, ...],
+    overwrite: bool,
+) -> None:
     """Export Keras/SavedModel WEIGHTS as a runnable bundle (SavedModel + config.xml + rdf.yaml)."""
     from deepimagej.build import build_bundle
 
     start = time.perf_counter()
     spec = build_bundle(
-        weights, out_dir, name=name, input_axes=input_axes, min_size=min_size, step=step, halo=halo,
-        preprocessing_macros=list(preprocessing_macro) or None, postprocessing_macros=list(postprocessing_macro) or None,
-        example_image=example_image, config_template=config_template, rdf_template=rdf_template, overwrite=overwrite,
+        weights,
+        out_dir,
+        name=name,
+        input_axes=input_axes,
+        min_size=min_size,
+        step=step,
+        halo=halo,
+        preprocessing_macros=list(preprocessing_macro) or None,
+        postprocessing_macros=list(postprocessing_macro) or None,
+        example_image=example_image,
+        config_template=config_template,
+        rdf_template=rdf_template,
+        overwrite=overwrite,
     )
-    click.echo(f"built '{spec.name}' in {out_dir} ({time.perf_counter() - start:.1f} s): {', '.join(sorted(spec.weights))}")
+    click.echo(
+        f"built '{spec.name}' in {out_dir} ({time.perf_counter() - start:.1f} s): {', '.join(sorted(spec.weights))}"
+    )
     if spec.sample_outputs:
         click.echo(f"example result: {spec.sample_outputs[0]}")
 
 
 @main.command("demo")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("out"), help="Where to write the result.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    default=Path("out"),
+    help="Where to write the result.",
+)
 @friendly_errors
 def demo_cmd(out_dir: Path) -> None:
     """Run the shipped pancreatic-cell U-Net bundle on its example image."""
@@ -589,13 +834,19 @@ def demo_cmd(out_dir: Path) -> None:
     target = out_dir / "unet-pancreatic_result.tif"
     write_image(target, dataclasses.replace(out, array=out.array.astype("uint8")))
     click.echo(f"steps   : scale_range (min-max) -> U-Net ({weights.format}) -> binarize 0.5")
-    click.echo(f"output  : {target}  {out.array.shape}, {int(out.array.sum())} foreground pixels ({out.array.mean():.1%}); "
-               f"model loaded in {loaded:.1f} s, run in {elapsed:.2f} s")
+    click.echo(
+        f"output  : {target}  {out.array.shape}, {int(out.array.sum())} foreground pixels ({out.array.mean():.1%}); "
+        f"model loaded in {loaded:.1f} s, run in {elapsed:.2f} s"
+    )
     report = check_reference(spec)
     click.echo(f"check   : {report.message}")
-    click.echo("next    : deepimagej info bundles/unet-pancreatic | deepimagej run bundles/unet-pancreatic IMAGE.tif -o OUT.tif")
-    click.echo("          deepimagej macro macros/pancreatic_pipeline.ijm --image IMAGE.tif -o labels.tif  "
-               "(the bundle's own ImageJ macros, in ImageJ)")
+    click.echo(
+        "next    : deepimagej info bundles/unet-pancreatic | deepimagej run bundles/unet-pancreatic IMAGE.tif -o OUT.tif"
+    )
+    click.echo(
+        "          deepimagej macro macros/pancreatic_pipeline.ijm --image IMAGE.tif -o labels.tif  "
+        "(the bundle's own ImageJ macros, in ImageJ)"
+    )
 
 
 def default_models_dir() -> Path:

@@ -21,8 +21,14 @@ def fail(message: str) -> None:
     sys.exit(2)
 
 
-def _note(message: Warning | str, category: type[Warning], filename: str, lineno: int,
-          file: Any = None, line: str | None = None) -> None:
+def _note(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
     if issubclass(category, DeepImageJWarning):
         click.echo(f"note: {message}", err=True)
     else:
@@ -51,7 +57,9 @@ def friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return func(*args, **kwargs)
         except KeyboardInterrupt as exc:
-            click.echo(f"error: interrupted{f' ({exc})' if str(exc) else ''}; no partial output was left", err=True)
+            click.echo(
+                f"error: interrupted{f' ({exc})' if str(exc) else ''}; no partial output was left", err=True
+            )
             sys.exit(130)
         except DeepImageJError as exc:
             fail(first_line(exc))

@@ -30,8 +30,10 @@ def trust_cmd(bundle: Path | None, revoke: bool, list_records: bool) -> None:
         if not records:
             click.echo(f"no trusted bundle ({records_dir()})")
         for record in records:
-            click.echo(f"{record.get('trusted_at', '?')}  {record.get('name', '?')}  {record.get('bundle', '?')}  "
-                       f"sha256 {str(record.get('content_sha256', '?'))[:16]}")
+            click.echo(
+                f"{record.get('trusted_at', '?')}  {record.get('name', '?')}  {record.get('bundle', '?')}  "
+                f"sha256 {str(record.get('content_sha256', '?'))[:16]}"
+            )
         return
     if bundle is None:
         raise DeepImageJError("deepimagej trust: give a BUNDLE folder (or --list)")
@@ -42,9 +44,13 @@ def trust_cmd(bundle: Path | None, revoke: bool, list_records: bool) -> None:
         return
     report = audit_bundle(spec)
     for finding in report.findings:
-        click.echo(f"{'refused' if finding.refused else 'note'}: {finding.source}: {finding.what}: {finding.detail}")
+        click.echo(
+            f"{'refused' if finding.refused else 'note'}: {finding.source}: {finding.what}: {finding.detail}"
+        )
     if not report.findings:
-        click.echo(f"{spec.name}: the audit found nothing to refuse ({', '.join(report.audited) or 'no weights'}); "
-                   "recording trust anyway")
+        click.echo(
+            f"{spec.name}: the audit found nothing to refuse ({', '.join(report.audited) or 'no weights'}); "
+            "recording trust anyway"
+        )
     record_file = record_trust(spec, [str(f) for f in report.findings])
     click.echo(f"trusted '{spec.name}' ({bundle}): record {record_file}")

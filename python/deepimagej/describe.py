@@ -29,8 +29,10 @@ def _axis_text(axis: AxisSpec) -> str:
 
 
 def _tensor_lines(kind: str, tensor: TensorSpec) -> list[str]:
-    lines = [f"{kind} '{tensor.name}' axes {tensor.axis_names} ({tensor.data_type}): "
-             + ", ".join(_axis_text(a) for a in tensor.axes)]
+    lines = [
+        f"{kind} '{tensor.name}' axes {tensor.axis_names} ({tensor.data_type}): "
+        + ", ".join(_axis_text(a) for a in tensor.axes)
+    ]
     for step in tensor.processing:
         args = ", ".join(f"{k}={v}" for k, v in step.kwargs.items())
         lines.append(f"    {'pre' if kind == 'input' else 'post'}: {step.name}({args})")
@@ -93,12 +95,18 @@ def audit_lines(report: Audit, spec: ModelSpec) -> list[str]:
         return [f"audit       : nothing found in {checked}: computation only"]
     refused = report.refused
     lines = [f"audit       : {len(report.findings)} finding(s) in {checked}, {len(refused)} refused"]
-    lines += [f"    {'refused' if f.refused else 'note'}: {f.source}: {f.what}: {f.detail}" for f in report.findings]
+    lines += [
+        f"    {'refused' if f.refused else 'note'}: {f.source}: {f.what}: {f.detail}" for f in report.findings
+    ]
     if report.trust is not None:
-        lines.append(f"trust       : trusted on {report.trust.get('trusted_at', '?')} (deepimagej trust --revoke {spec.root})")
+        lines.append(
+            f"trust       : trusted on {report.trust.get('trusted_at', '?')} (deepimagej trust --revoke {spec.root})"
+        )
     elif refused:
         files = ", ".join(sorted({f.source for f in refused}))
-        lines.append(f"trust       : not trusted: runs of {files} are refused; `deepimagej trust {spec.root}` or --trust")
+        lines.append(
+            f"trust       : not trusted: runs of {files} are refused; `deepimagej trust {spec.root}` or --trust"
+        )
     return lines
 
 
@@ -106,15 +114,24 @@ def _layer_lines(spec: ModelSpec, trust: bool = False) -> list[str]:
     from deepimagej.engines import load_engine
 
     present = [
-        w for w in spec.runnable_weights()
-        if w.path is not None and w.path.exists() and w.format != "pytorch_state_dict"  # would run the bundle's code
+        w
+        for w in spec.runnable_weights()
+        if w.path is not None
+        and w.path.exists()
+        and w.format != "pytorch_state_dict"  # would run the bundle's code
     ]
     if not present:
-        return ["layers      : (no runnable weights file present that can be inspected without running its code)"]
+        return [
+            "layers      : (no runnable weights file present that can be inspected without running its code)"
+        ]
     if not trust and any(f.refused for f in audit_weights(present[0], spec.root)):
-        return [f"layers      : not loaded ({present[0].format}: loading runs what the audit refuses; --trust to load)"]
+        return [
+            f"layers      : not loaded ({present[0].format}: loading runs what the audit refuses; --trust to load)"
+        ]
     try:
-        engine = load_engine(present[0], [t.name for t in spec.inputs], [t.name for t in spec.outputs], trust_code=trust)
+        engine = load_engine(
+            present[0], [t.name for t in spec.inputs], [t.name for t in spec.outputs], trust_code=trust
+        )
     except DeepImageJError as exc:
         return [f"layers      : cannot load {present[0].format}: {exc}"]
     return [f"layers      : {present[0].format} ({engine.runtime})", *engine.describe()]
@@ -144,8 +161,14 @@ def one_line(bundle_dir: Path, root: Path | None = None) -> str:
     desc = spec.description.strip().splitlines()[0] if spec.description.strip() else ""
     if len(desc) > 90:
         desc = desc[:87] + "..."
-    formats = ",".join(w.format.replace("tensorflow_saved_model_bundle", "tensorflow") for w in spec.runnable_weights()
-                       if w.path is not None and w.path.exists()) or "no weights"
+    formats = (
+        ",".join(
+            w.format.replace("tensorflow_saved_model_bundle", "tensorflow")
+            for w in spec.runnable_weights()
+            if w.path is not None and w.path.exists()
+        )
+        or "no weights"
+    )
     return f"{label}: {spec.name} [{formats}]" + (f" - {desc}" if desc else "")
 
 
@@ -164,8 +187,8 @@ def describe_plan(
     whose audit refuses something is run only when trusted (``trust`` or a trust record).
     """
     from deepimagej import predict
-    from deepimagej.layout import Layout, is_lazy
     from deepimagej.bundle.validate import check_bundle
+    from deepimagej.layout import Layout, is_lazy
 
     bound = predict.bind_inputs(spec, images)
     weights = check_bundle(spec, weights_format)
@@ -174,11 +197,26 @@ def describe_plan(
     for t in spec.inputs:
         mapping = Layout.of(bound[t.name].axes, t)
         tensors[t.name] = (mapping.to_model(bound[t.name].array), mapping.model_axes)
-    streamed = any(is_lazy(d.array) for d in bound.values())  # too large for memory: read and written by blocks
-    run_plan = predict.plan_run(spec, tensors, None, weights_format=weights.format, tile=tile,
-                                max_memory=max_memory, measure=True, trust_code=trusted, streamed=streamed)
+    streamed = any(
+        is_lazy(d.array) for d in bound.values()
+    )  # too large for memory: read and written by blocks
+    run_plan = predict.plan_run(
+        spec,
+        tensors,
+        None,
+        weights_format=weights.format,
+        tile=tile,
+        max_memory=max_memory,
+        measure=True,
+        trust_code=trusted,
+        streamed=streamed,
+    )
     shape = ", ".join(f"{n} {tuple(d.array.shape)} [{d.axes}]" for n, d in bound.items())
-    how = ["run         : streamed (read block by block; write it to -o RESULT.ome.zarr or .tif)"] if streamed else []
+    how = (
+        ["run         : streamed (read block by block; write it to -o RESULT.ome.zarr or .tif)"]
+        if streamed
+        else []
+    )
     return [f"image       : {shape}", *how, *run_plan.describe()]
 
 

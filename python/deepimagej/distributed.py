@@ -95,7 +95,9 @@ def connect(scheduler: str | None = None, workers: int | None = None) -> Any:
     try:
         from distributed import Client, LocalCluster
     except ImportError:
-        raise ClusterError("running on a Dask cluster needs dask.distributed: pip install 'deepimagej[dask]'") from None
+        raise ClusterError(
+            "running on a Dask cluster needs dask.distributed: pip install 'deepimagej[dask]'"
+        ) from None
     if scheduler:
         try:
             client = Client(scheduler, timeout=CONNECT_TIMEOUT)
@@ -106,8 +108,12 @@ def connect(scheduler: str | None = None, workers: int | None = None) -> Any:
             ) from None
     else:
         cluster = LocalCluster(
-            n_workers=max(1, int(workers or 1)), threads_per_worker=1, processes=True, dashboard_address=None,
-            env={"DEEPIMAGEJ_THREADS": "1"}, silence_logs=logging.ERROR,
+            n_workers=max(1, int(workers or 1)),
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            env={"DEEPIMAGEJ_THREADS": "1"},
+            silence_logs=logging.ERROR,
         )
         client = Client(cluster)
     _check_workers(client)
@@ -135,7 +141,7 @@ def _check_workers(client: Any) -> None:
 
     try:
         versions = client.run(_worker_versions)
-    except Exception as exc:  # a worker that cannot unpickle the function lacks the package
+    except Exception as exc:  # noqa: BLE001 - a worker that cannot unpickle the function lacks the package
         raise ClusterError(
             f"a Dask worker cannot run deepimagej ({type(exc).__name__}: {exc}); install the same deepimagej "
             "on every worker"
@@ -177,16 +183,21 @@ def _engine(run: RunSpec) -> Any:
     from deepimagej.engines import load_engine
 
     spec = run.spec
-    return load_engine(spec.weights[run.weights_format], [t.name for t in spec.inputs],
-                       [t.name for t in spec.outputs], trust_code=run.trust_code)
+    return load_engine(
+        spec.weights[run.weights_format],
+        [t.name for t in spec.inputs],
+        [t.name for t in spec.outputs],
+        trust_code=run.trust_code,
+    )
 
 
 def _compute(run: RunSpec, inputs: Mapping[str, InputRef], jobs: list[tuple[int, tiling.Tile]]) -> Any:
     import dask
 
     with dask.config.set(scheduler="synchronous"):  # lazy inputs are read here, not scheduled
-        batch = tiling.stack_batch(run.plan, jobs, _sources(run, inputs), fill_to=run.fixed_batch,
-                                   transforms=run.transforms)
+        batch = tiling.stack_batch(
+            run.plan, jobs, _sources(run, inputs), fill_to=run.fixed_batch, transforms=run.transforms
+        )
     return batch, blocks.call_model(run.spec, _engine(run), batch)
 
 
@@ -195,15 +206,21 @@ def first_batch(run: RunSpec, inputs: Mapping[str, InputRef], jobs: list[tuple[i
     return _compute(run, inputs, jobs)
 
 
-def run_batch(run: RunSpec, inputs: Mapping[str, InputRef], outputs: Mapping[str, OutputRef],
-              jobs: list[tuple[int, tiling.Tile]]) -> int:
+def run_batch(
+    run: RunSpec,
+    inputs: Mapping[str, InputRef],
+    outputs: Mapping[str, OutputRef],
+    jobs: list[tuple[int, tiling.Tile]],
+) -> int:
     """Task: run one batch and write its blocks into the output store; returns the blocks written."""
     import zarr
 
     batch, results = _compute(run, inputs, jobs)
     stitchers = {}
     for name, ref in outputs.items():
-        target = UserOrder(zarr.open_array(str(ref.path), mode="r+"), ref.mapping, ref.model_shape, ref.batch_shape)
+        target = UserOrder(
+            zarr.open_array(str(ref.path), mode="r+"), ref.mapping, ref.model_shape, ref.batch_shape
+        )
         stitchers[name] = tiling.Stitcher(run.plan, target, ref.mapping.out_axes, ref.maps, ref.post)
     blocks.write_batch(stitchers, batch, results)
     return len(jobs)
@@ -219,7 +236,9 @@ def run_distributed(
     run: RunSpec,
     inputs: Mapping[str, InputRef],
     batches: list[list[tuple[int, tiling.Tile]]],
-    make_outputs: Callable[[Mapping[str, tuple[np.ndarray, str]]], dict[str, tuple[OutputRef, tiling.Stitcher]]],
+    make_outputs: Callable[
+        [Mapping[str, tuple[np.ndarray, str]]], dict[str, tuple[OutputRef, tiling.Stitcher]]
+    ],
     progress: blocks.ProgressCallback | None = None,
 ) -> None:
     """Run every batch on the cluster; ``make_outputs(first_results)`` creates the output arrays.
@@ -236,7 +255,8 @@ def run_distributed(
     start = time.perf_counter()
     shared_run = client.scatter(run, broadcast=True)
     shared_inputs = {
-        name: client.scatter(ref, broadcast=True) if ref.array is not None else ref for name, ref in inputs.items()
+        name: client.scatter(ref, broadcast=True) if ref.array is not None else ref
+        for name, ref in inputs.items()
     }
     first = client.submit(first_batch, shared_run, shared_inputs, batches[0], pure=False)
     futures = [first]
@@ -248,7 +268,10 @@ def run_distributed(
         done = len(batches[0])
         if progress is not None:
             progress(done, total, time.perf_counter() - start, 0)
-        futures += [client.submit(run_batch, shared_run, shared_inputs, refs, jobs, pure=False) for jobs in batches[1:]]
+        futures += [
+            client.submit(run_batch, shared_run, shared_inputs, refs, jobs, pure=False)
+            for jobs in batches[1:]
+        ]
         for future in as_completed(futures[1:]):
             done += _result(future)
             if progress is not None:
@@ -269,7 +292,7 @@ def _stop(client: Any, futures: list[Any]) -> None:
             if not any(busy.values()):
                 return
             time.sleep(0.1)
-    except Exception:  # the cluster is gone already: nothing of it writes any more
+    except Exception:  # noqa: BLE001 - the cluster is gone already: nothing of it writes any more
         return
 
 
@@ -282,5 +305,5 @@ def _result(future: Any) -> Any:
         return future.result()
     except DeepImageJError:
         raise
-    except Exception as exc:  # a task's exception, re-raised by dask in the client
+    except Exception as exc:  # noqa: BLE001 - a task's exception, re-raised by dask in the client
         raise ClusterError(f"a Dask task failed: {type(exc).__name__}: {exc}") from None

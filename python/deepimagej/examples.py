@@ -42,11 +42,19 @@ def build_pancreatic(source: str | Path, out: str | Path) -> ModelSpec:
         BundleError: a source file is missing.
     """
     src = Path(source)
-    files = [src / "unet_pancreatic_cell_segmentation.h5", src / "rdf.yaml", src / "exampleImage.tif",
-             src / "README.md", src / "bundle_2020" / "preprocessing.txt", src / "bundle_2020" / "postprocessing.txt"]
+    files = [
+        src / "unet_pancreatic_cell_segmentation.h5",
+        src / "rdf.yaml",
+        src / "exampleImage.tif",
+        src / "README.md",
+        src / "bundle_2020" / "preprocessing.txt",
+        src / "bundle_2020" / "postprocessing.txt",
+    ]
     missing = [f for f in files if not f.is_file()]
     if missing:
-        raise BundleError(f"{missing[0]}: not found; the pancreatic bundle is built from the original model's files")
+        raise BundleError(
+            f"{missing[0]}: not found; the pancreatic bundle is built from the original model's files"
+        )
     return build_bundle(
         files[0],
         out,

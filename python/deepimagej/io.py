@@ -152,7 +152,9 @@ def _read_other(path: Path) -> ImageData:
     except InputImageError:
         raise
     except Exception as exc:  # noqa: BLE001 - any reader failure is a bad input file
-        raise InputImageError(f"{path}: cannot read image ({type(exc).__name__}: {first_line(exc)})") from None
+        raise InputImageError(
+            f"{path}: cannot read image ({type(exc).__name__}: {first_line(exc)})"
+        ) from None
     return ImageData(array, _default_axes(array, path))
 
 
@@ -191,11 +193,15 @@ def _read_tiff(path: Path) -> ImageData:
             if "spacing" in ij:
                 pixel_size["z"] = float(ij["spacing"])
             unit = ij.get("unit")
-            keep = {k: v for k, v in ij.items() if k in {"unit", "spacing", "finterval", "Labels", "Ranges", "mode"}}
+            keep = {
+                k: v
+                for k, v in ij.items()
+                if k in {"unit", "spacing", "finterval", "Labels", "Ranges", "mode"}
+            }
     except (tifffile.TiffFileError, ValueError, OSError, IndexError, KeyError, TypeError) as exc:
         raise InputImageError(f"{path}: not a readable TIFF ({first_line(exc)})") from None
     if unit is None or unit in ("pixel", ""):
-        pixel_size = {k: v for k, v in pixel_size.items() if not (v == 1.0)}
+        pixel_size = {k: v for k, v in pixel_size.items() if v != 1.0}
     return ImageData(array, axes, pixel_size, unit, keep)
 
 
@@ -213,7 +219,11 @@ def write_image(path: str | Path, image: ImageData | np.ndarray, axes: str | Non
         InputImageError: the data does not fit the format (e.g. a float image as PNG).
     """
     path = Path(path)
-    data = image if isinstance(image, ImageData) else ImageData(np.asarray(image), axes or _default_axes(np.asarray(image)))
+    data = (
+        image
+        if isinstance(image, ImageData)
+        else ImageData(np.asarray(image), axes or _default_axes(np.asarray(image)))
+    )
     fmt = image_format(path)
     if np.iscomplexobj(data.array):
         raise InputImageError(f"{path}: cannot store complex pixels; write the magnitude or the real part")
@@ -248,7 +258,13 @@ def _png_pixels(path: Path, data: ImageData) -> np.ndarray:
         arr = arr.astype(np.uint8) * 255
     elif arr.dtype not in (np.uint8, np.uint16) and arr.dtype.kind in "iuf" and arr.size:
         low, high = float(arr.min()), float(arr.max())
-        if np.isfinite(low) and np.isfinite(high) and low >= 0 and high <= 65535 and np.all(arr == np.round(arr)):
+        if (
+            np.isfinite(low)
+            and np.isfinite(high)
+            and low >= 0
+            and high <= 65535
+            and np.all(arr == np.round(arr))
+        ):
             arr = arr.astype(np.uint8 if high <= 255 else np.uint16)
     if axes == "yx" and arr.dtype in (np.uint8, np.uint16):
         return arr

@@ -49,7 +49,9 @@ def guess_axes(shape: tuple[int, ...], spec: ModelSpec, tensor: TensorSpec | Non
         return "b" + ("zyx" if has_z else "cyx")
     if len(shape) == 5:
         return "bzyxc" if tensor.axis_names.endswith("c") else "bczyx"
-    raise InputImageError(f"cannot guess the axes of an image with shape {shape}: pass axes, e.g. axes='tzyx'")
+    raise InputImageError(
+        f"cannot guess the axes of an image with shape {shape}: pass axes, e.g. axes='tzyx'"
+    )
 
 
 def _channel_count(tensor: TensorSpec) -> int | None:
@@ -100,17 +102,24 @@ class Layout:
         user = self.user_axes
         if is_lazy(image) and not _is_dask(image) and len(self.batch_axes) <= 1:
             # a zarr/TIFF array: reorder by index translation, so a window read reads only its region
-            return AxisView(image, tuple(
-                (user.index(self.batch_axes) if self.batch_axes else None) if a == "b"
-                else (user.index(a) if a in user else None)
-                for a in self.model_axes))
+            return AxisView(
+                image,
+                tuple(
+                    (user.index(self.batch_axes) if self.batch_axes else None)
+                    if a == "b"
+                    else (user.index(a) if a in user else None)
+                    for a in self.model_axes
+                ),
+            )
         if is_lazy(image):
             image = lazy_view(image)
         order = [user.index(a) for a in self.batch_axes]
         rest = [a for a in self.model_axes if a != "b"]
         order += [user.index(a) for a in rest if a in user]
         arr = np.transpose(image, order)
-        n_batch = int(np.prod([image.shape[user.index(a)] for a in self.batch_axes])) if self.batch_axes else 1
+        n_batch = (
+            int(np.prod([image.shape[user.index(a)] for a in self.batch_axes])) if self.batch_axes else 1
+        )
         inner = [image.shape[user.index(a)] if a in user else 1 for a in rest]
         arr = arr.reshape([n_batch, *inner])
         current = "b" + "".join(rest)
@@ -129,7 +138,9 @@ class Layout:
         final = "".join([a for a in user if a in current] + [a for a in target if a not in user])
         return OutputAxes(out_axes, "".join(target), dropped, added, self.batch_axes, final)
 
-    def from_model(self, output: np.ndarray, out_axes: str, image_shape: tuple[int, ...]) -> tuple[np.ndarray, str]:
+    def from_model(
+        self, output: np.ndarray, out_axes: str, image_shape: tuple[int, ...]
+    ) -> tuple[np.ndarray, str]:
         """Inverse of :meth:`to_model` for a model output (axes ``out_axes``, with ``b``).
 
         Returns:
@@ -188,7 +199,9 @@ class UserOrder:
     along the user's stack/time axes.
     """
 
-    def __init__(self, target: Any, mapping: OutputAxes, model_shape: tuple[int, ...], batch_shape: tuple[int, ...]):
+    def __init__(
+        self, target: Any, mapping: OutputAxes, model_shape: tuple[int, ...], batch_shape: tuple[int, ...]
+    ):
         self.target = target
         self.mapping = mapping
         self.shape = model_shape
@@ -207,7 +220,9 @@ class UserOrder:
             value = value[..., np.newaxis]
             axes += a
         item = positions["b"]
-        unravelled = dict(zip(m.batch_axes, np.unravel_index(int(item), self.batch_shape))) if m.batch_axes else {}
+        unravelled = (
+            dict(zip(m.batch_axes, np.unravel_index(int(item), self.batch_shape))) if m.batch_axes else {}
+        )
         final_index: list[Any] = []
         for a in m.final:
             if a in unravelled:
@@ -281,6 +296,8 @@ def lazy_view(array: Any) -> Any:
     """A lazy array that numpy's transpose/reshape act on without reading it (dask)."""
     import dask.array as da
 
-    return array if isinstance(array, da.Array) else da.from_array(array, chunks=getattr(array, "chunks", "auto"))
-
-
+    return (
+        array
+        if isinstance(array, da.Array)
+        else da.from_array(array, chunks=getattr(array, "chunks", "auto"))
+    )

@@ -212,13 +212,17 @@ def estimate(spec: ModelSpec, weights: WeightsSpec) -> MemoryModel:
     if cached is not None and cached.is_file():
         try:
             data = json.loads(cached.read_text())
-            return MemoryModel(float(data["per_pixel"]), float(data["fixed"]), "measured", float(data["loaded"]))
+            return MemoryModel(
+                float(data["per_pixel"]), float(data["fixed"]), "measured", float(data["loaded"])
+            )
         except (OSError, ValueError, KeyError, TypeError):
             pass  # a damaged cache entry is measured again
     return _bundle_peak(spec) or MemoryModel(DEFAULT_PER_PIXEL)
 
 
-def measure(spec: ModelSpec, weights: WeightsSpec, *, trust_code: bool = False, timeout: float = 300) -> MemoryModel:
+def measure(
+    spec: ModelSpec, weights: WeightsSpec, *, trust_code: bool = False, timeout: float = 300
+) -> MemoryModel:
     """Measure the memory model of ``weights`` in a fresh process (cached per weights file).
 
     The probe loads the model, runs it on a small and a larger valid input (every input
@@ -238,14 +242,17 @@ def measure(spec: ModelSpec, weights: WeightsSpec, *, trust_code: bool = False, 
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, check=False)
     except subprocess.TimeoutExpired:
-        raise DeepImageJError(f"{spec.source.name}: measuring the model's memory took over {timeout:.0f} s") from None
+        raise DeepImageJError(
+            f"{spec.source.name}: measuring the model's memory took over {timeout:.0f} s"
+        ) from None
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
         reason = (proc.stdout.strip().splitlines() or proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise DeepImageJError(f"{spec.source.name}: measuring the model's memory failed ({reason})")
     data = json.loads(lines[-1])
-    model = MemoryModel(SAFETY * float(data["per_pixel"]), SAFETY * float(data["fixed"]), "measured",
-                        float(data["loaded"]))
+    model = MemoryModel(
+        SAFETY * float(data["per_pixel"]), SAFETY * float(data["fixed"]), "measured", float(data["loaded"])
+    )
     if cached is not None:
         cached.parent.mkdir(parents=True, exist_ok=True)
         tmp = cached.with_suffix(f".{os.getpid()}.part")
@@ -296,13 +303,22 @@ def _axis_candidates(
         if dij is not None:
             return tiling.plan_deepimagej({axis: size}, axis, dij, patch=request, border={axis: border})
         return tiling.plan_tiles(
-            {axis: size}, axis, min_size={axis: geometry.min_size.get(axis, 1)}, step={axis: geometry.step.get(axis, 1)},
-            halo={axis: geometry.halo[axis]}, fixed={k: v for k, v in geometry.fixed.items() if k == axis},
-            tile=request, border={axis: border},
+            {axis: size},
+            axis,
+            min_size={axis: geometry.min_size.get(axis, 1)},
+            step={axis: geometry.step.get(axis, 1)},
+            halo={axis: geometry.halo[axis]},
+            fixed={k: v for k, v in geometry.fixed.items() if k == axis},
+            tile=request,
+            border={axis: border},
         )
 
     def entry(p: tiling.TilePlan) -> tuple[int, int, int]:
-        return p.n_tiles, p.tile_shape[0], sum(t.input_slices[0].stop - t.input_slices[0].start for t in p.tiles)
+        return (
+            p.n_tiles,
+            p.tile_shape[0],
+            sum(t.input_slices[0].stop - t.input_slices[0].start for t in p.tiles),
+        )
 
     single = plan(None)
     found = {single.n_tiles: entry(single)}
@@ -338,7 +354,29 @@ def _axis_candidates(
 
 
 #: Tile counts per axis tried by :func:`choose` (every count up to 8, then sparser).
-_TILE_COUNTS = (*range(2, 9), 10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 56, 64, 80, 96, 128, 160, 192, 256, 384, 512)
+_TILE_COUNTS = (
+    *range(2, 9),
+    10,
+    12,
+    14,
+    16,
+    20,
+    24,
+    28,
+    32,
+    40,
+    48,
+    56,
+    64,
+    80,
+    96,
+    128,
+    160,
+    192,
+    256,
+    384,
+    512,
+)
 
 
 class _Option(NamedTuple):
@@ -395,7 +433,9 @@ def choose(
     if tile or (dij_tiling is not None and dij_tiling.fixed_patch) or not spatial:
         plan = tiling.plan_for_spec(spec, image_shape, tile, geometry=geometry)
         computed = sum(math.prod(s.stop - s.start for s in t.input_slices) for t in plan.tiles)
-        options = [_Option(dict(zip(plan.spatial_axes, plan.tile_shape)), plan.n_tiles, plan.tile_pixels, computed)]
+        options = [
+            _Option(dict(zip(plan.spatial_axes, plan.tile_shape)), plan.n_tiles, plan.tile_pixels, computed)
+        ]
     else:
         per_axis = [_axis_candidates(spec, a, image_shape[a], geometry) for a in spatial]
         options = [
@@ -501,7 +541,9 @@ def _probe(descriptor: str, weights_format: str, trust_code: bool) -> dict[str, 
 def _main(argv: list[str]) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m deepimagej.memory", description="measure a bundle's memory model")
+    parser = argparse.ArgumentParser(
+        prog="python -m deepimagej.memory", description="measure a bundle's memory model"
+    )
     parser.add_argument("descriptor")
     parser.add_argument("weights_format")
     parser.add_argument("--trust-code", action="store_true")

@@ -50,7 +50,15 @@ from deepimagej import stats
 from deepimagej.bundle.spec import ProcessingStep
 from deepimagej.errors import DeepImageJError
 
-__all__ = ["SUPPORTED_OPS", "Pipeline", "ProcessingError", "apply_processing", "apply_step", "fit", "needs_statistics"]
+__all__ = [
+    "SUPPORTED_OPS",
+    "Pipeline",
+    "ProcessingError",
+    "apply_processing",
+    "apply_step",
+    "fit",
+    "needs_statistics",
+]
 
 DEFAULT_EPS = 1e-6
 
@@ -256,10 +264,15 @@ def _scale_range_stats(
         lo, hi = stats.minmax(ref, dims, own)
     else:
         lo, hi = stats.percentiles(ref, dims, [lo_p, hi_p], own)
-    return {"lo": _as_stat(_stats_shape_for(lo, ref_axes, axes, x)), "hi": _as_stat(_stats_shape_for(hi, ref_axes, axes, x))}
+    return {
+        "lo": _as_stat(_stats_shape_for(lo, ref_axes, axes, x)),
+        "hi": _as_stat(_stats_shape_for(hi, ref_axes, axes, x)),
+    }
 
 
-def _scale_range(x: np.ndarray, axes: str, kw: Mapping[str, Any], stats: Mapping[str, np.ndarray]) -> np.ndarray:
+def _scale_range(
+    x: np.ndarray, axes: str, kw: Mapping[str, Any], stats: Mapping[str, np.ndarray]
+) -> np.ndarray:
     eps = np.float32(_number(kw, "eps", DEFAULT_EPS, "scale_range"))
     x = _float(x)
     return ((x - stats["lo"]) / (stats["hi"] - stats["lo"] + eps)).astype(np.float32, copy=False)
@@ -302,7 +315,9 @@ def _fixed_zero_mean_unit_variance(
     return ((x - m) / (s + eps)).astype(np.float32, copy=False)
 
 
-def _scale_linear(x: np.ndarray, axes: str, kw: Mapping[str, Any], stats: Mapping[str, np.ndarray]) -> np.ndarray:
+def _scale_linear(
+    x: np.ndarray, axes: str, kw: Mapping[str, Any], stats: Mapping[str, np.ndarray]
+) -> np.ndarray:
     op = "scale_linear"
     x = _float(x)
     gain = _param(kw.get("gain", 1.0), x, axes, kw, op, "gain")
@@ -377,7 +392,9 @@ def _softmax(x: np.ndarray, axes: str, kw: Mapping[str, Any], stats: Mapping[str
     return (e / e.sum(axis=dim, keepdims=True)).astype(np.float32, copy=False)
 
 
-def _ensure_dtype(x: np.ndarray, axes: str, kw: Mapping[str, Any], stats: Mapping[str, np.ndarray]) -> np.ndarray:
+def _ensure_dtype(
+    x: np.ndarray, axes: str, kw: Mapping[str, Any], stats: Mapping[str, np.ndarray]
+) -> np.ndarray:
     op = "ensure_dtype"
     name = kw.get("dtype")
     if name is None:
@@ -454,7 +471,9 @@ class Pipeline:
         if axis not in self.axes:
             return False
         dim = self.axes.index(axis)
-        return any(s.ndim == len(self.axes) and s.shape[dim] > 1 for stats in self.stats for s in stats.values())
+        return any(
+            s.ndim == len(self.axes) and s.shape[dim] > 1 for stats in self.stats for s in stats.values()
+        )
 
     def apply(self, block: np.ndarray, region: tuple[Any, ...] | None = None) -> np.ndarray:
         """Apply the steps to the whole tensor or any block of it (same axes, any size along the others).
@@ -471,7 +490,9 @@ class Pipeline:
         """
         x = np.asarray(block)
         if x.ndim != len(self.axes):
-            raise ProcessingError(f"the tensor has {x.ndim} dimensions but axes '{self.axes}' name {len(self.axes)}")
+            raise ProcessingError(
+                f"the tensor has {x.ndim} dimensions but axes '{self.axes}' name {len(self.axes)}"
+            )
         if not self.steps:
             return x.astype(np.float32)
         for step, stats_ in zip(self.steps, self.stats):
@@ -488,7 +509,8 @@ def _in_region(stat: np.ndarray, region: tuple[Any, ...]) -> np.ndarray:
     if stat.ndim != len(region):
         return stat
     index = tuple(
-        (r if isinstance(r, slice) else slice(r, r + 1)) if n > 1 else slice(None) for n, r in zip(stat.shape, region)
+        (r if isinstance(r, slice) else slice(r, r + 1)) if n > 1 else slice(None)
+        for n, r in zip(stat.shape, region)
     )
     return stat[index]
 
@@ -514,7 +536,9 @@ def fit(
         ProcessingError: unknown operation, or parameters that do not fit the tensor.
     """
     if len(array.shape) != len(axes):
-        raise ProcessingError(f"the tensor has {len(array.shape)} dimensions but axes '{axes}' name {len(axes)}")
+        raise ProcessingError(
+            f"the tensor has {len(array.shape)} dimensions but axes '{axes}' name {len(axes)}"
+        )
     fitted: list[dict[str, np.ndarray]] = []
     for k, step in enumerate(steps):
         op = _op(step)

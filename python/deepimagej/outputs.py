@@ -24,8 +24,10 @@ from deepimagej.errors import OutputError
 #: Image formats chosen by the output's extension.
 IMAGE_FORMATS = {".tif": "tiff", ".tiff": "tiff", ".png": "png", ".npy": "npy"}
 #: Formats users may type that deepimagej does not write yet, with what to do instead.
-NOT_YET = {".ome.zarr": "an OME-Zarr store is written by a streamed run, not as one image",
-           ".zarr": "a zarr store is written by a streamed run, not as one image"}  # longest suffix first
+NOT_YET = {
+    ".ome.zarr": "an OME-Zarr store is written by a streamed run, not as one image",
+    ".zarr": "a zarr store is written by a streamed run, not as one image",
+}  # longest suffix first
 #: Free space kept in reserve on the target file system beyond the file itself.
 SPACE_MARGIN = 16 * 2**20
 #: Longest name the temporary file borrows from the target's name (it adds about 14 characters).
@@ -42,8 +44,10 @@ def image_format(path: str | Path) -> str:
     name = path.name.lower()
     for suffix, why in NOT_YET.items():
         if name.endswith(suffix):
-            raise OutputError(f"{path}: {why} (deepimagej run ... -o {path.name}, or predict(..., out=...)); "
-                              "or write .tif (ImageJ TIFF) or .npy")
+            raise OutputError(
+                f"{path}: {why} (deepimagej run ... -o {path.name}, or predict(..., out=...)); "
+                "or write .tif (ImageJ TIFF) or .npy"
+            )
     fmt = IMAGE_FORMATS.get(path.suffix.lower())
     if fmt is None:
         shown = path.suffix or "no extension"
@@ -89,8 +93,9 @@ def check_output_path(path: str | Path, *, inputs: Iterable[str | Path] = (), im
     return path
 
 
-def check_replaceable_folder(folder: str | Path, *, inputs: Iterable[str | Path] = (),
-                             markers: Iterable[str] = ()) -> None:
+def check_replaceable_folder(
+    folder: str | Path, *, inputs: Iterable[str | Path] = (), markers: Iterable[str] = ()
+) -> None:
     """Refuse to replace ``folder`` (an output folder about to be deleted and rewritten) when that would lose data.
 
     Args:
@@ -185,7 +190,9 @@ def make_folder(folder: str | Path, *, for_file: Path | None = None) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
-        raise OutputError(f"{for_file or folder}: {folder} is a file, not a folder; choose another output folder") from None
+        raise OutputError(
+            f"{for_file or folder}: {folder} is a file, not a folder; choose another output folder"
+        ) from None
     except OSError as exc:
         if exc.errno == errno.ENOTDIR:
             blocker = _existing_ancestor(folder)
@@ -237,7 +244,9 @@ def _check_name_length(path: Path) -> None:
                 f"({name_max}); choose a shorter name"
             )
     if len(os.fsencode(str(path.absolute()))) >= path_max:
-        raise OutputError(f"{str(path)[:60]}...: path longer than this system allows ({path_max}); choose a shorter one")
+        raise OutputError(
+            f"{str(path)[:60]}...: path longer than this system allows ({path_max}); choose a shorter one"
+        )
 
 
 def _existing_ancestor(folder: Path) -> Path:

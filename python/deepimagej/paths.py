@@ -40,12 +40,14 @@ USER_MODELS = Path.home() / ".deepimagej" / "models"
 def models_folders() -> list[Path]:
     """The models folders that exist, in search order: every folder of ``$DEEPIMAGEJ_MODELS``
     (``os.pathsep``-separated), the checkout's ``bundles/``, then :data:`USER_MODELS`."""
-    folders = [Path(e.strip()).expanduser() for e in os.environ.get("DEEPIMAGEJ_MODELS", "").split(os.pathsep)
-               if e.strip()]
+    folders = [
+        Path(e.strip()).expanduser()
+        for e in os.environ.get("DEEPIMAGEJ_MODELS", "").split(os.pathsep)
+        if e.strip()
+    ]
     folders += [REPO_BUNDLES, USER_MODELS]
     seen: list[Path] = []
     for folder in folders:
         if folder.is_dir() and folder.resolve() not in [s.resolve() for s in seen]:
             seen.append(folder)
     return seen
-

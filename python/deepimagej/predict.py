@@ -64,7 +64,9 @@ def as_spec(bundle: str | Path | ModelSpec) -> ModelSpec:
 
 
 def bind_inputs(
-    spec: ModelSpec, image: ImageLike | Mapping[str, ImageLike], axes: str | Mapping[str, str] | None = None,
+    spec: ModelSpec,
+    image: ImageLike | Mapping[str, ImageLike],
+    axes: str | Mapping[str, str] | None = None,
     nan: str = "error",
 ) -> dict[str, ImageData]:
     """The user's image(s) as one :class:`~deepimagej.io.ImageData` per model input, with axes.
@@ -111,12 +113,19 @@ def bind_inputs(
     return bound
 
 
-def _image_data(spec: ModelSpec, tensor: TensorSpec, value: ImageLike, axes: str | None, nan: str) -> ImageData:
+def _image_data(
+    spec: ModelSpec, tensor: TensorSpec, value: ImageLike, axes: str | None, nan: str
+) -> ImageData:
     if isinstance(value, ImageData):
         data, array, known = value, value.array, value.axes
     elif isinstance(value, stores.LazyImage):
-        data = ImageData(value.array, value.axes, value.pixel_size, value.unit,
-                         {"path": str(value.path)} if value.path is not None else {})
+        data = ImageData(
+            value.array,
+            value.axes,
+            value.pixel_size,
+            value.unit,
+            {"path": str(value.path)} if value.path is not None else {},
+        )
         array, known = value.array, value.axes
     elif hasattr(value, "dims") and hasattr(value, "data"):  # xarray.DataArray (numpy- or dask-backed)
         array = value.data
@@ -129,10 +138,15 @@ def _image_data(spec: ModelSpec, tensor: TensorSpec, value: ImageLike, axes: str
     if is_lazy(array):  # read block by block: the pixel check runs on each block as it is read
         array = _checked_lazily(array, nan, name)
     else:
-        array, replaced = check_pixels(array, nan, name=name)  # complex and NaN/Inf pixels: refused or replaced
+        array, replaced = check_pixels(
+            array, nan, name=name
+        )  # complex and NaN/Inf pixels: refused or replaced
         if replaced:
-            warnings.warn(f"{replaced} NaN/infinite pixel(s) of the {name} replaced by the {nan} value",
-                          DeepImageJWarning, stacklevel=4)
+            warnings.warn(
+                f"{replaced} NaN/infinite pixel(s) of the {name} replaced by the {nan} value",
+                DeepImageJWarning,
+                stacklevel=4,
+            )
     ndim = len(array.shape)
     given = axes or known
     user_axes = check_axes_string(given, ndim) if given else guess_axes(array.shape, spec, tensor)
@@ -147,15 +161,19 @@ def _checked_lazily(array: Any, nan: str, name: str) -> Any:
     for in each block as it is read (:func:`deepimagej.blocks.finite_then`)."""
     kind = np.dtype(array.dtype).kind
     if kind == "c":
-        raise InputImageError(f"{name} has complex pixels ({array.dtype}); models run on real values: "
-                              "take the magnitude or the real part first")
+        raise InputImageError(
+            f"{name} has complex pixels ({array.dtype}); models run on real values: "
+            "take the magnitude or the real part first"
+        )
     if kind not in "biuf":
         raise InputImageError(f"{name} has non-numeric pixels ({array.dtype}); give a numeric image")
     if nan not in NAN_POLICIES:
         raise InputImageError(f"nan={nan!r}: use one of {', '.join(NAN_POLICIES)}")
     if nan == "mean" and kind == "f":
-        raise InputImageError(f"{name} is read block by block: nan='mean' needs a pass over the whole image; "
-                              "use nan='zero' (--nan=zero) or clean the image first")
+        raise InputImageError(
+            f"{name} is read block by block: nan='mean' needs a pass over the whole image; "
+            "use nan='zero' (--nan=zero) or clean the image first"
+        )
     return array
 
 
@@ -207,7 +225,9 @@ class RunPlan:
         ]
 
 
-def _spatial_shape(spec: ModelSpec, tensors: Mapping[str, tuple[np.ndarray, str]], spatial: str) -> dict[str, int]:
+def _spatial_shape(
+    spec: ModelSpec, tensors: Mapping[str, tuple[np.ndarray, str]], spatial: str
+) -> dict[str, int]:
     """Size of each tiled axis, checked to be the same in every input that has it."""
     shape: dict[str, int] = {}
     first: dict[str, str] = {}
@@ -238,7 +258,9 @@ def _items(tensors: Mapping[str, tuple[Any, str]]) -> int:
         ) from None
 
 
-def _output_bytes(spec: ModelSpec, geometry: tiling.ModelGeometry, shape: Mapping[str, int], n_items: int) -> int:
+def _output_bytes(
+    spec: ModelSpec, geometry: tiling.ModelGeometry, shape: Mapping[str, int], n_items: int
+) -> int:
     """Bytes of the stitched outputs (float32; channels as the descriptor says, else 1)."""
     total = 0
     for t in spec.outputs:
@@ -294,7 +316,11 @@ def plan_run(
     if model.source != "measured" and (strict or measure):
         model = memory.measure(spec, weights, trust_code=trust_code)
     # without a loaded engine (planning only), a run's process holds the loaded model and the inputs
-    resident = memory.rss_bytes() if engine is not None else max(memory.rss_bytes(), int(model.loaded) + inputs_bytes)
+    resident = (
+        memory.rss_bytes()
+        if engine is not None
+        else max(memory.rss_bytes(), int(model.loaded) + inputs_bytes)
+    )
     outputs_bytes = 0 if streamed else _output_bytes(spec, geometry, shape, n_items)
     baseline = resident + outputs_bytes + extra_bytes
     # what earlier runs of this engine left resident is its runtime's pool, reused by this run's calls
@@ -305,9 +331,19 @@ def plan_run(
 
     def decide(model: memory.MemoryModel) -> memory.Choice:
         return memory.choose(
-            spec, shape, model, budget=budget, baseline=baseline, reusable=reusable,
-            call_limit=None if strict else memory.DEFAULT_CALL_BYTES, n_items=n_items, fixed_batch=fixed,
-            tile=tile, batch_size=batch_size, strict=strict, geometry=geometry,
+            spec,
+            shape,
+            model,
+            budget=budget,
+            baseline=baseline,
+            reusable=reusable,
+            call_limit=None if strict else memory.DEFAULT_CALL_BYTES,
+            n_items=n_items,
+            fixed_batch=fixed,
+            tile=tile,
+            batch_size=batch_size,
+            strict=strict,
+            geometry=geometry,
         )
 
     choice = decide(model)
@@ -402,9 +438,18 @@ def run(
     """
     spec = as_spec(bundle)
     result = predict(
-        spec, bind_inputs(spec, image, axes, nan=nan), tile=tile, weights_format=weights_format, batch_size=batch_size,
-        max_memory=max_memory, apply_preprocessing=apply_preprocessing, apply_postprocessing=apply_postprocessing,
-        progress=progress, trust_code=trust_code, trust=trust, pixel_size=pixel_size,
+        spec,
+        bind_inputs(spec, image, axes, nan=nan),
+        tile=tile,
+        weights_format=weights_format,
+        batch_size=batch_size,
+        max_memory=max_memory,
+        apply_preprocessing=apply_preprocessing,
+        apply_postprocessing=apply_postprocessing,
+        progress=progress,
+        trust_code=trust_code,
+        trust=trust,
+        pixel_size=pixel_size,
     )
     arrays = {name: out.array for name, out in result.outputs.items()}
     return arrays if len(arrays) > 1 else next(iter(arrays.values()))
@@ -441,12 +486,19 @@ def predict(
     """
     _refuse_macro_only(spec, apply_preprocessing, apply_postprocessing)
     weights = check_bundle(spec, weights_format)
-    trusted = require_allowed(spec, weights, trust or trust_code)  # the audit: refuses file/process access unless trusted
-    engine = load_engine(weights, [t.name for t in spec.inputs], [t.name for t in spec.outputs], trust_code=trusted)
+    trusted = require_allowed(
+        spec, weights, trust or trust_code
+    )  # the audit: refuses file/process access unless trusted
+    engine = load_engine(
+        weights, [t.name for t in spec.inputs], [t.name for t in spec.outputs], trust_code=trusted
+    )
     if engine.resident_bytes is None:
         engine.resident_bytes = memory.rss_bytes()
     layouts = {t.name: Layout.of(inputs[t.name].axes, t) for t in spec.inputs}
-    raw = {t.name: (layouts[t.name].to_model(inputs[t.name].array), layouts[t.name].model_axes) for t in spec.inputs}
+    raw = {
+        t.name: (layouts[t.name].to_model(inputs[t.name].array), layouts[t.name].model_axes)
+        for t in spec.inputs
+    }
     # element size: the model runs at its own pixel size; pre/post-processing at the image's
     rescaling = resample.rescale_factors(pixel_size, resample.model_pixel_size(spec))
     if rescaling and (out is not None or any(is_lazy(a) for a, _ in raw.values())):
@@ -486,16 +538,37 @@ def predict(
         else:
             transforms[t.name] = functools.partial(blocks.apply_to_item, pipeline)
     start = time.perf_counter()
-    plan_kwargs: PlanOptions = {"weights_format": weights.format, "tile": tile, "batch_size": batch_size,
-                   "max_memory": max_memory, "trust_code": trusted, "extra_bytes": extra,
-                   "streamed": out is not None}
+    plan_kwargs: PlanOptions = {
+        "weights_format": weights.format,
+        "tile": tile,
+        "batch_size": batch_size,
+        "max_memory": max_memory,
+        "trust_code": trusted,
+        "extra_bytes": extra,
+        "streamed": out is not None,
+    }
     if scheduler is not None and out is None:
-        raise InputImageError("running on a Dask cluster writes the outputs to a store: give out='result.ome.zarr'")
+        raise InputImageError(
+            "running on a Dask cluster writes the outputs to a store: give out='result.ome.zarr'"
+        )
     if out is not None:
         client, own = _client(scheduler)
         try:
-            return _predict_streamed(spec, engine, inputs, layouts, sources, transforms, plan_kwargs, progress,
-                                     Path(out), overwrite, apply_postprocessing, start, client)
+            return _predict_streamed(
+                spec,
+                engine,
+                inputs,
+                layouts,
+                sources,
+                transforms,
+                plan_kwargs,
+                progress,
+                Path(out),
+                overwrite,
+                apply_postprocessing,
+                start,
+                client,
+            )
         finally:
             if own:
                 client.close()
@@ -506,14 +579,24 @@ def predict(
         stitched, run_plan = _dihedral_mean(spec, engine, sources, transforms, plan_kwargs, progress)
     else:
         run_plan = plan_run(spec, sources, engine, **plan_kwargs)
-        stitched = blocks.run_blocks(spec, engine, run_plan.plan, run_plan.geometry, run_plan.n_items, run_plan.choice.batch, sources, transforms, progress)
+        stitched = blocks.run_blocks(
+            spec,
+            engine,
+            run_plan.plan,
+            run_plan.geometry,
+            run_plan.n_items,
+            run_plan.choice.batch,
+            sources,
+            transforms,
+            progress,
+        )
     seconds = time.perf_counter() - start
     outputs = {}
     for t in spec.outputs:
         array, out_axes = stitched[t.name]
         array = resample.rescale_back(array, out_axes, rescaling, image_sizes[_followed_input(spec, t)])
         if apply_postprocessing and t.processing:
-            refs = {**references, **{name: value for name, value in stitched.items()}}
+            refs = {**references, **stitched}
             array = ops.apply_processing(array, out_axes, t.processing, references=refs)
         follow = _followed_input(spec, t)
         image = inputs[follow]
@@ -564,7 +647,9 @@ def _predict_streamed(
         raise
     chunks = _block_shape(run_plan.plan)
 
-    def allocate(name: str, first: np.ndarray, out_axes: str, maps: Mapping[str, tiling.AxisMap | None]) -> Any:
+    def allocate(
+        name: str, first: np.ndarray, out_axes: str, maps: Mapping[str, tiling.AxisMap | None]
+    ) -> Any:
         return create(name, first, out_axes, maps)[0]
 
     def create(
@@ -595,10 +680,18 @@ def _predict_streamed(
                 block.append(n)
         sample = first[tuple(0 if a == "b" else slice(0, 1) for a in out_axes)]
         dtype = post[name](sample).dtype  # what the post-processing makes
-        array = store.create(name, final_shape, dtype, mapping.final, tuple(block),
-                             _output_pixel_size(image, run_plan, tensor), image.unit)
-        ref = distributed.OutputRef(store.array_path(name), mapping, tuple(model_shape), batch_shape, dict(maps),
-                                    post[name])
+        array = store.create(
+            name,
+            final_shape,
+            dtype,
+            mapping.final,
+            tuple(block),
+            _output_pixel_size(image, run_plan, tensor),
+            image.unit,
+        )
+        ref = distributed.OutputRef(
+            store.array_path(name), mapping, tuple(model_shape), batch_shape, dict(maps), post[name]
+        )
         return UserOrder(array, mapping, tuple(model_shape), batch_shape), ref
 
     def make_outputs(results: Mapping[str, tuple[np.ndarray, str]]) -> dict[str, Any]:
@@ -611,12 +704,31 @@ def _predict_streamed(
 
     try:
         if client is None:
-            blocks.run_blocks(spec, engine, run_plan.plan, run_plan.geometry, run_plan.n_items,
-                              run_plan.choice.batch, sources, transforms, progress, allocate=allocate, post=post)
+            blocks.run_blocks(
+                spec,
+                engine,
+                run_plan.plan,
+                run_plan.geometry,
+                run_plan.n_items,
+                run_plan.choice.batch,
+                sources,
+                transforms,
+                progress,
+                allocate=allocate,
+                post=post,
+            )
         else:
-            run = distributed.RunSpec(spec, run_plan.weights_format, bool(plan_kwargs["trust_code"]), run_plan.plan,
-                                      blocks.fixed_batch(spec, engine), dict(transforms))
-            refs = {t.name: _input_ref(inputs[t.name], layouts[t.name], sources[t.name][0]) for t in spec.inputs}
+            run = distributed.RunSpec(
+                spec,
+                run_plan.weights_format,
+                bool(plan_kwargs["trust_code"]),
+                run_plan.plan,
+                blocks.fixed_batch(spec, engine),
+                dict(transforms),
+            )
+            refs = {
+                t.name: _input_ref(inputs[t.name], layouts[t.name], sources[t.name][0]) for t in spec.inputs
+            }
             jobs = tiling.batches(run_plan.plan, run_plan.n_items, run_plan.choice.batch)
             distributed.run_distributed(client, run, refs, jobs, make_outputs, progress)
         store.commit()
@@ -673,7 +785,9 @@ def _dihedral_mean(
     """
     for t in (*spec.inputs, *spec.outputs):
         if not (t.has_axis("y") and t.has_axis("x")):
-            raise BundleError(f"{spec.source.name}: test-time augmentation needs y and x axes in every tensor")
+            raise BundleError(
+                f"{spec.source.name}: test-time augmentation needs y and x axes in every tensor"
+            )
     tile = plan_kwargs.get("tile")
     start = time.perf_counter()
     totals: dict[str, tuple[np.ndarray, str]] = {}
@@ -691,9 +805,25 @@ def _dihedral_mean(
 
         def report(done: int, count: int, n: int = n) -> None:
             if progress is not None:
-                progress(n * count + done, len(DIHEDRAL) * count, time.perf_counter() - start, memory.peak_rss_bytes())
+                progress(
+                    n * count + done,
+                    len(DIHEDRAL) * count,
+                    time.perf_counter() - start,
+                    memory.peak_rss_bytes(),
+                )
 
-        outs = blocks.run_blocks(spec, engine, run_plan.plan, run_plan.geometry, run_plan.n_items, run_plan.choice.batch, moved, transforms, None, report)
+        outs = blocks.run_blocks(
+            spec,
+            engine,
+            run_plan.plan,
+            run_plan.geometry,
+            run_plan.n_items,
+            run_plan.choice.batch,
+            moved,
+            transforms,
+            None,
+            report,
+        )
         for name, (out, axes) in outs.items():
             iy, ix = axes.index("y"), axes.index("x")
             if mirrored:
@@ -725,7 +855,9 @@ def _output_pixel_size(image: ImageData, run_plan: RunPlan, output: TensorSpec) 
     return sizes
 
 
-def macro_only_stages(spec: ModelSpec, pre: bool = True, post: bool = True) -> list[tuple[str, tuple[Path, ...]]]:
+def macro_only_stages(
+    spec: ModelSpec, pre: bool = True, post: bool = True
+) -> list[tuple[str, tuple[Path, ...]]]:
     """The stages (``"pre-processing"``, ``"post-processing"``) that only an ImageJ macro of the
     bundle does (no bioimage.io operation stands in for it), with their macro files."""
     stages = []

@@ -45,13 +45,32 @@ __all__ = [
 
 #: Length units (as ImageJ, OME and bioimage.io write them) in micrometres.
 MICROMETRES_PER_UNIT = {
-    "um": 1.0, "µm": 1.0, "μm": 1.0, "micron": 1.0, "microns": 1.0, "micrometer": 1.0, "micrometre": 1.0,
-    "micrometers": 1.0, "micrometres": 1.0,
-    "nm": 1e-3, "nanometer": 1e-3, "nanometre": 1e-3, "nanometers": 1e-3, "nanometres": 1e-3,
-    "mm": 1e3, "millimeter": 1e3, "millimetre": 1e3,
-    "cm": 1e4, "centimeter": 1e4, "centimetre": 1e4,
-    "m": 1e6, "meter": 1e6, "metre": 1e6,
-    "a": 1e-4, "å": 1e-4, "angstrom": 1e-4,
+    "um": 1.0,
+    "µm": 1.0,
+    "μm": 1.0,
+    "micron": 1.0,
+    "microns": 1.0,
+    "micrometer": 1.0,
+    "micrometre": 1.0,
+    "micrometers": 1.0,
+    "micrometres": 1.0,
+    "nm": 1e-3,
+    "nanometer": 1e-3,
+    "nanometre": 1e-3,
+    "nanometers": 1e-3,
+    "nanometres": 1e-3,
+    "mm": 1e3,
+    "millimeter": 1e3,
+    "millimetre": 1e3,
+    "cm": 1e4,
+    "centimeter": 1e4,
+    "centimetre": 1e4,
+    "m": 1e6,
+    "meter": 1e6,
+    "metre": 1e6,
+    "a": 1e-4,
+    "å": 1e-4,
+    "angstrom": 1e-4,
 }
 #: Element sizes closer than this (relative) are the same: no resampling.
 SAME_SIZE = 1e-3
@@ -120,7 +139,9 @@ def image_pixel_size(image: ImageData) -> dict[str, float]:
     return sizes
 
 
-def rescale_factors(image_size: Mapping[str, float] | None, model_size: Mapping[str, float]) -> dict[str, float]:
+def rescale_factors(
+    image_size: Mapping[str, float] | None, model_size: Mapping[str, float]
+) -> dict[str, float]:
     """Zoom per spatial axis that brings an image of ``image_size`` to the model's ``model_size``.
 
     ``image / model``: an image with 0.25 µm pixels for a 0.5 µm model is shrunk by 2 (factor 0.5).
@@ -151,9 +172,17 @@ def _resize(array: np.ndarray, shape: Sequence[int], *, labels: bool) -> np.ndar
         return array
     shrinking = any(n < m for n, m in zip(shape, array.shape))
     if labels:
-        return resize(array, shape, order=0, mode="edge", anti_aliasing=False, preserve_range=True).astype(array.dtype)
-    out = resize(array.astype(np.float32, copy=False), shape, order=1, mode="reflect",
-                 anti_aliasing=shrinking, preserve_range=True)
+        return resize(array, shape, order=0, mode="edge", anti_aliasing=False, preserve_range=True).astype(
+            array.dtype
+        )
+    out = resize(
+        array.astype(np.float32, copy=False),
+        shape,
+        order=1,
+        mode="reflect",
+        anti_aliasing=shrinking,
+        preserve_range=True,
+    )
     return out.astype(np.float32, copy=False)
 
 
@@ -161,7 +190,9 @@ def _scaled(n: int, factor: float) -> int:
     return max(1, round(n * factor))
 
 
-def rescale(array: np.ndarray, axes: str, factors: Mapping[str, float], *, labels: bool = False) -> np.ndarray:
+def rescale(
+    array: np.ndarray, axes: str, factors: Mapping[str, float], *, labels: bool = False
+) -> np.ndarray:
     """Resample the spatial axes of ``array`` (named by ``axes``) by ``factors``; other axes are kept.
 
     Args:

@@ -46,7 +46,9 @@ def _groups(shape: tuple[int, ...], dims: Sequence[int]) -> Iterator[tuple[int, 
     return itertools.product(*kept)
 
 
-def _blocks(array: Any, dims: Sequence[int], group: tuple[int, ...], transform: Transform) -> Iterator[np.ndarray]:
+def _blocks(
+    array: Any, dims: Sequence[int], group: tuple[int, ...], transform: Transform
+) -> Iterator[np.ndarray]:
     """The values of one group, block by block (flattened, in their own dtype: every comparison
     and sum below is exact in float64 without a float64 copy of the block), in a fixed order."""
     shape = array.shape
@@ -111,8 +113,17 @@ def _lerp(a: float, b: float, t: float) -> float:
     return b - diff * (1 - t) if t >= 0.5 else a + diff * t
 
 
-def _order_statistics(array: Any, dims: Sequence[int], group: tuple[int, ...], ranks: list[int], n: int,
-                      lo: float, hi: float, integer: bool, transform: Transform) -> dict[int, float]:
+def _order_statistics(
+    array: Any,
+    dims: Sequence[int],
+    group: tuple[int, ...],
+    ranks: list[int],
+    n: int,
+    lo: float,
+    hi: float,
+    integer: bool,
+    transform: Transform,
+) -> dict[int, float]:
     """The values at ``ranks`` (0-based, in sorted order) of one group, found exactly."""
     found: dict[int, float] = {}
     for rank in ranks:
@@ -142,7 +153,7 @@ def _order_statistics(array: Any, dims: Sequence[int], group: tuple[int, ...], r
             if integer and high - low < _BINS:
                 found[rank] = new_low
                 break
-            if in_bin <= _GATHER or new_low == low and new_high == high:
+            if in_bin <= _GATHER or (new_low == low and new_high == high):
                 values = []
                 for block in _blocks(array, dims, group, transform):
                     low64, high64 = np.float64(new_low), np.float64(new_high)
@@ -168,11 +179,14 @@ def percentiles(
     for group in _groups(array.shape, dims):
         n = math.prod(array.shape[d] for d in dims)
         positions = [q / 100 * (n - 1) for q in qs]
-        ranks = sorted({int(math.floor(p)) for p in positions} | {min(int(math.floor(p)) + 1, n - 1) for p in positions})
-        values = _order_statistics(array, dims, group, ranks, n, float(lows[group]), float(highs[group]), integer,
-                                   transform)
+        ranks = sorted(
+            {math.floor(p) for p in positions} | {min(math.floor(p) + 1, n - 1) for p in positions}
+        )
+        values = _order_statistics(
+            array, dims, group, ranks, n, float(lows[group]), float(highs[group]), integer, transform
+        )
         for result, p in zip(results, positions):
-            below = int(math.floor(p))
+            below = math.floor(p)
             above = min(below + 1, n - 1)
             result[group] = _lerp(values[below], values[above], p - below)
     return results

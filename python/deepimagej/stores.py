@@ -35,7 +35,16 @@ import numpy as np
 from deepimagej.errors import DeepImageJError, InputImageError, OutputError
 from deepimagej.memory import parse_size
 
-__all__ = ["LazyImage", "OutputStore", "check_target", "is_store_path", "open_image", "open_outputs", "storage_order", "store_kind"]
+__all__ = [
+    "LazyImage",
+    "OutputStore",
+    "check_target",
+    "is_store_path",
+    "open_image",
+    "open_outputs",
+    "storage_order",
+    "store_kind",
+]
 
 #: NGFF axis types of deepimagej's axis letters.
 _NGFF_TYPES = {"t": "time", "c": "channel", "z": "space", "y": "space", "x": "space", "b": "index"}
@@ -177,15 +186,21 @@ def _open_tiff(path: Path) -> LazyImage:
             )
         _check_pages(path, series)
         store = series.aszarr()
-        array = zarr.open_array(store, mode="r") if not _is_group(store) else zarr.open_group(store, mode="r")["0"]
+        array = (
+            zarr.open_array(store, mode="r")
+            if not _is_group(store)
+            else zarr.open_group(store, mode="r")["0"]
+        )
         pixel_size, unit = _tiff_calibration(tif)
         axes = tiff_axes(series.axes)
     except InputImageError:
         tif.close()
         raise
-    except Exception as exc:  # tifffile / zarr raise many kinds for damaged files
+    except Exception as exc:  # noqa: BLE001 - tifffile / zarr raise many kinds for damaged files
         tif.close()
-        raise InputImageError(f"{path}: cannot read the TIFF block by block ({type(exc).__name__}: {exc})") from None
+        raise InputImageError(
+            f"{path}: cannot read the TIFF block by block ({type(exc).__name__}: {exc})"
+        ) from None
     return LazyImage(array, axes, pixel_size, unit, path, tif)
 
 
@@ -198,7 +213,9 @@ def _check_pages(path: Path, series: Any) -> None:
         key = page.keyframe
         offsets, counts = page.dataoffsets, page.databytecounts
         if any(o + c > size for o, c in zip(offsets, counts)):
-            raise InputImageError(f"{path}: the file ends before the pixels its header points to; it is truncated")
+            raise InputImageError(
+                f"{path}: the file ends before the pixels its header points to; it is truncated"
+            )
         need = int(np.prod(key.shape)) * key.dtype.itemsize
         if key.compression == 1 and sum(counts) < need:
             raise InputImageError(
@@ -262,7 +279,9 @@ def _open_zarr(path: Path) -> LazyImage:
         names = list(_default_axes(array.ndim))
     axes = "".join({"t": "t", "c": "c", "z": "z", "y": "y", "x": "x"}.get(n.lower()[:1], "b") for n in names)
     units = [a.get("unit") for a in image.get("axes", []) if isinstance(a, Mapping)]
-    scale = next((t["scale"] for t in dataset.get("coordinateTransformations", []) if t.get("type") == "scale"), None)
+    scale = next(
+        (t["scale"] for t in dataset.get("coordinateTransformations", []) if t.get("type") == "scale"), None
+    )
     pixel_size = {a: float(s) for a, s in zip(axes, scale or []) if a in "zyx"}
     unit = next((u for a, u in zip(axes, units) if a in "yx" and u), None)
     return LazyImage(array, axes, pixel_size, unit, path)
@@ -312,8 +331,14 @@ class OutputStore:
             or the name is not a store.
     """
 
-    def __init__(self, path: str | Path, n_outputs: int = 1, *, overwrite: bool = False,
-                 inputs: tuple[str | Path, ...] = ()):
+    def __init__(
+        self,
+        path: str | Path,
+        n_outputs: int = 1,
+        *,
+        overwrite: bool = False,
+        inputs: tuple[str | Path, ...] = (),
+    ):
         self.path = check_target(path, overwrite=overwrite, inputs=inputs)
         self.kind = store_kind(self.path)
         parent = self.path.parent
@@ -328,15 +353,27 @@ class OutputStore:
         return self.work / "data.zarr" if self.kind == "tiff" else self.work
 
     def create(
-        self, name: str, shape: tuple[int, ...], dtype: Any, axes: str, chunks: tuple[int, ...],
-        pixel_size: Mapping[str, float] | None = None, unit: str | None = None,
+        self,
+        name: str,
+        shape: tuple[int, ...],
+        dtype: Any,
+        axes: str,
+        chunks: tuple[int, ...],
+        pixel_size: Mapping[str, float] | None = None,
+        unit: str | None = None,
     ) -> Any:
         """Create the array of output ``name`` (chunks as given: the run's blocks) and return it."""
         import zarr
 
         group = "" if self.n_outputs == 1 else name
         chunks = tuple(max(1, min(c, n)) for c, n in zip(chunks, shape))
-        options = {"shape": shape, "chunks": chunks, "dtype": np.dtype(dtype), "fill_value": 0, "overwrite": True}
+        options = {
+            "shape": shape,
+            "chunks": chunks,
+            "dtype": np.dtype(dtype),
+            "fill_value": 0,
+            "overwrite": True,
+        }
         if self.kind == "zarr" and self.n_outputs == 1:  # the store is the array
             array = zarr.create_array(str(self.work), zarr_format=2, **options)
             path = self.work
@@ -429,20 +466,28 @@ def _write_ngff(root: Path, entry: _Entry) -> None:
     folder = root / entry.group if entry.group else root
     attrs_file = folder / ".zattrs"
     attrs = json.loads(attrs_file.read_text()) if attrs_file.exists() else {}
-    attrs["multiscales"] = [{
-        "version": "0.4",
-        "name": entry.name,
-        "axes": axes,
-        "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": scale}]}],
-        "metadata": {"written_by": "deepimagej"},
-    }]
+    attrs["multiscales"] = [
+        {
+            "version": "0.4",
+            "name": entry.name,
+            "axes": axes,
+            "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": scale}]}],
+            "metadata": {"written_by": "deepimagej"},
+        }
+    ]
     _write_json(attrs_file, attrs)
 
 
 def _ngff_unit(unit: str) -> str:
     """ImageJ unit names -> NGFF (UDUNITS) names."""
-    return {"micron": "micrometer", "µm": "micrometer", "um": "micrometer", "nm": "nanometer",
-            "mm": "millimeter", "cm": "centimeter"}.get(unit, unit)
+    return {
+        "micron": "micrometer",
+        "µm": "micrometer",
+        "um": "micrometer",
+        "nm": "nanometer",
+        "mm": "millimeter",
+        "cm": "centimeter",
+    }.get(unit, unit)
 
 
 def _write_tiff(path: Path, entry: _Entry) -> None:
@@ -453,7 +498,9 @@ def _write_tiff(path: Path, entry: _Entry) -> None:
     axes = entry.axes
     if not ("y" in axes and "x" in axes):
         raise OutputError(f"output '{entry.name}' has no y and x axes; write it as .ome.zarr or .zarr")
-    order = [axes.index(a) for a in "tczyx" if a in axes] + [i for i, a in enumerate(axes) if a not in "tczyx"]
+    order = [axes.index(a) for a in "tczyx" if a in axes] + [
+        i for i, a in enumerate(axes) if a not in "tczyx"
+    ]
     names = "".join(axes[i] for i in order)
     shape = tuple(array.shape[i] for i in order)
     ny, nx = shape[-2], shape[-1]
@@ -480,11 +527,21 @@ def _write_tiff(path: Path, entry: _Entry) -> None:
         metadata["PhysicalSizeX"] = entry.pixel_size["x"]
         metadata["PhysicalSizeY"] = entry.pixel_size.get("y", entry.pixel_size["x"])
         if entry.unit:
-            metadata["PhysicalSizeXUnit"] = metadata["PhysicalSizeYUnit"] = "µm" if entry.unit in (
-                "micron", "um", "µm", "micrometer") else entry.unit
+            metadata["PhysicalSizeXUnit"] = metadata["PhysicalSizeYUnit"] = (
+                "µm" if entry.unit in ("micron", "um", "µm", "micrometer") else entry.unit
+            )
     nbytes = int(np.prod(shape)) * np.dtype(array.dtype).itemsize
-    tifffile.imwrite(path, tiles(), shape=shape, dtype=array.dtype, tile=tile, ome=True, metadata=metadata,
-                     bigtiff=nbytes > _BIGTIFF, photometric="minisblack")
+    tifffile.imwrite(
+        path,
+        tiles(),
+        shape=shape,
+        dtype=array.dtype,
+        tile=tile,
+        ome=True,
+        metadata=metadata,
+        bigtiff=nbytes > _BIGTIFF,
+        photometric="minisblack",
+    )
 
 
 def _replace(source: Path, target: Path) -> None:

@@ -70,8 +70,8 @@ __all__ = [
     "Tile",
     "TilePlan",
     "TilingError",
-    "cut",
     "batches",
+    "cut",
     "item_count",
     "iter_batches",
     "iter_tile_batches",
@@ -388,7 +388,13 @@ def layout_axis(
 
 
 def _layout_chunks(
-    size: int, tile: int, halo: int, align: int, total: int, valid: Callable[[int], int | None], border: int = 0
+    size: int,
+    tile: int,
+    halo: int,
+    align: int,
+    total: int,
+    valid: Callable[[int], int | None],
+    border: int = 0,
 ) -> tuple[int, int, list[_AxisTile]]:
     """The bioimage.io layout: kept blocks on a regular grid, windows on the ``align`` grid.
 
@@ -450,7 +456,12 @@ def _build_plan(
         step = align[i] if align else 0
         try:
             before, after, tiles = layout_axis(
-                size, q, h, step, totals[i] if totals else None, valid[i] if valid else None,
+                size,
+                q,
+                h,
+                step,
+                totals[i] if totals else None,
+                valid[i] if valid else None,
                 border[i] if border and step else 0,
             )
         except TilingError as exc:
@@ -594,7 +605,9 @@ def plan_tiles(
         else:
             total = 0
             rounded = _round_up(size + 2 * h, lo, st)
-            single = lo if rounded is None else rounded  # None: fixed size smaller than image + halo: tiles of exactly that size
+            single = (
+                lo if rounded is None else rounded
+            )  # None: fixed size smaller than image + halo: tiles of exactly that size
         q = single
         if a in tile:
             requested = _round_up(int(tile[a]), lo, st)
@@ -705,8 +718,6 @@ def plan_deepimagej(
         tile_shape.append(q)
         halos.append(p)
     return _build_plan(spatial, sizes, tile_shape, halos, "deepimagej", border=borders)
-
-
 
 
 # --------------------------------------------------------------------------------------------
@@ -868,7 +879,9 @@ def model_geometry(spec: ModelSpec) -> ModelGeometry:
                 )
             geometry.fixed[a] = fixed
         else:
-            first = next((v for v in range(lo, lo + grid * max(st, 1) + 1, max(st, 1)) if v % grid == 0), None)
+            first = next(
+                (v for v in range(lo, lo + grid * max(st, 1) + 1, max(st, 1)) if v % grid == 0), None
+            )
             if first is None:
                 raise TilingError(
                     f"{spec.name}: no valid input size along {a} gives whole output pixels (output scale 1/{grid})"
@@ -919,20 +932,34 @@ def plan_for_spec(
         raise TilingError(f"{spec.name}: the image has no axis {', '.join(missing)} (model axes: {spatial})")
     shape = {a: int(image_shape[a]) for a in spatial}
     border = zero_border(spec)
-    scaled = any(m is not None and not m.is_identity for maps in geometry.outputs.values() for m in maps.values())
+    scaled = any(
+        m is not None and not m.is_identity for maps in geometry.outputs.values() for m in maps.values()
+    )
     if spec.kind == "deepimagej" and spec.deepimagej_tiling is not None and not scaled:
         inp = spec.inputs[0]
         # a spatial axis with a fixed size and no halo (a fixed z depth) is outside the patch rule
         fixed_depth = {
             a: size
             for a in spatial
-            if a not in "yx" and inp.has_axis(a) and (size := inp.axis(a).size) is not None and inp.axis(a).halo == 0
+            if a not in "yx"
+            and inp.has_axis(a)
+            and (size := inp.axis(a).size) is not None
+            and inp.axis(a).halo == 0
         }
-        plan = plan_deepimagej(shape, spatial, spec.deepimagej_tiling, patch=tile, fixed=fixed_depth, border=border)
+        plan = plan_deepimagej(
+            shape, spatial, spec.deepimagej_tiling, patch=tile, fixed=fixed_depth, border=border
+        )
     else:
         plan = plan_tiles(
-            shape, spatial, min_size=geometry.min_size, step=geometry.step, halo=geometry.halo,
-            fixed=geometry.fixed, tile=tile, max_tile=max_tile, border=border,
+            shape,
+            spatial,
+            min_size=geometry.min_size,
+            step=geometry.step,
+            halo=geometry.halo,
+            fixed=geometry.fixed,
+            tile=tile,
+            max_tile=max_tile,
+            border=border,
         )
     for a, n in zip(plan.spatial_axes, plan.grid_shape):
         if n > 1 and a in geometry.whole:
@@ -1037,7 +1064,9 @@ def cut(
         if start >= 0 and stop <= size:
             index.append(slice(start, stop))
             continue
-        positions = reflect_index(np.arange(window.start, window.stop) - plan.pad_before[i], plan.image_shape[i])
+        positions = reflect_index(
+            np.arange(window.start, window.stop) - plan.pad_before[i], plan.image_shape[i]
+        )
         positions = positions - plan.border[i]
         inside = (positions >= 0) & (positions < size)
         lo = int(positions[inside].min()) if inside.any() else 0
@@ -1166,7 +1195,9 @@ def _same_shape_batches(jobs: list[tuple[int, Tile]], batch_size: int) -> Iterat
             yield group[first : first + batch_size]
 
 
-def _call_with_item(transform: Callable[[np.ndarray, int], np.ndarray], item: int, block: np.ndarray) -> np.ndarray:
+def _call_with_item(
+    transform: Callable[[np.ndarray, int], np.ndarray], item: int, block: np.ndarray
+) -> np.ndarray:
     return transform(block, item)
 
 
@@ -1226,15 +1257,19 @@ class Stitcher:
         self.out = out
         self.transform = transform
         self.axes = plan.spatial_axes if axes is None else axes
-        self.maps = {a: IDENTITY for a in plan.spatial_axes} if maps is None else dict(maps)
+        self.maps = dict.fromkeys(plan.spatial_axes, IDENTITY) if maps is None else dict(maps)
         if len(out.shape) != len(self.axes):
-            raise TilingError(f"output has {len(out.shape)} dimensions but axes '{self.axes}' name {len(self.axes)}")
+            raise TilingError(
+                f"output has {len(out.shape)} dimensions but axes '{self.axes}' name {len(self.axes)}"
+            )
         for a in plan.spatial_axes:
             amap = self.maps.get(a)
             if a in self.axes and amap is not None:
                 n = plan.output_size(a, amap)
                 if out.shape[self.axes.index(a)] != n:
-                    raise TilingError(f"output is {out.shape[self.axes.index(a)]} pixels along {a}, the image gives {n}")
+                    raise TilingError(
+                        f"output is {out.shape[self.axes.index(a)]} pixels along {a}, the image gives {n}"
+                    )
         self._windows: dict[tuple[tuple[int, ...], str], tuple[slice, slice]] = {}
         self.written = 0
 
@@ -1276,7 +1311,11 @@ class Stitcher:
             q = window.stop - window.start
             expected = amap.size(q)
             if n != expected:
-                rule = "the size of its input" if amap.is_identity else f"{amap.scale} x its input + {2 * amap.offset}"
+                rule = (
+                    "the size of its input"
+                    if amap.is_identity
+                    else f"{amap.scale} x its input + {2 * amap.offset}"
+                )
                 raise TilingError(
                     f"the model returned {n} pixels along {a} for a tile of {q} (expected {float(expected):g}: "
                     f"{rule}, as its descriptor says)"

@@ -23,7 +23,9 @@ INTERRUPTED = "interrupted"  # a signal stops it: exit 130 (or killed), nothing 
 KILLED = "killed"  # SIGKILL: nothing can clean up, but no partial file under the real name
 
 Setup = Callable[[Path, Path], None]  # (case folder, materials folder)
-Check = Callable[[Path, Path, "Outcome"], "str | None"]  # (case folder, materials, outcome) -> a problem or None
+Check = Callable[
+    [Path, Path, "Outcome"], "str | None"
+]  # (case folder, materials, outcome) -> a problem or None
 
 
 @dataclass
@@ -127,12 +129,18 @@ def _model_started(pid: int) -> bool:
     return "_pywrap_tensorflow" in maps or "libtorch_cpu" in maps
 
 
-def run_process(command: list[str], env: dict[str, str], cwd: Path, timeout: float,
-                sig: tuple[int, float] | None = None) -> Outcome:
+def run_process(
+    command: list[str], env: dict[str, str], cwd: Path, timeout: float, sig: tuple[int, float] | None = None
+) -> Outcome:
     """Run ``command`` in its own process group; kill the group on timeout; report leftovers."""
     start = time.monotonic()
     proc = subprocess.Popen(
-        command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        command,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         start_new_session=True,
     )
     hung = False
@@ -210,9 +218,8 @@ def judge(case: Case, outcome: Outcome, expect: str) -> list[str]:
     elif expect == INTERRUPTED:
         if code not in (130, -signal.SIGINT, -signal.SIGTERM):
             problems.append(f"exit status {code} after the signal, expected 130 ({tail})")
-    elif expect == KILLED:
-        if code != -signal.SIGKILL:
-            problems.append(f"exit status {code}, expected death by SIGKILL")
+    elif expect == KILLED and code != -signal.SIGKILL:
+        problems.append(f"exit status {code}, expected death by SIGKILL")
     return problems
 
 

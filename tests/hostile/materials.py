@@ -48,10 +48,14 @@ weights:
 
 def write_rdf(folder: Path, name: str, fmt: str, weights: str, channels_first: bool = False) -> None:
     """A bioimage.io 0.4 descriptor for a one-input, one-output 2D model."""
-    axes, mins, steps = ("bcyx", "[1, 1, 8, 8]", "[0, 0, 8, 8]") if channels_first else (
-        "byxc", "[1, 8, 8, 1]", "[0, 8, 8, 0]")
+    axes, mins, steps = (
+        ("bcyx", "[1, 1, 8, 8]", "[0, 0, 8, 8]")
+        if channels_first
+        else ("byxc", "[1, 8, 8, 1]", "[0, 8, 8, 0]")
+    )
     (folder / "rdf.yaml").write_text(
-        RDF_2D.format(name=name, axes=axes, mins=mins, steps=steps, fmt=fmt, weights=weights), encoding="utf-8"
+        RDF_2D.format(name=name, axes=axes, mins=mins, steps=steps, fmt=fmt, weights=weights),
+        encoding="utf-8",
     )
 
 
@@ -210,8 +214,12 @@ def _tensorflow_models(models: Path, pwned: Path) -> None:
     _tf_bundle(models, "tf_while", while_write)
 
     def restore(x):
-        (value,) = tf.raw_ops.RestoreV2(prefix="/tmp/deepimagej-no-such-checkpoint", tensor_names=["w"],
-                                        shape_and_slices=[""], dtypes=[tf.float32])
+        (value,) = tf.raw_ops.RestoreV2(
+            prefix="/tmp/deepimagej-no-such-checkpoint",
+            tensor_names=["w"],
+            shape_and_slices=[""],
+            dtypes=[tf.float32],
+        )
         return x + value * 0.0
 
     _tf_bundle(models, "tf_restorev2", restore)
@@ -248,7 +256,9 @@ def _keras_models(models: Path, pwned: Path) -> None:
     action = eval(f"lambda t: (open({proof!r}, 'w').close(), t * 2.0)[1]")
     for suffix in ("h5", "keras"):
         inputs = keras.Input((None, None, 1))
-        outputs = keras.layers.Lambda(action, output_shape=lambda s: s)(keras.layers.Conv2D(1, 3, padding="same")(inputs))
+        outputs = keras.layers.Lambda(action, output_shape=lambda s: s)(
+            keras.layers.Conv2D(1, 3, padding="same")(inputs)
+        )
         folder = models / f"keras_lambda_{suffix}"
         folder.mkdir()
         keras.Model(inputs, outputs).save(str(folder / f"model.{suffix}"))
@@ -263,8 +273,9 @@ def _keras_models(models: Path, pwned: Path) -> None:
     with h5py.File(folder / "model.h5", "r+") as h5:
         config = h5.attrs["model_config"]
         config = config.decode() if isinstance(config, bytes) else config
-        h5.attrs["model_config"] = config.replace('"class_name": "Conv2D"', '"class_name": "EvilConv2D"').replace(
-            '"module": "keras.layers"', '"module": "evil_package.layers"')
+        h5.attrs["model_config"] = config.replace(
+            '"class_name": "Conv2D"', '"class_name": "EvilConv2D"'
+        ).replace('"module": "keras.layers"', '"module": "evil_package.layers"')
     write_rdf(folder, "keras_custom", "keras_hdf5", "model.h5")
 
 
@@ -329,8 +340,13 @@ def _torchscript_models(models: Path, pwned: Path) -> None:
     sys.modules["hostile_torchscript"] = module
     try:
         spec.loader.exec_module(module)
-        for name, cls in (("ts_save", "Save"), ("ts_setstate", "SetState"), ("ts_from_file", "FromFile"),
-                          ("ts_error", "Fails"), ("ts_clean", "Clean")):
+        for name, cls in (
+            ("ts_save", "Save"),
+            ("ts_setstate", "SetState"),
+            ("ts_from_file", "FromFile"),
+            ("ts_error", "Fails"),
+            ("ts_clean", "Clean"),
+        ):
             save(name, getattr(module, cls)())
     finally:
         del sys.modules["hostile_torchscript"]

@@ -41,16 +41,41 @@ def _big_test_bundle(case: Path, materials: Path) -> None:
 
 
 CASES = [
-    Case("sigint_during_run", INTERRUPTED, argv=("run", PANCREATIC, BIG, "-o", "{C}/out.tif"),
-         signal=(signal.SIGINT, 2.0), check=_nothing_written("out.tif")),
-    Case("sigterm_during_run", INTERRUPTED, argv=("run", PANCREATIC, BIG, "-o", "{C}/out.tif"),
-         signal=(signal.SIGTERM, 2.0), check=_nothing_written("out.tif")),
-    Case("sigkill_during_run", KILLED, argv=("run", PANCREATIC, BIG, "-o", "{C}/out.tif"),
-         signal=(signal.SIGKILL, 2.0), check=_nothing_written("out.tif", temporary_ok=True)),
-    Case("sigterm_during_test", INTERRUPTED, argv=("test", "{C}/b"), signal=(signal.SIGTERM, 1.0),
-         setup=_big_test_bundle, check=_nothing_written()),
+    Case(
+        "sigint_during_run",
+        INTERRUPTED,
+        argv=("run", PANCREATIC, BIG, "-o", "{C}/out.tif"),
+        signal=(signal.SIGINT, 2.0),
+        check=_nothing_written("out.tif"),
+    ),
+    Case(
+        "sigterm_during_run",
+        INTERRUPTED,
+        argv=("run", PANCREATIC, BIG, "-o", "{C}/out.tif"),
+        signal=(signal.SIGTERM, 2.0),
+        check=_nothing_written("out.tif"),
+    ),
+    Case(
+        "sigkill_during_run",
+        KILLED,
+        argv=("run", PANCREATIC, BIG, "-o", "{C}/out.tif"),
+        signal=(signal.SIGKILL, 2.0),
+        check=_nothing_written("out.tif", temporary_ok=True),
+    ),
+    Case(
+        "sigterm_during_test",
+        INTERRUPTED,
+        argv=("test", "{C}/b"),
+        signal=(signal.SIGTERM, 1.0),
+        setup=_big_test_bundle,
+        check=_nothing_written(),
+    ),
     Case("sigint_while_loading", INTERRUPTED, argv=("info", PANCREATIC), signal=(signal.SIGINT, 0.0)),
-    Case("sigterm_during_build", INTERRUPTED, argv=("build", "{M}/inputs/pancreatic/model.h5", "--out", "{C}/built",
-                                                    "--example", BIG), signal=(signal.SIGTERM, 3.0),
-         check=_nothing_written("built")),
+    Case(
+        "sigterm_during_build",
+        INTERRUPTED,
+        argv=("build", "{M}/inputs/pancreatic/model.h5", "--out", "{C}/built", "--example", BIG),
+        signal=(signal.SIGTERM, 3.0),
+        check=_nothing_written("built"),
+    ),
 ]

@@ -71,8 +71,13 @@ def audit_weights(weights: WeightsSpec, root: Path) -> list[Finding]:
     if weights.format in CODE_FORMATS:
         arch = weights.architecture
         code = (arch.source or arch.import_from or "?") if arch is not None else "its architecture"
-        return [Finding(relative_name(Path(weights.path), root) if weights.path else weights.source, weights.format,
-                        f"runs the Python code {code} shipped with the bundle, with your rights")]
+        return [
+            Finding(
+                relative_name(Path(weights.path), root) if weights.path else weights.source,
+                weights.format,
+                f"runs the Python code {code} shipped with the bundle, with your rights",
+            )
+        ]
     if weights.path is None or weights.format not in AUDITED_FORMATS or not Path(weights.path).exists():
         return []
     key = f"v{AUDIT_VERSION}-{weights.format}-{path_hash(Path(weights.path))}"
@@ -118,7 +123,9 @@ def audit_bundle(spec: ModelSpec) -> Audit:
     return Audit(tuple(findings), tuple(audited), trust_record(spec) if refused else None)
 
 
-def require_allowed(spec: ModelSpec, weights: WeightsSpec, trust: bool = False, macros: Sequence[Path] = ()) -> bool:
+def require_allowed(
+    spec: ModelSpec, weights: WeightsSpec, trust: bool = False, macros: Sequence[Path] = ()
+) -> bool:
     """Raise unless the weights (and the ImageJ ``macros`` about to run) pass the audit or are trusted.
 
     Args:

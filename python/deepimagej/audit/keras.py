@@ -22,11 +22,29 @@ from deepimagej.errors import BundleError, first_line
 #: Largest configuration JSON read.
 MAX_CONFIG_BYTES = 64 * 2**20
 #: Serialization markers of Keras 3 configs (not classes).
-_MARKERS = {"__tuple__", "__keras_tensor__", "__numpy__", "__bytes__", "__typespec__", "__tensor__", "__ellipsis__"}
+_MARKERS = {
+    "__tuple__",
+    "__keras_tensor__",
+    "__numpy__",
+    "__bytes__",
+    "__typespec__",
+    "__tensor__",
+    "__ellipsis__",
+}
 #: Model classes whose names are not attributes of ``keras.layers`` & co.
 _MODEL_CLASSES = {"Functional", "Model", "Sequential", "TensorShape"}
-_KERAS_MODULES = ("layers", "initializers", "regularizers", "constraints", "activations", "dtype_policies",
-                  "optimizers", "losses", "metrics", "models")
+_KERAS_MODULES = (
+    "layers",
+    "initializers",
+    "regularizers",
+    "constraints",
+    "activations",
+    "dtype_policies",
+    "optimizers",
+    "losses",
+    "metrics",
+    "models",
+)
 _REFUSED_CLASSES = {
     "Lambda": "runs Python code stored in the model file (a Lambda layer)",
     "__lambda__": "runs Python code stored in the model file (a serialized Python function)",
@@ -46,7 +64,11 @@ def audit_keras(path: Path, *, source: str) -> list[Finding]:
     found: dict[tuple[str, str], list[str]] = {}
     _walk(config, "model", found, depth=0)
     return [
-        Finding(source, what, f"{why}: {len(layers)} x ({', '.join(layers[:3])}{' ...' if len(layers) > 3 else ''})")
+        Finding(
+            source,
+            what,
+            f"{why}: {len(layers)} x ({', '.join(layers[:3])}{' ...' if len(layers) > 3 else ''})",
+        )
         for (what, why), layers in sorted(found.items())
     ]
 
@@ -107,7 +129,9 @@ def _verdict(class_name: str, module: Any, registered: Any) -> str | None:
     if isinstance(registered, str) and ">" in registered:
         return custom
     if isinstance(module, str):
-        return None if module == "keras" or module.startswith(("keras.", "tensorflow.", "tf_keras")) else custom
+        return (
+            None if module == "keras" or module.startswith(("keras.", "tensorflow.", "tf_keras")) else custom
+        )
     if class_name in _MARKERS or class_name in _MODEL_CLASSES or _is_keras_class(class_name):
         return None
     return custom

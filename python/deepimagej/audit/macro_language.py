@@ -136,11 +136,13 @@ class _Scanner:
                 self._number()
             elif ch.isalpha() or ch == "_" or ord(ch) > 255:
                 start = self.pos
-                while self.pos < n and (text[self.pos].isalnum() or text[self.pos] == "_" or ord(text[self.pos]) > 255):
+                while self.pos < n and (
+                    text[self.pos].isalnum() or text[self.pos] == "_" or ord(text[self.pos]) > 255
+                ):
                     self.pos += 1
-                self.tokens.append(Token("name", text[start:self.pos], self.line))
+                self.tokens.append(Token("name", text[start : self.pos], self.line))
             else:
-                two = text[self.pos:self.pos + 2]
+                two = text[self.pos : self.pos + 2]
                 op = two if two in _OPERATORS2 else ch
                 self.tokens.append(Token("op", op, self.line))
                 self.pos += len(op)
@@ -148,7 +150,7 @@ class _Scanner:
     def _block_comment(self) -> None:
         start_line = self.line
         end = self.text.find("*/", self.pos + 2)
-        body = self.text[self.pos:] if end < 0 else self.text[self.pos:end + 2]
+        body = self.text[self.pos :] if end < 0 else self.text[self.pos : end + 2]
         self.line += body.count("\n") + body.count("\r") - body.count("\r\n")
         if end < 0:
             self.problems.append((start_line, "unterminated comment: the '/*' is never closed by '*/'"))
@@ -174,7 +176,7 @@ class _Scanner:
                     j = self.pos + 1
                     while j < n and j < self.pos + 4 and text[j] in "01234567":
                         j += 1
-                    out.append(chr(int(text[self.pos + 1:j], 8) & 0xFF))
+                    out.append(chr(int(text[self.pos + 1 : j], 8) & 0xFF))
                     self.pos = j
                     continue
                 if nxt in "\r\n":
@@ -208,7 +210,7 @@ class _Scanner:
                     while j < n and text[j].isdigit():
                         j += 1
                     self.pos = j
-        self.tokens.append(Token("number", text[start:self.pos], self.line))
+        self.tokens.append(Token("number", text[start : self.pos], self.line))
 
 
 def tokenize(text: str) -> tuple[list[Token], list[tuple[int, str]]]:
@@ -227,7 +229,12 @@ def _dotted_name(tokens: list[Token], i: int) -> tuple[str, int]:
     """The dotted name starting at ``tokens[i]`` (a name) and the index just after it."""
     parts = [tokens[i].text]
     j = i + 1
-    while j + 1 < len(tokens) and tokens[j].kind == "op" and tokens[j].text == "." and tokens[j + 1].kind == "name":
+    while (
+        j + 1 < len(tokens)
+        and tokens[j].kind == "op"
+        and tokens[j].text == "."
+        and tokens[j + 1].kind == "name"
+    ):
         parts.append(tokens[j + 1].text)
         j += 2
     return ".".join(parts), j
@@ -301,16 +308,32 @@ def syntax_errors(text: str) -> list[tuple[int, str]]:
             stack.append(tok)
         elif tok.text in _CLOSERS:
             if not stack:
-                errors.append((tok.line, f"unexpected '{tok.text}': no '{_CLOSERS[tok.text]}' before it is open"))
+                errors.append(
+                    (tok.line, f"unexpected '{tok.text}': no '{_CLOSERS[tok.text]}' before it is open")
+                )
                 break
             opener = stack.pop()
             if _OPENERS[opener.text] != tok.text:
-                errors.append((tok.line, (f"'{_OPENERS[opener.text]}' expected before '{tok.text}' "
-                                          f"(the '{opener.text}' in line {opener.line} is not closed)")))
+                errors.append(
+                    (
+                        tok.line,
+                        (
+                            f"'{_OPENERS[opener.text]}' expected before '{tok.text}' "
+                            f"(the '{opener.text}' in line {opener.line} is not closed)"
+                        ),
+                    )
+                )
                 break
     else:
         if stack:
             opener = stack[-1]
-            errors.append((opener.line, (f"'{_OPENERS[opener.text]}' expected: the '{opener.text}' in line "
-                                         f"{opener.line} is never closed")))
+            errors.append(
+                (
+                    opener.line,
+                    (
+                        f"'{_OPENERS[opener.text]}' expected: the '{opener.text}' in line "
+                        f"{opener.line} is never closed"
+                    ),
+                )
+            )
     return sorted(errors)

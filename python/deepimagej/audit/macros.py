@@ -48,7 +48,12 @@ REFUSED_COMMANDS: dict[str, str] = {
 }
 
 #: ``eval(language, code)`` languages that run code other than ImageJ macro code
-SCRIPT_LANGUAGES = {"script": "JavaScript", "js": "JavaScript", "bsh": "BeanShell", "python": "Python (Jython)"}
+SCRIPT_LANGUAGES = {
+    "script": "JavaScript",
+    "js": "JavaScript",
+    "bsh": "BeanShell",
+    "python": "Python (Jython)",
+}
 
 #: calls refused whatever their arguments
 REFUSED_FUNCTIONS: dict[str, str] = {
@@ -131,12 +136,19 @@ class _Checker:
         if self.runtime_guard:
             self.add(call, f"{detail}: checked when it runs", refused=False, what=what)
         else:
-            self.add(call, f"{detail}: refused, as this Java cannot confine a macro as it runs (Java 24 and "
-                           "later have no SecurityManager)", what=what)
+            self.add(
+                call,
+                f"{detail}: refused, as this Java cannot confine a macro as it runs (Java 24 and "
+                "later have no SecurityManager)",
+                what=what,
+            )
 
     def check(self, call: Call) -> None:
         handler: Callable[[Call], None] | None = {
-            "eval": self._eval, "call": self._call, "run": self._run, "roiManager": self._roi_manager,
+            "eval": self._eval,
+            "call": self._call,
+            "run": self._run,
+            "roiManager": self._roi_manager,
         }.get(call.name)
         if call.name in REFUSED_FUNCTIONS:
             self.add(call, REFUSED_FUNCTIONS[call.name])
@@ -165,8 +177,11 @@ class _Checker:
             return
         language = call.literal(0)
         if language is None:
-            self.add(call, "runs code in a language chosen when the macro runs (JavaScript, BeanShell or Python "
-                           "would run outside ImageJ's macro language)")
+            self.add(
+                call,
+                "runs code in a language chosen when the macro runs (JavaScript, BeanShell or Python "
+                "would run outside ImageJ's macro language)",
+            )
         elif language in SCRIPT_LANGUAGES:
             self.add(call, f"runs {SCRIPT_LANGUAGES[language]} code", what=f'eval("{language}")')
 
@@ -191,17 +206,24 @@ class _Checker:
             return
         for key, value in _OPTION.findall(options):
             value = value[1:-1] if value.startswith("[") else value
-            if key.lower() in PATH_OPTION_KEYS and value and (_URL.match(value) or "/" in value or "\\" in value):
+            if (
+                key.lower() in PATH_OPTION_KEYS
+                and value
+                and (_URL.match(value) or "/" in value or "\\" in value)
+            ):
                 self._path(call, value, "write" if key.lower() == "save" else "read", what=f'run("{name}")')
 
     def _roi_manager(self, call: Call) -> None:
         action = (call.literal(0) or "").lower()
         if action in ROI_MANAGER_FILE_ACTIONS and len(call.args) > 1:
-            self._path(call, call.literal(1), ROI_MANAGER_FILE_ACTIONS[action], what=f'roiManager("{action}")')
+            self._path(
+                call, call.literal(1), ROI_MANAGER_FILE_ACTIONS[action], what=f'roiManager("{action}")'
+            )
 
 
-def audit_macro(text: str, source: str, *, bundle_root: str | Path | None = None,
-                runtime_guard: bool = True) -> list[Finding]:
+def audit_macro(
+    text: str, source: str, *, bundle_root: str | Path | None = None, runtime_guard: bool = True
+) -> list[Finding]:
     """What an ImageJ macro of a bundle would do that a bundle's macro should not.
 
     Args:
@@ -222,7 +244,9 @@ def audit_macro(text: str, source: str, *, bundle_root: str | Path | None = None
     return checker.findings
 
 
-def audit_macro_file(path: str | Path, bundle_root: str | Path, *, runtime_guard: bool = True) -> list[Finding]:
+def audit_macro_file(
+    path: str | Path, bundle_root: str | Path, *, runtime_guard: bool = True
+) -> list[Finding]:
     """:func:`audit_macro` of a bundle's macro file, with the file's own place checked first.
 
     A macro file outside the bundle folder (``../../somewhere.txt`` in a descriptor, or a link
@@ -231,7 +255,11 @@ def audit_macro_file(path: str | Path, bundle_root: str | Path, *, runtime_guard
     root = Path(bundle_root)
     full = Path(path) if Path(path).is_absolute() else root / path
     if not inside(full, root):
-        shown = os.path.relpath(full, root) if not Path(path).is_absolute() or str(path).startswith(str(root)) else str(path)
+        shown = (
+            os.path.relpath(full, root)
+            if not Path(path).is_absolute() or str(path).startswith(str(root))
+            else str(path)
+        )
         return [Finding(shown, "macro file", f"{path} lies outside the bundle folder {root}")]
     name = full.resolve().relative_to(root.resolve()).as_posix()
     try:

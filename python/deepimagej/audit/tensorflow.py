@@ -49,7 +49,10 @@ CATEGORY_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
             r"|DistributedTPU|TPUEmbedding|^_Xla(Send|Recv)|XlaSendToHost|XlaRecvFromHost"
         ),
     ),
-    ("checkpoint files", re.compile(r"^(Save|SaveV2|SaveSlices|Restore|RestoreV2|RestoreSlice|MergeV2Checkpoints)$")),
+    (
+        "checkpoint files",
+        re.compile(r"^(Save|SaveV2|SaveSlices|Restore|RestoreV2|RestoreSlice|MergeV2Checkpoints)$"),
+    ),
     ("runs a data pipeline", re.compile(r"Dataset|Iterator")),
     ("sleeps", re.compile(r"Sleep")),
 )
@@ -124,9 +127,13 @@ def _is_registered(registry, op: str) -> bool:
 
 def _graph_bytes(path: Path) -> bytes:
     if path.is_file() and path.suffix.lower() == ".zip":
-        names = [i.filename for i in check_zip(path) if i.filename.replace("\\", "/").endswith("saved_model.pb")]
+        names = [
+            i.filename for i in check_zip(path) if i.filename.replace("\\", "/").endswith("saved_model.pb")
+        ]
         if not names:
-            raise BundleError(f"{path}: no saved_model.pb inside; the weights must be a zipped TensorFlow SavedModel")
+            raise BundleError(
+                f"{path}: no saved_model.pb inside; the weights must be a zipped TensorFlow SavedModel"
+            )
         return read_member(path, min(names, key=len), MAX_GRAPH_BYTES)
     pb = path if path.name == "saved_model.pb" else path / "saved_model.pb"
     if not pb.is_file() and path.is_dir():
@@ -135,7 +142,9 @@ def _graph_bytes(path: Path) -> bytes:
     if not pb.is_file():
         raise BundleError(f"{path}: no saved_model.pb found; the weights must be a TensorFlow SavedModel")
     if pb.stat().st_size > MAX_GRAPH_BYTES:
-        raise BundleError(f"{pb}: larger than {MAX_GRAPH_BYTES >> 20} MiB; not a model graph deepimagej reads")
+        raise BundleError(
+            f"{pb}: larger than {MAX_GRAPH_BYTES >> 20} MiB; not a model graph deepimagej reads"
+        )
     return pb.read_bytes()
 
 
@@ -213,11 +222,16 @@ class _GraphAudit:
     def findings(self) -> list[Finding]:
         found: dict[tuple[str, str, bool], Counter[str]] = {}
         for name, node in self.nodes.items():
-            place = "model code" if name in self.run_nodes else ("saver" if name in self.saver_nodes else "dead")
+            place = (
+                "model code" if name in self.run_nodes else ("saver" if name in self.saver_nodes else "dead")
+            )
             self._check(node, place, "the graph", found)
         for fname, function in self.functions.items():
-            place = "model code" if fname in self.run_functions else (
-                "saver" if fname in self.saver_functions else "dead")
+            place = (
+                "model code"
+                if fname in self.run_functions
+                else ("saver" if fname in self.saver_functions else "dead")
+            )
             for node in function.node_def:
                 self._check(node, place, f"function {fname}", found)
         result = []
@@ -234,7 +248,9 @@ class _GraphAudit:
             return
         category = classify(op)
         if category is None and op == "PrintV2":
-            stream = node.attr["output_stream"].s.decode(errors="replace") if "output_stream" in node.attr else ""
+            stream = (
+                node.attr["output_stream"].s.decode(errors="replace") if "output_stream" in node.attr else ""
+            )
             category = "reads or writes files" if _PRINT_FILE.match(stream) else None
         if category is None and not self.known(op):
             category = UNKNOWN

@@ -21,10 +21,23 @@ from deepimagej.audit.findings import Finding
 from deepimagej.errors import BundleError, first_line
 
 #: Operator namespaces a model may use: computation only.
-ALLOWED_NAMESPACES = frozenset({
-    "aten", "prim", "prims", "quantized", "_quantized", "quantization", "sparse", "mkldnn", "mkldnn_prepacked",
-    "onednn", "mkl", "profiler", "torchvision",
-})
+ALLOWED_NAMESPACES = frozenset(
+    {
+        "aten",
+        "prim",
+        "prims",
+        "quantized",
+        "_quantized",
+        "quantization",
+        "sparse",
+        "mkldnn",
+        "mkldnn_prepacked",
+        "onednn",
+        "mkl",
+        "profiler",
+        "torchvision",
+    }
+)
 #: Operators of the allowed namespaces that reach outside the computation.
 _REFUSED = re.compile(r"^(aten::(save|from_file)|prim::rpc_\w+|aten::_?rpc\w*|debugprims::load_tensor)$")
 _WHY = "reads or writes files, or talks to other processes"

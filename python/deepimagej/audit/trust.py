@@ -31,8 +31,15 @@ def content_hash(spec: ModelSpec) -> str:
     combined with their path relative to the bundle folder, in sorted order.
     """
     root = spec.root
-    files: set[Path] = {p for p in root.iterdir() if p.is_file() and (p.name in _DESCRIPTORS or p.name.endswith(
-        ".bioimageio.yaml"))} if root.is_dir() else set()
+    files: set[Path] = (
+        {
+            p
+            for p in root.iterdir()
+            if p.is_file() and (p.name in _DESCRIPTORS or p.name.endswith(".bioimageio.yaml"))
+        }
+        if root.is_dir()
+        else set()
+    )
     files.add(spec.source)
     for weights in spec.weights.values():
         if weights.path is not None:

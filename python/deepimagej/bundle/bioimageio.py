@@ -33,11 +33,11 @@ from deepimagej.bundle.deepimagej_config import SIGNATURE_ALIASES, TAG_ALIASES
 from deepimagej.bundle.files import local_path
 from deepimagej.bundle.spec import (
     BORDER_MODES,
-    ArchitectureSpec,
     DATA_TYPES,
     DETECTION_KEYS,
     OWN_CONFIG_KEY,
     SPATIAL_AXES,
+    ArchitectureSpec,
     AxisSpec,
     ModelSpec,
     ProcessingStep,
@@ -57,7 +57,18 @@ WEIGHT_FORMAT_ALIASES = {
 MACRO_SPECS = ("ij.IJ::runMacroFile", "deepimagej.runMacro")
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 #: Processing kwargs that hold numbers (or per-channel lists of numbers).
-NUMERIC_KWARGS = ("min_percentile", "max_percentile", "eps", "gain", "offset", "mean", "std", "threshold", "min", "max")
+NUMERIC_KWARGS = (
+    "min_percentile",
+    "max_percentile",
+    "eps",
+    "gain",
+    "offset",
+    "mean",
+    "std",
+    "threshold",
+    "min",
+    "max",
+)
 #: Parsing limits for descriptors (see :func:`load_yaml`).
 MAX_DESCRIPTOR_BYTES = 4 * 2**20
 MAX_DEPTH = 64
@@ -107,9 +118,13 @@ def load_yaml(path: Path) -> dict[str, Any]:
     try:
         data = yaml.load(text, Loader=_LimitedLoader)  # noqa: S506 - a SafeLoader with limits
     except _LimitError as exc:
-        raise BundleError(one_line(f"{path}: refused: {exc}; a model descriptor is plain, shallow YAML")) from None
+        raise BundleError(
+            one_line(f"{path}: refused: {exc}; a model descriptor is plain, shallow YAML")
+        ) from None
     except RecursionError:
-        raise BundleError(f"{path}: refused: nested too deeply; a model descriptor is plain, shallow YAML") from None
+        raise BundleError(
+            f"{path}: refused: nested too deeply; a model descriptor is plain, shallow YAML"
+        ) from None
     except yaml.YAMLError as exc:
         raise BundleError(one_line(f"{path}: not valid YAML{_yaml_where(exc)}")) from None
     if not isinstance(data, dict):
@@ -165,7 +180,7 @@ def _expanded_size(node: yaml.Node, memo: dict[int, int], open_nodes: set[int]) 
     for child in children:
         total += _expanded_size(child, memo, open_nodes)
         if total > MAX_NODES:
-            raise _LimitError(f"aliases expand to more than {MAX_NODES:,} values (a \"billion laughs\" YAML)")
+            raise _LimitError(f'aliases expand to more than {MAX_NODES:,} values (a "billion laughs" YAML)')
     open_nodes.discard(key)
     memo[key] = total
     return total
@@ -267,7 +282,12 @@ class _Reader:
     def _axes_pixel_size(self) -> str | None:
         """0.5: the first input's spatial axes' ``scale`` and ``unit`` as ``"0.5micrometer x ..."`` (x, y, z)."""
         inputs = self.data.get("inputs")
-        if self.version != "0.5" or not isinstance(inputs, list) or not inputs or not isinstance(inputs[0], dict):
+        if (
+            self.version != "0.5"
+            or not isinstance(inputs, list)
+            or not inputs
+            or not isinstance(inputs[0], dict)
+        ):
             return None
         sizes = {}
         for raw in self._raw_axes_v05(inputs[0].get("axes"), "inputs[0].axes"):
@@ -290,7 +310,9 @@ class _Reader:
             return None
         field = f"config.{OWN_CONFIG_KEY}.detection"
         if not isinstance(settings, dict):
-            raise field_error(self.path, field, "a mapping with keys among " + ", ".join(DETECTION_KEYS), settings)
+            raise field_error(
+                self.path, field, "a mapping with keys among " + ", ".join(DETECTION_KEYS), settings
+            )
         out = {}
         for key, value in settings.items():
             if key not in DETECTION_KEYS:
@@ -304,7 +326,9 @@ class _Reader:
         """``config.deepimagej_py.test_time_augmentation`` (default ``false``)."""
         value = self._own_config().get("test_time_augmentation", False)
         if not isinstance(value, bool):
-            raise field_error(self.path, f"config.{OWN_CONFIG_KEY}.test_time_augmentation", "true or false", value)
+            raise field_error(
+                self.path, f"config.{OWN_CONFIG_KEY}.test_time_augmentation", "true or false", value
+            )
         return value
 
     def _border(self) -> str:
@@ -314,7 +338,9 @@ class _Reader:
             return "mirror"
         border = ours["border"]
         if border not in BORDER_MODES:
-            raise field_error(self.path, f"config.{OWN_CONFIG_KEY}.border", " or ".join(map(repr, BORDER_MODES)), border)
+            raise field_error(
+                self.path, f"config.{OWN_CONFIG_KEY}.border", " or ".join(map(repr, BORDER_MODES)), border
+            )
         return str(border)
 
     def _list(self, key: str, *, required: bool) -> list[Any]:
@@ -677,7 +703,9 @@ class _Reader:
                         self.path, f"{sfield}.kwargs.{kwarg}", "a number or a list of numbers", kwargs[kwarg]
                     )
             if "mode" in kwargs and not isinstance(kwargs["mode"], str):
-                raise field_error(self.path, f"{sfield}.kwargs.mode", "a mode name such as per_sample", kwargs["mode"])
+                raise field_error(
+                    self.path, f"{sfield}.kwargs.mode", "a mode name such as per_sample", kwargs["mode"]
+                )
             if isinstance(kwargs.get("axis"), str):  # 0.5: one axis id, e.g. "channel"
                 kwargs["axis"] = normalize_axes(
                     [kwargs["axis"]], source=self.path, field=f"{sfield}.kwargs.axis"
@@ -749,7 +777,9 @@ class _Reader:
             kwargs = raw.get("kwargs") or {}
             sha = self._sha256(raw.get("sha256"), f"{field}.architecture.sha256")
         if not isinstance(name, str) or not name.strip():
-            raise field_error(self.path, f"{field}.architecture.callable", "the name of a class or function", name)
+            raise field_error(
+                self.path, f"{field}.architecture.callable", "the name of a class or function", name
+            )
         if (source is None) == (import_from is None):
             raise field_error(
                 self.path, f"{field}.architecture", "either a source file or an import_from module", raw
@@ -759,8 +789,12 @@ class _Reader:
         if source is not None:
             source, path = self._source(source, f"{field}.architecture.source")
         return ArchitectureSpec(
-            callable=name.strip(), source=source, path=path, sha256=sha,
-            import_from=str(import_from) if import_from else None, kwargs=dict(kwargs),
+            callable=name.strip(),
+            source=source,
+            path=path,
+            sha256=sha,
+            import_from=str(import_from) if import_from else None,
+            kwargs=dict(kwargs),
         )
 
     def _model_keys(self, dij: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -916,9 +950,7 @@ class _Reader:
         return [self._int(v, f"{field}[{i}]", minimum=minimum) for i, v in enumerate(values)]
 
     @overload
-    def _number_list(
-        self, values: Any, n: int, field: str, *, allow_none: Literal[False]
-    ) -> list[float]: ...
+    def _number_list(self, values: Any, n: int, field: str, *, allow_none: Literal[False]) -> list[float]: ...
 
     @overload
     def _number_list(

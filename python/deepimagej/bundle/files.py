@@ -26,7 +26,9 @@ def is_url(source: str) -> bool:
     return bool(_URL.match(source))
 
 
-def local_path(root: Path, source: str, *, descriptor: Path | str | None = None, field: str = "") -> Path | None:
+def local_path(
+    root: Path, source: str, *, descriptor: Path | str | None = None, field: str = ""
+) -> Path | None:
     """Resolve a descriptor's file reference inside the bundle folder ``root``; ``None`` for URLs.
 
     Args:
@@ -43,7 +45,9 @@ def local_path(root: Path, source: str, *, descriptor: Path | str | None = None,
     text = source.strip().replace("\\", "/")
     pure = PurePosixPath(text)
     depth = 0
-    escapes = pure.is_absolute() or text.startswith("~") or bool(re.match(r"^[a-zA-Z]:", text)) or "\x00" in text
+    escapes = (
+        pure.is_absolute() or text.startswith("~") or bool(re.match(r"^[a-zA-Z]:", text)) or "\x00" in text
+    )
     for part in pure.parts:
         depth += -1 if part == ".." else (0 if part in (".", "") else 1)
         escapes = escapes or depth < 0

@@ -27,16 +27,41 @@ WEIGHT_FORMATS = (
 )
 #: Formats deepimagej can execute (``pytorch_state_dict`` only for a bundle whose code the user
 #: trusts: it imports the architecture's Python source from the bundle).
-RUNNABLE_WEIGHT_FORMATS = ("tensorflow_saved_model_bundle", "keras_hdf5", "onnx", "torchscript", "pytorch_state_dict")
+RUNNABLE_WEIGHT_FORMATS = (
+    "tensorflow_saved_model_bundle",
+    "keras_hdf5",
+    "onnx",
+    "torchscript",
+    "pytorch_state_dict",
+)
 #: Tensor data types of bioimage.io descriptors (``data_type`` in 0.4, ``data.type`` in 0.5).
-DATA_TYPES = ("float32", "float64", "uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64", "bool")
+DATA_TYPES = (
+    "float32",
+    "float64",
+    "uint8",
+    "int8",
+    "uint16",
+    "int16",
+    "uint32",
+    "int32",
+    "uint64",
+    "int64",
+    "bool",
+)
 #: What a model may see beyond the image border (:attr:`ModelSpec.border`).
 BORDER_MODES = ("mirror", "zeros")
 #: This package's own block in an rdf's free-form ``config`` (settings DeepImageJ has no field for).
 OWN_CONFIG_KEY = "deepimagej_py"
 #: Keys of ``config.deepimagej_py.detection``: the peak settings of a detection model and the
 #: cell-head settings of a two-head one (:func:`deepimagej.unet.postprocess.to_detections`).
-DETECTION_KEYS = ("threshold", "smooth_sigma", "min_distance", "cell_threshold", "min_cell_area", "min_solidity")
+DETECTION_KEYS = (
+    "threshold",
+    "smooth_sigma",
+    "min_distance",
+    "cell_threshold",
+    "min_cell_area",
+    "min_solidity",
+)
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ def load_keras_model(path: str | Path, safe_mode: bool = True) -> Any:
 
     try:
         return keras.models.load_model(str(path), compile=False, safe_mode=safe_mode)
-    except Exception as exc:  # keras raises many kinds; the user needs one line
+    except Exception as exc:  # noqa: BLE001 - keras raises many kinds; the user needs one line
         raise EngineError(f"{path}: cannot load Keras model ({first_line(exc)})") from None
 
 
@@ -35,7 +35,9 @@ class KerasEngine(Engine):
 
     runtime = "keras"
 
-    def __init__(self, weights: WeightsSpec, inputs: Sequence[str], outputs: Sequence[str], safe_mode: bool = True):
+    def __init__(
+        self, weights: WeightsSpec, inputs: Sequence[str], outputs: Sequence[str], safe_mode: bool = True
+    ):
         super().__init__(weights, inputs, outputs)
         import tensorflow as tf
 
@@ -46,8 +48,9 @@ class KerasEngine(Engine):
                 f"{weights.path}: the Keras model has {n_in} input(s) and {n_out} output(s), the bundle describes "
                 f"{len(self.inputs)} and {len(self.outputs)}"
             )
-        self._fn = tf.function(lambda *x: self.model(list(x) if n_in > 1 else x[0], training=False),
-                               reduce_retracing=True)
+        self._fn = tf.function(
+            lambda *x: self.model(list(x) if n_in > 1 else x[0], training=False), reduce_retracing=True
+        )
 
     def __call__(self, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         args = [np.ascontiguousarray(batch[name], dtype=np.float32) for name in self.inputs]
@@ -60,6 +63,8 @@ class KerasEngine(Engine):
 
     def describe(self) -> list[str]:
         counts = Counter(type(layer).__name__ for layer in self.model.layers)
-        lines = [f"{self.model.name}: {len(self.model.layers)} layers, {self.model.count_params():,} parameters"]
+        lines = [
+            f"{self.model.name}: {len(self.model.layers)} layers, {self.model.count_params():,} parameters"
+        ]
         lines += [f"  {n} x {kind}" for kind, n in counts.most_common()]
         return lines

@@ -42,25 +42,34 @@ class OnnxEngine(Engine):
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
         try:
-            self.session = ort.InferenceSession(str(weights.path), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own exception types
+            self.session = ort.InferenceSession(
+                str(weights.path), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
             raise EngineError(f"{weights.path}: cannot load ONNX model ({first_line(exc)})") from None
         graph_inputs = {i.name: i for i in self.session.get_inputs()}
         self._feed = self.match("input", self.inputs, list(graph_inputs))
         self._fetch = self.match("output", self.outputs, [o.name for o in self.session.get_outputs()])
-        self._dtypes = {ours: _ONNX_DTYPES.get(graph_inputs[theirs].type, np.float32) for ours, theirs in self._feed.items()}
-        batch_dims = {graph_inputs[theirs].shape[0] if graph_inputs[theirs].shape else None for theirs in self._feed.values()}
+        self._dtypes = {
+            ours: _ONNX_DTYPES.get(graph_inputs[theirs].type, np.float32)
+            for ours, theirs in self._feed.items()
+        }
+        batch_dims = {
+            graph_inputs[theirs].shape[0] if graph_inputs[theirs].shape else None
+            for theirs in self._feed.values()
+        }
         fixed = [d for d in batch_dims if isinstance(d, int) and d > 0]
         self.fixed_batch_size = fixed[0] if fixed else None
         self._names = list(self._fetch.values())
 
     def __call__(self, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         feed = {
-            theirs: np.ascontiguousarray(batch[ours], dtype=self._dtypes[ours]) for ours, theirs in self._feed.items()
+            theirs: np.ascontiguousarray(batch[ours], dtype=self._dtypes[ours])
+            for ours, theirs in self._feed.items()
         }
         try:
             results = self.session.run(self._names, feed)
-        except Exception as exc:  # onnxruntime's errors carry the graph's own message
+        except Exception as exc:  # noqa: BLE001 - onnxruntime's errors carry the graph's own message
             raise EngineError(f"{self.path.name}: the ONNX model failed ({first_line(exc)})") from None
         return dict(zip(self._fetch, results))
 

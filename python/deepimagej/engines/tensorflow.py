@@ -60,7 +60,9 @@ def quiet_tensorflow() -> None:
 
 
 def _unpack_zip(path: Path) -> Path:
-    digest = hashlib.sha256(f"{path.resolve()}:{path.stat().st_size}:{path.stat().st_mtime_ns}".encode()).hexdigest()
+    digest = hashlib.sha256(
+        f"{path.resolve()}:{path.stat().st_size}:{path.stat().st_mtime_ns}".encode()
+    ).hexdigest()
     target = cache_dir() / "saved_models" / digest[:16]
     if not target.is_dir():
         extract_zip(path, target)  # checked (names, links, sizes) and atomic: a folder there is complete
@@ -83,8 +85,17 @@ def saved_model_dir(path: Path) -> Path:
 
 
 _PLUMBING_OPS = {
-    "Identity", "Const", "NoOp", "Placeholder", "ReadVariableOp", "StatefulPartitionedCall",
-    "PartitionedCall", "Shape", "StridedSlice", "Pack", "VarHandleOp",
+    "Identity",
+    "Const",
+    "NoOp",
+    "Placeholder",
+    "ReadVariableOp",
+    "StatefulPartitionedCall",
+    "PartitionedCall",
+    "Shape",
+    "StridedSlice",
+    "Pack",
+    "VarHandleOp",
 }
 
 
@@ -102,8 +113,10 @@ class SavedModelEngine(Engine):
         tag = _TAG_ALIASES.get(weights.tag or "serve", weights.tag or "serve")
         try:
             self._loaded = tf.saved_model.load(str(folder), tags=[tag])
-        except Exception as exc:  # TF raises many kinds; the user needs one line
-            raise EngineError(f"{folder}: cannot load SavedModel with tag '{tag}' ({first_line(exc)})") from None
+        except Exception as exc:  # noqa: BLE001 - TF raises many kinds; the user needs one line
+            raise EngineError(
+                f"{folder}: cannot load SavedModel with tag '{tag}' ({first_line(exc)})"
+            ) from None
         key = _SIGNATURE_ALIASES.get(weights.signature or "", weights.signature) or "serving_default"
         signatures = dict(self._loaded.signatures)
         if key not in signatures and len(signatures) == 1:
@@ -147,7 +160,10 @@ class SavedModelEngine(Engine):
 
     def __call__(self, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         tf = self._tf
-        args = {ours: tf.constant(np.ascontiguousarray(batch[ours], dtype=self._dtypes[ours])) for ours in self._feed}
+        args = {
+            ours: tf.constant(np.ascontiguousarray(batch[ours], dtype=self._dtypes[ours]))
+            for ours in self._feed
+        }
         try:
             if self._by_name:
                 results = self._fn(*(args[ours] for ours in self.inputs))
@@ -155,7 +171,7 @@ class SavedModelEngine(Engine):
                     results = [results]
                 return {name: r.numpy() for name, r in zip(self.outputs, results)}
             results = self._fn(**{self._feed[ours]: value for ours, value in args.items()})
-        except Exception as exc:  # tf.errors.* with the graph's own message
+        except Exception as exc:  # noqa: BLE001 - tf.errors.* with the graph's own message
             raise EngineError(f"{self.path.name}: the TensorFlow model failed ({first_line(exc)})") from None
         return {ours: results[theirs].numpy() for ours, theirs in self._fetch.items()}
 

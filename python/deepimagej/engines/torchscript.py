@@ -33,7 +33,9 @@ def _torch() -> Any:
     try:
         import torch
     except ImportError:
-        raise EngineError("PyTorch weights need PyTorch: pip install 'deepimagej[torch]' (torch==2.13.0)") from None
+        raise EngineError(
+            "PyTorch weights need PyTorch: pip install 'deepimagej[torch]' (torch==2.13.0)"
+        ) from None
     threads = thread_count()
     if threads:
         torch.set_num_threads(threads)
@@ -53,7 +55,7 @@ class _TorchEngine(Engine):
         try:
             with torch.inference_mode():
                 out = self.module(*args)
-        except Exception as exc:  # TorchScript raises RuntimeError with a multi-line C++ trace
+        except Exception as exc:  # noqa: BLE001 - TorchScript raises RuntimeError with a multi-line C++ trace
             raise EngineError(f"{self.path.name}: the PyTorch model failed ({model_message(exc)})") from None
         if isinstance(out, Mapping):
             values = [out[k] for k in self.match("output", self.outputs, list(out))]
@@ -81,7 +83,7 @@ class TorchScriptEngine(_TorchEngine):
         torch = self._torch = _torch()
         try:
             self.module = torch.jit.load(str(weights.path), map_location="cpu").eval()
-        except Exception as exc:  # torch raises RuntimeError with multi-line C++ traces
+        except Exception as exc:  # noqa: BLE001 - torch raises RuntimeError with multi-line C++ traces
             raise EngineError(f"{weights.path}: cannot load TorchScript model ({first_line(exc)})") from None
 
 
@@ -93,22 +95,28 @@ class StateDictEngine(_TorchEngine):
         torch = self._torch = _torch()
         arch = weights.architecture
         if arch is None:
-            raise EngineError(f"{weights.path}: pytorch_state_dict weights without an architecture in the descriptor")
+            raise EngineError(
+                f"{weights.path}: pytorch_state_dict weights without an architecture in the descriptor"
+            )
         factory = _load_callable(arch.callable, arch.path, arch.sha256, arch.import_from)
         try:
             module = factory(**arch.kwargs)
-        except Exception as exc:  # the bundle's own code: any error is the bundle's
-            raise EngineError(f"{arch.source or arch.import_from}: building {arch.callable} failed ({first_line(exc)})") from None
+        except Exception as exc:  # noqa: BLE001 - the bundle's own code: any error is the bundle's
+            raise EngineError(
+                f"{arch.source or arch.import_from}: building {arch.callable} failed ({first_line(exc)})"
+            ) from None
         try:
             state = torch.load(str(weights.path), map_location="cpu", weights_only=True)
-        except Exception as exc:  # not a weights-only file, damaged file, pickled objects
+        except Exception as exc:  # noqa: BLE001 - not a weights-only file, damaged file, pickled objects
             raise EngineError(
                 f"{weights.path}: cannot load the state dict with weights_only=True ({first_line(exc)})"
             ) from None
         try:
             module.load_state_dict(state)
-        except Exception as exc:  # missing / unexpected keys, shape mismatches
-            raise EngineError(f"{weights.path}: the weights do not fit {arch.callable} ({first_line(exc)})") from None
+        except Exception as exc:  # noqa: BLE001 - missing / unexpected keys, shape mismatches
+            raise EngineError(
+                f"{weights.path}: the weights do not fit {arch.callable} ({first_line(exc)})"
+            ) from None
         self.module = module.eval()
 
 
@@ -119,7 +127,9 @@ def _load_callable(name: str, path: Any, sha256: str | None, import_from: str | 
         try:
             module = importlib.import_module(import_from)
         except ImportError as exc:
-            raise EngineError(f"architecture module '{import_from}' cannot be imported ({first_line(exc)})") from None
+            raise EngineError(
+                f"architecture module '{import_from}' cannot be imported ({first_line(exc)})"
+            ) from None
     else:
         if path is None or not path.is_file():
             raise EngineError(f"architecture source {path} not found in the bundle")
@@ -135,8 +145,10 @@ def _load_callable(name: str, path: Any, sha256: str | None, import_from: str | 
             module = importlib.util.module_from_spec(spec)
             try:
                 spec.loader.exec_module(module)
-            except Exception as exc:  # the bundle's own code
-                raise EngineError(f"{path.name}: importing the architecture failed ({first_line(exc)})") from None
+            except Exception as exc:  # noqa: BLE001 - the bundle's own code
+                raise EngineError(
+                    f"{path.name}: importing the architecture failed ({first_line(exc)})"
+                ) from None
             sys.modules[module_name] = module
     factory = getattr(module, name, None)
     if not callable(factory):

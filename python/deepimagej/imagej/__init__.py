@@ -35,5 +35,14 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'deepimagej.imagej' has no attribute {name!r}")
 
 
-__all__ = ["ImageJ", "ImageJError", "MacroError", "MacroResult", "from_imageplus", "interactive_calls",
-           "run_bundle_macro", "start", "to_imageplus"]
+__all__ = [
+    "ImageJ",
+    "ImageJError",
+    "MacroError",
+    "MacroResult",
+    "from_imageplus",
+    "interactive_calls",
+    "run_bundle_macro",
+    "start",
+    "to_imageplus",
+]

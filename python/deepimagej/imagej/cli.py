@@ -46,7 +46,9 @@ class _Stopper:
         os.set_blocking(write_fd, False)
         signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
         for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda signum, frame: None)  # the watcher acts; Python's default would not clean up
+            signal.signal(
+                sig, lambda signum, frame: None
+            )  # the watcher acts; Python's default would not clean up
         threading.Thread(target=self._watch, args=(read_fd,), name="deepimagej-signals", daemon=True).start()
 
     def _watch(self, read_fd: int) -> None:
@@ -71,7 +73,9 @@ class _Stopper:
             for path in self.partials:
                 path.unlink(missing_ok=True)
         name = signal.Signals(signum).name
-        finish(128 + signum, f"error: interrupted ({name}); the macro was stopped and no partial output was left")
+        finish(
+            128 + signum, f"error: interrupted ({name}); the macro was stopped and no partial output was left"
+        )
 
 
 def finish(code: int, message: str | None = None) -> None:
@@ -90,19 +94,49 @@ def finish(code: int, message: str | None = None) -> None:
 
 @click.command("macro")
 @click.argument("macro_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--image", "-i", "image", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Image to open before the macro runs (its current image).")
-@click.option("--output", "-o", "output", type=click.Path(dir_okay=False, path_type=Path),
-              help="Save the macro's active image at the end to this TIFF file.")
-@click.option("--results", type=click.Path(dir_okay=False, path_type=Path),
-              help="Save ImageJ's Results table at the end to this CSV file.")
-@click.option("--arg", "args", multiple=True, metavar="NAME=VALUE",
-              help="Define a macro variable before the macro runs (repeatable).")
-@click.option("--timeout", type=click.FloatRange(min=0), default=DEFAULT_TIMEOUT_S, show_default=True,
-              help="Stop the macro after this many seconds (time inside DeepImageJ commands not counted; 0: no limit).")
+@click.option(
+    "--image",
+    "-i",
+    "image",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Image to open before the macro runs (its current image).",
+)
+@click.option(
+    "--output",
+    "-o",
+    "output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Save the macro's active image at the end to this TIFF file.",
+)
+@click.option(
+    "--results",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Save ImageJ's Results table at the end to this CSV file.",
+)
+@click.option(
+    "--arg",
+    "args",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Define a macro variable before the macro runs (repeatable).",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0),
+    default=DEFAULT_TIMEOUT_S,
+    show_default=True,
+    help="Stop the macro after this many seconds (time inside DeepImageJ commands not counted; 0: no limit).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="Do not print the macro's Log output.")
-def macro_command(macro_file: Path, image: Path | None, output: Path | None, results: Path | None,
-                  args: tuple[str, ...], timeout: float, quiet: bool) -> None:
+def macro_command(
+    macro_file: Path,
+    image: Path | None,
+    output: Path | None,
+    results: Path | None,
+    args: tuple[str, ...],
+    timeout: float,
+    quiet: bool,
+) -> None:
     """Run an ImageJ macro (.ijm) in the embedded ImageJ with the DeepImageJ commands."""
     stopper = _Stopper()
     stopper.install()
@@ -112,8 +146,9 @@ def macro_command(macro_file: Path, image: Path | None, output: Path | None, res
         if output is not None:
             check_output_path(output, inputs=inputs, image=False)
             if output.suffix.lower() not in (".tif", ".tiff"):
-                raise click.BadParameter(f"{output}: the macro's image is saved as an ImageJ TIFF; name it .tif",
-                                         param_hint="-o")
+                raise click.BadParameter(
+                    f"{output}: the macro's image is saved as an ImageJ TIFF; name it .tif", param_hint="-o"
+                )
         if results is not None:
             check_output_path(results, inputs=inputs + ([output] if output is not None else []), image=False)
             _check_folder(results, "--results")
@@ -150,7 +185,9 @@ def _check_folder(path: Path, option: str) -> None:
     """Refuse, before the macro runs, an output whose folder does not exist."""
     folder = path.expanduser().absolute().parent
     if not folder.is_dir():
-        raise click.BadParameter(f"{path}: the folder {folder} does not exist; create it first", param_hint=option)
+        raise click.BadParameter(
+            f"{path}: the folder {folder} does not exist; create it first", param_hint=option
+        )
 
 
 def _parse_arg(text: str) -> tuple[str, object]:
@@ -183,7 +220,9 @@ def save_tiff(imp, path: Path, shown_as: Path | None = None) -> None:
     guard.install()
     guard.arm(None)
     try:
-        ok = bool(saver.saveAsTiffStack(str(path)) if int(imp.getStackSize()) > 1 else saver.saveAsTiff(str(path)))
+        ok = bool(
+            saver.saveAsTiffStack(str(path)) if int(imp.getStackSize()) > 1 else saver.saveAsTiff(str(path))
+        )
     finally:
         dialogs = guard.disarm()
     if not ok:

@@ -158,7 +158,11 @@ def _apply_calibration(J, imp, cal: Mapping[str, Any], signed16: bool) -> None:
         c.setUnit(str(cal["unit"]))
     if cal.get("time_unit"):
         c.setTimeUnit(str(cal["time_unit"]))
-    for axis, attr, size in (("x", "xOrigin", "pixelWidth"), ("y", "yOrigin", "pixelHeight"), ("z", "zOrigin", "pixelDepth")):
+    for axis, attr, size in (
+        ("x", "xOrigin", "pixelWidth"),
+        ("y", "yOrigin", "pixelHeight"),
+        ("z", "zOrigin", "pixelDepth"),
+    ):
         origin = cal.get(f"{axis}_origin")
         if origin:
             setattr(c, attr, -float(origin) / float(getattr(c, size)))
@@ -172,8 +176,12 @@ def imageplus_axes(imp) -> str:
 
     RGB images get a trailing ``c`` of size 3 (``yxc``, ``zyxc``...).
     """
-    return planes_axes(int(imp.getNChannels()), int(imp.getNSlices()), int(imp.getNFrames()),
-                       int(imp.getType()) == J_COLOR_RGB)
+    return planes_axes(
+        int(imp.getNChannels()),
+        int(imp.getNSlices()),
+        int(imp.getNFrames()),
+        int(imp.getType()) == J_COLOR_RGB,
+    )
 
 
 J_COLOR_RGB = 4  # ImagePlus.COLOR_RGB
@@ -207,8 +215,16 @@ def from_imageplus(imp, as_xarray: bool = False, *, squeeze: bool = True):
     for i in range(n):
         pixels_class.copy(stack.getPixels(i + 1), jpype.nio.convertToDirectBuffer(out[i]))
     cal = imp.getCalibration()
-    layout = Layout(n_c, n_z, n_t, height, width, np.dtype(dtype), rgb=rgb,
-                    signed16=bit_depth == 16 and bool(cal.isSigned16Bit()))
+    layout = Layout(
+        n_c,
+        n_z,
+        n_t,
+        height,
+        width,
+        np.dtype(dtype),
+        rgb=rgb,
+        signed16=bit_depth == 16 and bool(cal.isSigned16Bit()),
+    )
     arr, target = from_planes(out, layout, squeeze=squeeze)
     arr = np.ascontiguousarray(arr)
     if not as_xarray:
@@ -220,10 +236,29 @@ def _to_xarray(arr: np.ndarray, axes: str, imp, cal, rgb: bool):
     import xarray as xr
 
     coords: dict[str, np.ndarray] = {}
-    spacing = {"x": float(cal.pixelWidth), "y": float(cal.pixelHeight), "z": float(cal.pixelDepth), "t": float(cal.frameInterval)}
-    origin = {"x": float(cal.xOrigin) * spacing["x"], "y": float(cal.yOrigin) * spacing["y"], "z": float(cal.zOrigin) * spacing["z"], "t": 0.0}
+    spacing = {
+        "x": float(cal.pixelWidth),
+        "y": float(cal.pixelHeight),
+        "z": float(cal.pixelDepth),
+        "t": float(cal.frameInterval),
+    }
+    origin = {
+        "x": float(cal.xOrigin) * spacing["x"],
+        "y": float(cal.yOrigin) * spacing["y"],
+        "z": float(cal.zOrigin) * spacing["z"],
+        "t": 0.0,
+    }
     for i, a in enumerate(axes):
         if a in "xyz" or (a == "t" and spacing["t"] > 0):
-            coords[a] = -origin[a] + spacing[a] * np.arange(arr.shape[i]) if origin[a] else spacing[a] * np.arange(arr.shape[i])
-    attrs = {"title": str(imp.getTitle()), "unit": str(cal.getUnit()), "time_unit": str(cal.getTimeUnit()), "rgb": rgb}
+            coords[a] = (
+                -origin[a] + spacing[a] * np.arange(arr.shape[i])
+                if origin[a]
+                else spacing[a] * np.arange(arr.shape[i])
+            )
+    attrs = {
+        "title": str(imp.getTitle()),
+        "unit": str(cal.getUnit()),
+        "time_unit": str(cal.getTimeUnit()),
+        "rgb": rgb,
+    }
     return xr.DataArray(arr, dims=tuple(axes), coords=coords, attrs=attrs, name=str(imp.getTitle()))

@@ -41,7 +41,9 @@ def _session() -> Any:
     from deepimagej.imagej import session
 
     if session._session is None:
-        raise ImageJError("deepimagej is not attached to this Fiji: call deepimagej.imagej.fiji.attach(ij) first")
+        raise ImageJError(
+            "deepimagej is not attached to this Fiji: call deepimagej.imagej.fiji.attach(ij) first"
+        )
     return session._session
 
 

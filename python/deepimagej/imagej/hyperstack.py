@@ -28,7 +28,9 @@ def normalize_axes(axes: str, ndim: int) -> str:
     if len(axes) != ndim:
         raise InputImageError(f"axes '{axes}' name {len(axes)} dimensions but the image has {ndim}")
     if len(set(axes)) != len(axes) or not set(axes) <= set("tczyx") or not {"y", "x"} <= set(axes):
-        raise InputImageError(f"axes '{axes}' must be distinct letters among t, c, z, y, x and include y and x")
+        raise InputImageError(
+            f"axes '{axes}' must be distinct letters among t, c, z, y, x and include y and x"
+        )
     return axes
 
 
@@ -42,7 +44,9 @@ def pixel_type(dtype: np.dtype) -> np.dtype:
         return np.dtype(np.uint16)
     if dtype.kind in "iuf":
         return np.dtype(np.float32)
-    raise InputImageError(f"images of type {dtype} cannot be shown in ImageJ (use uint8, uint16, int16 or float32)")
+    raise InputImageError(
+        f"images of type {dtype} cannot be shown in ImageJ (use uint8, uint16, int16 or float32)"
+    )
 
 
 @dataclass(frozen=True)
@@ -114,8 +118,9 @@ def layout_of(image: np.ndarray, axes: str | None = None, rgb: bool = False) -> 
     return Layout(n_c, n_z, n_t, height, width, pixel_type(image.dtype), signed16=image.dtype == np.int16)
 
 
-def to_planes(image: np.ndarray, axes: str | None = None, *, rgb: bool = False,
-              out: np.ndarray | None = None) -> tuple[np.ndarray, Layout]:
+def to_planes(
+    image: np.ndarray, axes: str | None = None, *, rgb: bool = False, out: np.ndarray | None = None
+) -> tuple[np.ndarray, Layout]:
     """The pixels of ``image`` as ImageJ stores them: planes ``(n, height, width)`` in C, Z, T order.
 
     Args:
@@ -131,15 +136,21 @@ def to_planes(image: np.ndarray, axes: str | None = None, *, rgb: bool = False,
     image = np.asarray(image)
     layout = layout_of(image, axes, rgb)
     axes = normalize_axes(axes or DEFAULT_AXES[image.ndim], image.ndim)
-    big_ints = (image.dtype.kind in "iu" and image.dtype not in (np.uint8, np.uint16, np.int16) and image.size
-                and max(abs(int(image.min())), abs(int(image.max()))) >= 2**24)
+    big_ints = (
+        image.dtype.kind in "iu"
+        and image.dtype not in (np.uint8, np.uint16, np.int16)
+        and image.size
+        and max(abs(int(image.min())), abs(int(image.max()))) >= 2**24
+    )
     if big_ints:
         warnings.warn(f"{image.dtype} values beyond 2**24 lose precision as ImageJ 32-bit", stacklevel=3)
     full = _ij_view(image, axes)
     if out is None:
         out = np.empty(layout.shape, dtype=layout.dtype)
     elif out.shape != layout.shape or out.dtype != layout.dtype:
-        raise InputImageError(f"planes of shape {layout.shape} {layout.dtype} do not fit {out.shape} {out.dtype}")
+        raise InputImageError(
+            f"planes of shape {layout.shape} {layout.dtype} do not fit {out.shape} {out.dtype}"
+        )
     target = out.reshape(full.shape[:2] + (layout.channels, layout.height, layout.width))
     if layout.rgb:  # pack c (size 3) into one int per pixel: 0xFFRRGGBB
         c = full.astype(np.uint32)

@@ -51,7 +51,7 @@ BUSY_WAIT_S = 60.0
 
 #: macro functions that wait for a user, with what to do instead
 INTERACTIVE_FUNCTIONS = {
-    "waitForUser": "remove it, or guard it with if (!is(\"Batch Mode\"))",
+    "waitForUser": 'remove it, or guard it with if (!is("Batch Mode"))',
     "getNumber": "replace it with a fixed value or an argument (getArgument())",
     "getString": "replace it with a fixed value or an argument (getArgument())",
     "getBoolean": "replace it with a fixed value",
@@ -61,8 +61,22 @@ INTERACTIVE_FUNCTIONS = {
     "getDirectory": "pass the folder path instead",
     "getDir": "pass the folder path instead",
 }
-_KNOWN_DIRS = {"home", "startup", "imagej", "plugins", "macros", "luts", "image", "file", "temp", "current",
-               "default", "cwd", "downloads", "preferences"}
+_KNOWN_DIRS = {
+    "home",
+    "startup",
+    "imagej",
+    "plugins",
+    "macros",
+    "luts",
+    "image",
+    "file",
+    "temp",
+    "current",
+    "default",
+    "cwd",
+    "downloads",
+    "preferences",
+}
 
 MESSAGE_DIALOG = "ij.gui.MessageDialog"
 EXCEPTION_WINDOW = "Exception"
@@ -141,7 +155,9 @@ def interactive_calls(text: str) -> list[tuple[int, str, str]]:
 def read_macro(text_or_file: str | Path) -> tuple[str, str | None]:
     """``(macro text, file name or None)`` for a macro given as text or as a file path."""
     if isinstance(text_or_file, Path) or (
-        isinstance(text_or_file, str) and "\n" not in text_or_file and text_or_file.rstrip().endswith((".ijm", ".txt", ".py"))
+        isinstance(text_or_file, str)
+        and "\n" not in text_or_file
+        and text_or_file.rstrip().endswith((".ijm", ".txt", ".py"))
     ):
         path = Path(text_or_file)
         if not path.is_file():
@@ -286,8 +302,12 @@ class MacroRunner:
     def can_confine(self) -> bool:
         """Whether this Java lets the ImageJ-side guard check a confined macro's paths as it runs."""
         if self._can_confine is None:
-            with _stderr_silenced():  # Java 17 warns there that security managers are deprecated: not for users
-                self._can_confine = bool(self._Confinement.install(list(REFUSED_COMMANDS), _system_readable()))
+            with (
+                _stderr_silenced()
+            ):  # Java 17 warns there that security managers are deprecated: not for users
+                self._can_confine = bool(
+                    self._Confinement.install(list(REFUSED_COMMANDS), _system_readable())
+                )
         return self._can_confine
 
     @contextmanager
@@ -298,15 +318,18 @@ class MacroRunner:
             yield refusals
             return
         if not self.can_confine:
-            raise MacroError(f"cannot confine the macro: {self._Confinement.unavailableReason()}", None, confine.name)
+            raise MacroError(
+                f"cannot confine the macro: {self._Confinement.unavailableReason()}", None, confine.name
+            )
         from jpype import JClass
 
         open_dialog = JClass("ij.io.OpenDialog")
         default_dir = open_dialog.getDefaultDirectory()
         if confine.work is not None:
             open_dialog.setDefaultDirectory(str(confine.work))
-        token = self._Confinement.enter(confine.name, [str(p) for p in confine.read_write],
-                                        [str(p) for p in confine.read_only])
+        token = self._Confinement.enter(
+            confine.name, [str(p) for p in confine.read_write], [str(p) for p in confine.read_only]
+        )
         try:
             yield refusals
         finally:
@@ -316,7 +339,11 @@ class MacroRunner:
             open_dialog.setDefaultDirectory(default_dir)
 
     def _interpreters(self) -> list[Any]:
-        return [self._Interpreter.getInstance(), *(limit.interp for limit in self._nested_limits), self._top_interp]
+        return [
+            self._Interpreter.getInstance(),
+            *(limit.interp for limit in self._nested_limits),
+            self._top_interp,
+        ]
 
     def stop_all(self) -> None:
         """Stop the running macro and any macro running nested in it, each at its next statement."""
@@ -367,8 +394,16 @@ class MacroRunner:
                 clock.pause()
 
     # ---------------------------------------------------------------- running
-    def run(self, text: str, image=None, args: Mapping[str, Any] | None = None, *, name: str | None = None,
-            timeout: float | None = None, confine: ConfinedTo | None = None):
+    def run(
+        self,
+        text: str,
+        image=None,
+        args: Mapping[str, Any] | None = None,
+        *,
+        name: str | None = None,
+        timeout: float | None = None,
+        confine: ConfinedTo | None = None,
+    ):
         """Run macro ``text`` on ``image`` (an ImagePlus, made current) and return the active image.
 
         Inside a running macro (a DeepImageJ command running a bundle's macros) the macro
@@ -390,11 +425,22 @@ class MacroRunner:
             limit = self.timeout if timeout is None else timeout
             return self._run_top(text, image, args, name, limit or None, confine)
 
-    def _run_top(self, text: str, image, args: Mapping[str, Any] | None, name: str | None, timeout: float | None,
-                 confine: ConfinedTo | None):
+    def _run_top(
+        self,
+        text: str,
+        image,
+        args: Mapping[str, Any] | None,
+        name: str | None,
+        timeout: float | None,
+        confine: ConfinedTo | None,
+    ):
         if self._last_done is not None and not self._last_done.wait(BUSY_WAIT_S):
-            raise MacroError(f"ImageJ is still finishing a macro stopped more than {BUSY_WAIT_S:g} s ago (a Java call "
-                             "that does not return); wait, or restart Python", None, name)
+            raise MacroError(
+                f"ImageJ is still finishing a macro stopped more than {BUSY_WAIT_S:g} s ago (a Java call "
+                "that does not return); wait, or restart Python",
+                None,
+                name,
+            )
         interp = self._Interpreter()
         outcome: dict[str, Any] = {}
         self.pending_error = None
@@ -438,7 +484,9 @@ class MacroRunner:
                 raise
             if timed_out:
                 stopped_at = int(self._Guard.currentLine())
-                forced = _rows(self._Guard.closeAll())  # a waitForUser dialog is cancelled before the abort wakes it
+                forced = _rows(
+                    self._Guard.closeAll()
+                )  # a waitForUser dialog is cancelled before the abort wakes it
             if forced or timed_out:
                 self._stop(done, outcome.get("java_thread"))
         finally:
@@ -451,7 +499,9 @@ class MacroRunner:
         self.messages = [f"[{t}] {b}" for t, b, c, _ in dialogs if c == MESSAGE_DIALOG]
         return outcome.get("image")
 
-    def _wait(self, done: threading.Event, timeout: float | None) -> tuple[list[tuple[str, str, str, int | None]], bool]:
+    def _wait(
+        self, done: threading.Event, timeout: float | None
+    ) -> tuple[list[tuple[str, str, str, int | None]], bool]:
         """Wait for the macro; ``(dialogs closed here, timed out)``.
 
         Polls every :data:`POLL_S`: a modal dialog (or ImageJ's non-modal "Action Required"
@@ -477,16 +527,28 @@ class MacroRunner:
             if polls % 5:
                 continue
             now = time.monotonic()
-            showing = [w for w in window_class.getWindows()
-                       if isinstance(w, dialog_class) and w.isShowing() and (w.isModal() or isinstance(w, wait_class))]
+            showing = [
+                w
+                for w in window_class.getWindows()
+                if isinstance(w, dialog_class)
+                and w.isShowing()
+                and (w.isModal() or isinstance(w, wait_class))
+            ]
             for w in showing:
                 first_seen.setdefault(int(w.hashCode()), now)
             if any(now - first_seen[int(w.hashCode())] >= 1.0 for w in showing):
                 return _rows(self._Guard.closeAll()), False
         return [], False
 
-    def _run_nested(self, text: str, image, args: Mapping[str, Any] | None, name: str | None,
-                    confine: ConfinedTo | None, timeout: float | None):
+    def _run_nested(
+        self,
+        text: str,
+        image,
+        args: Mapping[str, Any] | None,
+        name: str | None,
+        confine: ConfinedTo | None,
+        timeout: float | None,
+    ):
         from jpype import JClass
 
         if image is not None:
@@ -510,13 +572,33 @@ class MacroRunner:
                     self._nested_limits.remove(limit)
         dialogs = _rows(self._Guard.drain())
         timed_out = limit is not None and limit.fired
-        self._raise_for(text, name, dialogs, outcome, interp, refusals, timed_out, timeout,
-                        limit.line if limit is not None else None, nested=True)
+        self._raise_for(
+            text,
+            name,
+            dialogs,
+            outcome,
+            interp,
+            refusals,
+            timed_out,
+            timeout,
+            limit.line if limit is not None else None,
+            nested=True,
+        )
         return JClass("ij.WindowManager").getCurrentImage()
 
-    def _raise_for(self, text: str, name: str | None, dialogs: list[tuple[str, str, str, int | None]],
-                   outcome: dict[str, Any], interp, refusals: list[tuple[str, str, int | None, str]],
-                   timed_out: bool, timeout: float | None, stopped_at: int | None, nested: bool = False) -> None:
+    def _raise_for(
+        self,
+        text: str,
+        name: str | None,
+        dialogs: list[tuple[str, str, str, int | None]],
+        outcome: dict[str, Any],
+        interp,
+        refusals: list[tuple[str, str, int | None, str]],
+        timed_out: bool,
+        timeout: float | None,
+        stopped_at: int | None,
+        nested: bool = False,
+    ) -> None:
         from jpype import JClass
 
         if refusals:
@@ -524,7 +606,10 @@ class MacroRunner:
             raise MacroError(
                 f"refused: the macro tried to {_REFUSALS.get(what, what + ' {target}').format(target=target)}; "
                 "a bundle's macro may only use the bundle folder, a temporary work folder and its images "
-                "(deepimagej trust BUNDLE lifts this for a bundle you trust)", line, name or macro)
+                "(deepimagej trust BUNDLE lifts this for a bundle you trust)",
+                line,
+                name or macro,
+            )
         if self.pending_error is not None:  # a DeepImageJ command failed inside the macro
             err = self.pending_error
             if not nested:
@@ -545,29 +630,40 @@ class MacroRunner:
             # exit("why") ends a macro with a message; IJ.error(...) (a command's or ImageJ's error) is one
             if cls == MESSAGE_DIALOG and ((canceled and title == "Macro") or _one_line(body) == ij_error):
                 body = _one_line(body)
-                raise MacroError(f"{title}: {body}" if title not in ("Macro", "Message", "ImageJ") else body, line, name)
+                raise MacroError(
+                    f"{title}: {body}" if title not in ("Macro", "Message", "ImageJ") else body, line, name
+                )
         if ij_error == "out of memory":
-            raise MacroError("ImageJ ran out of memory (Java heap "
-                             f"{int(JClass('java.lang.Runtime').getRuntime().maxMemory()) // 2**20} MB): use a smaller "
-                             "image, or start ImageJ with more (start(max_memory=\"16g\"))", _line_number(interp), name)
+            raise MacroError(
+                "ImageJ ran out of memory (Java heap "
+                f"{int(JClass('java.lang.Runtime').getRuntime().maxMemory()) // 2**20} MB): use a smaller "
+                'image, or start ImageJ with more (start(max_memory="16g"))',
+                _line_number(interp),
+                name,
+            )
         if ij_error is not None:
             raise MacroError(ij_error, _line_number(interp), name)
-        for title, body, _cls, line in (d for d in dialogs if d[2] != MESSAGE_DIALOG and d[0] not in ERROR_DIALOG_TITLES):
+        for title, body, _cls, line in (
+            d for d in dialogs if d[2] != MESSAGE_DIALOG and d[0] not in ERROR_DIALOG_TITLES
+        ):
             hint = "; ".join(f"line {ln} calls {fn}(): {adv}" for ln, fn, adv in interactive_calls(text))
             what = f"'{title}'" + (f" ({body.splitlines()[0]})" if body else "")
             raise MacroError(
                 f"the macro opened a dialog {what} that waits for a user, which cannot happen here "
                 f"(no screen); it was closed and the macro stopped. "
-                + (hint or "Give the command its options, e.g. run(\"Gaussian Blur...\", \"sigma=2\")."),
+                + (hint or 'Give the command its options, e.g. run("Gaussian Blur...", "sigma=2").'),
                 line,
                 name,
             )
         if timed_out:
-            raise MacroError(f"the macro was still running after {timeout:g} s and was stopped"
-                             + (f" at line {stopped_at}" if stopped_at and stopped_at > 0 else "")
-                             + " (an endless loop? If it needs longer, give it more time: "
-                               "deepimagej macro --timeout SECONDS, or timeout=SECONDS; 0 means no limit)",
-                             None, name)
+            raise MacroError(
+                f"the macro was still running after {timeout:g} s and was stopped"
+                + (f" at line {stopped_at}" if stopped_at and stopped_at > 0 else "")
+                + " (an endless loop? If it needs longer, give it more time: "
+                "deepimagej macro --timeout SECONDS, or timeout=SECONDS; 0 means no limit)",
+                None,
+                name,
+            )
         message = _error_message(interp)
         if exc is not None:
             text_exc = str(exc)
@@ -637,14 +733,30 @@ def _system_readable() -> list[str]:
     for folder in (Prefs.getImageJDir(), Prefs.getPrefsDir()):
         if folder is not None:
             folders.add(str(folder))
-    folders.update(["/usr/share/fonts", "/usr/share/java", "/etc/fonts", "/usr/share/zoneinfo", "/dev/random",
-                    "/dev/urandom", "/dev/null"])
+    folders.update(
+        [
+            "/usr/share/fonts",
+            "/usr/share/java",
+            "/etc/fonts",
+            "/usr/share/zoneinfo",
+            "/dev/random",
+            "/dev/urandom",
+            "/dev/null",
+        ]
+    )
     return sorted(folders)
 
 
-def run_bundle_macro(runner: MacroRunner, path: str | Path, image, *, bundle_root: str | Path,
-                     images: Sequence[str | Path] = (), trusted: bool = False,
-                     timeout: float | None = BUNDLE_MACRO_TIMEOUT_S):
+def run_bundle_macro(
+    runner: MacroRunner,
+    path: str | Path,
+    image,
+    *,
+    bundle_root: str | Path,
+    images: Sequence[str | Path] = (),
+    trusted: bool = False,
+    timeout: float | None = BUNDLE_MACRO_TIMEOUT_S,
+):
     """Run one of a bundle's macro files on ``image``; confined unless the bundle is trusted.
 
     Untrusted (the default): the macro is audited first (:func:`deepimagej.audit.macros.audit_macro_file`;
@@ -679,14 +791,20 @@ def run_bundle_macro(runner: MacroRunner, path: str | Path, image, *, bundle_roo
     if refused:
         first = refused[0]
         more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""
-        raise UntrustedBundleError(f"{first.source}: refused before running: {first.what}: {first.detail}{more}; "
-                                   f"a bundle's macro may not do this unless you trust the bundle "
-                                   f"(deepimagej trust {root})")
+        raise UntrustedBundleError(
+            f"{first.source}: refused before running: {first.what}: {first.detail}{more}; "
+            f"a bundle's macro may not do this unless you trust the bundle "
+            f"(deepimagej trust {root})"
+        )
     text, name = read_macro(full)
     with tempfile.TemporaryDirectory(prefix="deepimagej-macro-") as work:
-        confine = ConfinedTo(name or path.name, (root, Path(work)), tuple(Path(p) for p in images), Path(work))
+        confine = ConfinedTo(
+            name or path.name, (root, Path(work)), tuple(Path(p) for p in images), Path(work)
+        )
         # without the run-time guard (Java 24+), the audit above refused whatever only the guard could check
-        return runner.run(text, image, name=name, timeout=timeout or 0, confine=confine if runner.can_confine else None)
+        return runner.run(
+            text, image, name=name, timeout=timeout or 0, confine=confine if runner.can_confine else None
+        )
 
 
 def _with_args(text: str, args: Mapping[str, Any] | None) -> str:

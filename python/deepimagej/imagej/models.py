@@ -7,7 +7,6 @@ folder name or by its ``name`` (case, spaces, ``-`` and ``_`` ignored), or given
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,9 @@ DESCRIPTORS = ("rdf.yaml", "bioimageio.yaml", "config.xml", "model.yaml")
 
 
 def _is_bundle(folder: Path) -> bool:
-    return folder.is_dir() and (any((folder / d).is_file() for d in DESCRIPTORS) or any(folder.glob("*.bioimageio.yaml")))
+    return folder.is_dir() and (
+        any((folder / d).is_file() for d in DESCRIPTORS) or any(folder.glob("*.bioimageio.yaml"))
+    )
 
 
 def _key(name: str) -> str:
@@ -125,13 +126,17 @@ def install_model(source: str | Path, models_folder: str | Path | None = None, *
         else:
             bundle = _unzip_bundle(source, staging)
         if not _is_bundle(bundle):
-            raise BundleError(f"{source}: no rdf.yaml, bioimageio.yaml or config.xml in it; not a model bundle")
+            raise BundleError(
+                f"{source}: no rdf.yaml, bioimageio.yaml or config.xml in it; not a model bundle"
+            )
         load_bundle(bundle)  # a broken bundle stops here, with its own message
         final = target_root / bundle.name
         if final.exists():
             if not overwrite:
-                raise BundleError(f"a model '{bundle.name}' is already installed in {target_root}; remove it first "
-                                  "(or install with overwrite)")
+                raise BundleError(
+                    f"a model '{bundle.name}' is already installed in {target_root}; remove it first "
+                    "(or install with overwrite)"
+                )
             shutil.rmtree(final)
         bundle.rename(final)
     finally:

@@ -93,7 +93,9 @@ class ImageJ:
         except DeepImageJError as exc:
             self._fail(exc)
         except Exception as exc:  # anything else still must not surface as a Java trace
-            if "Macro canceled" in str(exc):  # ImageJ cancelling the macro (a dialog closed by the guard): let it
+            if "Macro canceled" in str(
+                exc
+            ):  # ImageJ cancelling the macro (a dialog closed by the guard): let it
                 raise
             self._fail(ImageJError(f"DeepImageJ {command} failed: {type(exc).__name__}: {exc}"))
 
@@ -205,8 +207,15 @@ class ImageJ:
         """The text of ImageJ's Log window."""
         return str(self._IJ.getLog() or "")
 
-    def run_bundle(self, model: str | Path, image: Any = None, options: str = "",
-                   *, axes: str | None = None, as_xarray: bool = False) -> MacroResult:
+    def run_bundle(
+        self,
+        model: str | Path,
+        image: Any = None,
+        options: str = "",
+        *,
+        axes: str | None = None,
+        as_xarray: bool = False,
+    ) -> MacroResult:
         """``run("DeepImageJ Run", "model=[model] " + options)`` on ``image``, from Python."""
         name = str(model)
         return self.run_macro(

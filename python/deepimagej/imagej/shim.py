@@ -73,8 +73,14 @@ def _javac() -> str:
     return javac
 
 
-def compile_jar(source_dir: Path, ij_jar: Path, out_dirs: list[Path], name: str,
-                resources: Mapping[str, bytes] | None = None, what: str = "the DeepImageJ Java shim") -> Path:
+def compile_jar(
+    source_dir: Path,
+    ij_jar: Path,
+    out_dirs: list[Path],
+    name: str,
+    resources: Mapping[str, bytes] | None = None,
+    what: str = "the DeepImageJ Java shim",
+) -> Path:
     """Compile every ``*.java`` under ``source_dir`` against ``ij_jar`` into the jar ``name``.
 
     The jar is written atomically into the first writable folder of ``out_dirs``; other jars
@@ -97,8 +103,18 @@ def compile_jar(source_dir: Path, ij_jar: Path, out_dirs: list[Path], name: str,
     with tempfile.TemporaryDirectory(prefix="deepimagej-javac-") as tmp:
         classes = Path(tmp) / "classes"
         classes.mkdir()
-        cmd = [javac, "--release", JAVA_RELEASE, "-nowarn", "-encoding", "UTF-8", "-cp", str(ij_jar),
-               "-d", str(classes)]
+        cmd = [
+            javac,
+            "--release",
+            JAVA_RELEASE,
+            "-nowarn",
+            "-encoding",
+            "UTF-8",
+            "-cp",
+            str(ij_jar),
+            "-d",
+            str(classes),
+        ]
         proc = subprocess.run(cmd + [str(s) for s in files], capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise ImageJError(f"compiling {what} failed:\n{proc.stderr.strip()}")
@@ -137,7 +153,9 @@ def build(ij_jar: Path, force: bool = False) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m deepimagej.imagej.shim", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m deepimagej.imagej.shim", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--build", action="store_true", help="compile the Java shim (if out of date)")
     parser.add_argument("--force", action="store_true", help="rebuild even when up to date")
     parser.add_argument("--ij-jar", type=Path, default=None, help="ij.jar to compile against")

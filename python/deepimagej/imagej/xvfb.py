@@ -81,8 +81,8 @@ def _spawn(argv: list[str], errlog) -> tuple[subprocess.Popen, bool]:
     def owner() -> None:  # the child's parent for the kernel: must live as long as the process
         try:
             started["process"] = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errlog,
-                preexec_fn=preexec)  # noqa: PLW1509 - only without setpriv; Xvfb starts before Java's threads
+                argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errlog, preexec_fn=preexec
+            )  # noqa: PLW1509 - only without setpriv; Xvfb starts before Java's threads
         except OSError as exc:
             started["error"] = exc
         ready.set()

@@ -49,7 +49,11 @@ def forwarded_options(exclude: Sequence[str] = ()) -> list[str]:
     for param in ctx.command.params:
         if not isinstance(param, click.Option) or param.name in ("host", "detach", *exclude):
             continue
-        if ctx.get_parameter_source(param.name) in (None, ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP):
+        if ctx.get_parameter_source(param.name) in (
+            None,
+            ParameterSource.DEFAULT,
+            ParameterSource.DEFAULT_MAP,
+        ):
             continue
         value = ctx.params[param.name]
         flag = max(param.opts, key=len)
@@ -77,8 +81,11 @@ class _Status:
         if not self.enabled:
             return
         elapsed = f" {job.elapsed:.0f} s" if job.elapsed is not None else ""
-        click.echo(f"\r\x1b[2Kjob {job.id} on {job.host}: {job.state}{elapsed} {client.describe_progress(job)}", err=True,
-                   nl=False)
+        click.echo(
+            f"\r\x1b[2Kjob {job.id} on {job.host}: {job.state}{elapsed} {client.describe_progress(job)}",
+            err=True,
+            nl=False,
+        )
         self.shown = True
 
     def echo(self, text: str) -> None:
@@ -92,8 +99,15 @@ class _Status:
             click.echo("", err=True)
 
 
-def remote_run(host: str, bundle: Path, input_path: Path | None, named_inputs: Sequence[str], outputs: Sequence[str],
-               options: Sequence[str], detach: bool) -> None:
+def remote_run(
+    host: str,
+    bundle: Path,
+    input_path: Path | None,
+    named_inputs: Sequence[str],
+    outputs: Sequence[str],
+    options: Sequence[str],
+    detach: bool,
+) -> None:
     """``deepimagej run ... --host NAME``: the same command as a job on the server (see :mod:`deepimagej.remote.client`).
 
     Args:
@@ -115,7 +129,12 @@ def remote_run(host: str, bundle: Path, input_path: Path | None, named_inputs: S
         command += ["--input", client.Upload(Path(path.strip()), prefix=f"{name.strip()}=")]
     for value in outputs:
         name, sep, path = value.partition("=")
-        command += ["-o", client.Output(Path(path.strip()), prefix=f"{name.strip()}=") if sep else client.Output(Path(value))]
+        command += [
+            "-o",
+            client.Output(Path(path.strip()), prefix=f"{name.strip()}=")
+            if sep
+            else client.Output(Path(value)),
+        ]
     command += options
     status = _Status()
     try:
@@ -124,7 +143,9 @@ def remote_run(host: str, bundle: Path, input_path: Path | None, named_inputs: S
         status.close()
 
 
-def remote_train(host: str, uploads: dict[str, Path | None], out_dir: Path, options: Sequence[str], detach: bool) -> None:
+def remote_train(
+    host: str, uploads: dict[str, Path | None], out_dir: Path, options: Sequence[str], detach: bool
+) -> None:
     """``deepimagej train ... --host NAME``: the same training as a job on the server; the bundle comes back to ``out_dir``.
 
     Args:
@@ -157,21 +178,40 @@ def remote() -> None:
 @remote.command("add")
 @click.argument("name")
 @click.argument("address", metavar="USER@HOST[:PORT]")
-@click.option("--key", type=click.Path(path_type=Path), help="Private key file (default: SSH agent, ~/.ssh/config, ~/.ssh/id_*).")
+@click.option(
+    "--key",
+    type=click.Path(path_type=Path),
+    help="Private key file (default: SSH agent, ~/.ssh/config, ~/.ssh/id_*).",
+)
 @click.option("--workdir", default=DEFAULT_WORKDIR, show_default=True, help="Work folder on the server.")
-@click.option("--deepimagej", "command", default="deepimagej", show_default=True,
-              help="The server's deepimagej command (default: the one on its login PATH).")
-@click.option("--timeout", type=float, default=DEFAULT_TIMEOUT_S, show_default=True,
-              help="Seconds to wait for the server before it counts as down.")
+@click.option(
+    "--deepimagej",
+    "command",
+    default="deepimagej",
+    show_default=True,
+    help="The server's deepimagej command (default: the one on its login PATH).",
+)
+@click.option(
+    "--timeout",
+    type=float,
+    default=DEFAULT_TIMEOUT_S,
+    show_default=True,
+    help="Seconds to wait for the server before it counts as down.",
+)
 @click.option("--replace", is_flag=True, help="Replace a host of the same name.")
 @friendly_errors
-def add_cmd(name: str, address: str, key: Path | None, workdir: str, command: str, timeout: float,
-            replace: bool) -> None:
+def add_cmd(
+    name: str, address: str, key: Path | None, workdir: str, command: str, timeout: float, replace: bool
+) -> None:
     """Add a server NAME at USER@HOST[:PORT] (check it with: deepimagej remote test NAME)."""
 
-    host = client.add_host(name, address, key=key, workdir=workdir, deepimagej=command, timeout=timeout, replace=replace)
-    click.echo(f"added {host.name}: {host.address}{f' key {host.key}' if host.key else ''}, work folder "
-               f"{host.workdir}, deepimagej '{host.deepimagej}'; check it with: deepimagej remote test {host.name}")
+    host = client.add_host(
+        name, address, key=key, workdir=workdir, deepimagej=command, timeout=timeout, replace=replace
+    )
+    click.echo(
+        f"added {host.name}: {host.address}{f' key {host.key}' if host.key else ''}, work folder "
+        f"{host.workdir}, deepimagej '{host.deepimagej}'; check it with: deepimagej remote test {host.name}"
+    )
 
 
 @remote.command("list")
@@ -183,8 +223,10 @@ def list_cmd() -> None:
     if not found:
         click.echo("no hosts; add one with: deepimagej remote add NAME user@server")
     for h in found:
-        click.echo(f"{h.name:<12} {h.address:<32} key {h.key or '(agent/ssh config)'}  workdir {h.workdir}  "
-                   f"deepimagej {h.deepimagej}")
+        click.echo(
+            f"{h.name:<12} {h.address:<32} key {h.key or '(agent/ssh config)'}  workdir {h.workdir}  "
+            f"deepimagej {h.deepimagej}"
+        )
 
 
 @remote.command("remove")
@@ -199,26 +241,40 @@ def remove_cmd(name: str) -> None:
 
 @remote.command("test")
 @click.argument("name")
-@click.option("--accept-host-key", is_flag=True, help="Trust the server's host key if it is not yet in known_hosts.")
+@click.option(
+    "--accept-host-key", is_flag=True, help="Trust the server's host key if it is not yet in known_hosts."
+)
 @friendly_errors
 def test_cmd(name: str, accept_host_key: bool) -> None:
     """Connect to NAME and check its deepimagej: version, cores, memory, GPUs, engines, disk space."""
 
     info = client.test_host(name, accept_host_key=accept_host_key)
     gb = 1e9
-    gpus = ", ".join(f"{g['name']} ({g['memory'] / gb:.0f} GB)" for g in info["gpus"]) or "none (jobs run on the CPU)"
-    engines = ", ".join(f"{k} {v['version'] or ''}".strip() for k, v in info["engines"].items() if v["installed"])
+    gpus = (
+        ", ".join(f"{g['name']} ({g['memory'] / gb:.0f} GB)" for g in info["gpus"])
+        or "none (jobs run on the CPU)"
+    )
+    engines = ", ".join(
+        f"{k} {v['version'] or ''}".strip() for k, v in info["engines"].items() if v["installed"]
+    )
     click.echo(f"{name}: reached {info['hostname']} in {info['latency_s']:.2f} s")
-    click.echo(f"deepimagej {info['version']} (remote protocol {info['protocol']}), Python {info['python']} "
-               f"({info['executable']})")
-    click.echo(f"cores {info['cores']}, memory {info['memory_total'] / gb:.1f} GB "
-               f"({info['memory_available'] / gb:.1f} GB free), GPUs: {gpus}")
+    click.echo(
+        f"deepimagej {info['version']} (remote protocol {info['protocol']}), Python {info['python']} "
+        f"({info['executable']})"
+    )
+    click.echo(
+        f"cores {info['cores']}, memory {info['memory_total'] / gb:.1f} GB "
+        f"({info['memory_available'] / gb:.1f} GB free), GPUs: {gpus}"
+    )
     click.echo(f"engines: {engines or 'none'}")
     click.echo(f"work folder {info['workdir']}: {info['disk_free'] / gb:.1f} GB free")
     for line in info["missing"]:
         click.echo(f"missing: {line}")
-    click.echo("ready" if len(info["missing"]) < len(info["engines"]) else
-               "not ready: no engine installed on the server")
+    click.echo(
+        "ready"
+        if len(info["missing"]) < len(info["engines"])
+        else "not ready: no engine installed on the server"
+    )
 
 
 @remote.command("clean")
@@ -379,8 +435,10 @@ def jobs(ctx: click.Context, no_refresh: bool) -> None:
     click.echo(f"{'ID':>4}  {'HOST':<10} {'KIND':<6} {'STATE':<10} {'STARTED':<16} {'ELAPSED':>8}  PROGRESS")
     notes = []
     for j in found:
-        click.echo(f"{j.id:>4}  {j.host:<10} {j.kind:<6} {j.state:<10} {_when(j.started or j.created):<16} "
-                   f"{_duration(j.elapsed):>8}  {client.describe_progress(j)}{'  *' if j.note else ''}")
+        click.echo(
+            f"{j.id:>4}  {j.host:<10} {j.kind:<6} {j.state:<10} {_when(j.started or j.created):<16} "
+            f"{_duration(j.elapsed):>8}  {client.describe_progress(j)}{'  *' if j.note else ''}"
+        )
         if j.note:
             notes.append(f"* job {j.id}: {j.note}")
     for note in dict.fromkeys(notes):
@@ -399,11 +457,21 @@ def show_cmd(job_id: str) -> None:
         ("command", "deepimagej " + " ".join(j.local.get("argv", []))),
         ("state", j.state + (f": {j.error}" if j.error and j.state != "done" else "")),
         ("progress", client.describe_progress(j) or "-"),
-        ("created", _when(j.created)), ("started", _when(j.started)), ("finished", _when(j.finished)),
+        ("created", _when(j.created)),
+        ("started", _when(j.started)),
+        ("finished", _when(j.finished)),
         ("elapsed", _duration(j.elapsed)),
-        ("uploaded", (f"{j.uploaded_bytes / 1e6:.1f} MB sent, {j.present_bytes / 1e6:.1f} MB of "
-                      f"{j.total_bytes / 1e6:.1f} MB were already on the server")),
-        ("result", ", ".join(j.local.get("outputs", [])) + (f" (fetched {_when(j.fetched)})" if j.fetched else "")),
+        (
+            "uploaded",
+            (
+                f"{j.uploaded_bytes / 1e6:.1f} MB sent, {j.present_bytes / 1e6:.1f} MB of "
+                f"{j.total_bytes / 1e6:.1f} MB were already on the server"
+            ),
+        ),
+        (
+            "result",
+            ", ".join(j.local.get("outputs", [])) + (f" (fetched {_when(j.fetched)})" if j.fetched else ""),
+        ),
     ]
     for key, value in rows:
         click.echo(f"{key:<9} {value}")
@@ -431,7 +499,9 @@ def cancel_cmd(job_id: str) -> None:
 
 @jobs.command("fetch")
 @click.argument("job_id")
-@click.option("--to", type=click.Path(path_type=Path), help="Write the result here instead of where the job said.")
+@click.option(
+    "--to", type=click.Path(path_type=Path), help="Write the result here instead of where the job said."
+)
 @friendly_errors
 def fetch_cmd(job_id: str, to: Path | None) -> None:
     """Download the result of the done job JOB_ID (atomically)."""

@@ -82,8 +82,16 @@ def _ignore(_job: Job) -> None:
 # --------------------------------------------------------------------------- hosts
 
 
-def add_host(name: str, address: str, *, key: str | Path | None = None, workdir: str | None = None,
-             deepimagej: str | None = None, timeout: float | None = None, replace: bool = False) -> Host:
+def add_host(
+    name: str,
+    address: str,
+    *,
+    key: str | Path | None = None,
+    workdir: str | None = None,
+    deepimagej: str | None = None,
+    timeout: float | None = None,
+    replace: bool = False,
+) -> Host:
     """Record a host (nothing is contacted; :func:`test_host` checks it).
 
     Args:
@@ -99,8 +107,14 @@ def add_host(name: str, address: str, *, key: str | Path | None = None, workdir:
         raise RemoteError(f"host name {name!r}: use letters, digits, '-', '_' or '.'")
     if key is not None and not Path(key).expanduser().is_file():
         raise RemoteError(f"--key {key}: no such key file")
-    host = Host(name, parse_address(address), str(Path(key).expanduser().absolute()) if key else None,
-                workdir or P.DEFAULT_WORKDIR, deepimagej or "deepimagej", float(timeout or DEFAULT_TIMEOUT_S))
+    host = Host(
+        name,
+        parse_address(address),
+        str(Path(key).expanduser().absolute()) if key else None,
+        workdir or P.DEFAULT_WORKDIR,
+        deepimagej or "deepimagej",
+        float(timeout or DEFAULT_TIMEOUT_S),
+    )
     return Store().add_host(host, replace=replace)
 
 
@@ -139,11 +153,16 @@ def test_host(name: str, accept_host_key: bool = False) -> dict[str, Any]:
         latency = time.perf_counter() - start
         info = conn.server("hello")
     if info.get("protocol") != P.PROTOCOL:
-        raise RemoteError(f"{name}: the server's deepimagej {info.get('version')} speaks remote protocol "
-                          f"{info.get('protocol')}, this one {P.PROTOCOL}; install the same deepimagej version on both")
+        raise RemoteError(
+            f"{name}: the server's deepimagej {info.get('version')} speaks remote protocol "
+            f"{info.get('protocol')}, this one {P.PROTOCOL}; install the same deepimagej version on both"
+        )
     info["latency_s"] = latency
-    info["missing"] = [f"{engine}: pip install 'deepimagej[{e['extra']}]' on the server"
-                       for engine, e in info["engines"].items() if not e["installed"]]
+    info["missing"] = [
+        f"{engine}: pip install 'deepimagej[{e['extra']}]' on the server"
+        for engine, e in info["engines"].items()
+        if not e["installed"]
+    ]
     return info
 
 
@@ -154,8 +173,17 @@ test_host.__test__ = False  # type: ignore[attr-defined]
 # --------------------------------------------------------------------------- submitting
 
 
-def run(host: str, bundle: str | Path, input: str | Path | dict[str, str | Path], output: str | Path | dict[str, str | Path],
-        *, detach: bool = False, echo: Echo = _quiet, on_update: OnUpdate = _ignore, **options: Any) -> Job:
+def run(
+    host: str,
+    bundle: str | Path,
+    input: str | Path | dict[str, str | Path],
+    output: str | Path | dict[str, str | Path],
+    *,
+    detach: bool = False,
+    echo: Echo = _quiet,
+    on_update: OnUpdate = _ignore,
+    **options: Any,
+) -> Job:
     """``deepimagej run BUNDLE INPUT -o OUTPUT`` on ``host``; the result is downloaded to ``output``.
 
     Args:
@@ -185,9 +213,20 @@ def run(host: str, bundle: str | Path, input: str | Path | dict[str, str | Path]
     return submit(host, "run", command, detach=detach, echo=echo, on_update=on_update)
 
 
-def train(host: str, *, images: str | Path, out: str | Path, labels: str | Path | None = None,
-          rois: str | Path | None = None, points: str | Path | None = None, from_bundle: str | Path | None = None,
-          detach: bool = False, echo: Echo = _quiet, on_update: OnUpdate = _ignore, **options: Any) -> Job:
+def train(
+    host: str,
+    *,
+    images: str | Path,
+    out: str | Path,
+    labels: str | Path | None = None,
+    rois: str | Path | None = None,
+    points: str | Path | None = None,
+    from_bundle: str | Path | None = None,
+    detach: bool = False,
+    echo: Echo = _quiet,
+    on_update: OnUpdate = _ignore,
+    **options: Any,
+) -> Job:
     """``deepimagej train`` on ``host``; the trained bundle is downloaded to ``out``.
 
     Args:
@@ -198,7 +237,12 @@ def train(host: str, *, images: str | Path, out: str | Path, labels: str | Path 
         options: further ``deepimagej train`` options, e.g. ``epochs=20``, ``tile=128``.
     """
     command: list[Token] = ["--images", Upload(Path(images))]
-    for flag, value in (("--labels", labels), ("--rois", rois), ("--points", points), ("--from", from_bundle)):
+    for flag, value in (
+        ("--labels", labels),
+        ("--rois", rois),
+        ("--points", points),
+        ("--from", from_bundle),
+    ):
         if value is not None:
             command += [flag, Upload(Path(value))]
     command += ["--out", Output(Path(out)), "--work", Work(), *as_options(options)]
@@ -260,7 +304,9 @@ def _blobs(spec: dict[str, Any], local: dict[str, Any]) -> dict[str, tuple[Path,
     return out
 
 
-def build_spec(store: Store, kind: str, command: Sequence[Token], remote_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def build_spec(
+    store: Store, kind: str, command: Sequence[Token], remote_id: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """The job spec sent to the server and what only the client keeps (local paths).
 
     Raises:
@@ -290,13 +336,27 @@ def build_spec(store: Store, kind: str, command: Sequence[Token], remote_id: str
         else:
             tokens.append(P.check_literal(str(token)))
             local["argv"].append(str(token))
-    spec = {"protocol": P.PROTOCOL, "id": remote_id, "kind": kind, "uploads": uploads, "outputs": outputs,
-            "command": tokens}
+    spec = {
+        "protocol": P.PROTOCOL,
+        "id": remote_id,
+        "kind": kind,
+        "uploads": uploads,
+        "outputs": outputs,
+        "command": tokens,
+    }
     return P.check_spec(spec), local
 
 
-def submit(host: str, kind: str, command: Sequence[Token], *, detach: bool = False, echo: Echo = _quiet,
-           on_update: OnUpdate = _ignore, origin: dict[str, Any] | None = None) -> Job:
+def submit(
+    host: str,
+    kind: str,
+    command: Sequence[Token],
+    *,
+    detach: bool = False,
+    echo: Echo = _quiet,
+    on_update: OnUpdate = _ignore,
+    origin: dict[str, Any] | None = None,
+) -> Job:
     """Run ``deepimagej KIND COMMAND...`` on ``host`` as a job (see the module docstring).
 
     Args:
@@ -326,21 +386,29 @@ def submit(host: str, kind: str, command: Sequence[Token], *, detach: bool = Fal
         conn.close()
 
 
-def _after_submit(store: Store, conn: Connection, job: Job, detach: bool, echo: Echo, on_update: OnUpdate) -> Job:
+def _after_submit(
+    store: Store, conn: Connection, job: Job, detach: bool, echo: Echo, on_update: OnUpdate
+) -> Job:
     if detach:
-        echo(f"job {job.id} runs on {job.host}; see it with: deepimagej jobs (fetch the result: deepimagej jobs "
-             f"fetch {job.id})")
+        echo(
+            f"job {job.id} runs on {job.host}; see it with: deepimagej jobs (fetch the result: deepimagej jobs "
+            f"fetch {job.id})"
+        )
         return job
     try:
         job, conn = _follow(store, conn, job, echo, on_update)
     except KeyboardInterrupt:
-        echo(f"stopped following: job {job.id} goes on on {job.host} (deepimagej jobs; deepimagej jobs fetch {job.id})")
+        echo(
+            f"stopped following: job {job.id} goes on on {job.host} (deepimagej jobs; deepimagej jobs fetch {job.id})"
+        )
         raise
     if job.state == "done":
         _fetch(store, conn, job, None, echo)
         return store.job(job.id)
-    raise RemoteError(f"job {job.id} {job.state} on {job.host}: {job.error or job.state} "
-                      f"(log: deepimagej jobs log {job.id})")
+    raise RemoteError(
+        f"job {job.id} {job.state} on {job.host}: {job.error or job.state} "
+        f"(log: deepimagej jobs log {job.id})"
+    )
 
 
 def _mb(n: int) -> str:
@@ -357,14 +425,23 @@ def _upload_and_submit(store: Store, conn: Connection, job: Job, echo: Echo, on_
         partial = answer["partial"]
         missing = [d for d in blobs if d not in answer["present"]]
         need = sum(blobs[d][1] - partial.get(d, 0) for d in missing)
-        job = store.update_job(job.id, state="uploading", workdir=answer["workdir"], total_bytes=total,
-                               present_bytes=total - need)
+        job = store.update_job(
+            job.id,
+            state="uploading",
+            workdir=answer["workdir"],
+            total_bytes=total,
+            present_bytes=total - need,
+        )
         if need > answer["free"]:
-            raise RemoteError(f"{job.host}: not enough disk space in {answer['workdir']} for the upload: "
-                              f"{_mb(need)} needed, {_mb(answer['free'])} free; free some space there or choose "
-                              f"another --workdir")
-        echo(f"uploading {_mb(need)} ({len(missing)} of {len(blobs)} file(s); {_mb(total - need)} already on "
-             f"{job.host})")
+            raise RemoteError(
+                f"{job.host}: not enough disk space in {answer['workdir']} for the upload: "
+                f"{_mb(need)} needed, {_mb(answer['free'])} free; free some space there or choose "
+                f"another --workdir"
+            )
+        echo(
+            f"uploading {_mb(need)} ({len(missing)} of {len(blobs)} file(s); {_mb(total - need)} already on "
+            f"{job.host})"
+        )
 
         def on_sent(n: int) -> None:
             nonlocal sent, last_shown
@@ -382,12 +459,19 @@ def _upload_and_submit(store: Store, conn: Connection, job: Job, echo: Echo, on_
             return job
         status = conn.server("submit", payload=job.spec)
     except KeyboardInterrupt:
-        store.update_job(job.id, state="failed", uploaded_bytes=before + sent,
-                         error=f"upload interrupted; 'deepimagej jobs resume {job.id}' uploads the rest")
+        store.update_job(
+            job.id,
+            state="failed",
+            uploaded_bytes=before + sent,
+            error=f"upload interrupted; 'deepimagej jobs resume {job.id}' uploads the rest",
+        )
         raise
     except RemoteError as exc:
-        hint = (f"; 'deepimagej jobs resume {job.id}' uploads the rest" if isinstance(exc, ConnectionLost)
-                else f"; then 'deepimagej jobs resume {job.id}'")
+        hint = (
+            f"; 'deepimagej jobs resume {job.id}' uploads the rest"
+            if isinstance(exc, ConnectionLost)
+            else f"; then 'deepimagej jobs resume {job.id}'"
+        )
         store.update_job(job.id, state="failed", uploaded_bytes=before + sent, error=f"{exc}{hint}")
         raise RemoteError(f"job {job.id}: {exc}{hint}") from None
     job = _apply(store, store.update_job(job.id, submitted=True, error=None), status)
@@ -432,13 +516,16 @@ def _reconnect(conn: Connection, job: Job, echo: Echo) -> Connection:
             return connect(Store().host(job.host))
         except RemoteError as exc:
             if time.monotonic() > deadline:
-                raise ConnectionLost(f"job {job.id} goes on on {job.host}, but the connection is lost ({exc}); see "
-                                     f"it later with 'deepimagej jobs', then 'deepimagej jobs fetch {job.id}'") from None
+                raise ConnectionLost(
+                    f"job {job.id} goes on on {job.host}, but the connection is lost ({exc}); see "
+                    f"it later with 'deepimagej jobs', then 'deepimagej jobs fetch {job.id}'"
+                ) from None
             time.sleep(2.0)
 
 
-def _follow(store: Store, conn: Connection, job: Job, echo: Echo, on_update: OnUpdate, log_offset: int = 0
-            ) -> tuple[Job, Connection]:
+def _follow(
+    store: Store, conn: Connection, job: Job, echo: Echo, on_update: OnUpdate, log_offset: int = 0
+) -> tuple[Job, Connection]:
     """Print the job's log and track its status until it ends; survives dropped connections."""
     store.claim_job(job.id)
     status_path, log_path = _paths(job)
@@ -456,8 +543,12 @@ def _follow(store: Store, conn: Connection, job: Job, echo: Echo, on_update: OnU
             if status.get("updated") != last_seen:
                 last_seen, last_change = status.get("updated"), time.monotonic()
             now = time.monotonic()
-            if status["state"] not in P.FINISHED and (now - last_change > STALE_S or now - last_check > 4 * STALE_S):
-                status = conn.server("status", job.remote_id)[job.remote_id]  # the server checks its processes
+            if status["state"] not in P.FINISHED and (
+                now - last_change > STALE_S or now - last_check > 4 * STALE_S
+            ):
+                status = conn.server("status", job.remote_id)[
+                    job.remote_id
+                ]  # the server checks its processes
                 last_check = last_change = now
         except ConnectionLost:
             conn = _reconnect(conn, job, echo)
@@ -487,7 +578,9 @@ def _fetch(store: Store, conn: Connection, job: Job, to: Path | None, echo: Echo
     for j, (item, target) in enumerate(zip(listing, targets)):
         remote = f"{folder}/{j}/{P.check_name(item['name'])}"
         if item["type"] == "missing":
-            raise RemoteError(f"job {job.id}: the server has no result '{item['name']}' (see deepimagej jobs log {job.id})")
+            raise RemoteError(
+                f"job {job.id}: the server has no result '{item['name']}' (see deepimagej jobs log {job.id})"
+            )
         target.parent.mkdir(parents=True, exist_ok=True)
         part = target.parent / f".{target.name}.part-{job.remote_id}"
         try:
@@ -544,8 +637,12 @@ def jobs(refresh: bool = True) -> list[Job]:
             continue
         if not job.submitted:
             if not client_alive(job):
-                store.update_job(job.id, state="failed", error=f"upload interrupted (the client stopped); "
-                                 f"'deepimagej jobs resume {job.id}' uploads the rest")
+                store.update_job(
+                    job.id,
+                    state="failed",
+                    error=f"upload interrupted (the client stopped); "
+                    f"'deepimagej jobs resume {job.id}' uploads the rest",
+                )
             continue
         by_host[job.host].append(job)
     notes: dict[int, str] = {}
@@ -592,7 +689,9 @@ def log(job_id: int | str, follow: bool = False, echo: Echo = print) -> Job:
     return found
 
 
-def follow(job_id: int | str, echo: Echo = _quiet, on_update: OnUpdate = _ignore, fetch_result: bool = True) -> Job:
+def follow(
+    job_id: int | str, echo: Echo = _quiet, on_update: OnUpdate = _ignore, fetch_result: bool = True
+) -> Job:
     """Wait for a job to end (showing its log), then download its result (``fetch_result``)."""
     store = Store()
     found = store.job(job_id)
@@ -620,7 +719,9 @@ def fetch(job_id: int | str, to: str | Path | None = None, echo: Echo = _quiet) 
     if found.state != "done":
         where = f" ({describe_progress(found)})" if found.progress else ""
         reason = f": {found.error}" if found.error and found.state == "failed" else ""
-        raise RemoteError(f"job {found.id} is {found.state}{where}{reason}; only a done job has a result to fetch")
+        raise RemoteError(
+            f"job {found.id} is {found.state}{where}{reason}; only a done job has a result to fetch"
+        )
     with connect(store.host(found.host)) as conn:
         return _fetch(store, conn, found, Path(to) if to else None, echo)
 
@@ -636,13 +737,16 @@ def cancel(job_id: int | str) -> Job:
     if found.finished_state:
         raise RemoteError(f"job {found.id} already finished ({found.state}): nothing to cancel")
     if not found.submitted:
-        return store.update_job(found.id, state="cancelled", error="cancelled before it reached the server",
-                                finished=time.time())
+        return store.update_job(
+            found.id, state="cancelled", error="cancelled before it reached the server", finished=time.time()
+        )
     with connect(store.host(found.host)) as conn:
         return _apply(store, found, conn.server("cancel", found.remote_id))
 
 
-def resume(job_id: int | str, detach: bool = False, echo: Echo = _quiet, on_update: OnUpdate = _ignore) -> Job:
+def resume(
+    job_id: int | str, detach: bool = False, echo: Echo = _quiet, on_update: OnUpdate = _ignore
+) -> Job:
     """Continue a job: finish an interrupted upload, or run a failed/cancelled job again on the server.
 
     A training continues from its last checkpoint (``deepimagej train`` resumes from the job's folder).
@@ -667,10 +771,15 @@ def resume(job_id: int | str, detach: bool = False, echo: Echo = _quiet, on_upda
             else:
                 found = _apply(store, store.update_job(found.id, submitted=True), status)
         else:
-            echo(f"job {found.id}: running it again on {found.host}"
-                 + (" from its last checkpoint" if found.kind == "train" else ""))
-            found = _apply(store, store.update_job(found.id, error=None, finished=None),
-                           conn.server("resume", found.remote_id))
+            echo(
+                f"job {found.id}: running it again on {found.host}"
+                + (" from its last checkpoint" if found.kind == "train" else "")
+            )
+            found = _apply(
+                store,
+                store.update_job(found.id, error=None, finished=None),
+                conn.server("resume", found.remote_id),
+            )
         offset = len(conn.read(_paths(found)[1])) if found.submitted else 0
         if detach:
             return found
@@ -688,7 +797,9 @@ def remove(job_id: int | str) -> None:
     store = Store()
     found = job(job_id)
     if not found.finished_state:
-        raise RemoteError(f"job {found.id} is {found.state}: cancel it first (deepimagej jobs cancel {found.id})")
+        raise RemoteError(
+            f"job {found.id} is {found.state}: cancel it first (deepimagej jobs cancel {found.id})"
+        )
     if found.submitted:
         with connect(store.host(found.host)) as conn:
             conn.server("remove", found.remote_id)

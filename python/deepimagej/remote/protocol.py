@@ -87,8 +87,15 @@ def check_name(name: str) -> str:
     Raises:
         RemoteError: the name could leave its folder.
     """
-    if (not isinstance(name, str) or not name or name in (".", "..") or "/" in name or "\\" in name
-            or "\0" in name or len(name.encode("utf-8", "surrogateescape")) > 255):
+    if (
+        not isinstance(name, str)
+        or not name
+        or name in (".", "..")
+        or "/" in name
+        or "\\" in name
+        or "\0" in name
+        or len(name.encode("utf-8", "surrogateescape")) > 255
+    ):
         raise RemoteError(f"file name {name!r}: not a plain file name")
     return name
 

@@ -45,8 +45,10 @@ DISK_FULL_BYTES = 32 * 2**20
 _ANSI = re.compile(r"\x1b(?:\[[0-9;?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
 _TILES = re.compile(r"\btiles\b.*?(\d+)\s*/\s*(\d+)")
 _EPOCH = re.compile(r"\bepoch\s+(\d+)\s*/\s*(\d+)", re.IGNORECASE)
-_METRIC = re.compile(r"\b(val[ _]loss|val[ _]acc(?:uracy)?|val[ _]iou|loss)\s*[:=]?\s*(-?\d+(?:\.\d+)?(?:e-?\d+)?|nan)",
-                     re.IGNORECASE)
+_METRIC = re.compile(
+    r"\b(val[ _]loss|val[ _]acc(?:uracy)?|val[ _]iou|loss)\s*[:=]?\s*(-?\d+(?:\.\d+)?(?:e-?\d+)?|nan)",
+    re.IGNORECASE,
+)
 
 
 class Terminal:
@@ -69,7 +71,7 @@ class Terminal:
             match = re.search(r"\r\n|\r|\n", self._pending)
             if match is None:
                 break
-            segment, self._pending = self._pending[:match.start()], self._pending[match.end():]
+            segment, self._pending = self._pending[: match.start()], self._pending[match.end() :]
             text = _ANSI.sub("", segment).rstrip()
             bar = self._parse(text)
             if match.group() != "\r" and text and not bar:
@@ -110,8 +112,10 @@ def failure_reason(returncode: int, log_tail: str, workdir: Path) -> str:
         reason = lines[-1] if lines else f"exit status {returncode}"
     usage = shutil.disk_usage(workdir)
     if "No space left on device" in log_tail or usage.free < max(DISK_FULL_BYTES, usage.total // 200):
-        reason += (f"; the server's disk is full ({usage.free / 1e6:.1f} MB free in {workdir}): free some space "
-                   f"there, then 'deepimagej jobs resume'")
+        reason += (
+            f"; the server's disk is full ({usage.free / 1e6:.1f} MB free in {workdir}): free some space "
+            f"there, then 'deepimagej jobs resume'"
+        )
     return reason
 
 
@@ -130,16 +134,25 @@ def run_job(workdir: Workdir, job_id: str) -> None:
     status = read_status(folder)
     with open(folder / P.LOG_FILE, "a", encoding="utf-8") as log:
         if status.get("attempt", 1) > 1:
-            log.write(f"---- resumed (attempt {status['attempt']}) {time.strftime('%Y-%m-%d %H:%M:%S')} ----\n")
+            log.write(
+                f"---- resumed (attempt {status['attempt']}) {time.strftime('%Y-%m-%d %H:%M:%S')} ----\n"
+            )
             log.flush()
         if status.get("cancel_requested"):
             _finish(folder, "cancelled", None, "cancelled", {})
             return
         master, slave = pty.openpty()
         try:
-            proc = subprocess.Popen(worker_command(workdir, folder, spec), cwd=folder / P.WORK,
-                                    env=worker_env(workdir), stdin=subprocess.DEVNULL, stdout=slave, stderr=slave,
-                                    start_new_session=True, close_fds=True)
+            proc = subprocess.Popen(
+                worker_command(workdir, folder, spec),
+                cwd=folder / P.WORK,
+                env=worker_env(workdir),
+                stdin=subprocess.DEVNULL,
+                stdout=slave,
+                stderr=slave,
+                start_new_session=True,
+                close_fds=True,
+            )
         except OSError as exc:
             os.close(master)
             _finish(folder, "failed", None, f"cannot start deepimagej on the server: {exc.strerror}", {})
@@ -148,8 +161,13 @@ def run_job(workdir: Workdir, job_id: str) -> None:
             os.close(slave)
         worker = {**process_info(proc.pid), "pgid": proc.pid}
         attempt_started = time.time()
-        update_status(folder, state="running", worker=worker, attempt_started=attempt_started,
-                      started=status.get("started") or attempt_started)
+        update_status(
+            folder,
+            state="running",
+            worker=worker,
+            attempt_started=attempt_started,
+            started=status.get("started") or attempt_started,
+        )
         terminal, cancelling = Terminal(), False
         tail: list[str] = []
         next_beat = time.monotonic() + HEARTBEAT_S
@@ -186,8 +204,14 @@ def run_job(workdir: Workdir, job_id: str) -> None:
     elif returncode == 0:
         _finish(folder, "done", 0, None, terminal.progress, run_s)
     else:
-        _finish(folder, "failed", returncode, failure_reason(returncode, "\n".join(tail), workdir.root),
-                terminal.progress, run_s)
+        _finish(
+            folder,
+            "failed",
+            returncode,
+            failure_reason(returncode, "\n".join(tail), workdir.root),
+            terminal.progress,
+            run_s,
+        )
 
 
 def _append(log: Any, lines: list[str]) -> None:
@@ -198,14 +222,25 @@ def _append(log: Any, lines: list[str]) -> None:
             log.flush()
 
 
-def _finish(folder: Path, state: str, returncode: int | None, error: str | None, progress: dict[str, Any],
-            run_s: float = 0.0) -> None:
+def _finish(
+    folder: Path,
+    state: str,
+    returncode: int | None,
+    error: str | None,
+    progress: dict[str, Any],
+    run_s: float = 0.0,
+) -> None:
     with job_lock(folder):
         status = read_status(folder)
         if status["state"] in P.FINISHED:  # cancelled meanwhile by the cancel verb
             return
-        status.update(state=state, returncode=returncode, error=error, finished=time.time(),
-                      run_seconds=status.get("run_seconds", 0.0) + run_s)
+        status.update(
+            state=state,
+            returncode=returncode,
+            error=error,
+            finished=time.time(),
+            run_seconds=status.get("run_seconds", 0.0) + run_s,
+        )
         if progress:
             status["progress"] = progress
         with contextlib.suppress(OSError):

@@ -47,7 +47,9 @@ class Workdir:
             try:
                 folder.mkdir(mode=0o700, parents=True, exist_ok=True)
             except OSError as exc:
-                raise RemoteError(f"cannot create the work folder {folder} on the server: {exc.strerror}") from None
+                raise RemoteError(
+                    f"cannot create the work folder {folder} on the server: {exc.strerror}"
+                ) from None
 
     def job(self, job_id: str) -> Path:
         """The folder of job ``job_id`` (the id is checked, so the folder is inside ``jobs/``)."""
@@ -138,16 +140,21 @@ def group_members(pgid: int, since: float) -> list[psutil.Process]:
     members = []
     for proc in psutil.process_iter(["pid", "create_time", "status"]):
         try:
-            if (os.getpgid(proc.pid) == pgid and proc.info["create_time"] >= since - 0.01
-                    and proc.info["status"] != psutil.STATUS_ZOMBIE):
+            if (
+                os.getpgid(proc.pid) == pgid
+                and proc.info["create_time"] >= since - 0.01
+                and proc.info["status"] != psutil.STATUS_ZOMBIE
+            ):
                 members.append(proc)
         except (ProcessLookupError, psutil.Error, OSError):
             continue
     return members
 
 
-GONE = ("the job's processes on the server ended unexpectedly (killed, or the server restarted); "
-        "'deepimagej jobs resume' runs it again (a training continues from its last checkpoint)")
+GONE = (
+    "the job's processes on the server ended unexpectedly (killed, or the server restarted); "
+    "'deepimagej jobs resume' runs it again (a training continues from its last checkpoint)"
+)
 
 
 def refresh(folder: Path) -> dict[str, Any]:
@@ -162,8 +169,12 @@ def refresh(folder: Path) -> dict[str, Any]:
         if time.time() - status.get("submitted", 0) < 10 and status.get("supervisor") is None:
             return status  # being started
         kill_group(status.get("worker"))
-        ran = max(0.0, status["updated"] - status["attempt_started"]) if status.get("attempt_started") else 0.0
-        status.update(state="failed", error=GONE, finished=time.time(), run_seconds=status.get("run_seconds", 0.0) + ran)
+        ran = (
+            max(0.0, status["updated"] - status["attempt_started"]) if status.get("attempt_started") else 0.0
+        )
+        status.update(
+            state="failed", error=GONE, finished=time.time(), run_seconds=status.get("run_seconds", 0.0) + ran
+        )
         return write_status(folder, status)
 
 
@@ -177,8 +188,11 @@ def hello(workdir: Workdir) -> dict[str, Any]:
         found = importlib.util.find_spec(module) is not None
         version = None
         if found:
-            dist = {"tensorflow": ("tensorflow", "tensorflow-cpu"), "onnxruntime": ("onnxruntime", "onnxruntime-gpu"),
-                    "torch": ("torch",)}[module]
+            dist = {
+                "tensorflow": ("tensorflow", "tensorflow-cpu"),
+                "onnxruntime": ("onnxruntime", "onnxruntime-gpu"),
+                "torch": ("torch",),
+            }[module]
             for name in dist:
                 with contextlib.suppress(importlib.metadata.PackageNotFoundError):
                     version = importlib.metadata.version(name)
@@ -207,8 +221,13 @@ def _gpus() -> list[dict[str, Any]]:
     if smi is None:
         return []
     try:
-        out = subprocess.run([smi, "--query-gpu=name,memory.total", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, timeout=20, check=True).stdout
+        out = subprocess.run(
+            [smi, "--query-gpu=name,memory.total", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return []
     gpus = []
@@ -230,7 +249,12 @@ def have(workdir: Workdir, blobs: list[list[Any]]) -> dict[str, Any]:
             incoming = workdir.root / P.INCOMING / digest
             if incoming.is_file():
                 partial[digest] = min(incoming.stat().st_size, int(size))
-    return {"workdir": str(workdir.root), "free": workdir.free_bytes(), "present": present, "partial": partial}
+    return {
+        "workdir": str(workdir.root),
+        "free": workdir.free_bytes(),
+        "present": present,
+        "partial": partial,
+    }
 
 
 def _sha256_file(path: Path) -> str:
@@ -248,7 +272,9 @@ def _commit_blob(workdir: Workdir, digest: str) -> Path:
         return blob
     incoming = workdir.root / P.INCOMING / digest
     if not incoming.is_file():
-        raise RemoteError(f"the server misses the upload {digest[:12]}; run the job again (it uploads what is missing)")
+        raise RemoteError(
+            f"the server misses the upload {digest[:12]}; run the job again (it uploads what is missing)"
+        )
     if _sha256_file(incoming) != digest:
         incoming.unlink()
         raise RemoteError(f"the upload {digest[:12]} arrived damaged and was deleted; run the job again")
@@ -289,11 +315,28 @@ def submit(workdir: Workdir, spec: dict[str, Any]) -> dict[str, Any]:
         write_atomic(staging / P.JOB_FILE, json.dumps(spec, indent=1))
         (staging / P.LOG_FILE).touch()
         now = time.time()
-        write_atomic(staging / P.STATUS_FILE, json.dumps({
-            "id": spec["id"], "kind": spec["kind"], "state": "queued", "progress": {}, "submitted": now,
-            "updated": now, "started": None, "finished": None, "attempt": 1, "error": None,
-            "supervisor": None, "worker": None, "returncode": None, "cancel_requested": False,
-        }, indent=1))
+        write_atomic(
+            staging / P.STATUS_FILE,
+            json.dumps(
+                {
+                    "id": spec["id"],
+                    "kind": spec["kind"],
+                    "state": "queued",
+                    "progress": {},
+                    "submitted": now,
+                    "updated": now,
+                    "started": None,
+                    "finished": None,
+                    "attempt": 1,
+                    "error": None,
+                    "supervisor": None,
+                    "worker": None,
+                    "returncode": None,
+                    "cancel_requested": False,
+                },
+                indent=1,
+            ),
+        )
         os.replace(staging, folder)
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)
@@ -312,11 +355,26 @@ def _os_error_text(exc: OSError, workdir: Workdir) -> str:
 
 def _start(workdir: Workdir, folder: Path) -> dict[str, Any]:
     """Start the job's supervisor in a new session, detached from this SSH session."""
-    argv = [sys.executable, "-m", "deepimagej.cli", *P.SERVER_ARGS, "run-job", "--workdir", str(workdir.root),
-            folder.name]
+    argv = [
+        sys.executable,
+        "-m",
+        "deepimagej.cli",
+        *P.SERVER_ARGS,
+        "run-job",
+        "--workdir",
+        str(workdir.root),
+        folder.name,
+    ]
     with open(folder / "supervisor.err", "ab") as err:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
-                                cwd=folder, start_new_session=True, close_fds=True)
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            cwd=folder,
+            start_new_session=True,
+            close_fds=True,
+        )
     return update_status(folder, supervisor=process_info(proc.pid))
 
 
@@ -331,7 +389,9 @@ def worker_command(workdir: Workdir, folder: Path, spec: dict[str, Any]) -> list
             args.append(token.get("prefix", "") + str(folder / P.INPUTS / str(token["upload"]) / up["name"]))
         elif "output" in token:
             out = spec["outputs"][token["output"]]
-            args.append(token.get("prefix", "") + str(folder / P.OUTPUTS / str(token["output"]) / out["name"]))
+            args.append(
+                token.get("prefix", "") + str(folder / P.OUTPUTS / str(token["output"]) / out["name"])
+            )
         else:
             args.append(str(folder / P.WORK))
     return [sys.executable, "-m", "deepimagej.cli", *args]
@@ -340,8 +400,13 @@ def worker_command(workdir: Workdir, folder: Path, spec: dict[str, Any]) -> list
 def worker_env(workdir: Workdir) -> dict[str, str]:
     """The job's environment: the login environment, the cache inside the work folder, a plain terminal."""
     env = dict(os.environ)
-    env.update(XDG_CACHE_HOME=str(workdir.root / P.CACHE), PYTHONUNBUFFERED="1", NO_COLOR="1", COLUMNS="100",
-               TF_CPP_MIN_LOG_LEVEL=env.get("TF_CPP_MIN_LOG_LEVEL", "2"))
+    env.update(
+        XDG_CACHE_HOME=str(workdir.root / P.CACHE),
+        PYTHONUNBUFFERED="1",
+        NO_COLOR="1",
+        COLUMNS="100",
+        TF_CPP_MIN_LOG_LEVEL=env.get("TF_CPP_MIN_LOG_LEVEL", "2"),
+    )
     return env
 
 
@@ -350,7 +415,9 @@ def status(workdir: Workdir, job_ids: list[str]) -> dict[str, Any]:
     out = {}
     for job_id in job_ids:
         folder = workdir.job(job_id)
-        out[job_id] = refresh(folder) if (folder / P.STATUS_FILE).is_file() else {"id": job_id, "state": "missing"}
+        out[job_id] = (
+            refresh(folder) if (folder / P.STATUS_FILE).is_file() else {"id": job_id, "state": "missing"}
+        )
     return out
 
 
@@ -396,9 +463,19 @@ def resume(workdir: Workdir, job_id: str) -> dict[str, Any]:
         raise RemoteError(f"job {job_id} is done: nothing to resume (fetch its result)")
     if current["state"] not in P.FINISHED:
         raise RemoteError(f"job {job_id} is still {current['state']}: nothing to resume")
-    update_status(folder, state="queued", error=None, returncode=None, finished=None, cancel_requested=False,
-                  supervisor=None, worker=None, attempt=current.get("attempt", 1) + 1, submitted=time.time(),
-                  attempt_started=None)
+    update_status(
+        folder,
+        state="queued",
+        error=None,
+        returncode=None,
+        finished=None,
+        cancel_requested=False,
+        supervisor=None,
+        worker=None,
+        attempt=current.get("attempt", 1) + 1,
+        submitted=time.time(),
+        attempt_started=None,
+    )
     return _start(workdir, folder)
 
 

@@ -51,7 +51,9 @@ def _paramiko() -> Any:
     try:
         import paramiko
     except ImportError:
-        raise RemoteError("remote hosts need the paramiko package: pip install 'deepimagej[remote]'") from None
+        raise RemoteError(
+            "remote hosts need the paramiko package: pip install 'deepimagej[remote]'"
+        ) from None
     # paramiko logs what it then raises; errors reach the user once, as deepimagej's one-line message
     logging.getLogger("paramiko").addHandler(_SILENT)
     return paramiko
@@ -77,13 +79,17 @@ class Target:
         keys = [host.key] if host.key else list(entry.get("identityfile", []))
         self.key_files = [str(Path(k).expanduser()) for k in keys]
         if host.key and not Path(self.key_files[0]).is_file():
-            raise RemoteError(f"{host.name}: key file {self.key_files[0]} not found (deepimagej remote add ... --key FILE)")
+            raise RemoteError(
+                f"{host.name}: key file {self.key_files[0]} not found (deepimagej remote add ... --key FILE)"
+            )
         self.key_files = [k for k in self.key_files if Path(k).is_file()]
         self.identities_only = entry.get("identitiesonly", "no").lower() == "yes"
         known = entry.get("userknownhostsfile", "~/.ssh/known_hosts").split()
         self.known_hosts = Path(known[0]).expanduser()
-        self.global_known_hosts = [Path(p).expanduser() for p in
-                                   entry.get("globalknownhostsfile", "/etc/ssh/ssh_known_hosts").split()]
+        self.global_known_hosts = [
+            Path(p).expanduser()
+            for p in entry.get("globalknownhostsfile", "/etc/ssh/ssh_known_hosts").split()
+        ]
         self.proxy_command: str | None = entry.get("proxycommand")
         self.proxy_jump: str | None = entry.get("proxyjump")
         self.timeout = float(entry.get("connecttimeout", host.timeout))
@@ -121,7 +127,9 @@ class _HostKeyPolicy:
 class Connection:
     """An open SSH connection to a host (use :func:`connect`)."""
 
-    def __init__(self, host: Host, target: Target, client: paramiko.SSHClient, jump: Connection | None) -> None:
+    def __init__(
+        self, host: Host, target: Target, client: paramiko.SSHClient, jump: Connection | None
+    ) -> None:
         self.host, self.target, self.client, self._jump = host, target, client, jump
         self._sftp: paramiko.SFTPClient | None = None
 
@@ -153,16 +161,19 @@ class Connection:
         try:
             yield
         except (EOFError, TimeoutError, paramiko.SSHException, ConnectionError) as exc:
-            raise ConnectionLost(f"{self.host.name}: the connection was lost while {doing} "
-                                 f"({type(exc).__name__}: {exc or 'closed'})") from None
+            raise ConnectionLost(
+                f"{self.host.name}: the connection was lost while {doing} "
+                f"({type(exc).__name__}: {exc or 'closed'})"
+            ) from None
         except OSError as exc:
             if self.alive and exc.errno not in (errno.EPIPE, errno.ECONNRESET):
                 raise
             raise ConnectionLost(f"{self.host.name}: the connection was lost while {doing} ({exc})") from None
 
     # ------------------------------------------------------------------ commands
-    def execute(self, argv: Sequence[str], stdin: bytes | None = None, timeout: float | None = None
-                ) -> tuple[int, bytes, bytes]:
+    def execute(
+        self, argv: Sequence[str], stdin: bytes | None = None, timeout: float | None = None
+    ) -> tuple[int, bytes, bytes]:
         """Run one command (an argument list, quoted with :func:`shlex.join`) on the server.
 
         Returns:
@@ -185,7 +196,11 @@ class Connection:
                 while channel.recv_stderr_ready():
                     err += channel.recv_stderr(65536)
                     got = True
-                if channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready():
+                if (
+                    channel.exit_status_ready()
+                    and not channel.recv_ready()
+                    and not channel.recv_stderr_ready()
+                ):
                     break
                 if not got:
                     time.sleep(0.01)
@@ -201,16 +216,23 @@ class Connection:
         """
         command = remote_command(self.host.deepimagej)
         data = None if payload is None else json.dumps(payload).encode("utf-8")
-        status, out, err = self.execute([command, *SERVER_ARGS, verb, "--workdir", self.host.workdir, *args],
-                                        stdin=data, timeout=timeout)
+        status, out, err = self.execute(
+            [command, *SERVER_ARGS, verb, "--workdir", self.host.workdir, *args], stdin=data, timeout=timeout
+        )
         text = err.decode("utf-8", "replace").strip()
         if status == 0:
             try:
                 return json.loads(out.decode("utf-8"))
             except ValueError:
-                raise RemoteError(f"{self.host.name}: '{self.host.deepimagej}' on the server did not answer as "
-                                  f"deepimagej does (got {out[:60]!r}); check --deepimagej") from None
-        if status == 127 or "command not found" in text or "No such file or directory" in text.splitlines()[0:1]:
+                raise RemoteError(
+                    f"{self.host.name}: '{self.host.deepimagej}' on the server did not answer as "
+                    f"deepimagej does (got {out[:60]!r}); check --deepimagej"
+                ) from None
+        if (
+            status == 127
+            or "command not found" in text
+            or "No such file or directory" in text.splitlines()[0:1]
+        ):
             raise RemoteError(
                 f"{self.host.name}: no deepimagej on the server ('{self.host.deepimagej}' not found on its login PATH); "
                 f"install it there (pip install 'deepimagej[all]') or give its path: "
@@ -219,14 +241,18 @@ class Connection:
         if status == 126:
             raise RemoteError(f"{self.host.name}: '{self.host.deepimagej}' on the server is not executable")
         if "No such command" in text or "No such option" in text:
-            raise RemoteError(f"{self.host.name}: the server's deepimagej ('{self.host.deepimagej}') is too old for "
-                              f"remote jobs; upgrade it there: pip install -U 'deepimagej[all]'")
+            raise RemoteError(
+                f"{self.host.name}: the server's deepimagej ('{self.host.deepimagej}') is too old for "
+                f"remote jobs; upgrade it there: pip install -U 'deepimagej[all]'"
+            )
         lines = [ln for ln in text.splitlines() if ln.strip()]
         errors = [ln for ln in lines if ln.startswith("error:")]
         if errors:
             raise RemoteError(f"{self.host.name}: {errors[-1].removeprefix('error:').strip()}")
-        raise RemoteError(f"{self.host.name}: deepimagej failed on the server (exit status {status}): "
-                          f"{lines[-1] if lines else 'no message'}")
+        raise RemoteError(
+            f"{self.host.name}: deepimagej failed on the server (exit status {status}): "
+            f"{lines[-1] if lines else 'no message'}"
+        )
 
     # ------------------------------------------------------------------ files
     @property
@@ -261,9 +287,11 @@ class Connection:
                     except OSError as exc:
                         if not self.alive:
                             raise
-                        raise RemoteError(f"{self.host.name}: writing {remote} on the server failed ({exc}): "
-                                          f"is its disk full? deepimagej remote test {self.host.name} shows "
-                                          f"the free space") from None
+                        raise RemoteError(
+                            f"{self.host.name}: writing {remote} on the server failed ({exc}): "
+                            f"is its disk full? deepimagej remote test {self.host.name} shows "
+                            f"the free space"
+                        ) from None
                     sent(len(chunk))
 
     def download(self, remote: str, local: Path, received: Callable[[int], None] | None = None) -> None:
@@ -311,15 +339,20 @@ def connect(host: Host, accept_host_key: bool = False, _jumped: int = 0) -> Conn
         if _jumped > 4:
             raise RemoteError(f"{host.name}: ProxyJump loops in {ssh_config_path()}")
         hop = target.proxy_jump.split(",")[0].strip()
-        jump = connect(Host(f"{host.name} (via {hop})", hop, host.key, host.workdir, host.deepimagej, host.timeout),
-                       accept_host_key, _jumped + 1)
+        jump = connect(
+            Host(f"{host.name} (via {hop})", hop, host.key, host.workdir, host.deepimagej, host.timeout),
+            accept_host_key,
+            _jumped + 1,
+        )
         try:
-            sock = jump.client.get_transport().open_channel("direct-tcpip", (target.hostname, target.port),
-                                                            ("127.0.0.1", 0), timeout=target.timeout)
+            sock = jump.client.get_transport().open_channel(
+                "direct-tcpip", (target.hostname, target.port), ("127.0.0.1", 0), timeout=target.timeout
+            )
         except (paramiko.SSHException, OSError) as exc:
             jump.close()
-            raise RemoteError(f"{host.name}: the jump host {hop} cannot reach {target.hostname}:{target.port} "
-                              f"({exc})") from None
+            raise RemoteError(
+                f"{host.name}: the jump host {hop} cannot reach {target.hostname}:{target.port} ({exc})"
+            ) from None
     elif target.proxy_command and target.proxy_command.lower() != "none":
         sock = paramiko.ProxyCommand(target.proxy_command)
     client = paramiko.SSHClient()
@@ -331,10 +364,18 @@ def connect(host: Host, accept_host_key: bool = False, _jumped: int = 0) -> Conn
     started = time.monotonic()
     try:
         client.connect(
-            target.hostname, port=target.port, username=target.user, key_filename=target.key_files or None,
-            allow_agent=not (target.identities_only and target.key_files), look_for_keys=not target.key_files,
-            timeout=target.timeout, banner_timeout=target.timeout, auth_timeout=target.timeout,
-            channel_timeout=target.timeout, sock=sock, compress=False,
+            target.hostname,
+            port=target.port,
+            username=target.user,
+            key_filename=target.key_files or None,
+            allow_agent=not (target.identities_only and target.key_files),
+            look_for_keys=not target.key_files,
+            timeout=target.timeout,
+            banner_timeout=target.timeout,
+            auth_timeout=target.timeout,
+            channel_timeout=target.timeout,
+            sock=sock,
+            compress=False,
         )
     except BaseException as exc:
         client.close()
@@ -351,31 +392,45 @@ def _connect_error(exc: Exception, host: Host, target: Target, waited: float) ->
     paramiko = _paramiko()
     where = f"{host.name} ({target.describe()})"
     if isinstance(exc, paramiko.BadHostKeyException):
-        return (f"{where}: THE HOST KEY CHANGED: the server now shows {fingerprint(exc.key)}, known_hosts has "
-                f"{fingerprint(exc.expected_key)}; refused (someone may be intercepting the connection). If the "
-                f"server was reinstalled, remove the old key with: ssh-keygen -R '{target.host_key_name}' "
-                f"-f {target.known_hosts}")
+        return (
+            f"{where}: THE HOST KEY CHANGED: the server now shows {fingerprint(exc.key)}, known_hosts has "
+            f"{fingerprint(exc.expected_key)}; refused (someone may be intercepting the connection). If the "
+            f"server was reinstalled, remove the old key with: ssh-keygen -R '{target.host_key_name}' "
+            f"-f {target.known_hosts}"
+        )
     if isinstance(exc, paramiko.PasswordRequiredException):
-        return (f"{where}: the key {', '.join(target.key_files)} is protected by a passphrase; load it into the SSH "
-                f"agent (ssh-add KEY) and try again")
+        return (
+            f"{where}: the key {', '.join(target.key_files)} is protected by a passphrase; load it into the SSH "
+            f"agent (ssh-add KEY) and try again"
+        )
     if isinstance(exc, paramiko.AuthenticationException):
         keys = ", ".join(target.key_files) or "the SSH agent's and ~/.ssh/id_* keys"
-        return (f"{where}: the server refused the key for user '{target.user}' (tried {keys}); check the user name "
-                f"and add the public key (KEY.pub) to ~/.ssh/authorized_keys on the server")
+        return (
+            f"{where}: the server refused the key for user '{target.user}' (tried {keys}); check the user name "
+            f"and add the public key (KEY.pub) to ~/.ssh/authorized_keys on the server"
+        )
     if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError):
-        return (f"{where}: connection refused (no SSH server listening on port {target.port}; is the host up "
-                f"and the port right?)")
+        return (
+            f"{where}: connection refused (no SSH server listening on port {target.port}; is the host up "
+            f"and the port right?)"
+        )
     if isinstance(exc, ConnectionRefusedError):
         return f"{where}: connection refused (no SSH server listening on port {target.port})"
     if isinstance(exc, socket.gaierror):
         return f"{where}: unknown host name '{target.hostname}' (check the address or ~/.ssh/config)"
-    if isinstance(exc, TimeoutError) or (isinstance(exc, paramiko.SSHException) and (
-            "banner" in str(exc).lower() or "no existing session" in str(exc).lower())):
+    if isinstance(exc, TimeoutError) or (
+        isinstance(exc, paramiko.SSHException)
+        and ("banner" in str(exc).lower() or "no existing session" in str(exc).lower())
+    ):
         if waited < 0.9 * target.timeout:
-            return (f"{where}: the connection closed before the SSH greeting (no SSH server there, or a "
-                    f"firewall or proxy in between)")
-        return (f"{where}: no SSH answer within {waited:.0f} s (the host is down, or a firewall drops the "
-                f"connection)")
+            return (
+                f"{where}: the connection closed before the SSH greeting (no SSH server there, or a "
+                f"firewall or proxy in between)"
+            )
+        return (
+            f"{where}: no SSH answer within {waited:.0f} s (the host is down, or a firewall drops the "
+            f"connection)"
+        )
     if isinstance(exc, OSError) and exc.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
         return f"{where}: the host is unreachable ({exc.strerror})"
     if isinstance(exc, paramiko.SSHException):

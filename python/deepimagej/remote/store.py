@@ -90,7 +90,7 @@ def split_address(address: str) -> tuple[str | None, str, int | None]:
     user, _, rest = address.rpartition("@")
     port = None
     if rest.startswith("[") and "]" in rest:
-        host, tail = rest[1:rest.index("]")], rest[rest.index("]") + 1:]
+        host, tail = rest[1 : rest.index("]")], rest[rest.index("]") + 1 :]
         if tail:
             port = int(tail.removeprefix(":"))
     elif rest.count(":") == 1:
@@ -113,7 +113,9 @@ def parse_address(address: str) -> str:
         hostname, port = "", None
     bad = not hostname or any(c.isspace() for c in address) or (port is not None and not 0 < port < 65536)
     if bad:
-        raise RemoteError(f"host address {address!r}: expected user@host or user@host:port (e.g. me@gpu.example.org:22)")
+        raise RemoteError(
+            f"host address {address!r}: expected user@host or user@host:port (e.g. me@gpu.example.org:22)"
+        )
     return address
 
 
@@ -183,15 +185,24 @@ class Store:
     def add_host(self, host: Host, replace: bool = False) -> Host:
         """Record a host; an existing name is an error unless ``replace``."""
         if not replace and self.find_host(host.name) is not None:
-            raise RemoteError(f"a host named '{host.name}' exists; remove it first (deepimagej remote remove {host.name})")
-        self._db.execute("INSERT OR REPLACE INTO hosts VALUES (?, ?, ?, ?, ?, ?, ?)",
-                         (host.name, host.address, host.key, host.workdir, host.deepimagej, host.timeout, time.time()))
+            raise RemoteError(
+                f"a host named '{host.name}' exists; remove it first (deepimagej remote remove {host.name})"
+            )
+        self._db.execute(
+            "INSERT OR REPLACE INTO hosts VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (host.name, host.address, host.key, host.workdir, host.deepimagej, host.timeout, time.time()),
+        )
         return host
 
     def find_host(self, name: str) -> Host | None:
         row = self._db.execute("SELECT * FROM hosts WHERE name = ?", (name,)).fetchone()
-        return None if row is None else Host(row["name"], row["address"], row["key"], row["workdir"],
-                                             row["deepimagej"], row["timeout"])
+        return (
+            None
+            if row is None
+            else Host(
+                row["name"], row["address"], row["key"], row["workdir"], row["deepimagej"], row["timeout"]
+            )
+        )
 
     def host(self, name: str) -> Host:
         """The host named ``name``.
@@ -202,8 +213,10 @@ class Store:
         host = self.find_host(name)
         if host is None:
             known = ", ".join(h.name for h in self.hosts()) or "none yet"
-            raise RemoteError(f"no host named '{name}' (known: {known}); add it with: "
-                              f"deepimagej remote add {name} user@server")
+            raise RemoteError(
+                f"no host named '{name}' (known: {known}); add it with: "
+                f"deepimagej remote add {name} user@server"
+            )
         return host
 
     def hosts(self) -> list[Host]:
@@ -215,14 +228,27 @@ class Store:
         self._db.execute("DELETE FROM hosts WHERE name = ?", (name,))
 
     # ------------------------------------------------------------------ jobs
-    def new_job(self, remote_id: str, host: str, kind: str, spec: dict[str, Any], local: dict[str, Any]) -> Job:
+    def new_job(
+        self, remote_id: str, host: str, kind: str, spec: dict[str, Any], local: dict[str, Any]
+    ) -> Job:
         """A new job in state ``queued``, owned by this process."""
         now = time.time()
         pid = os.getpid()
         cur = self._db.execute(
             "INSERT INTO jobs (remote_id, host, kind, state, created, updated, spec, local, client_pid, client_started) "
             "VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
-            (remote_id, host, kind, now, now, json.dumps(spec), json.dumps(local), pid, _process_started(pid)))
+            (
+                remote_id,
+                host,
+                kind,
+                now,
+                now,
+                json.dumps(spec),
+                json.dumps(local),
+                pid,
+                _process_started(pid),
+            ),
+        )
         assert cur.lastrowid is not None  # set by every successful INSERT
         return self.job(cur.lastrowid)
 
@@ -264,7 +290,9 @@ class Store:
         if "submitted" in fields:
             fields["submitted"] = int(bool(fields["submitted"]))
         columns = ", ".join(f"{k} = ?" for k in fields)
-        self._db.execute(f"UPDATE jobs SET {columns} WHERE id = ?", (*fields.values(), int(job_id)))  # column names are ours, values are parameters
+        self._db.execute(
+            f"UPDATE jobs SET {columns} WHERE id = ?", (*fields.values(), int(job_id))
+        )  # column names are ours, values are parameters
         return self.job(job_id)
 
     def claim_job(self, job_id: int) -> Job:
@@ -284,7 +312,9 @@ class Store:
         return None
 
     def remember_sha256(self, path: Path, size: int, mtime_ns: int, digest: str) -> None:
-        self._db.execute("INSERT OR REPLACE INTO hashes VALUES (?, ?, ?, ?)", (str(path), size, mtime_ns, digest))
+        self._db.execute(
+            "INSERT OR REPLACE INTO hashes VALUES (?, ?, ?, ?)", (str(path), size, mtime_ns, digest)
+        )
 
 
 def _process_started(pid: int) -> float | None:

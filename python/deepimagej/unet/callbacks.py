@@ -22,9 +22,17 @@ from deepimagej.engines.tensorflow import quiet_tensorflow
 from deepimagej.errors import TrainingError
 
 quiet_tensorflow()
-import keras
+import keras  # noqa: E402 - after quiet_tensorflow(), which must run first
 
-__all__ = ["CURVE_FILE", "STATE_FILE", "EpochLog", "ProgressCallback", "plot_history", "print_progress", "read_state"]
+__all__ = [
+    "CURVE_FILE",
+    "STATE_FILE",
+    "EpochLog",
+    "ProgressCallback",
+    "plot_history",
+    "print_progress",
+    "read_state",
+]
 
 #: progress(info): info has epoch, epochs, step, steps, loss, val_loss, val_accuracy, val_iou,
 #: elapsed_s, eta_s, best (bool: this epoch is the best so far) and history (the records so far).
@@ -54,7 +62,9 @@ def read_state(out_dir: Path) -> dict[str, Any] | None:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except ValueError:
-        raise TrainingError(f"{path}: damaged training state; delete the folder or train with resume=False") from None
+        raise TrainingError(
+            f"{path}: damaged training state; delete the folder or train with resume=False"
+        ) from None
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
@@ -152,12 +162,17 @@ class EpochLog(keras.callbacks.Callback):
             raise TrainingError(f"the loss became {loss} at epoch {number}: lower the learning rate")
         missing = [k for k in _MEASURES if k not in logs]
         if missing:
-            raise TrainingError(f"epoch {number} has no {', '.join(missing)}: training needs validation tiles")
+            raise TrainingError(
+                f"epoch {number} has no {', '.join(missing)}: training needs validation tiles"
+            )
         elapsed = time.perf_counter() - self._started
         record = {
-            "epoch": number, "step": number * self.steps_per_epoch, "loss": loss,
+            "epoch": number,
+            "step": number * self.steps_per_epoch,
+            "loss": loss,
             **{k: float(logs[k]) for k in _MEASURES},
-            "accuracy": float(logs.get("accuracy", math.nan)), "iou": float(logs.get("iou", math.nan)),
+            "accuracy": float(logs.get("accuracy", math.nan)),
+            "iou": float(logs.get("iou", math.nan)),
             "learning_rate": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
             "elapsed_s": self._prior_elapsed + elapsed,
         }
@@ -166,18 +181,31 @@ class EpochLog(keras.callbacks.Callback):
             self.best_val_loss, self.best_epoch = record["val_loss"], number
         self.history.append(record)
         self.stopped_early = self.stop_at_val_loss is not None and record["val_loss"] <= self.stop_at_val_loss
-        _write_json(self.out_dir / STATE_FILE, {
-            "epoch": number, "step": number * self.steps_per_epoch, "history": self.history,
-            "best_val_loss": self.best_val_loss if math.isfinite(self.best_val_loss) else None,
-            "best_epoch": self.best_epoch, "stopped_early": self.stopped_early,
-            "iterations": int(self.model.optimizer.iterations), "architecture": self.architecture,
-        })
+        _write_json(
+            self.out_dir / STATE_FILE,
+            {
+                "epoch": number,
+                "step": number * self.steps_per_epoch,
+                "history": self.history,
+                "best_val_loss": self.best_val_loss if math.isfinite(self.best_val_loss) else None,
+                "best_epoch": self.best_epoch,
+                "stopped_early": self.stopped_early,
+                "iterations": int(self.model.optimizer.iterations),
+                "architecture": self.architecture,
+            },
+        )
         plot_history(self.history, self.out_dir / CURVE_FILE, self.title)
         if self.progress is not None:
             done = number - (self._first_epoch or 0)
-            self.progress({
-                **record, "epochs": self.epochs, "steps": self.epochs * self.steps_per_epoch, "best": is_best,
-                "eta_s": elapsed / max(1, done) * (self.epochs - number), "history": list(self.history),
-            })
+            self.progress(
+                {
+                    **record,
+                    "epochs": self.epochs,
+                    "steps": self.epochs * self.steps_per_epoch,
+                    "best": is_best,
+                    "eta_s": elapsed / max(1, done) * (self.epochs - number),
+                    "history": list(self.history),
+                }
+            )
         if self.stopped_early:
             self.model.stop_training = True

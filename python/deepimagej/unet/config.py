@@ -29,8 +29,10 @@ BORDERS = ("mirror", "zeros")
 #: The U-Net's input normalisation: min-max to [0, 1] per image and channel (bioimage.io
 #: ``scale_range`` with percentiles 0 and 100); the axes are added for the network's dimension.
 DEFAULT_PREPROCESSING: tuple[dict[str, Any], ...] = (
-    {"name": "scale_range",
-     "kwargs": {"mode": "per_sample", "min_percentile": 0.0, "max_percentile": 100.0, "eps": 1e-6}},
+    {
+        "name": "scale_range",
+        "kwargs": {"mode": "per_sample", "min_percentile": 0.0, "max_percentile": 100.0, "eps": 1e-6},
+    },
 )
 
 
@@ -156,33 +158,48 @@ class TrainingConfig:
 
     def weight_settings(self) -> WeightSettings:
         """Keyword arguments of :func:`deepimagej.unet.weights.weight_map`."""
-        return {"v_bal": self.v_bal, "sigma_bal": self.sigma_bal, "lam": self.separation_weight,
-                "sigma_sep": self.sigma_sep}
+        return {
+            "v_bal": self.v_bal,
+            "sigma_bal": self.sigma_bal,
+            "lam": self.separation_weight,
+            "sigma_sep": self.sigma_sep,
+        }
 
     def processing_steps(self) -> tuple[ProcessingStep, ...]:
         """The input pre-processing as bioimage.io steps, reducing over the spatial axes unless they say otherwise."""
-        return tuple(ProcessingStep(str(step["name"]), {"axes": self.spatial_axes, **dict(step.get("kwargs") or {})})
-                     for step in self.preprocessing)
+        return tuple(
+            ProcessingStep(str(step["name"]), {"axes": self.spatial_axes, **dict(step.get("kwargs") or {})})
+            for step in self.preprocessing
+        )
 
     def channel_names(self) -> tuple[str, ...]:
         """Names of the output channels: background, then the classes."""
         names = self.class_names or tuple(
-            ("object centre" if self.task == "detection" else "foreground",) if self.n_classes == 2
+            ("object centre" if self.task == "detection" else "foreground",)
+            if self.n_classes == 2
             else (f"class {k}" for k in range(1, self.n_classes))
         )
         return ("background", *names)
 
     def tile_shape(self) -> tuple[int, ...]:
         """The requested output tile, one size per spatial axis."""
-        tile = (int(self.tile),) * self.ndim if isinstance(self.tile, (int, float)) else tuple(int(t) for t in self.tile)
+        tile = (
+            (int(self.tile),) * self.ndim
+            if isinstance(self.tile, (int, float))
+            else tuple(int(t) for t in self.tile)
+        )
         if len(tile) != self.ndim:
             raise TrainingError(f"tile {tile}: give {self.ndim} sizes (or one)")
         return tile
 
     def augmentation(self) -> dict[str, Any]:
         """Keyword arguments of :func:`deepimagej.unet.augment.augment_sample`."""
-        return {"rotation": self.rotation, "elastic": self.elastic, "intensity": self.intensity,
-                "border": self.border_mode}
+        return {
+            "rotation": self.rotation,
+            "elastic": self.elastic,
+            "intensity": self.intensity,
+            "border": self.border_mode,
+        }
 
     # ------------------------------------------------------------------ checks and files
 

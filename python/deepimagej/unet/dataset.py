@@ -28,7 +28,7 @@ from deepimagej.unet.loss import pack_targets
 from deepimagej.unet.samples import TrainingSample
 
 quiet_tensorflow()
-import keras
+import keras  # noqa: E402 - after quiet_tensorflow(), which must run first
 
 __all__ = ["TrainingTiles", "normalized_images", "validation_tiles"]
 
@@ -88,8 +88,16 @@ class TrainingTiles(keras.utils.PyDataset):
         for _ in range(cfg.batch_size):
             i = int(rng.choice(len(self.samples), p=self.p))
             s = self.samples[i]
-            x, y, w = augment_sample(self.images[i], s.classes, s.weights, rng, in_shape=self.in_shape,
-                                     out_shape=self.out_shape, pdf=s.pdf, **cfg.augmentation())
+            x, y, w = augment_sample(
+                self.images[i],
+                s.classes,
+                s.weights,
+                rng,
+                in_shape=self.in_shape,
+                out_shape=self.out_shape,
+                pdf=s.pdf,
+                **cfg.augmentation(),
+            )
             xs.append(_with_channel(x, cfg.ndim))
             ys.append(pack_targets(y, w))
         return np.stack(xs), np.stack(ys)
@@ -107,9 +115,19 @@ def validation_tiles(
     xs, ys = [], []
     for s, image in zip(samples, images):
         for _ in range(config.val_tiles_per_image):
-            x, y, w = augment_sample(image, s.classes, s.weights, rng, in_shape=in_shape, out_shape=out_shape,
-                                     pdf=s.pdf, rotation=False, elastic=False, intensity=False,
-                                     border=config.border_mode)
+            x, y, w = augment_sample(
+                image,
+                s.classes,
+                s.weights,
+                rng,
+                in_shape=in_shape,
+                out_shape=out_shape,
+                pdf=s.pdf,
+                rotation=False,
+                elastic=False,
+                intensity=False,
+                border=config.border_mode,
+            )
             xs.append(_with_channel(x, config.ndim))
             ys.append(pack_targets(y, w))
     return np.stack(xs), np.stack(ys)

@@ -149,8 +149,11 @@ def tune_detection(
 
 
 def _grid_search(
-    probs: Sequence[np.ndarray], points: Sequence[np.ndarray], grid: Mapping[str, Sequence[float]],
-    fixed: DetectionSettings, d_match: float,
+    probs: Sequence[np.ndarray],
+    points: Sequence[np.ndarray],
+    grid: Mapping[str, Sequence[float]],
+    fixed: DetectionSettings,
+    d_match: float,
 ) -> tuple[DetectionSettings, dict[str, Any]]:
     """The combination of ``grid`` (added to ``fixed`` settings) with the best pooled F1 of :func:`to_detections`."""
     best: tuple[DetectionSettings, dict[str, Any]] | None = None

@@ -87,10 +87,20 @@ def bundle_tiling(model) -> dict[str, Any]:
     }
 
 
-def _documentation(name: str, kind: str, cfg: dict[str, Any], tiling: dict[str, Any], training: dict | None,
-                   description: str, border: str = "mirror", detection: DetectionSettings | None = None,
-                   test_time_augmentation: bool = False, cell_cfg: dict[str, Any] | None = None,
-                   channel_names: Sequence[str] = (), pixel_size: str | None = None) -> str:
+def _documentation(
+    name: str,
+    kind: str,
+    cfg: dict[str, Any],
+    tiling: dict[str, Any],
+    training: dict | None,
+    description: str,
+    border: str = "mirror",
+    detection: DetectionSettings | None = None,
+    test_time_augmentation: bool = False,
+    cell_cfg: dict[str, Any] | None = None,
+    channel_names: Sequence[str] = (),
+    pixel_size: str | None = None,
+) -> str:
     channels = ", ".join(f"{i + 1} = {n}" for i, n in enumerate(channel_names))
     lines = [
         f"# {name}",
@@ -103,26 +113,53 @@ def _documentation(name: str, kind: str, cfg: dict[str, Any], tiling: dict[str, 
             f"features, leaky ReLU 0.1, {cfg['n_classes']} classes with soft-max; trained with "
             f"{cfg['padding']} convolutions, exported with same padding and a halo of "
             f"{', '.join(f'{a}={h}' for a, h in tiling['halo'].items())} px (overlap-tile)."
-            + (f" The network works at 1/{cfg['downsample']} of the image resolution ({cfg['downsample']} x "
-               f"{cfg['downsample']} average in, bilinear up-sampling of the class scores out)."
-               if cfg.get("downsample", 1) > 1 else "")
+            + (
+                f" The network works at 1/{cfg['downsample']} of the image resolution ({cfg['downsample']} x "
+                f"{cfg['downsample']} average in, bilinear up-sampling of the class scores out)."
+                if cfg.get("downsample", 1) > 1
+                else ""
+            )
         ),
-        *([(f"- Cell head: a second U-Net ({cell_cfg['ndim']}D, depth {cell_cfg['depth']}, "
-            f"{cell_cfg['base_features']} base features, 1/{cell_cfg.get('downsample', 1)} resolution) segments the "
-            "cell interiors; the model outputs both soft-maxes (channels 1-2: background / object centre; "
-            "channels 3-4: membrane / cell interior).")] if cell_cfg else []),
-        (f"- Input: {cfg['in_channels']} channel(s), pre-processed as in training (the rdf's preprocessing; by "
-         "default min-max per image to [0, 1], scale_range with percentiles 0-100)."),
-        (f"- Element size (pixel size): {pixel_size}; images of another calibration are resampled to it and the "
-         "output back (deepimagej run with the image's pixel size)." if pixel_size else
-         "- Element size: not set (images are run at their own pixel size)."),
+        *(
+            [
+                (
+                    f"- Cell head: a second U-Net ({cell_cfg['ndim']}D, depth {cell_cfg['depth']}, "
+                    f"{cell_cfg['base_features']} base features, 1/{cell_cfg.get('downsample', 1)} resolution) segments the "
+                    "cell interiors; the model outputs both soft-maxes (channels 1-2: background / object centre; "
+                    "channels 3-4: membrane / cell interior)."
+                )
+            ]
+            if cell_cfg
+            else []
+        ),
+        (
+            f"- Input: {cfg['in_channels']} channel(s), pre-processed as in training (the rdf's preprocessing; by "
+            "default min-max per image to [0, 1], scale_range with percentiles 0-100)."
+        ),
+        (
+            f"- Element size (pixel size): {pixel_size}; images of another calibration are resampled to it and the "
+            "output back (deepimagej run with the image's pixel size)."
+            if pixel_size
+            else "- Element size: not set (images are run at their own pixel size)."
+        ),
         "- Image border: "
-        + ("zeros beyond the border, as in training (`config.deepimagej_py.border: zeros`; an object cut by the "
-           "border is seen as cut, not mirrored into a whole one)." if border == "zeros"
-           else "mirror padding (DeepImageJ's default)."),
-        *([("- Test-time augmentation: the output is the mean over the 8 rotations/reflections of the image "
-            "(`config.deepimagej_py.test_time_augmentation`; deepimagej only, DeepImageJ in Fiji runs the plain "
-            "network).")] if test_time_augmentation else []),
+        + (
+            "zeros beyond the border, as in training (`config.deepimagej_py.border: zeros`; an object cut by the "
+            "border is seen as cut, not mirrored into a whole one)."
+            if border == "zeros"
+            else "mirror padding (DeepImageJ's default)."
+        ),
+        *(
+            [
+                (
+                    "- Test-time augmentation: the output is the mean over the 8 rotations/reflections of the image "
+                    "(`config.deepimagej_py.test_time_augmentation`; deepimagej only, DeepImageJ in Fiji runs the plain "
+                    "network)."
+                )
+            ]
+            if test_time_augmentation
+            else []
+        ),
         f"- Output: class probabilities, one channel per class (ImageJ channel numbers: {channels}).",
         "",
         "## Post-processing",
@@ -135,13 +172,23 @@ def _documentation(name: str, kind: str, cfg: dict[str, Any], tiling: dict[str, 
                 f"{d.get('smooth_sigma')} px, above {d.get('threshold')}, at least {d.get('min_distance')} px "
                 "apart (`config.deepimagej_py.detection` in `rdf.yaml`)."
             ),
-            *([(f"- Solid cells replace the peaks inside them by their centroid: 8-connected regions of cell "
-                f"probability > {d.get('cell_threshold')} (holes filled) with at least {d.get('min_cell_area')} px "
-                f"and solidity >= {d.get('min_solidity')} (ImageJ's Solidity: area / convex hull area). Large cells "
-                "have a centre too far from their outline for a sharp peak; cells merged through a gap in their "
-                "membrane are not solid and keep their peaks.")] if d.get("cell_threshold") is not None else []),
-            ("- ImageJ: `postprocessing_detection.ijm` (point selection + ROI Manager + Results table X, Y, Slice, "
-             "Probability, Source)."),
+            *(
+                [
+                    (
+                        f"- Solid cells replace the peaks inside them by their centroid: 8-connected regions of cell "
+                        f"probability > {d.get('cell_threshold')} (holes filled) with at least {d.get('min_cell_area')} px "
+                        f"and solidity >= {d.get('min_solidity')} (ImageJ's Solidity: area / convex hull area). Large cells "
+                        "have a centre too far from their outline for a sharp peak; cells merged through a gap in their "
+                        "membrane are not solid and keep their peaks."
+                    )
+                ]
+                if d.get("cell_threshold") is not None
+                else []
+            ),
+            (
+                "- ImageJ: `postprocessing_detection.ijm` (point selection + ROI Manager + Results table X, Y, Slice, "
+                "Probability, Source)."
+            ),
             "- Python: `deepimagej.unet.postprocess.to_detections(prob, **detection_settings(bundle))`.",
         ]
     elif cfg["n_classes"] > 2:
@@ -154,8 +201,13 @@ def _documentation(name: str, kind: str, cfg: dict[str, Any], tiling: dict[str, 
             "- ImageJ: `postprocessing_instances.ijm` (threshold 0.5 + Analyze Particles, Count Masks -> labels).",
             "- Python: `deepimagej.unet.postprocess.to_instances(prob)`.",
         ]
-    lines += ["", "## Fine-tuning", "`deepimagej train --from <this bundle> ...` reloads `model.h5`"
-              + (" (its centre U-Net; the cell U-Net is trained from masks)." if cell_cfg else "."), ""]
+    lines += [
+        "",
+        "## Fine-tuning",
+        "`deepimagej train --from <this bundle> ...` reloads `model.h5`"
+        + (" (its centre U-Net; the cell U-Net is trained from masks)." if cell_cfg else "."),
+        "",
+    ]
     if training:
         lines += ["## Training", "```json", json.dumps(training, indent=1, default=str), "```", ""]
     lines += ["Built by deepimagej-py (`deepimagej.unet.export`).", ""]
@@ -248,7 +300,9 @@ def export_unet(
         twin = same_padding_twin(model)
         twin.unet_config = {**cfg, "padding": "same"}
     elif kind != "detection":
-        raise TrainingError("a two-head model (centres + cells) is a detection model: export it with kind='detection'")
+        raise TrainingError(
+            "a two-head model (centres + cells) is a detection model: export it with kind='detection'"
+        )
     else:
         cell_cfg = infer_config(cells)
         twin = with_cell_head(centres, cells, name=model.name)
@@ -264,11 +318,26 @@ def export_unet(
         {**DETECTION_DEFAULTS, **(detection or {})} if kind == "detection" else None
     )
     pixel_size = format_pixel_size(element_size or {})
-    doc = _documentation(name, kind, cfg, tiling, training, description, border, settings, test_time_augmentation,
-                         cell_cfg, _channel_names(kind, cfg["n_classes"], class_names, cells is not None), pixel_size)
+    doc = _documentation(
+        name,
+        kind,
+        cfg,
+        tiling,
+        training,
+        description,
+        border,
+        settings,
+        test_time_augmentation,
+        cell_cfg,
+        _channel_names(kind, cfg["n_classes"], class_names, cells is not None),
+        pixel_size,
+    )
     macro_kind = "classes" if kind == "segmentation" and cfg["n_classes"] > 2 else kind
-    macro_name = {"segmentation": "postprocessing_instances.ijm", "classes": "postprocessing_classes.ijm",
-                  "detection": "postprocessing_detection.ijm"}[macro_kind]
+    macro_name = {
+        "segmentation": "postprocessing_instances.ijm",
+        "classes": "postprocessing_classes.ijm",
+        "detection": "postprocessing_detection.ijm",
+    }[macro_kind]
     with tempfile.TemporaryDirectory() as tmp:
         macros = []
         if macro:
@@ -307,10 +376,17 @@ def training_facts(result: TrainResult) -> dict[str, Any]:
     """What a bundle's documentation says about the run that trained it."""
     cfg = result.config
     return {
-        "best_val_loss": result.best_val_loss, "best_epoch": result.best_epoch, "epochs": cfg.epochs,
-        "steps_per_epoch": cfg.steps_per_epoch, "tile": list(result.tile), "batch_size": cfg.batch_size,
-        "learning_rate": cfg.learning_rate, "lr_drop_epochs": list(cfg.lr_drop_epochs), "n_train": result.n_train,
-        "n_val": len(result.val_samples), "from_bundle": Path(cfg.from_bundle).name if cfg.from_bundle else None,
+        "best_val_loss": result.best_val_loss,
+        "best_epoch": result.best_epoch,
+        "epochs": cfg.epochs,
+        "steps_per_epoch": cfg.steps_per_epoch,
+        "tile": list(result.tile),
+        "batch_size": cfg.batch_size,
+        "learning_rate": cfg.learning_rate,
+        "lr_drop_epochs": list(cfg.lr_drop_epochs),
+        "n_train": result.n_train,
+        "n_val": len(result.val_samples),
+        "from_bundle": Path(cfg.from_bundle).name if cfg.from_bundle else None,
         "training_time_s": round(result.history[-1]["elapsed_s"], 1),
     }
 
@@ -361,15 +437,25 @@ def export_training(result: TrainResult, bundle_dir: str | Path, **export_kw: An
     """
     cfg = result.config
     kw: dict[str, Any] = {
-        "kind": cfg.task, "border": cfg.border_mode, "element_size": cfg.element_sizes() or None,
-        "preprocessing": cfg.processing_steps(), "class_names": cfg.class_names,
+        "kind": cfg.task,
+        "border": cfg.border_mode,
+        "element_size": cfg.element_sizes() or None,
+        "preprocessing": cfg.processing_steps(),
+        "class_names": cfg.class_names,
         "example_image": result.val_samples[0].image if result.val_samples else None,
-        "training": training_facts(result), **export_kw,
+        "training": training_facts(result),
+        **export_kw,
     }
-    if kw["kind"] == "detection" and "detection" not in kw and all(s.points is not None for s in result.val_samples):
+    if (
+        kw["kind"] == "detection"
+        and "detection" not in kw
+        and all(s.points is not None for s in result.val_samples)
+    ):
         kw["detection"], score = tune_detection_settings(result.model, result.val_samples, **kw)
-        kw["training"] = {**(kw["training"] or {}),
-                          "detection_settings_from_validation": {"settings": kw["detection"], **score}}
+        kw["training"] = {
+            **(kw["training"] or {}),
+            "detection_settings_from_validation": {"settings": kw["detection"], **score},
+        }
     return export_unet(result.model, bundle_dir, **kw)
 
 
@@ -393,13 +479,18 @@ def export_two_heads(
     """
     model = with_cell_head(centres.model, cells.model)
     kw: dict[str, Any] = {
-        "kind": "detection", "border": centres.config.border_mode,
-        "element_size": centres.config.element_sizes() or None, "preprocessing": centres.config.processing_steps(),
-        "example_image": centres.val_samples[0].image if centres.val_samples else None, **export_kw,
+        "kind": "detection",
+        "border": centres.config.border_mode,
+        "element_size": centres.config.element_sizes() or None,
+        "preprocessing": centres.config.processing_steps(),
+        "example_image": centres.val_samples[0].image if centres.val_samples else None,
+        **export_kw,
     }
     settings, score = tune_detection_settings(model, centres.val_samples, **kw)
     kw["detection"] = settings
-    kw["training"] = {"centre_unet": training_facts(centres),
-                      "cell_unet": {**training_facts(cells), "depth": infer_config(cells.model)["depth"]},
-                      "detection_settings_from_validation": {"settings": settings, **score}}
+    kw["training"] = {
+        "centre_unet": training_facts(centres),
+        "cell_unet": {**training_facts(cells), "depth": infer_config(cells.model)["depth"]},
+        "detection_settings_from_validation": {"settings": settings, **score},
+    }
     return export_unet(model, bundle_dir, **kw)

@@ -23,7 +23,7 @@ import numpy as np
 from deepimagej.engines.tensorflow import quiet_tensorflow
 
 quiet_tensorflow()
-import keras
+import keras  # noqa: E402 - after quiet_tensorflow(), which must run first
 
 __all__ = [
     "EPS",

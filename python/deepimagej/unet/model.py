@@ -212,7 +212,11 @@ def build_unet(
         raise TrainingError(f"n_classes={n_classes}: the soft-max U-Net needs at least 2 classes")
     if base_features < 1:
         raise TrainingError(f"base_features={base_features}: must be positive")
-    if downsample < 1 or downsample & (downsample - 1) or (downsample > 1 and (ndim != 2 or padding != "same")):
+    if (
+        downsample < 1
+        or downsample & (downsample - 1)
+        or (downsample > 1 and (ndim != 2 or padding != "same"))
+    ):
         raise TrainingError(
             f"downsample={downsample}: use 1, or a power of 2 with a 2D U-Net and padding='same'"
         )
@@ -224,7 +228,9 @@ def build_unet(
 
     def block(x, features: int, kernel: tuple[int, ...], tag: str):
         for i in (1, 2):
-            x = conv(features, kernel, padding=padding, kernel_initializer="he_normal", name=f"{tag}_conv{i}")(x)
+            x = conv(
+                features, kernel, padding=padding, kernel_initializer="he_normal", name=f"{tag}_conv{i}"
+            )(x)
             x = layers.LeakyReLU(negative_slope=LEAKY_SLOPE, name=f"{tag}_lrelu{i}")(x)
         return x
 
@@ -240,8 +246,14 @@ def build_unet(
     x = block(x, base_features * 2**depth, ops[depth].kernel, "bottom")
     for level in reversed(range(depth)):
         features = base_features * 2**level
-        x = up(features, ops[level].pool, strides=ops[level].pool, padding="valid",
-               kernel_initializer="he_normal", name=f"up{level}")(x)
+        x = up(
+            features,
+            ops[level].pool,
+            strides=ops[level].pool,
+            padding="valid",
+            kernel_initializer="he_normal",
+            name=f"up{level}",
+        )(x)
         x = layers.LeakyReLU(negative_slope=LEAKY_SLOPE, name=f"up{level}_lrelu")(x)
         skip = skips[level]
         if padding == "valid":
@@ -257,8 +269,12 @@ def build_unet(
     outputs = layers.Softmax(axis=-1, name="softmax")(x)
     model = keras.Model(inputs, outputs, name=name)
     model.unet_config = {  # kept on the object for export; not serialised by Keras
-        "ndim": ndim, "n_classes": n_classes, "depth": depth, "base_features": base_features,
-        "padding": padding, "in_channels": in_channels,
+        "ndim": ndim,
+        "n_classes": n_classes,
+        "depth": depth,
+        "base_features": base_features,
+        "padding": padding,
+        "in_channels": in_channels,
         "anisotropy": tuple(anisotropy) if anisotropy is not None else None,
         "downsample": downsample,
     }
@@ -329,8 +345,10 @@ def with_cell_head(centres, cells, name: str = "unet_centres_cells"):
     for model, role in ((centres, CENTRE_HEAD), (cells, CELL_HEAD)):
         config = dict(getattr(model, "unet_config", None) or infer_config(model))
         if config["ndim"] != 2 or config["n_classes"] != 2:
-            raise TrainingError(f"the {role} U-Net must be 2D with 2 classes (it is {config['ndim']}D, "
-                                f"{config['n_classes']} classes)")
+            raise TrainingError(
+                f"the {role} U-Net must be 2D with 2 classes (it is {config['ndim']}D, "
+                f"{config['n_classes']} classes)"
+            )
         copies.append(_rebuilt(model, config, padding="same", name=role))
     if copies[0].unet_config["in_channels"] != copies[1].unet_config["in_channels"]:
         raise TrainingError("the centre and cell U-Nets must take the same number of input channels")
@@ -457,8 +475,16 @@ def deepened(model, depth: int, *, downsample: int | None = None, seed: int = 0)
     if depth < cfg["depth"]:
         raise TrainingError(f"cannot make a U-Net shallower (depth {cfg['depth']} -> {depth})")
     keras.utils.set_random_seed(seed)
-    dst = build_unet(cfg["ndim"], cfg["n_classes"], depth, cfg["base_features"], cfg["padding"], cfg["in_channels"],
-                     cfg["anisotropy"], downsample=downsample)
+    dst = build_unet(
+        cfg["ndim"],
+        cfg["n_classes"],
+        depth,
+        cfg["base_features"],
+        cfg["padding"],
+        cfg["in_channels"],
+        cfg["anisotropy"],
+        downsample=downsample,
+    )
     old = cfg["depth"]
     rename = {f"bottom_conv{i}": f"down{old}_conv{i}" for i in (1, 2)} if depth > old else {}
     for layer in model.layers:

@@ -28,7 +28,9 @@ def centroids(labels: np.ndarray) -> np.ndarray:
     ids = ids[ids > 0]
     if ids.size == 0:
         return np.zeros((0, labels.ndim))
-    return np.asarray(ndi.center_of_mass(np.ones_like(labels), labels, ids), dtype=float).reshape(-1, labels.ndim)
+    return np.asarray(ndi.center_of_mass(np.ones_like(labels), labels, ids), dtype=float).reshape(
+        -1, labels.ndim
+    )
 
 
 def points_from_rois(roi_path: str | Path, ndim: int | None = None) -> np.ndarray:

@@ -252,7 +252,9 @@ def foreground(prob: np.ndarray, channel_axis: int | None = -1) -> np.ndarray:
     return prob
 
 
-def to_instances(prob: np.ndarray, threshold: float = 0.5, *, min_size: int = 0, channel_axis: int | None = -1) -> np.ndarray:
+def to_instances(
+    prob: np.ndarray, threshold: float = 0.5, *, min_size: int = 0, channel_axis: int | None = -1
+) -> np.ndarray:
     """Instance labels: connected components (8-connected in 2D, 26 in 3D) of foreground > ``threshold``.
 
     Args:
@@ -458,9 +460,12 @@ def detection_macro(
 ) -> str:
     """The ImageJ detection macro with these settings (the same as :func:`to_detections`)."""
     return DETECTION_MACRO.format(
-        threshold=float(threshold), smooth_sigma=float(smooth_sigma), min_distance=int(min_distance),
+        threshold=float(threshold),
+        smooth_sigma=float(smooth_sigma),
+        min_distance=int(min_distance),
         cell_threshold=-1.0 if cell_threshold is None else float(cell_threshold),
-        min_cell_area=int(min_cell_area), min_solidity=float(min_solidity),
+        min_cell_area=int(min_cell_area),
+        min_solidity=float(min_solidity),
     )
 
 

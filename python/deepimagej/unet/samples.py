@@ -88,7 +88,9 @@ def prepare_sample(
     labels = np.asarray(labels)
     iname = f"image '{image_name}'" if image_name else "the image"
     lname = f"labels '{labels_name}'" if labels_name else "the labels"
-    spatial_ok = image.shape == labels.shape or (image.ndim == labels.ndim + 1 and image.shape[:-1] == labels.shape)
+    spatial_ok = image.shape == labels.shape or (
+        image.ndim == labels.ndim + 1 and image.shape[:-1] == labels.shape
+    )
     if not spatial_ok:
         img_sp = image.shape if image.ndim <= labels.ndim else image.shape[: labels.ndim]
         if image.ndim == 3 and labels.ndim == 2 and image.shape[-1] > 4:
@@ -100,7 +102,9 @@ def prepare_sample(
     if labels.dtype.kind == "b":
         labels = labels.astype(np.int32)
     if labels.dtype.kind not in "iu":
-        raise TrainingError(f"{lname} must be integers (0 = background, 1, 2, ... = objects), got {labels.dtype}")
+        raise TrainingError(
+            f"{lname} must be integers (0 = background, 1, 2, ... = objects), got {labels.dtype}"
+        )
     if labels.min() < 0:
         raise TrainingError(f"{lname} have negative values; expected 0 = background, 1, 2, ... = objects")
     if ignore is None:
@@ -114,7 +118,9 @@ def prepare_sample(
     if classes is not None:
         classes = np.asarray(classes)
         if classes.shape != labels.shape or np.any((classes > 0) != (labels > 0)):
-            raise TrainingError(f"the classes of {lname} must give every object (and only objects) a class > 0")
+            raise TrainingError(
+                f"the classes of {lname} must give every object (and only objects) a class > 0"
+            )
     if not np.any(labels[~ignore] > 0):
         raise TrainingError(f"{lname} contain no annotated object (empty annotation)")
     labels = labels.astype(np.int32)
@@ -143,7 +149,9 @@ def _rescaled(array: np.ndarray | None, axes: str, factors: dict[str, float]) ->
     return None if array is None else resample.rescale(array, axes, factors, labels=True)
 
 
-def _annotation(path: Path, shape: tuple[int, ...], factors: dict[str, float], config: TrainingConfig) -> targets.Annotation:
+def _annotation(
+    path: Path, shape: tuple[int, ...], factors: dict[str, float], config: TrainingConfig
+) -> targets.Annotation:
     """The annotation of one image file, on the grid of the model's element size."""
     axes = config.spatial_axes
     is_roi = path.suffix.lower() in ROI_SUFFIXES
@@ -158,7 +166,9 @@ def _annotation(path: Path, shape: tuple[int, ...], factors: dict[str, float], c
         ignore = _rescaled(ignore, axes, factors)
         new_shape = tuple(max(1, round(n * s)) for n, s in zip(shape, scale))
         labels, rings = detection.detection_targets(points * scale, new_shape, config.radius, config.r_ign)
-        return targets.Annotation(labels, rings if ignore is None else rings | (ignore & (labels == 0)), points=points * scale)
+        return targets.Annotation(
+            labels, rings if ignore is None else rings | (ignore & (labels == 0)), points=points * scale
+        )
     if is_roi:
         found = targets.roi_annotation(path, shape, config.class_names if config.n_classes > 2 else ())
         if config.n_classes > 2 and not config.class_names:
@@ -167,11 +177,16 @@ def _annotation(path: Path, shape: tuple[int, ...], factors: dict[str, float], c
             )
     else:
         found = targets.mask_annotation(path, n_classes=config.n_classes, ignore_label=config.ignore_label)
-    return targets.Annotation(resample.rescale(found.labels, axes, factors, labels=True),
-                              _rescaled(found.ignore, axes, factors), _rescaled(found.classes, axes, factors))
+    return targets.Annotation(
+        resample.rescale(found.labels, axes, factors, labels=True),
+        _rescaled(found.ignore, axes, factors),
+        _rescaled(found.classes, axes, factors),
+    )
 
 
-def load_samples(images: str | Path, labels: str | Path, config: TrainingConfig | None = None) -> list[TrainingSample]:
+def load_samples(
+    images: str | Path, labels: str | Path, config: TrainingConfig | None = None
+) -> list[TrainingSample]:
     """Training samples from files: an image folder and a folder of annotations (or one image + one file).
 
     Annotations are matched to images by file name (:func:`deepimagej.unet.files.load_folder_pairs`):
@@ -210,8 +225,15 @@ def load_samples(images: str | Path, labels: str | Path, config: TrainingConfig 
         axes = config.spatial_axes + "c" * (image.ndim - config.ndim)
         if len(axes) == image.ndim:
             image = resample.rescale(image, axes, factors)
-        sample = prepare_sample(image, found.labels, found.ignore, classes=found.classes, image_name=img_path.name,
-                                labels_name=lab_path.name, **config.weight_settings())
+        sample = prepare_sample(
+            image,
+            found.labels,
+            found.ignore,
+            classes=found.classes,
+            image_name=img_path.name,
+            labels_name=lab_path.name,
+            **config.weight_settings(),
+        )
         sample.points = found.points
         samples.append(sample)
     return samples
@@ -234,7 +256,9 @@ def as_samples(data: Any, config: TrainingConfig) -> list[TrainingSample]:
     if isinstance(data, (str, Path)):
         folder = Path(data)
         if not (folder / "images").is_dir() or not (folder / "labels").is_dir():
-            raise TrainingError(f"{folder}: expected sub-folders 'images' and 'labels' (or pass both folders)")
+            raise TrainingError(
+                f"{folder}: expected sub-folders 'images' and 'labels' (or pass both folders)"
+            )
         data = (folder / "images", folder / "labels")
     if isinstance(data, tuple) and len(data) == 2 and all(isinstance(d, (str, Path)) for d in data):
         samples = load_samples(data[0], data[1], config)
@@ -276,5 +300,7 @@ def image_channels(samples: Sequence[TrainingSample], ndim: int) -> int:
     """The channels of the samples' images (all must agree)."""
     counts = {1 if s.image.ndim == ndim else int(s.image.shape[-1]) for s in samples}
     if len(counts) != 1:
-        raise TrainingError(f"the images have different numbers of channels ({', '.join(map(str, sorted(counts)))})")
+        raise TrainingError(
+            f"the images have different numbers of channels ({', '.join(map(str, sorted(counts)))})"
+        )
     return counts.pop()

@@ -55,7 +55,9 @@ __all__ = [
 IGNORE_ROI_NAME = "ignore"
 #: ROIs on adjacent slices are one object when their overlap is at least this share of the smaller ROI
 MIN_SLICE_OVERLAP = 0.5
-_AUTO_ROI_NAME = re.compile(r"^\d+(-\d+)+$")  # the ROI Manager's "0003-0120-0045" (slice-y-x), "-1" for repeats
+_AUTO_ROI_NAME = re.compile(
+    r"^\d+(-\d+)+$"
+)  # the ROI Manager's "0003-0120-0045" (slice-y-x), "-1" for repeats
 
 
 @dataclass
@@ -93,16 +95,22 @@ def _read_mask(path: Path) -> np.ndarray:
     mask = load_image(path)
     if mask.ndim == 3 and mask.shape[-1] == 3 and path.suffix.lower() not in (".tif", ".tiff"):
         if not (np.array_equal(mask[..., 0], mask[..., 1]) and np.array_equal(mask[..., 0], mask[..., 2])):
-            raise TrainingError(f"label mask '{path.name}' is a colour image; save labels as a grey-level image")
+            raise TrainingError(
+                f"label mask '{path.name}' is a colour image; save labels as a grey-level image"
+            )
         mask = mask[..., 0]
     if mask.dtype.kind == "f":
         if not np.all(mask == np.round(mask)):
-            raise TrainingError(f"label mask '{path.name}' has non-integer values; expected labels or a 0/255 mask")
+            raise TrainingError(
+                f"label mask '{path.name}' has non-integer values; expected labels or a 0/255 mask"
+            )
         mask = mask.astype(np.int64)
     if mask.dtype.kind == "b":
         mask = mask.astype(np.uint8)
     if mask.min() < 0:
-        raise TrainingError(f"label mask '{path.name}' has negative values; expected 0 = background, > 0 = objects")
+        raise TrainingError(
+            f"label mask '{path.name}' has negative values; expected 0 = background, > 0 = objects"
+        )
     return mask
 
 
@@ -255,7 +263,13 @@ def _check_regional(roi: Any, index: int, path: Path) -> None:
             f"'{path.name}' contains point ROIs; segmentation needs one area ROI per object "
             "(polygon, rectangle, oval, freehand) - use points for detection training"
         )
-    if roi.roitype not in (ROI_TYPE.POLYGON, ROI_TYPE.RECT, ROI_TYPE.OVAL, ROI_TYPE.FREEHAND, ROI_TYPE.TRACED):
+    if roi.roitype not in (
+        ROI_TYPE.POLYGON,
+        ROI_TYPE.RECT,
+        ROI_TYPE.OVAL,
+        ROI_TYPE.FREEHAND,
+        ROI_TYPE.TRACED,
+    ):
         kind = getattr(roi.roitype, "name", str(roi.roitype)).lower()
         raise TrainingError(
             f"'{path.name}': ROI '{roi.name or index + 1}' is a {kind} ROI; expected one area ROI per object "
@@ -422,7 +436,9 @@ def link_slice_rois(
     for z, here in sorted(by_slice.items()):
         pairs = []
         for i, j in itertools.product(here, by_slice.get(z + 1, [])):
-            if kinds[i] != kinds[j] or (given[i] is not None and given[j] is not None and given[i] != given[j]):
+            if kinds[i] != kinds[j] or (
+                given[i] is not None and given[j] is not None and given[i] != given[j]
+            ):
                 continue
             (mask_i, box_i), (mask_j, box_j) = boxed[i], boxed[j]
             both = tuple(slice(max(a.start, b.start), min(a.stop, b.stop)) for a, b in zip(box_i, box_j))

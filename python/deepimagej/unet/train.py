@@ -47,7 +47,7 @@ from deepimagej.unet.model import build_unet, infer_config, load_bundle_model, s
 from deepimagej.unet.samples import TrainingSample, as_samples, image_channels
 
 quiet_tensorflow()
-import keras
+import keras  # noqa: E402 - after quiet_tensorflow(), which must run first
 
 __all__ = ["BACKUP_DIR", "BEST_FILE", "CONFIG_FILE", "TrainResult", "train"]
 
@@ -89,10 +89,15 @@ class TrainResult:
     val_samples: list[TrainingSample] = field(default_factory=list)
 
 
-def _split(samples: list[TrainingSample], val_samples: Sequence[Any] | None,
-           config: TrainingConfig) -> tuple[list[TrainingSample], list[TrainingSample]]:
+def _split(
+    samples: list[TrainingSample], val_samples: Sequence[Any] | None, config: TrainingConfig
+) -> tuple[list[TrainingSample], list[TrainingSample]]:
     if val_samples is None:
-        n_val = config.n_val if config.n_val is not None else (1 if len(samples) < 10 else max(1, len(samples) // 5))
+        n_val = (
+            config.n_val
+            if config.n_val is not None
+            else (1 if len(samples) < 10 else max(1, len(samples) // 5))
+        )
         train_list, val_list = split_validation(samples, n_val)
     else:
         train_list, val_list = samples, as_samples(list(val_samples), config)
@@ -107,8 +112,16 @@ def _initial_model(config: TrainingConfig) -> tuple[Any, TrainingConfig]:
     """The network to train, and the config with the pre-processing it must be trained with."""
     if config.from_bundle is None:
         keras.utils.set_random_seed(config.seed)
-        model = build_unet(config.ndim, config.n_classes, config.depth, config.base_features, config.padding,
-                           1, config.anisotropy, downsample=config.downsample)
+        model = build_unet(
+            config.ndim,
+            config.n_classes,
+            config.depth,
+            config.base_features,
+            config.padding,
+            1,
+            config.anisotropy,
+            downsample=config.downsample,
+        )
         return model, config
     source = Path(config.from_bundle)
     model = load_bundle_model(source)
@@ -116,11 +129,15 @@ def _initial_model(config: TrainingConfig) -> tuple[Any, TrainingConfig]:
     if arch["ndim"] != config.ndim:
         raise TrainingError(f"{source}: a {arch['ndim']}D U-Net cannot be fine-tuned on {config.ndim}D data")
     if arch["n_classes"] != config.n_classes:
-        raise TrainingError(f"{source}: the model has {arch['n_classes']} classes, the data {config.n_classes}")
+        raise TrainingError(
+            f"{source}: the model has {arch['n_classes']} classes, the data {config.n_classes}"
+        )
     model.unet_config = arch
     if source.is_dir():  # the bundle's own pre-processing: what the network was trained with
         steps = load_bundle(source).inputs[0].processing
-        config = config.updated(preprocessing=tuple({"name": s.name, "kwargs": dict(s.kwargs)} for s in steps))
+        config = config.updated(
+            preprocessing=tuple({"name": s.name, "kwargs": dict(s.kwargs)} for s in steps)
+        )
     return model, config
 
 
@@ -129,8 +146,9 @@ def _architecture(model: Any) -> dict[str, Any]:
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in arch.items()}
 
 
-def _tile_shapes(config: TrainingConfig, arch: dict[str, Any],
-                 samples: list[TrainingSample]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+def _tile_shapes(
+    config: TrainingConfig, arch: dict[str, Any], samples: list[TrainingSample]
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
     want = config.tile_shape()
     if arch["padding"] == "same":
         smallest = np.min([s.classes.shape for s in samples], axis=0)
@@ -200,15 +218,28 @@ def train(
     state = _prepare_out_dir(out_dir, arch, resume)
     config.save(out_dir / CONFIG_FILE)
 
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate), loss=WeightedCrossEntropy(),
-                  metrics=[PixelAccuracy(), ForegroundIoU()], jit_compile=False)
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),
+        loss=WeightedCrossEntropy(),
+        metrics=[PixelAccuracy(), ForegroundIoU()],
+        jit_compile=False,
+    )
     model.optimizer.build(model.trainable_variables)  # so that every weights file holds Adam's state
     vx, vy = validation_tiles(val_list, normalized_images(val_list, config), config, in_shape, out_shape)
     if state is None:  # the starting point of the learning curves
         start = model.evaluate(vx, vy, batch_size=VALIDATION_BATCH, verbose=0, return_dict=True)
         start_loss = float(start["loss"])
-        history = [{"epoch": 0, "step": 0, "loss": None, "val_loss": start_loss,
-                    "val_accuracy": float(start["accuracy"]), "val_iou": float(start["iou"]), "elapsed_s": 0.0}]
+        history = [
+            {
+                "epoch": 0,
+                "step": 0,
+                "loss": None,
+                "val_loss": start_loss,
+                "val_accuracy": float(start["accuracy"]),
+                "val_iou": float(start["iou"]),
+                "elapsed_s": 0.0,
+            }
+        ]
         best_val, best_epoch = (start_loss, 0) if config.from_bundle else (math.inf, 0)
         if config.from_bundle:  # fine-tuning must beat the network it starts from
             model.save_weights(str(out_dir / BEST_FILE))
@@ -218,25 +249,63 @@ def train(
         best_epoch = int(state.get("best_epoch", 0))
     done = int(state["epoch"]) if state else 0
 
-    log = EpochLog(out_dir, history, best_val, best_epoch, config.epochs, config.steps_per_epoch,
-                   stop_at_val_loss=config.stop_at_val_loss, progress=progress, architecture=arch)
+    log = EpochLog(
+        out_dir,
+        history,
+        best_val,
+        best_epoch,
+        config.epochs,
+        config.steps_per_epoch,
+        stop_at_val_loss=config.stop_at_val_loss,
+        progress=progress,
+        architecture=arch,
+    )
     drops = tuple(config.lr_drop_epochs)
     schedule = keras.callbacks.LearningRateScheduler(
-        lambda epoch, lr: config.learning_rate * 0.1 ** sum(1 for e in drops if epoch + 1 >= e))
-    best = keras.callbacks.ModelCheckpoint(str(out_dir / BEST_FILE), monitor="val_loss", mode="min",
-                                           save_best_only=True, save_weights_only=True,
-                                           initial_value_threshold=best_val if math.isfinite(best_val) else None)
+        lambda epoch, lr: config.learning_rate * 0.1 ** sum(1 for e in drops if epoch + 1 >= e)
+    )
+    best = keras.callbacks.ModelCheckpoint(
+        str(out_dir / BEST_FILE),
+        monitor="val_loss",
+        mode="min",
+        save_best_only=True,
+        save_weights_only=True,
+        initial_value_threshold=best_val if math.isfinite(best_val) else None,
+    )
     backup = keras.callbacks.BackupAndRestore(str(out_dir / BACKUP_DIR), delete_checkpoint=False)
-    tiles = TrainingTiles(train_list, normalized_images(train_list, config), config, in_shape, out_shape,
-                          first_step=done * config.steps_per_epoch)
+    tiles = TrainingTiles(
+        train_list,
+        normalized_images(train_list, config),
+        config,
+        in_shape,
+        out_shape,
+        first_step=done * config.steps_per_epoch,
+    )
     started = time.perf_counter()
-    model.fit(tiles, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch,
-              validation_data=(vx, vy), validation_batch_size=VALIDATION_BATCH,
-              # the log (and the progress line a user or a job's supervisor sees) after the backup: once
-              # "epoch N" is shown, a killed training resumes after epoch N
-              callbacks=[schedule, best, backup, log, *callbacks], shuffle=False, verbose=0)
+    model.fit(
+        tiles,
+        epochs=config.epochs,
+        steps_per_epoch=config.steps_per_epoch,
+        validation_data=(vx, vy),
+        validation_batch_size=VALIDATION_BATCH,
+        # the log (and the progress line a user or a job's supervisor sees) after the backup: once
+        # "epoch N" is shown, a killed training resumes after epoch N
+        callbacks=[schedule, best, backup, log, *callbacks],
+        shuffle=False,
+        verbose=0,
+    )
     elapsed = time.perf_counter() - started
     if (out_dir / BEST_FILE).is_file():
         model.load_weights(str(out_dir / BEST_FILE))
-    return TrainResult(model, history, float(log.best_val_loss), log.best_epoch, config, out_dir, elapsed,
-                       tuple(out_shape), len(train_list), val_list)
+    return TrainResult(
+        model,
+        history,
+        float(log.best_val_loss),
+        log.best_epoch,
+        config,
+        out_dir,
+        elapsed,
+        tuple(out_shape),
+        len(train_list),
+        val_list,
+    )

@@ -69,6 +69,7 @@ class WeightSettings(TypedDict):
     lam: float
     sigma_sep: float
 
+
 # w_sep is evaluated only where d1 + d2 <= _SEP_CUTOFF * sigma_sep; beyond it
 # lambda * w_sep <= 50 * exp(-12.5) < 2e-4, i.e. nothing.
 _SEP_CUTOFF = 5.0
@@ -108,9 +109,13 @@ def insert_ridges(labels: np.ndarray, classes: np.ndarray | None = None) -> np.n
     labels = np.asarray(labels)
     footprint = np.ones((3,) * labels.ndim, dtype=bool)
     out = labels.copy()
-    groups = [labels] if classes is None else [
-        np.where(np.asarray(classes) == k, labels, 0) for k in np.unique(np.asarray(classes)[labels > 0])
-    ]
+    groups = (
+        [labels]
+        if classes is None
+        else [
+            np.where(np.asarray(classes) == k, labels, 0) for k in np.unique(np.asarray(classes)[labels > 0])
+        ]
+    )
     for group in groups:
         neighbour_max = ndi.maximum_filter(group, footprint=footprint, mode="constant", cval=0)
         out[(group > 0) & (neighbour_max > group)] = 0

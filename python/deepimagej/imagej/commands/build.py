@@ -1,4 +1,4 @@
-""""DeepImageJ Build Bundled Model": the developer module: weights + settings -> a tested bundle.
+""" "DeepImageJ Build Bundled Model": the developer module: weights + settings -> a tested bundle.
 
 Options: ``weights=[model.h5 or SavedModel folder] output=[bundle folder] name=[..] axes=yx
 tile=256 halo=32 min=8 example=[image.tif] preprocessing=[macro.ijm] postprocessing=[macro.ijm]
@@ -39,7 +39,9 @@ def build_kwargs(options: str | None) -> dict[str, Any]:
         if o.get(key):
             kw[f"{key}_macros"] = [Path(p) for p in split_list(o[key])]
     accepted = inspect.signature(build_bundle).parameters
-    unknown = [k for k in kw if k not in accepted and not any(p.kind == p.VAR_KEYWORD for p in accepted.values())]
+    unknown = [
+        k for k in kw if k not in accepted and not any(p.kind == p.VAR_KEYWORD for p in accepted.values())
+    ]
     if unknown and "weights" in unknown:  # positional name differs
         kw[next(iter(accepted))] = kw.pop("weights")
         unknown.remove("weights")

@@ -69,9 +69,19 @@ class Dialog:
 
     def to_json(self) -> dict[str, Any]:
         """The description the plugin jar builds its ``GenericDialog`` from."""
-        return {"title": self.title, "fields": [
-            {"kind": f.kind, "label": f.label, "default": f.default, "choices": list(f.choices), "columns": f.columns}
-            for f in self.fields]}
+        return {
+            "title": self.title,
+            "fields": [
+                {
+                    "kind": f.kind,
+                    "label": f.label,
+                    "default": f.default,
+                    "choices": list(f.choices),
+                    "columns": f.columns,
+                }
+                for f in self.fields
+            ],
+        }
 
     def typed(self, values: Mapping[str, Any]) -> dict[str, Any]:
         """Values by macro key, typed: numbers with 0 digits as int, others float; strings stripped.
@@ -92,11 +102,15 @@ class Dialog:
                     raise MacroError(f"{self.title}: {f.key}={value} is not a number") from None
                 out[f.key] = round(number) if f.columns == 0 else number
             elif f.kind == "checkbox":
-                out[f.key] = value if isinstance(value, bool) else str(value).lower() not in ("false", "0", "")
+                out[f.key] = (
+                    value if isinstance(value, bool) else str(value).lower() not in ("false", "0", "")
+                )
             elif f.kind == "choice":
                 if str(value) not in f.choices:
-                    raise MacroError(f"{self.title}: '{value}' is not a valid choice for {f.label}; "
-                                     f"use one of: {', '.join(f.choices)}")
+                    raise MacroError(
+                        f"{self.title}: '{value}' is not a valid choice for {f.label}; "
+                        f"use one of: {', '.join(f.choices)}"
+                    )
                 out[f.key] = str(value)
             else:
                 out[f.key] = str(value).strip()
@@ -131,29 +145,36 @@ class Dialog:
 
 
 # ---------------------------------------------------------------- the commands' dialogs
-RUN_HELP = ("Pre/Postprocessing: the bundle's own macros, 'no preprocessing' / 'no postprocessing', or macro\n"
-            "file names of the bundle (comma-separated). Tile: patch size per axis, e.g. 256,256 (empty: automatic).")
-HOST_HELP = ("\nHost: run the model on a server (deepimagej remote add NAME user@server); Detach: do not wait,\n"
-             "'DeepImageJ Jobs' opens the result when it is done.")
+RUN_HELP = (
+    "Pre/Postprocessing: the bundle's own macros, 'no preprocessing' / 'no postprocessing', or macro\n"
+    "file names of the bundle (comma-separated). Tile: patch size per axis, e.g. 256,256 (empty: automatic)."
+)
+HOST_HELP = (
+    "\nHost: run the model on a server (deepimagej remote add NAME user@server); Detach: do not wait,\n"
+    "'DeepImageJ Jobs' opens the result when it is done."
+)
 
 
 def run_dialog(models: Sequence[str], hosts: Sequence[str] = (THIS_COMPUTER,)) -> Dialog:
-    """"DeepImageJ Run": the installed models (folder names), format, macros, tile, logging, where to run."""
+    """ "DeepImageJ Run": the installed models (folder names), format, macros, tile, logging, where to run."""
     hosts = tuple(hosts) or (THIS_COMPUTER,)
-    return Dialog("DeepImageJ Run", (
-        Field("choice", "Model", models[0] if models else "", tuple(models)),
-        Field("choice", "Format", FORMAT_CHOICES[0], FORMAT_CHOICES),
-        Field("string", "Preprocessing", BUNDLE_OWN, columns=30),
-        Field("string", "Postprocessing", BUNDLE_OWN, columns=30),
-        Field("string", "Tile", "", columns=12),
-        Field("choice", "Logging", LOGGING_CHOICES[0], LOGGING_CHOICES),
-        *_host_fields(hosts),
-        Field("message", RUN_HELP + (HOST_HELP if len(hosts) > 1 else "")),
-    ))
+    return Dialog(
+        "DeepImageJ Run",
+        (
+            Field("choice", "Model", models[0] if models else "", tuple(models)),
+            Field("choice", "Format", FORMAT_CHOICES[0], FORMAT_CHOICES),
+            Field("string", "Preprocessing", BUNDLE_OWN, columns=30),
+            Field("string", "Postprocessing", BUNDLE_OWN, columns=30),
+            Field("string", "Tile", "", columns=12),
+            Field("choice", "Logging", LOGGING_CHOICES[0], LOGGING_CHOICES),
+            *_host_fields(hosts),
+            Field("message", RUN_HELP + (HOST_HELP if len(hosts) > 1 else "")),
+        ),
+    )
 
 
 def _host_fields(hosts: tuple[str, ...]) -> tuple[Field, ...]:
-    """"Host" and "Detach", when servers are set up (``deepimagej remote add``); none otherwise."""
+    """ "Host" and "Detach", when servers are set up (``deepimagej remote add``); none otherwise."""
     if len(hosts) < 2:
         return ()
     return (Field("choice", "Host", hosts[0], hosts), Field("checkbox", "Detach", False))
@@ -177,7 +198,7 @@ BUILD_FIELDS = (
 
 
 def build_dialog() -> Dialog:
-    """"DeepImageJ Build Bundled Model": weights, output folder and the bundle's settings."""
+    """ "DeepImageJ Build Bundled Model": weights, output folder and the bundle's settings."""
     fields = [Field("string", label, "", columns=30) for label, _hint in BUILD_FIELDS]
     fields.append(Field("message", "\n".join(f"{label}: {hint}" for label, hint in BUILD_FIELDS)))
     return Dialog("DeepImageJ Build Bundled Model", tuple(fields))
@@ -188,46 +209,62 @@ TASK_CHOICES = ("auto", "segmentation", "detection")
 
 
 def train_dialog(hosts: Sequence[str] = (THIS_COMPUTER,)) -> Dialog:
-    """"U-Net Train": training data, task, output bundle, training settings, classes, where to train."""
+    """ "U-Net Train": training data, task, output bundle, training settings, classes, where to train."""
     hosts = tuple(hosts) or (THIS_COMPUTER,)
-    return Dialog("U-Net Train", (
-        Field("choice", "Data", DATA_CHOICES[0], DATA_CHOICES),
-        Field("string", "Images", "", columns=30),
-        Field("string", "Annotations", "", columns=30),
-        Field("choice", "Task", TASK_CHOICES[0], TASK_CHOICES),
-        Field("string", "Output", str(Path.home() / ".deepimagej" / "models" / "my-unet"), columns=30),
-        Field("string", "Name", "", columns=20),
-        Field("string", "From", "", columns=20),
-        Field("number", "Epochs", 10, columns=0),
-        Field("number", "Steps", 50, columns=0),
-        Field("number", "Tile", 256, columns=0),
-        Field("number", "Depth", 3, columns=0),
-        Field("number", "Features", 16, columns=0),
-        Field("number", "Learning_rate", 0.001, columns=5),
-        Field("number", "Radius", 3, columns=1),
-        Field("number", "Classes", 2, columns=0),
-        Field("string", "Class_names", "", columns=30),
-        Field("string", "Ignore_label", "", columns=6),
-        Field("string", "Element_size", "", columns=12),
-        *_host_fields(hosts),
-        Field("message", "Images/Annotations: folders, for Data = folders. From: a bundle to fine-tune (name or "
-                         "folder).\nRadius: detection disk radius (px). Output: the bundle folder to write.\n"
-                         "Classes: with the background; > 2: label values or ROI names (Class_names, comma-separated) "
-                         "are\nclasses. ROIs named 'ignore' and the Ignore_label value do not count. Element_size: the "
-                         "model's\npixel size in micrometres (default: the current image's calibration)."
-                         + ("\nHost: train on a server (deepimagej remote add NAME user@server); Detach: do not "
-                            "wait,\n'DeepImageJ Jobs' installs the bundle when it is done." if len(hosts) > 1 else "")),
-    ))
+    return Dialog(
+        "U-Net Train",
+        (
+            Field("choice", "Data", DATA_CHOICES[0], DATA_CHOICES),
+            Field("string", "Images", "", columns=30),
+            Field("string", "Annotations", "", columns=30),
+            Field("choice", "Task", TASK_CHOICES[0], TASK_CHOICES),
+            Field("string", "Output", str(Path.home() / ".deepimagej" / "models" / "my-unet"), columns=30),
+            Field("string", "Name", "", columns=20),
+            Field("string", "From", "", columns=20),
+            Field("number", "Epochs", 10, columns=0),
+            Field("number", "Steps", 50, columns=0),
+            Field("number", "Tile", 256, columns=0),
+            Field("number", "Depth", 3, columns=0),
+            Field("number", "Features", 16, columns=0),
+            Field("number", "Learning_rate", 0.001, columns=5),
+            Field("number", "Radius", 3, columns=1),
+            Field("number", "Classes", 2, columns=0),
+            Field("string", "Class_names", "", columns=30),
+            Field("string", "Ignore_label", "", columns=6),
+            Field("string", "Element_size", "", columns=12),
+            *_host_fields(hosts),
+            Field(
+                "message",
+                "Images/Annotations: folders, for Data = folders. From: a bundle to fine-tune (name or "
+                "folder).\nRadius: detection disk radius (px). Output: the bundle folder to write.\n"
+                "Classes: with the background; > 2: label values or ROI names (Class_names, comma-separated) "
+                "are\nclasses. ROIs named 'ignore' and the Ignore_label value do not count. Element_size: the "
+                "model's\npixel size in micrometres (default: the current image's calibration)."
+                + (
+                    "\nHost: train on a server (deepimagej remote add NAME user@server); Detach: do not "
+                    "wait,\n'DeepImageJ Jobs' installs the bundle when it is done."
+                    if len(hosts) > 1
+                    else ""
+                ),
+            ),
+        ),
+    )
 
 
 def install_dialog(models_folder: Path) -> Dialog:
-    """"DeepImageJ Install Model": a bundle (.zip or folder) and the models folder it goes to."""
-    return Dialog("DeepImageJ Install Model", (
-        Field("string", "Source", "", columns=40),
-        Field("string", "Models", str(models_folder), columns=40),
-        Field("message", "Source: a DeepImageJ / bioimage.io bundle, as a .zip file or a folder.\n"
-                         "Models: the models folder DeepImageJ Run lists models from."),
-    ))
+    """ "DeepImageJ Install Model": a bundle (.zip or folder) and the models folder it goes to."""
+    return Dialog(
+        "DeepImageJ Install Model",
+        (
+            Field("string", "Source", "", columns=40),
+            Field("string", "Models", str(models_folder), columns=40),
+            Field(
+                "message",
+                "Source: a DeepImageJ / bioimage.io bundle, as a .zip file or a folder.\n"
+                "Models: the models folder DeepImageJ Run lists models from.",
+            ),
+        ),
+    )
 
 
 def show(dialog: Dialog) -> dict[str, Any] | None:

@@ -1,4 +1,4 @@
-""""DeepImageJ Explore": list installed bundles, show one, apply it to its own example image.
+""" "DeepImageJ Explore": list installed bundles, show one, apply it to its own example image.
 
 Options (macro-recordable): ``model=[name]`` selects a bundle, ``architecture`` shows its
 layers/operations, ``apply`` runs it on its example image (result: the current image).

@@ -1,4 +1,4 @@
-""""DeepImageJ Jobs": the job manager of remote runs and trainings (:mod:`deepimagej.remote`) in ImageJ.
+""" "DeepImageJ Jobs": the job manager of remote runs and trainings (:mod:`deepimagej.remote`) in ImageJ.
 
 Clicked from the menu it shows the job table ("DeepImageJ Jobs": id, host, kind, state, progress,
 start, elapsed time) and asks what to do with which job; called from a macro it does what its
@@ -50,8 +50,12 @@ def show_table(found: list[remote.Job]) -> None:
         table.addValue("Progress", remote.describe_progress(job) or "-")
         table.addValue("Started", time.strftime("%Y-%m-%d %H:%M", time.localtime(job.started or job.created)))
         table.addValue("Elapsed", _elapsed(job))
-        table.addValue("Result", ", ".join(job.local.get("outputs", [])) if job.state == "done" else
-                       (job.error or job.note or "-"))
+        table.addValue(
+            "Result",
+            ", ".join(job.local.get("outputs", []))
+            if job.state == "done"
+            else (job.error or job.note or "-"),
+        )
     table.show(TABLE)
 
 
@@ -66,15 +70,24 @@ def fetch_into_imagej(ij: Any, job_id: str) -> Any:
     job = remote.job(job_id, refresh=False)
     origin = job.local.get("origin", {})
     if job.kind == "train":
-        IJ.log(f"[DeepImageJ Jobs] job {job.id}: bundle installed at {paths[0]}; run it with "
-               f"run(\"DeepImageJ Run\", \"model=[{paths[0]}]\")")
+        IJ.log(
+            f"[DeepImageJ Jobs] job {job.id}: bundle installed at {paths[0]}; run it with "
+            f'run("DeepImageJ Run", "model=[{paths[0]}]")'
+        )
         return None
     if origin.get("imagej") == "run":
         output = read_image(paths[0])
         post = [Path(p) for p in origin["post"]]
         root = Path(origin["bundle"]) if origin.get("bundle") else (post[0].parent if post else Path.cwd())
-        result = show_output(ij, output.array, output.axes, origin["title"], post, origin["calibration"],
-                             bundle_macro_runner(ij, root))
+        result = show_output(
+            ij,
+            output.array,
+            output.axes,
+            origin["title"],
+            post,
+            origin["calibration"],
+            bundle_macro_runner(ij, root),
+        )
     elif paths[0].is_file():
         result = ij.open(paths[0])
     else:
@@ -94,8 +107,10 @@ def _ask(found: list[remote.Job]) -> tuple[str, str] | None:
     labels = [f"{j.id}: {j.kind} on {j.host} ({j.state})" for j in reversed(found)]
     gd.addChoice("Job", labels, labels[0])
     gd.addChoice("Action", ACTIONS, "fetch" if found[-1].state == "done" else ACTIONS[0])
-    gd.addMessage("fetch: open a run's result / install a training's bundle (done jobs); cancel: stop a job;\n"
-                  "log: the job's log into the Log window; refresh: ask the servers again.")
+    gd.addMessage(
+        "fetch: open a run's result / install a training's bundle (done jobs); cancel: stop a job;\n"
+        "log: the job's log into the Log window; refresh: ask the servers again."
+    )
     gd.showDialog()
     if gd.wasCanceled():
         return None
@@ -116,8 +131,10 @@ def jobs_command(ij: Any, options: str | None) -> None:
         if in_macro:  # run("DeepImageJ Jobs") in a macro: the table, no dialog
             return
         if not found:
-            IJ.log("[DeepImageJ Jobs] no jobs yet: use host=NAME in DeepImageJ Run or U-Net Train "
-                   "(servers: deepimagej remote add NAME user@server)")
+            IJ.log(
+                "[DeepImageJ Jobs] no jobs yet: use host=NAME in DeepImageJ Run or U-Net Train "
+                "(servers: deepimagej remote add NAME user@server)"
+            )
             return
         chosen = _ask(found)
         if chosen is None:
@@ -127,8 +144,10 @@ def jobs_command(ij: Any, options: str | None) -> None:
         action, job_id = opts.get("action", "refresh") or "refresh", opts.get("job", "")
     if action in ("refresh", "list"):
         for job in found:
-            IJ.log(f"[DeepImageJ Jobs] {job.id}: {job.kind} on {job.host}: {job.state} "
-                   f"{remote.describe_progress(job)}{f' ({job.note})' if job.note else ''}".rstrip())
+            IJ.log(
+                f"[DeepImageJ Jobs] {job.id}: {job.kind} on {job.host}: {job.state} "
+                f"{remote.describe_progress(job)}{f' ({job.note})' if job.note else ''}".rstrip()
+            )
         return
     if action not in ACTIONS:
         raise RemoteError(f"DeepImageJ Jobs: action={action}; use one of: {', '.join(ACTIONS)}")

@@ -97,7 +97,9 @@ class RunOptions:
     display_output: bool = True
     host: str | None = None  # a server of deepimagej.remote; None: this computer
     detach: bool = False  # with host: return once the job runs (DeepImageJ Jobs fetches the result)
-    inputs: dict[str, str] = field(default_factory=dict)  # model input name -> image title (input_NAME=[title])
+    inputs: dict[str, str] = field(
+        default_factory=dict
+    )  # model input name -> image title (input_NAME=[title])
 
     @classmethod
     def parse(cls, options: str | None) -> RunOptions:
@@ -105,7 +107,7 @@ class RunOptions:
         low = {k.lower(): v for k, v in raw.items()}
         model = low.get("model") or low.get("modelpath") or ""
         if not model.strip():
-            raise InputImageError("DeepImageJ Run needs a model: run(\"DeepImageJ Run\", \"model=[name] ...\")")
+            raise InputImageError('DeepImageJ Run needs a model: run("DeepImageJ Run", "model=[name] ...")')
         fmt = low.get("format")
         weights_format = None
         if fmt and fmt.strip().lower() != "default":
@@ -124,7 +126,9 @@ class RunOptions:
             sizes = [s.strip() for s in low["tile"].split(",") if s.strip()]
             axes = opts.axes or ("yx" if len(sizes) == 2 else "yxc" if len(sizes) == 3 else "")
             if len(axes) != len(sizes):
-                raise InputImageError(f"tile={low['tile']} gives {len(sizes)} sizes but axes={low.get('axes', '?')}")
+                raise InputImageError(
+                    f"tile={low['tile']} gives {len(sizes)} sizes but axes={low.get('axes', '?')}"
+                )
             try:
                 opts.tile = {a: int(s) for a, s in zip(axes, sizes) if a in "zyx"}
             except ValueError:
@@ -137,6 +141,9 @@ class RunOptions:
         host = (low.get("host") or "").strip()
         opts.host = host if host and host != THIS_COMPUTER else None
         opts.detach = "detach" in low
-        opts.inputs = {k[len("input_"):]: v.strip() for k, v in raw.items()
-                       if k.lower().startswith("input_") and len(k) > len("input_")}
+        opts.inputs = {
+            k[len("input_") :]: v.strip()
+            for k, v in raw.items()
+            if k.lower().startswith("input_") and len(k) > len("input_")
+        }
         return opts

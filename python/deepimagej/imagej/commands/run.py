@@ -1,4 +1,4 @@
-""""DeepImageJ Run": a bundle on the current image, with its ImageJ macros, inside ImageJ."""
+""" "DeepImageJ Run": a bundle on the current image, with its ImageJ macros, inside ImageJ."""
 
 from __future__ import annotations
 
@@ -88,8 +88,10 @@ class Progress:
 
         total = psutil.virtual_memory().total
         java_used = int(self._Runtime.totalMemory()) - int(self._Runtime.freeMemory())
-        return (f"memory: process peak {self.rss / 2**20:.0f} MB of {total / 2**20:.0f} MB; "
-                f"Java {java_used / 2**20:.0f} MB of {int(self._Runtime.maxMemory()) / 2**20:.0f} MB")
+        return (
+            f"memory: process peak {self.rss / 2**20:.0f} MB of {total / 2**20:.0f} MB; "
+            f"Java {java_used / 2**20:.0f} MB of {int(self._Runtime.maxMemory()) / 2**20:.0f} MB"
+        )
 
     def log(self, text: str) -> None:
         if not self.quiet:
@@ -104,7 +106,9 @@ class Progress:
         if tiles:
             self.tiles = tuple(tiles)
             self._IJ.showProgress(tiles[0], max(tiles[1], 1))
-        self._IJ.showStatus(f"DeepImageJ Run: {self.model} on {job.host}: {job.state} {describe_progress(job)}")
+        self._IJ.showStatus(
+            f"DeepImageJ Run: {self.model} on {job.host}: {job.state} {describe_progress(job)}"
+        )
 
     def finish(self) -> None:
         self._IJ.showProgress(1.0)
@@ -114,13 +118,17 @@ class Progress:
         self.log(f"{self.model}: {total} tile(s) in {time.perf_counter() - self.start:.2f} s; {where}")
 
 
-def _run_macro(ij: ImageJ, spec, opts: RunOptions, stage: str, path: Path, imp, images: list[Path], trusted: bool):
+def _run_macro(
+    ij: ImageJ, spec, opts: RunOptions, stage: str, path: Path, imp, images: list[Path], trusted: bool
+):
     """One pre/post-processing macro: the bundle's run confined unless trusted; one the user named by its full path is theirs."""
     from deepimagej.imagej.macro import run_bundle_macro
 
     named = opts.preprocessing if stage == "preprocessing" else opts.postprocessing
     users_own = named is not None and any(Path(n).is_absolute() and Path(n) == path for n in named)
-    return run_bundle_macro(ij.runner, path, imp, bundle_root=spec.root, images=images, trusted=trusted or users_own)
+    return run_bundle_macro(
+        ij.runner, path, imp, bundle_root=spec.root, images=images, trusted=trusted or users_own
+    )
 
 
 def bundle_macro_runner(ij: ImageJ, bundle_root: Path, trusted: bool = False) -> Callable[[Path, Any], Any]:
@@ -128,8 +136,9 @@ def bundle_macro_runner(ij: ImageJ, bundle_root: Path, trusted: bool = False) ->
     that come back later, e.g. from a remote job)."""
     from deepimagej.imagej.macro import run_bundle_macro
 
-    return lambda path, imp: run_bundle_macro(ij.runner, path, imp, bundle_root=bundle_root, images=[],
-                                              trusted=trusted)
+    return lambda path, imp: run_bundle_macro(
+        ij.runner, path, imp, bundle_root=bundle_root, images=[], trusted=trusted
+    )
 
 
 def _other_inputs(spec, opts: RunOptions) -> dict[str, Any]:
@@ -141,13 +150,17 @@ def _other_inputs(spec, opts: RunOptions) -> dict[str, Any]:
     names = [t.name for t in spec.inputs]
     unknown = [n for n in opts.inputs if n not in names]
     if unknown:
-        raise InputImageError(f"DeepImageJ Run: input_{unknown[0]}=...: {spec.name} has no input '{unknown[0]}' "
-                              f"(its inputs: {', '.join(names)})")
+        raise InputImageError(
+            f"DeepImageJ Run: input_{unknown[0]}=...: {spec.name} has no input '{unknown[0]}' "
+            f"(its inputs: {', '.join(names)})"
+        )
     missing = [n for n in names[1:] if not opts.inputs.get(n)]
     if missing:
         keys = " ".join(f"input_{n}=[title]" for n in names)
-        raise InputImageError(f"DeepImageJ Run: {spec.name} has {len(names)} inputs ({', '.join(names)}); name the "
-                              f"image of each: {keys}")
+        raise InputImageError(
+            f"DeepImageJ Run: {spec.name} has {len(names)} inputs ({', '.join(names)}); name the "
+            f"image of each: {keys}"
+        )
     return {n: _image_titled(opts.inputs[n], n) for n in names[1:]}
 
 
@@ -190,9 +203,11 @@ def run_bundle_on_imageplus(ij: ImageJ, opts: RunOptions, imp, trusted: bool = F
     pre = macro_files(spec, opts.preprocessing, "preprocessing")
     post = macro_files(spec, opts.postprocessing, "postprocessing")
     progress = Progress(spec.name, opts.logging)
-    progress.log(f"running '{spec.name}' on '{imp.getTitle()}'"
-                 + (f" with {', '.join(p.name for p in pre)}" if pre else "")
-                 + (f" then {', '.join(p.name for p in post)}" if post else ""))
+    progress.log(
+        f"running '{spec.name}' on '{imp.getTitle()}'"
+        + (f" with {', '.join(p.name for p in pre)}" if pre else "")
+        + (f" then {', '.join(p.name for p in post)}" if post else "")
+    )
 
     images = _image_files(imp)
     current = imp.duplicate()
@@ -207,24 +222,37 @@ def run_bundle_on_imageplus(ij: ImageJ, opts: RunOptions, imp, trusted: bool = F
         pass  # a single-channel image: predict adds the channel axis
     calibration = current.getCalibration()
     calibration = {
-        "x": float(calibration.pixelWidth), "y": float(calibration.pixelHeight),
-        "z": float(calibration.pixelDepth), "unit": str(calibration.getUnit()),
+        "x": float(calibration.pixelWidth),
+        "y": float(calibration.pixelHeight),
+        "z": float(calibration.pixelDepth),
+        "unit": str(calibration.getUnit()),
     }
     if pre:
         current.changes = False
         current.close()
     # the bundle's bioimage.io operations stand in for its macros, unless the user named the stage's
     # macros or asked for none ("preprocessing=[no preprocessing]": the raw image goes in)
-    settings: PredictSettings = {"tile": opts.tile or None, "weights_format": opts.weights_format,
-                                 "apply_preprocessing": not pre and opts.preprocessing is None,
-                                 "apply_postprocessing": not post and opts.postprocessing is None}
+    settings: PredictSettings = {
+        "tile": opts.tile or None,
+        "weights_format": opts.weights_format,
+        "apply_preprocessing": not pre and opts.preprocessing is None,
+        "apply_postprocessing": not post and opts.postprocessing is None,
+    }
     title = output_title(spec, post)
     if opts.host and others:
-        raise InputImageError(f"DeepImageJ Run: {spec.name} has several inputs; run it on a server from the command "
-                              "line (deepimagej run BUNDLE --input NAME=PATH ... --host HOST)")
+        raise InputImageError(
+            f"DeepImageJ Run: {spec.name} has several inputs; run it on a server from the command "
+            "line (deepimagej run BUNDLE --input NAME=PATH ... --host HOST)"
+        )
     if opts.host:
-        origin = {"imagej": "run", "title": title, "calibration": calibration, "post": [str(p) for p in post],
-                  "model": spec.name, "bundle": str(spec.root)}
+        origin = {
+            "imagej": "run",
+            "title": title,
+            "calibration": calibration,
+            "post": [str(p) for p in post],
+            "model": spec.name,
+            "bundle": str(spec.root),
+        }
         output = run_on_host(opts, spec, image, axes, settings, origin, progress)
         if output is None:  # detached: "DeepImageJ Jobs" opens the result
             return None
@@ -232,19 +260,35 @@ def run_bundle_on_imageplus(ij: ImageJ, opts: RunOptions, imp, trusted: bool = F
         images_in = {spec.inputs[0].name: ImageData(image, axes)}
         for name, other in others.items():
             images_in[name] = ImageData(from_imageplus(other), imageplus_axes(other))
-        prediction = predict.predict(spec, predict.bind_inputs(spec, images_in), progress=progress, **settings)
+        prediction = predict.predict(
+            spec, predict.bind_inputs(spec, images_in), progress=progress, **settings
+        )
         output, *rest = prediction.outputs.values()
         for name, extra in zip(list(prediction.outputs)[1:], rest):  # one image per further output
             shown = to_imageplus(extra.array, title=name, axes=extra.axes, calibration=calibration)
             shown.show()
-    result = show_output(ij, output.array, output.axes, title, post, calibration,
-                         lambda path, target: _run_macro(ij, spec, opts, "postprocessing", path, target, images, trusted))
+    result = show_output(
+        ij,
+        output.array,
+        output.axes,
+        title,
+        post,
+        calibration,
+        lambda path, target: _run_macro(ij, spec, opts, "postprocessing", path, target, images, trusted),
+    )
     progress.finish()
     return result
 
 
-def show_output(ij: ImageJ, output: Any, axes: str, title: str, post: list[Path], calibration: dict[str, Any],
-                run_macro: Callable[[Path, Any], Any]) -> Any:
+def show_output(
+    ij: ImageJ,
+    output: Any,
+    axes: str,
+    title: str,
+    post: list[Path],
+    calibration: dict[str, Any],
+    run_macro: Callable[[Path, Any], Any],
+) -> Any:
     """The model's output as the current image (titled ``title``), then the post-processing macros on it.
 
     Args:
@@ -267,8 +311,15 @@ def show_output(ij: ImageJ, output: Any, axes: str, title: str, post: list[Path]
     return result
 
 
-def run_on_host(opts: RunOptions, spec, image: Any, axes: str, settings: PredictSettings,
-                origin: dict[str, Any], progress: Progress) -> ImageData | None:
+def run_on_host(
+    opts: RunOptions,
+    spec,
+    image: Any,
+    axes: str,
+    settings: PredictSettings,
+    origin: dict[str, Any],
+    progress: Progress,
+) -> ImageData | None:
     """The model step as a job on ``opts.host`` (``deepimagej run`` there, the same code); None when detached.
 
     The (pre-processed) image goes up as a TIFF and the model's output comes back as one (into
@@ -278,19 +329,35 @@ def run_on_host(opts: RunOptions, spec, image: Any, axes: str, settings: Predict
     folder = results_folder()
     source = write_image(folder / "input.tif", ImageData(np.asarray(image), axes))
     target = folder / "output.tif"
-    args: list[Any] = [remote.Upload(spec.root), remote.Upload(source), "-o", remote.Output(target), "--axes", axes]
+    args: list[Any] = [
+        remote.Upload(spec.root),
+        remote.Upload(source),
+        "-o",
+        remote.Output(target),
+        "--axes",
+        axes,
+    ]
     if settings["tile"]:
         args += ["--tile", ",".join(f"{a}={n}" for a, n in settings["tile"].items())]
     if settings["weights_format"]:
         args += ["--weights", settings["weights_format"]]
     args += [] if settings["apply_preprocessing"] else ["--no-preprocessing"]
     args += [] if settings["apply_postprocessing"] else ["--no-postprocessing"]
-    job = remote.submit(opts.host, "run", args, detach=opts.detach, echo=progress.log,
-                        on_update=progress.remote, origin=origin)
+    job = remote.submit(
+        opts.host,
+        "run",
+        args,
+        detach=opts.detach,
+        echo=progress.log,
+        on_update=progress.remote,
+        origin=origin,
+    )
     source.unlink()
     if opts.detach:
-        progress.log(f"job {job.id} runs on {opts.host}; 'DeepImageJ Jobs' fetches its result "
-                     f"(run(\"DeepImageJ Jobs\", \"action=fetch job={job.id}\"))")
+        progress.log(
+            f"job {job.id} runs on {opts.host}; 'DeepImageJ Jobs' fetches its result "
+            f'(run("DeepImageJ Jobs", "action=fetch job={job.id}"))'
+        )
         return None
     output = read_image(target)
     target.unlink()
@@ -338,8 +405,10 @@ def installed_model_names() -> list[str]:
     models = [m.folder.name for m in installed_models() if m.spec is not None]
     if not models:
         where = ", ".join(str(f) for f in models_folders()) or "~/.deepimagej/models"
-        raise BundleError(f"DeepImageJ Run: no model installed; put bundle folders in {where} "
-                          "(or a folder named by the DEEPIMAGEJ_MODELS environment variable)")
+        raise BundleError(
+            f"DeepImageJ Run: no model installed; put bundle folders in {where} "
+            "(or a folder named by the DEEPIMAGEJ_MODELS environment variable)"
+        )
     return models
 
 
@@ -395,22 +464,33 @@ def run_streamed(opts: RunOptions, path: Path, folder: Path) -> Path:
 
     spec = find_model(opts.model)
     if opts.preprocessing or opts.postprocessing:
-        raise InputImageError(f"DeepImageJ Run: {path.name} is larger than memory and runs block by block, where "
-                              "ImageJ macros cannot run; leave preprocessing/postprocessing to the bundle (its "
-                              "bioimage.io operations are used) or 'no preprocessing'")
+        raise InputImageError(
+            f"DeepImageJ Run: {path.name} is larger than memory and runs block by block, where "
+            "ImageJ macros cannot run; leave preprocessing/postprocessing to the bundle (its "
+            "bioimage.io operations are used) or 'no preprocessing'"
+        )
     folder.mkdir(parents=True, exist_ok=True)
     suffix = ".tif" if len(spec.outputs) == 1 else ".ome.zarr"
     target = folder / f"{path.stem}_{spec.outputs[0].name if len(spec.outputs) == 1 else 'outputs'}{suffix}"
     progress = Progress(spec.name, opts.logging)
     skipped = [*spec.preprocessing_macros, *spec.postprocessing_macros] if opts.preprocessing is None else []
-    progress.log(f"{path.name} is larger than the memory set aside for one image: streamed block by block to {target}"
-                 + ("; the bundle's macros are replaced by its bioimage.io operations" if skipped else ""))
+    progress.log(
+        f"{path.name} is larger than the memory set aside for one image: streamed block by block to {target}"
+        + ("; the bundle's macros are replaced by its bioimage.io operations" if skipped else "")
+    )
     image = stores.open_image(path)
     try:
-        predict.predict(spec, predict.bind_inputs(spec, {spec.inputs[0].name: image}), out=target,
-                        overwrite=True, tile=opts.tile or None, weights_format=opts.weights_format,
-                        apply_preprocessing=opts.preprocessing is None, apply_postprocessing=opts.postprocessing is None,
-                        progress=progress)
+        predict.predict(
+            spec,
+            predict.bind_inputs(spec, {spec.inputs[0].name: image}),
+            out=target,
+            overwrite=True,
+            tile=opts.tile or None,
+            weights_format=opts.weights_format,
+            apply_preprocessing=opts.preprocessing is None,
+            apply_postprocessing=opts.postprocessing is None,
+            progress=progress,
+        )
     finally:
         image.close()
     progress.finish()
@@ -421,7 +501,9 @@ def input_files(path: Path) -> list[Path]:
     if path.is_file():
         return [path]
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in (".tif", ".tiff", ".png", ".jpg", ".jpeg"))
+        files = sorted(
+            p for p in path.iterdir() if p.suffix.lower() in (".tif", ".tiff", ".png", ".jpg", ".jpeg")
+        )
         if files:
             return files
     raise InputImageError(f"inputPath={path}: no image file found there")

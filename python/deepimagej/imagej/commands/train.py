@@ -1,4 +1,4 @@
-""""U-Net Train": train or fine-tune a U-Net from annotations made in ImageJ (Falk et al. 2019).
+""" "U-Net Train": train or fine-tune a U-Net from annotations made in ImageJ (Falk et al. 2019).
 
 Two sources of training data:
 
@@ -84,12 +84,16 @@ def rois_are_points(roi_types: Sequence[int]) -> bool:
         TrainingError: no ROI, or point and area ROIs mixed.
     """
     if not roi_types:
-        raise TrainingError("U-Net Train: the ROI Manager is empty; outline each object (or click one point per "
-                            "object for detection) and add it with 't' (Edit > Selection > Add to Manager)")
+        raise TrainingError(
+            "U-Net Train: the ROI Manager is empty; outline each object (or click one point per "
+            "object for detection) and add it with 't' (Edit > Selection > Add to Manager)"
+        )
     points = [int(t) == POINT_ROI_TYPE for t in roi_types]
     if any(points) and not all(points):
-        raise TrainingError("U-Net Train: the ROI Manager mixes point and area ROIs; use areas (one per object) for "
-                            "segmentation or points (one per object) for detection")
+        raise TrainingError(
+            "U-Net Train: the ROI Manager mixes point and area ROIs; use areas (one per object) for "
+            "segmentation or points (one per object) for detection"
+        )
     return all(points)
 
 
@@ -116,12 +120,16 @@ def _calibration(imp: Any, ndim: int) -> tuple[float, ...] | None:
     """The image's pixel size in micrometres (array order), or ``None`` when uncalibrated."""
     cal = imp.getCalibration()
     unit = str(cal.getUnit())
-    sizes = [to_micrometres(float(v), unit) for v in (cal.pixelDepth, cal.pixelHeight, cal.pixelWidth)][-ndim:]
+    sizes = [to_micrometres(float(v), unit) for v in (cal.pixelDepth, cal.pixelHeight, cal.pixelWidth)][
+        -ndim:
+    ]
     known = [v for v in sizes if v is not None]
     return tuple(known) if len(known) == len(sizes) else None
 
 
-def _samples_from_current_image(settings: dict[str, Any], tmp: Path) -> tuple[list[TrainingSample], TrainingConfig, str]:
+def _samples_from_current_image(
+    settings: dict[str, Any], tmp: Path
+) -> tuple[list[TrainingSample], TrainingConfig, str]:
     """Training samples from the current image and the ROI Manager of the embedded ImageJ."""
     from jpype import JClass
 
@@ -134,8 +142,9 @@ def _samples_from_current_image(settings: dict[str, Any], tmp: Path) -> tuple[li
     check_training_axes(axes)
     zip_path, are_points = roi_manager_zip(tmp)
     ndim = 3 if "z" in axes else 2
-    samples, config = samples_from_image(settings, from_imageplus(imp), axes, zip_path, are_points, tmp,
-                                         calibration=_calibration(imp, ndim))
+    samples, config = samples_from_image(
+        settings, from_imageplus(imp), axes, zip_path, are_points, tmp, calibration=_calibration(imp, ndim)
+    )
     return samples, config, str(imp.getTitle())
 
 
@@ -149,9 +158,15 @@ def check_training_axes(axes: str) -> None:
         raise TrainingError(f"U-Net Train: the current image has axes '{axes}'; use a 2D image or a z-stack")
 
 
-def samples_from_image(settings: dict[str, Any], image: np.ndarray, axes: str, rois_zip: Path, are_points: bool,
-                       tmp: Path, calibration: tuple[float, ...] | None = None,
-                       ) -> tuple[list[TrainingSample], TrainingConfig]:
+def samples_from_image(
+    settings: dict[str, Any],
+    image: np.ndarray,
+    axes: str,
+    rois_zip: Path,
+    are_points: bool,
+    tmp: Path,
+    calibration: tuple[float, ...] | None = None,
+) -> tuple[list[TrainingSample], TrainingConfig]:
     """Training samples from one image (axes from ImageJ) annotated by the ROIs in ``rois_zip``.
 
     Args:
@@ -174,7 +189,9 @@ def _task_is_detection(task: str, are_points: bool | None) -> bool:
         return True
     if task == "segmentation":
         if are_points:
-            raise TrainingError("U-Net Train: point ROIs give a detection model; use task=detection (or auto)")
+            raise TrainingError(
+                "U-Net Train: point ROIs give a detection model; use task=detection (or auto)"
+            )
         return False
     if task != "auto":
         raise TrainingError(f"U-Net Train: task={task}; use auto, segmentation or detection")
@@ -198,25 +215,40 @@ def _samples_from_folders(settings: dict[str, Any]) -> tuple[list[TrainingSample
     return load_samples(images, annotations, config), config, images.name
 
 
-def _config(settings: dict[str, Any], detection: bool, ndim: int, calibration: tuple[float, ...] | None) -> TrainingConfig:
+def _config(
+    settings: dict[str, Any], detection: bool, ndim: int, calibration: tuple[float, ...] | None
+) -> TrainingConfig:
     """The training config of the dialog's settings."""
     element_size = calibration
     if settings["element_size"]:
         try:
             element_size = tuple(float(v) for v in settings["element_size"].split(","))
         except ValueError:
-            raise TrainingError(f"U-Net Train: element_size=[{settings['element_size']}]; give micrometres, "
-                                "e.g. 0.5 or 2,0.5,0.5") from None
+            raise TrainingError(
+                f"U-Net Train: element_size=[{settings['element_size']}]; give micrometres, "
+                "e.g. 0.5 or 2,0.5,0.5"
+            ) from None
     ignore = settings["ignore_label"]
     if ignore and not ignore.lstrip("-").isdigit():
-        raise TrainingError(f"U-Net Train: ignore_label={ignore}; give the label value of the regions to ignore")
+        raise TrainingError(
+            f"U-Net Train: ignore_label={ignore}; give the label value of the regions to ignore"
+        )
     return TrainingConfig(
-        task="detection" if detection else "segmentation", ndim=ndim, n_classes=settings["classes"],
+        task="detection" if detection else "segmentation",
+        ndim=ndim,
+        n_classes=settings["classes"],
         class_names=tuple(n.strip() for n in settings["class_names"].split(",") if n.strip()),
-        ignore_label=int(ignore) if ignore else None, element_size=element_size, radius=settings["radius"],
-        r_ign=2 * settings["radius"], from_bundle=settings["from_bundle"], depth=settings["depth"],
-        base_features=settings["features"], epochs=settings["epochs"], steps_per_epoch=settings["steps"],
-        tile=settings["tile"], learning_rate=settings["learning_rate"],
+        ignore_label=int(ignore) if ignore else None,
+        element_size=element_size,
+        radius=settings["radius"],
+        r_ign=2 * settings["radius"],
+        from_bundle=settings["from_bundle"],
+        depth=settings["depth"],
+        base_features=settings["features"],
+        epochs=settings["epochs"],
+        steps_per_epoch=settings["steps"],
+        tile=settings["tile"],
+        learning_rate=settings["learning_rate"],
     )
 
 
@@ -244,9 +276,13 @@ class CurvePlot:
         plot = JClass("ij.gui.Plot")(CURVE_TITLE, "epoch", "weighted cross-entropy")
         trained = [h for h in history if h.get("loss") is not None]
         plot.setColor("#1f77b4")
-        plot.add("connected circle", [float(h["epoch"]) for h in trained], [float(h["loss"]) for h in trained])
+        plot.add(
+            "connected circle", [float(h["epoch"]) for h in trained], [float(h["loss"]) for h in trained]
+        )
         plot.setColor("#d62728")
-        plot.add("connected circle", [float(h["epoch"]) for h in history], [float(h["val_loss"]) for h in history])
+        plot.add(
+            "connected circle", [float(h["epoch"]) for h in history], [float(h["val_loss"]) for h in history]
+        )
         plot.addLegend("training loss\tvalidation loss")
         plot.setLimitsToFit(True)
         if self.window is not None and self.window.isVisible():
@@ -280,8 +316,13 @@ def train_command(ij: Any, options: str | None) -> None:
     current = JClass("ij.WindowManager").getCurrentImage()  # the plot window must not take its place
     curve = CurvePlot()
     try:
-        train_from_settings(settings, lambda tmp: _samples_from_current_image(settings, tmp), log=IJ.log,
-                            status=status, curve=curve.update)
+        train_from_settings(
+            settings,
+            lambda tmp: _samples_from_current_image(settings, tmp),
+            log=IJ.log,
+            status=status,
+            curve=curve.update,
+        )
     finally:
         if current is not None:
             IJ.selectWindow(current.getID())
@@ -301,9 +342,14 @@ def _output(settings: dict[str, Any]) -> Path:
     return Path(settings["output"]).expanduser()
 
 
-def train_from_settings(settings: dict[str, Any], current_image: CurrentImageSamples, *,
-                        log: Callable[[str], Any], status: Callable[[int, int, str], Any],
-                        curve: Callable[[list[dict[str, Any]]], Any] | None = None) -> Any:
+def train_from_settings(
+    settings: dict[str, Any],
+    current_image: CurrentImageSamples,
+    *,
+    log: Callable[[str], Any],
+    status: Callable[[int, int, str], Any],
+    curve: Callable[[list[dict[str, Any]]], Any] | None = None,
+) -> Any:
     """Train a U-Net from the dialog's settings; the ImageJ side gives the annotated image, the log and status.
 
     Args:
@@ -332,35 +378,48 @@ def train_from_settings(settings: dict[str, Any], current_image: CurrentImageSam
         elif settings["data"] == DATA_CHOICES[1]:
             samples, config, origin = _samples_from_folders(settings)
         else:
-            raise TrainingError(f"U-Net Train: data=[{settings['data']}]; use one of: {', '.join(DATA_CHOICES)}")
+            raise TrainingError(
+                f"U-Net Train: data=[{settings['data']}]; use one of: {', '.join(DATA_CHOICES)}"
+            )
         val = None
         if len(samples) == 1:
             val = samples
-            log("[U-Net Train] one annotated image: the validation loss is measured on the training image "
-                "(annotate a second image for a real validation)")
+            log(
+                "[U-Net Train] one annotated image: the validation loss is measured on the training image "
+                "(annotate a second image for a real validation)"
+            )
         source = settings["from_bundle"]
-        log(f"[U-Net Train] {config.task}: {len(samples)} image(s) from {origin}"
+        log(
+            f"[U-Net Train] {config.task}: {len(samples)} image(s) from {origin}"
             f"{f', {config.n_classes} classes' if config.n_classes > 2 else ''}, "
-            f"{'fine-tuning ' + Path(source).name if source else 'from scratch'}; checkpoints in {work}")
+            f"{'fine-tuning ' + Path(source).name if source else 'from scratch'}; checkpoints in {work}"
+        )
 
         def progress(info: dict[str, Any]) -> None:
-            status(info["epoch"], info["epochs"],
-                   f"U-Net Train: epoch {info['epoch']}/{info['epochs']}, ETA {info['eta_s']:.0f} s")
-            log(f"[U-Net Train] epoch {info['epoch']}/{info['epochs']}  loss {info['loss']:.4f}  "
+            status(
+                info["epoch"],
+                info["epochs"],
+                f"U-Net Train: epoch {info['epoch']}/{info['epochs']}, ETA {info['eta_s']:.0f} s",
+            )
+            log(
+                f"[U-Net Train] epoch {info['epoch']}/{info['epochs']}  loss {info['loss']:.4f}  "
                 f"val loss {info['val_loss']:.4f}  val IoU {info['val_iou']:.3f}{'  (best)' if info['best'] else ''}"
-                f"  {info['elapsed_s']:.0f} s")
+                f"  {info['elapsed_s']:.0f} s"
+            )
             if curve is not None:
                 curve(info["history"])
 
         result = train(samples, config, val_samples=val, out_dir=work, progress=progress)
         export_training(result, output, name=settings["name"] or output.name)
-    log(f"[U-Net Train] best validation loss {result.best_val_loss:.4f} (epoch {result.best_epoch}); bundle "
-        f"written to {output}; run it with run(\"DeepImageJ Run\", \"model=[{output}]\")")
+    log(
+        f"[U-Net Train] best validation loss {result.best_val_loss:.4f} (epoch {result.best_epoch}); bundle "
+        f'written to {output}; run it with run("DeepImageJ Run", "model=[{output}]")'
+    )
     return result
 
 
 def train_on_host(settings: dict[str, Any], source: Path | None, output: Path) -> remote.Job:
-    """"U-Net Train" as a job on ``settings["host"]``: ``deepimagej train`` there, the bundle back to ``output``.
+    """ "U-Net Train" as a job on ``settings["host"]``: ``deepimagej train`` there, the bundle back to ``output``.
 
     The current image and the ROI Manager's ROIs (or the two folders) are uploaded. One annotated
     image is uploaded under two names (the same content, sent once), so that ``deepimagej train``
@@ -378,10 +437,14 @@ def train_on_host(settings: dict[str, Any], source: Path | None, output: Path) -
         if settings["data"] == DATA_CHOICES[0]:
             imp = JClass("ij.WindowManager").getCurrentImage()
             if imp is None:
-                raise TrainingError("U-Net Train: no image open; open the annotated image (or use data=folders)")
+                raise TrainingError(
+                    "U-Net Train: no image open; open the annotated image (or use data=folders)"
+                )
             axes = imageplus_axes(imp)
             if "t" in axes or ("c" in axes and "z" in axes):
-                raise TrainingError(f"U-Net Train: the current image has axes '{axes}'; use a 2D image or a z-stack")
+                raise TrainingError(
+                    f"U-Net Train: the current image has axes '{axes}'; use a 2D image or a z-stack"
+                )
             images, annotations = Path(tmp) / "images", Path(tmp) / "annotations"
             images.mkdir()
             annotations.mkdir()
@@ -392,8 +455,10 @@ def train_on_host(settings: dict[str, Any], source: Path | None, output: Path) -
             shutil.copyfile(zip_path, annotations / f"{name}.zip")
             for folder, suffix in ((images, ".tif"), (annotations, ".zip")):
                 os.link(folder / f"{name}{suffix}", folder / f"{name}-validation{suffix}")
-            IJ.log("[U-Net Train] one annotated image: the validation loss is measured on the training image "
-                   "(annotate a second image for a real validation)")
+            IJ.log(
+                "[U-Net Train] one annotated image: the validation loss is measured on the training image "
+                "(annotate a second image for a real validation)"
+            )
             flag = "--points" if detection else "--rois"
             args += ["--3d"] if "z" in axes else []
         elif settings["data"] == DATA_CHOICES[1]:
@@ -409,20 +474,47 @@ def train_on_host(settings: dict[str, Any], source: Path | None, output: Path) -
             detection = _task_is_detection(settings["task"], points_given)
             flag = ("--points" if detection else "--rois") if rois else "--labels"
         else:
-            raise TrainingError(f"U-Net Train: data=[{settings['data']}]; use one of: {', '.join(DATA_CHOICES)}")
+            raise TrainingError(
+                f"U-Net Train: data=[{settings['data']}]; use one of: {', '.join(DATA_CHOICES)}"
+            )
         args = ["--images", remote.Upload(images), flag, remote.Upload(annotations), *args]
         if source is not None:
             args += ["--from", remote.Upload(source)]
-        args += ["--out", remote.Output(output), "--work", remote.Work(), "--name", settings["name"] or output.name,
-                 "--epochs", str(settings["epochs"]), "--steps", str(settings["steps"]), "--tile", str(settings["tile"]),
-                 "--depth", str(settings["depth"]), "--features", str(settings["features"]),
-                 "--lr", repr(settings["learning_rate"])]
+        args += [
+            "--out",
+            remote.Output(output),
+            "--work",
+            remote.Work(),
+            "--name",
+            settings["name"] or output.name,
+            "--epochs",
+            str(settings["epochs"]),
+            "--steps",
+            str(settings["steps"]),
+            "--tile",
+            str(settings["tile"]),
+            "--depth",
+            str(settings["depth"]),
+            "--features",
+            str(settings["features"]),
+            "--lr",
+            repr(settings["learning_rate"]),
+        ]
         if detection:
-            args += ["--detection", "--radius", repr(settings["radius"]), "--r-ign", repr(2 * settings["radius"])]
+            args += [
+                "--detection",
+                "--radius",
+                repr(settings["radius"]),
+                "--r-ign",
+                repr(2 * settings["radius"]),
+            ]
         if int(settings.get("classes") or 2) != 2:
             args += ["--classes", str(int(settings["classes"]))]
-        for key, flag in (("class_names", "--class-names"), ("ignore_label", "--ignore-label"),
-                          ("element_size", "--element-size")):
+        for key, flag in (
+            ("class_names", "--class-names"),
+            ("ignore_label", "--ignore-label"),
+            ("element_size", "--element-size"),
+        ):
             if settings.get(key):
                 args += [flag, str(settings[key])]
 
@@ -432,16 +524,28 @@ def train_on_host(settings: dict[str, Any], source: Path | None, output: Path) -
                 IJ.showProgress(progress["epoch"], progress.get("epochs", progress["epoch"]))
             IJ.showStatus(f"U-Net Train on {host}: {job.state} {remote.describe_progress(job)}")
 
-        IJ.log(f"[U-Net Train] {'detection' if detection else 'segmentation'} on {host}, "
-               f"{'fine-tuning ' + source.name if source else 'from scratch'}")
-        job = remote.submit(host, "train", args, detach=settings["detach"], on_update=update,
-                            echo=lambda line: IJ.log(f"[U-Net Train] {host}: {line}"),
-                            origin={"imagej": "train", "output": str(output)})
+        IJ.log(
+            f"[U-Net Train] {'detection' if detection else 'segmentation'} on {host}, "
+            f"{'fine-tuning ' + source.name if source else 'from scratch'}"
+        )
+        job = remote.submit(
+            host,
+            "train",
+            args,
+            detach=settings["detach"],
+            on_update=update,
+            echo=lambda line: IJ.log(f"[U-Net Train] {host}: {line}"),
+            origin={"imagej": "train", "output": str(output)},
+        )
     IJ.showProgress(1.0)
     IJ.showStatus("")
     if settings["detach"]:
-        IJ.log(f"[U-Net Train] job {job.id} runs on {host}; 'DeepImageJ Jobs' installs the bundle when it is done "
-               f"(run(\"DeepImageJ Jobs\", \"action=fetch job={job.id}\"))")
+        IJ.log(
+            f"[U-Net Train] job {job.id} runs on {host}; 'DeepImageJ Jobs' installs the bundle when it is done "
+            f'(run("DeepImageJ Jobs", "action=fetch job={job.id}"))'
+        )
     else:
-        IJ.log(f"[U-Net Train] bundle written to {output}; run it with run(\"DeepImageJ Run\", \"model=[{output}]\")")
+        IJ.log(
+            f'[U-Net Train] bundle written to {output}; run it with run("DeepImageJ Run", "model=[{output}]")'
+        )
     return job

@@ -30,8 +30,11 @@ def install_plugin_cmd(imagej: Path) -> None:
 
 @click.command("imagej")
 @click.argument("images", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--folder", type=click.Path(file_okay=False, path_type=Path),
-              help="ImageJ's home folder (its plugins folder inside; default: the deepimagej config folder's 'imagej').")
+@click.option(
+    "--folder",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="ImageJ's home folder (its plugins folder inside; default: the deepimagej config folder's 'imagej').",
+)
 @friendly_errors
 def imagej_cmd(images: tuple[Path, ...], folder: Path | None) -> None:
     """Open ImageJ's window with Plugins > DeepImageJ (Run, Explore, Install Model, Build Bundled Model)
@@ -50,13 +53,17 @@ def imagej_cmd(images: tuple[Path, ...], folder: Path | None) -> None:
     from deepimagej.paths import config_dir
 
     if not os.environ.get("DISPLAY"):
-        raise ImageJError("no display (DISPLAY is not set): run `deepimagej imagej` on a desktop, or under "
-                          "`xvfb-run` for a virtual one")
+        raise ImageJError(
+            "no display (DISPLAY is not set): run `deepimagej imagej` on a desktop, or under "
+            "`xvfb-run` for a virtual one"
+        )
     home = (folder or config_dir() / "imagej").expanduser()
     (home / "plugins").mkdir(parents=True, exist_ok=True)
     installed = install_plugin(home)
     ij_jar = jvm.find_ij_jar()
-    click.echo(f"ImageJ {ij_jar} with {installed.jar.name} in {home / 'plugins'}: Plugins > DeepImageJ, Plugins > U-Net")
+    click.echo(
+        f"ImageJ {ij_jar} with {installed.jar.name} in {home / 'plugins'}: Plugins > DeepImageJ, Plugins > U-Net"
+    )
     java = shutil.which("java")
     if java is None:
         raise ImageJError("no Java found: install a Java runtime (Debian: default-jre)")
@@ -65,11 +72,14 @@ def imagej_cmd(images: tuple[Path, ...], folder: Path | None) -> None:
 
 
 @click.command("worker")
-@click.option("--shared-dir", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Folder of the memory-mapped image files (made by the plugin).")
+@click.option(
+    "--shared-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Folder of the memory-mapped image files (made by the plugin).",
+)
 def worker_cmd(shared_dir: Path) -> None:
     """Serve the DeepImageJ plugin of an ImageJ on stdin/stdout (started by the plugin itself)."""
     from deepimagej.imagej.plugin.worker import main
 
     raise SystemExit(main(["--shared-dir", str(shared_dir)]))
-

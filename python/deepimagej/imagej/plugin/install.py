@@ -58,8 +58,14 @@ def build_jar(ij_jar: Path | None = None, force: bool = False) -> Path:
         for folder in shim.output_dirs(JAVA_DIR):
             if (folder / name).is_file():
                 return folder / name
-    return shim.compile_jar(JAVA_DIR, ij_jar or jvm.find_ij_jar(), shim.output_dirs(JAVA_DIR), name,
-                            resources=_resources(), what="the DeepImageJ plugin jar")
+    return shim.compile_jar(
+        JAVA_DIR,
+        ij_jar or jvm.find_ij_jar(),
+        shim.output_dirs(JAVA_DIR),
+        name,
+        resources=_resources(),
+        what="the DeepImageJ plugin jar",
+    )
 
 
 def plugins_folder(imagej: Path) -> Path:
@@ -73,8 +79,10 @@ def plugins_folder(imagej: Path) -> Path:
         return imagej
     if (imagej / "plugins").is_dir():
         return imagej / "plugins"
-    raise ImageJError(f"{imagej}: not an ImageJ or Fiji folder (it has no 'plugins' folder); give the folder that "
-                      "contains ImageJ's plugins folder, e.g. /Applications/Fiji.app or ~/ImageJ")
+    raise ImageJError(
+        f"{imagej}: not an ImageJ or Fiji folder (it has no 'plugins' folder); give the folder that "
+        "contains ImageJ's plugins folder, e.g. /Applications/Fiji.app or ~/ImageJ"
+    )
 
 
 def worker_command() -> list[str]:

@@ -119,9 +119,16 @@ def _layout(image: Mapping[str, Any]) -> Layout:
     dtype = str(image.get("dtype", ""))
     if dtype not in DTYPES:
         raise InputImageError(f"image pixel type '{dtype}' is not one of {', '.join(DTYPES)}")
-    return Layout(int(image["channels"]), int(image["slices"]), int(image["frames"]), int(image["height"]),
-                  int(image["width"]), np.dtype(DTYPES[dtype]), rgb=dtype == "rgb",
-                  signed16=bool(image.get("signed16", False)))
+    return Layout(
+        int(image["channels"]),
+        int(image["slices"]),
+        int(image["frames"]),
+        int(image["height"]),
+        int(image["width"]),
+        np.dtype(DTYPES[dtype]),
+        rgb=dtype == "rgb",
+        signed16=bool(image.get("signed16", False)),
+    )
 
 
 def read_image(image: Mapping[str, Any]) -> SharedImage:
@@ -138,14 +145,24 @@ def read_image(image: Mapping[str, Any]) -> SharedImage:
     need = layout.n_planes * layout.height * layout.width * layout.dtype.itemsize
     if not path.is_file() or path.stat().st_size < need:
         raise InputImageError(f"the image file {path} is missing or shorter than {need} bytes")
-    planes = np.frombuffer(_mapped(path, need, writable=False), dtype=layout.dtype,
-                           count=need // layout.dtype.itemsize).reshape(layout.shape)
+    planes = np.frombuffer(
+        _mapped(path, need, writable=False), dtype=layout.dtype, count=need // layout.dtype.itemsize
+    ).reshape(layout.shape)
     array, axes = from_planes(planes, layout)
-    return SharedImage(array, axes, str(image.get("title", "")), dict(image.get("calibration") or {}), layout.rgb)
+    return SharedImage(
+        array, axes, str(image.get("title", "")), dict(image.get("calibration") or {}), layout.rgb
+    )
 
 
-def write_image(array: np.ndarray, axes: str, path: Path, *, title: str = "",
-                calibration: Mapping[str, Any] | None = None, rgb: bool = False) -> dict[str, Any]:
+def write_image(
+    array: np.ndarray,
+    axes: str,
+    path: Path,
+    *,
+    title: str = "",
+    calibration: Mapping[str, Any] | None = None,
+    rgb: bool = False,
+) -> dict[str, Any]:
     """Write ``array`` (axes ``axes``) as ImageJ planes into the mapped file ``path``; its description.
 
     ``rgb`` packs a uint8 ``c`` axis of size 3 into a 24-bit RGB image. An existing file of the
@@ -158,10 +175,22 @@ def write_image(array: np.ndarray, axes: str, path: Path, *, title: str = "",
         path.unlink(missing_ok=True)  # a new file (a new inode): ImageJ may still map the old one
         with open(path, "wb") as fh:
             fh.truncate(size)
-    planes = np.frombuffer(_mapped(path, size, writable=True), dtype=layout.dtype,
-                           count=size // layout.dtype.itemsize).reshape(layout.shape)
-    to_planes(array, axes, rgb=rgb, out=planes)  # a shared mapping: the plugin sees the pages, no flush needed
+    planes = np.frombuffer(
+        _mapped(path, size, writable=True), dtype=layout.dtype, count=size // layout.dtype.itemsize
+    ).reshape(layout.shape)
+    to_planes(
+        array, axes, rgb=rgb, out=planes
+    )  # a shared mapping: the plugin sees the pages, no flush needed
     dtype = "rgb" if layout.rgb else layout.dtype.name
-    return {"path": str(path), "dtype": dtype, "width": layout.width, "height": layout.height,
-            "channels": layout.channels, "slices": layout.slices, "frames": layout.frames,
-            "signed16": layout.signed16, "title": title, "calibration": dict(calibration or {})}
+    return {
+        "path": str(path),
+        "dtype": dtype,
+        "width": layout.width,
+        "height": layout.height,
+        "channels": layout.channels,
+        "slices": layout.slices,
+        "frames": layout.frames,
+        "signed16": layout.signed16,
+        "title": title,
+        "calibration": dict(calibration or {}),
+    }

@@ -54,7 +54,9 @@ class Job:
     def progress(self, done: int, total: int, text: str = "") -> None:
         """ImageJ's progress bar (``done`` of ``total``) and status line; stops a cancelled job."""
         self.check()
-        self.server.send({"type": "progress", "id": self.id, "done": int(done), "total": int(total), "text": text})
+        self.server.send(
+            {"type": "progress", "id": self.id, "done": int(done), "total": int(total), "text": text}
+        )
 
     def check(self) -> None:
         """Raise :class:`Cancelled` if the plugin asked to stop."""
@@ -89,8 +91,15 @@ class Server:
             self.out.flush()
 
     def hello(self) -> None:
-        self.send({"type": "hello", "protocol": PROTOCOL, "version": deepimagej.__version__, "pid": os.getpid(),
-                   "python": sys.version.split()[0]})
+        self.send(
+            {
+                "type": "hello",
+                "protocol": PROTOCOL,
+                "version": deepimagej.__version__,
+                "pid": os.getpid(),
+                "python": sys.version.split()[0],
+            }
+        )
 
     # ------------------------------------------------------------ the loop
     def serve(self, instream: BinaryIO) -> None:
@@ -131,8 +140,10 @@ class Server:
         try:
             handler = HANDLERS.get(op)
             if handler is None:
-                raise DeepImageJError(f"the worker does not know the request '{op}' (plugin and worker differ: "
-                                      "run deepimagej install-plugin again)")
+                raise DeepImageJError(
+                    f"the worker does not know the request '{op}' (plugin and worker differ: "
+                    "run deepimagej install-plugin again)"
+                )
             result = handler(self, job, dict(request.get("args") or {}))
             self.send({"type": "result", "id": job_id, "result": result})
         except Cancelled:
@@ -141,8 +152,14 @@ class Server:
             self.send({"type": "error", "id": job_id, "kind": type(exc).__name__, "message": first_line(exc)})
         except Exception as exc:  # noqa: BLE001 - anything else is reported in one line, the trace goes to stderr
             traceback.print_exc(file=sys.stderr)
-            self.send({"type": "error", "id": job_id, "kind": type(exc).__name__,
-                       "message": f"{op} failed: {type(exc).__name__}: {first_line(exc)}"})
+            self.send(
+                {
+                    "type": "error",
+                    "id": job_id,
+                    "kind": type(exc).__name__,
+                    "message": f"{op} failed: {type(exc).__name__}: {first_line(exc)}",
+                }
+            )
         finally:
             self.current = None
 
@@ -240,15 +257,21 @@ def run_request(server: Server, job: Job, args: dict[str, Any]) -> dict[str, Any
     shared = {name: read_image(description) for name, description in dict(args.get("inputs") or {}).items()}
     if len(shared) == 1 and len(spec.inputs) == 1:
         shared = {spec.inputs[0].name: next(iter(shared.values()))}
-    images = {name: ImageData(image.array, image.axes, _pixel_size(image.calibration),
-                              image.calibration.get("unit")) for name, image in shared.items()}
+    images = {
+        name: ImageData(
+            image.array, image.axes, _pixel_size(image.calibration), image.calibration.get("unit")
+        )
+        for name, image in shared.items()
+    }
     logging = str(plan.get("logging", "normal"))
     verbose = logging in ("verbose", "debug")
     pre, post = plan.get("preprocessing") or [], plan.get("postprocessing") or []
     titles = ", ".join(f"'{image.title}'" for image in shared.values())
-    job.log(f"[DeepImageJ] running '{spec.name}' on {titles}"
-            + (f" with {', '.join(m['name'] for m in pre)}" if pre else "")
-            + (f" then {', '.join(m['name'] for m in post)}" if post else ""))
+    job.log(
+        f"[DeepImageJ] running '{spec.name}' on {titles}"
+        + (f" with {', '.join(m['name'] for m in pre)}" if pre else "")
+        + (f" then {', '.join(m['name'] for m in post)}" if post else "")
+    )
     weights = check_bundle(spec, plan.get("weights_format"))
     key = (str(spec.root), weights.format)
     if key not in server.loaded:
@@ -256,7 +279,9 @@ def run_request(server: Server, job: Job, args: dict[str, Any]) -> dict[str, Any
         start = time.perf_counter()
         load_engine(weights, [t.name for t in spec.inputs], [t.name for t in spec.outputs])
         server.loaded.add(key)
-        job.log(f"[DeepImageJ] {spec.name}: model loaded in {time.perf_counter() - start:.2f} s ({weights.format})")
+        job.log(
+            f"[DeepImageJ] {spec.name}: model loaded in {time.perf_counter() - start:.2f} s ({weights.format})"
+        )
     start = time.perf_counter()
     tiles = [0, 0]
 
@@ -264,13 +289,19 @@ def run_request(server: Server, job: Job, args: dict[str, Any]) -> dict[str, Any
         tiles[:] = [done, total]
         job.progress(done, total, f"DeepImageJ Run: {spec.name}: tile {done}/{total}, {elapsed:.1f} s")
         if verbose:
-            job.log(f"[DeepImageJ] tile {done}/{total}  {elapsed:6.1f} s  worker peak memory {rss / 2**20:.0f} MB")
+            job.log(
+                f"[DeepImageJ] tile {done}/{total}  {elapsed:6.1f} s  worker peak memory {rss / 2**20:.0f} MB"
+            )
 
     job.check()
     prediction = predict.predict(
-        spec, predict.bind_inputs(spec, images), tile=plan.get("tile") or None,
-        weights_format=plan.get("weights_format"), apply_preprocessing=bool(plan.get("apply_preprocessing")),
-        apply_postprocessing=bool(plan.get("apply_postprocessing")), progress=progress,
+        spec,
+        predict.bind_inputs(spec, images),
+        tile=plan.get("tile") or None,
+        weights_format=plan.get("weights_format"),
+        apply_preprocessing=bool(plan.get("apply_preprocessing")),
+        apply_postprocessing=bool(plan.get("apply_postprocessing")),
+        progress=progress,
     )
     job.check()
     model_s = time.perf_counter() - start
@@ -280,14 +311,19 @@ def run_request(server: Server, job: Job, args: dict[str, Any]) -> dict[str, Any
         calibration = {**image.pixel_size, **({"unit": image.unit} if image.unit else {})}
         calibration.update({k: timing[k] for k in ("t", "time_unit") if k in timing})
         title = str(plan.get("title") or name) if index == 0 else name
-        outputs[name] = write_image(image.array, image.axes, server.output_path(index), title=title,
-                                    calibration=calibration)
+        outputs[name] = write_image(
+            image.array, image.axes, server.output_path(index), title=title, calibration=calibration
+        )
     if verbose:
-        job.log(f"[DeepImageJ] worker: model {model_s:.3f} s, outputs written in "
-                f"{time.perf_counter() - start - model_s:.3f} s")
+        job.log(
+            f"[DeepImageJ] worker: model {model_s:.3f} s, outputs written in "
+            f"{time.perf_counter() - start - model_s:.3f} s"
+        )
     if logging not in ("none", "quiet", "off"):
-        job.log(f"[DeepImageJ] {spec.name}: {tiles[1]} tile(s) in {time.perf_counter() - start:.2f} s; "
-                f"worker peak memory {prediction.peak_rss / 2**20:.0f} MB")
+        job.log(
+            f"[DeepImageJ] {spec.name}: {tiles[1]} tile(s) in {time.perf_counter() - start:.2f} s; "
+            f"worker peak memory {prediction.peak_rss / 2**20:.0f} MB"
+        )
     return {"outputs": outputs}
 
 
@@ -318,7 +354,9 @@ def explore_request(server: Server, job: Job, args: dict[str, Any]) -> dict[str,
     if not opts.get("model"):
         rows = []
         for m in installed_models():
-            rows.append({"model": m.name, "folder": str(m.folder), "status": "ok" if m.spec else f"broken: {m.error}"})
+            rows.append(
+                {"model": m.name, "folder": str(m.folder), "status": "ok" if m.spec else f"broken: {m.error}"}
+            )
             job.log(f"[DeepImageJ] {m.name}  ({m.folder})" + ("" if m.spec else f"  BROKEN: {m.error}"))
         return {"models": rows}
     spec = find_model(opts["model"])
@@ -338,8 +376,11 @@ def install_request(server: Server, job: Job, args: dict[str, Any]) -> dict[str,
     from deepimagej.imagej.models import install_model
 
     dialog = _install_dialog()
-    values = dialog.typed(args["values"]) if args.get("values") is not None else \
-        dialog.values_from_options(str(args.get("options") or ""))
+    values = (
+        dialog.typed(args["values"])
+        if args.get("values") is not None
+        else dialog.values_from_options(str(args.get("options") or ""))
+    )
     if not values["source"]:
         raise MacroError("DeepImageJ Install Model needs source=[bundle .zip or folder]")
     spec = install_model(values["source"], values["models"] or None)
@@ -382,15 +423,27 @@ def train_request(server: Server, job: Job, args: dict[str, Any]) -> dict[str, A
             raise DeepImageJError("U-Net Train: ImageJ sent no image (plugin and worker differ)")
         image = read_image(args["image"])
         are_points = rois_are_points(list(args.get("roi_types") or []))
-        samples, config = samples_from_image(settings, image.array, image.axes, Path(args["rois"]), are_points, tmp,
-                                             calibration=_calibration(image))
+        samples, config = samples_from_image(
+            settings,
+            image.array,
+            image.axes,
+            Path(args["rois"]),
+            are_points,
+            tmp,
+            calibration=_calibration(image),
+        )
         return samples, config, image.title
 
     if settings.get("host") not in (None, THIS_COMPUTER):
-        raise DeepImageJError("U-Net Train: host= (training on a server) runs from the command line here: "
-                              "deepimagej train ... --host NAME")
+        raise DeepImageJError(
+            "U-Net Train: host= (training on a server) runs from the command line here: "
+            "deepimagej train ... --host NAME"
+        )
     result = train_from_settings(settings, current_image, log=job.log, status=job.progress)
-    return {"output": str(Path(settings["output"]).expanduser()), "best_val_loss": float(result.best_val_loss)}
+    return {
+        "output": str(Path(settings["output"]).expanduser()),
+        "best_val_loss": float(result.best_val_loss),
+    }
 
 
 def echo_request(server: Server, job: Job, args: dict[str, Any]) -> dict[str, Any]:
@@ -402,16 +455,26 @@ def echo_request(server: Server, job: Job, args: dict[str, Any]) -> dict[str, An
         checksum += float(image.array.sum())  # every byte read from the mapped file
         read_s += time.perf_counter() - start
         start = time.perf_counter()
-        outputs[name] = write_image(image.array, image.axes, server.output_path(index), title=f"{image.title}-echo",
-                                    calibration=image.calibration, rgb=image.rgb)
+        outputs[name] = write_image(
+            image.array,
+            image.axes,
+            server.output_path(index),
+            title=f"{image.title}-echo",
+            calibration=image.calibration,
+            rgb=image.rgb,
+        )
         write_s += time.perf_counter() - start
     return {"outputs": outputs, "read_s": read_s, "write_s": write_s, "checksum": checksum}
 
 
 def status_request(server: Server, job: Job, args: dict[str, Any]) -> dict[str, Any]:
     """``status``: this worker's process id, version and loaded models."""
-    return {"pid": os.getpid(), "version": deepimagej.__version__, "protocol": PROTOCOL,
-            "loaded": [f"{root} ({fmt})" for root, fmt in sorted(server.loaded)]}
+    return {
+        "pid": os.getpid(),
+        "version": deepimagej.__version__,
+        "protocol": PROTOCOL,
+        "loaded": [f"{root} ({fmt})" for root, fmt in sorted(server.loaded)],
+    }
 
 
 HANDLERS: dict[str, Handler] = {
@@ -451,8 +514,12 @@ def serve_stdio(shared_dir: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="deepimagej worker", description=__doc__.splitlines()[0])
-    parser.add_argument("--shared-dir", type=Path, required=True,
-                        help="folder of the memory-mapped image files (made by the plugin)")
+    parser.add_argument(
+        "--shared-dir",
+        type=Path,
+        required=True,
+        help="folder of the memory-mapped image files (made by the plugin)",
+    )
     args = parser.parse_args(argv)
     if not args.shared_dir.is_dir():
         print(f"error: --shared-dir {args.shared_dir}: not a folder", file=sys.stderr)
