@@ -27,8 +27,6 @@ if TYPE_CHECKING:
     from deepimagej.bundle.spec import ModelSpec
     from deepimagej.io import ImageData
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
 
 def parse_tile(value: str | None, spatial: str = "yx") -> dict[str, int] | None:
     """Parse ``--tile``: ``256`` (every spatial axis), ``256,256`` (y,x) or ``y=256,x=512``."""
@@ -813,13 +811,21 @@ def build_cmd(
 def demo_cmd(out_dir: Path) -> None:
     """Run the shipped pancreatic-cell U-Net bundle on its example image."""
     from deepimagej import predict
-    from deepimagej.bundle import load_bundle
     from deepimagej.check import check_reference
     from deepimagej.engines import load_engine
+    from deepimagej.imagej.models import find_model
     from deepimagej.io import read_image, write_image
 
-    bundle = REPO_ROOT / "bundles" / "unet-pancreatic"
-    spec = load_bundle(bundle)
+    try:
+        spec = find_model(
+            "unet-pancreatic"
+        )  # in the models folders: a checkout's bundles/, DEEPIMAGEJ_MODELS...
+    except DeepImageJError:
+        raise DeepImageJError(
+            "the demo bundle 'unet-pancreatic' is not in any models folder; `deepimagej install` it, or point "
+            "DEEPIMAGEJ_MODELS at the bundles/ folder of a deepimagej checkout"
+        ) from None
+    bundle = spec.root
     example = read_image(spec.sample_inputs[0])
     weights = spec.runnable_weights()[0]
     click.echo(f"model   : {spec.name}  ({bundle})")
