@@ -774,7 +774,7 @@ def build_cmd(
     overwrite: bool,
 ) -> None:
     """Export Keras/SavedModel WEIGHTS as a runnable bundle (SavedModel + config.xml + rdf.yaml)."""
-    from deepimagej.build import build_bundle
+    from deepimagej.export import build_bundle
 
     start = time.perf_counter()
     spec = build_bundle(

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deepimagej.build import build_bundle
 from deepimagej.bundle.spec import ModelSpec
 from deepimagej.errors import BundleError
+from deepimagej.export import build_bundle
 
 __all__ = ["PANCREATIC_CREDIT", "build_pancreatic"]
 

@@ -1,6 +1,6 @@
 """Export a trained U-Net as a bundle that every deepimagej front door runs.
 
-The bundle (via :func:`deepimagej.build.build_bundle`) holds the TensorFlow
+The bundle (via :func:`deepimagej.export.build_bundle`) holds the TensorFlow
 SavedModel, ``model.h5`` (the Keras model, used to fine-tune later with ``--from``),
 ``config.xml`` + ``rdf.yaml``, the example image and the result it computes, and an ImageJ
 post-processing macro (instance labels for segmentation, points for detection).
@@ -41,9 +41,9 @@ from typing import Any
 
 import numpy as np
 
-from deepimagej.build import build_bundle
 from deepimagej.bundle.spec import ModelSpec, ProcessingStep
 from deepimagej.errors import TrainingError
+from deepimagej.export import build_bundle
 from deepimagej.resample import format_pixel_size
 from deepimagej.unet.config import TrainingConfig
 from deepimagej.unet.evaluate import tune_detection

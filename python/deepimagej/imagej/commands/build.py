@@ -3,7 +3,7 @@
 Options: ``weights=[model.h5 or SavedModel folder] output=[bundle folder] name=[..] axes=yx
 tile=256 halo=32 min=8 example=[image.tif] preprocessing=[macro.ijm] postprocessing=[macro.ijm]
 config=[config.xml template] rdf=[rdf.yaml template]``. The bundle is written by
-:func:`deepimagej.build.build_bundle`, which also runs the model on the example image.
+:func:`deepimagej.export.build_bundle`, which also runs the model on the example image.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from deepimagej.imagej.commands.options import parse_options, split_list
 
 def build_kwargs(options: str | None) -> dict[str, Any]:
     """Macro options -> keyword arguments of ``build_bundle`` (only those it accepts)."""
-    from deepimagej.build import build_bundle
+    from deepimagej.export import build_bundle
 
     o = {k.lower(): v for k, v in parse_options(options).items()}
     if not o.get("weights") or not o.get("output"):
@@ -61,7 +61,7 @@ def build_command(ij: Any, options: str | None) -> None:
     """The "DeepImageJ Build Bundled Model" command (a dialog without options); called from the Java shim."""
     from jpype import JClass
 
-    from deepimagej.build import build_bundle
+    from deepimagej.export import build_bundle
 
     if not (options or "").strip():
         options = ask_build_options()

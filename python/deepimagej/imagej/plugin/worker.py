@@ -391,7 +391,7 @@ def install_request(server: Server, job: Job, args: dict[str, Any]) -> dict[str,
 
 def build_request(server: Server, job: Job, args: dict[str, Any]) -> dict[str, Any]:
     """``build``: weights + settings -> a bundle (its example result computed)."""
-    from deepimagej.build import build_bundle
+    from deepimagej.export import build_bundle
     from deepimagej.imagej.commands.build import build_kwargs
 
     job.progress(0, 1, "DeepImageJ Build Bundled Model: building...")
