@@ -409,6 +409,7 @@ def _add_example(
 ) -> ModelSpec:
     """Save the example image, run the new bundle on it, save the result (+ runtime, memory)."""
     from deepimagej import layout, predict
+    from deepimagej.bundle.writer import write_rdf_yaml
     from deepimagej.io import ImageData, write_image
 
     image = _read_example(example)
@@ -416,6 +417,8 @@ def _add_example(
     write_image(work / "exampleImage.tif", ImageData(image, user_axes))
     np.save(work / "exampleImage.npy", layout.Layout.of(user_axes, spec.inputs[0]).to_model(image))
     runnable = dataclasses.replace(spec, preprocessing_macros=(), postprocessing_macros=())
+    # the memory probe (its own process) reads the bundle from disk
+    write_rdf_yaml(runnable, work / "rdf.yaml")
     start = time.perf_counter()
     prediction = predict.predict(runnable, predict.bind_inputs(runnable, image, user_axes))
     runtime = time.perf_counter() - start
