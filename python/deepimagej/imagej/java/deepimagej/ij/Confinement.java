@@ -164,6 +164,12 @@ public final class Confinement extends SecurityManager implements CommandListene
      * For the shim's own controls (the dialog guard, closing ImageJ): a confined macro reaching
      * them through the macro function {@code call()} may not turn the guard off or close ImageJ.
      */
+    /** Whether the current thread is inside a macro's {@code call()} of a Java method. */
+    private static boolean fromMacroCall() {
+        return StackWalker.getInstance().walk(frames -> frames.anyMatch(
+                f -> f.getClassName().equals("ij.macro.Functions") && f.getMethodName().equals("call")));
+    }
+
     static void refuseConfinedCaller(String what) {
         Policy p = CURRENT.get();
         if (p != null && !isEventThread() && StackWalker.getInstance().walk(frames -> frames.anyMatch(
@@ -251,7 +257,9 @@ public final class Confinement extends SecurityManager implements CommandListene
                 refuse(p, "exit", "the Java VM", true);
             } else if (name.equals("setSecurityManager") || name.equals("createSecurityManager")) {
                 refuse(p, "security", "the security manager", true);
-            } else if (name.startsWith("loadLibrary.")) { // native code: beyond any check
+            } else if (name.startsWith("loadLibrary.") && fromMacroCall()) {
+                // native code a macro asks for (call("java.lang.System.loadLibrary", ...)) is beyond any
+                // check; the JDK's own libraries (libawt on a window's first use) load as usual
                 refuse(p, "native", name.substring("loadLibrary.".length()), true);
             }
         }
