@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -80,15 +81,17 @@ def _absent(name: str):
 def _mountable() -> str | None:
     if os.geteuid() != 0:
         return "needs root to mount a small tmpfs"
-    probe = Path("/tmp/deepimagej-mount-probe")
-    probe.mkdir(exist_ok=True)
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(probe)], capture_output=True, check=False
-    )
-    if done.returncode != 0:
-        return "cannot mount a tmpfs here"
-    subprocess.run(["umount", str(probe)], check=False)
-    return None
+    probe = Path(tempfile.mkdtemp(prefix="deepimagej-mount-probe-"))
+    try:
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(probe)], capture_output=True, check=False
+        )
+        if done.returncode != 0:
+            return "cannot mount a tmpfs here"
+        subprocess.run(["umount", str(probe)], check=False)
+        return None
+    finally:
+        probe.rmdir()
 
 
 def _tmpfs(size: str, readonly: bool = False):
