@@ -50,21 +50,20 @@ def live_instances(class_name: str) -> int:
 
 def measure() -> dict:
     import psutil
-    from jpype import JClass
 
-    runtime = JClass("java.lang.Runtime").getRuntime()
-    JClass("java.lang.System").gc()
+    from deepimagej.imagej.java_classes import jc
+
+    runtime = jc.Runtime.getRuntime()
+    jc.System.gc()
     time.sleep(0.5)
-    windows = list(JClass("java.awt.Window").getWindows())
+    windows = list(jc.Window.getWindows())
     imageplus = live_instances("ij.ImagePlus")  # forces a full GC first
     return {
         "rss_mib": round(psutil.Process().memory_info().rss / 2**20, 1),
         "java_heap_mib": round((int(runtime.totalMemory()) - int(runtime.freeMemory())) / 2**20, 1),
-        "java_threads": int(
-            JClass("java.lang.management.ManagementFactory").getThreadMXBean().getThreadCount()
-        ),
+        "java_threads": int(jc.ManagementFactory.getThreadMXBean().getThreadCount()),
         "os_threads": psutil.Process().num_threads(),
-        "images": int(JClass("ij.WindowManager").getImageCount()),
+        "images": int(jc.WindowManager.getImageCount()),
         "windows_displayable": sum(1 for w in windows if w.isDisplayable()),
         "windows_all": len(windows),
         "imageplus_objects": imageplus,

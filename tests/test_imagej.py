@@ -153,14 +153,14 @@ def test_blocking_dialogs_fail_fast(ij, macro, needle):
 def test_wait_for_user_stops_its_macro_and_leaves_no_thread(ij):
     # closing a waitForUser dialog is its OK, and its macro thread waits for a notify that can
     # come before it waits: the guard cancels it as Esc does and wakes it until it has left
-    from jpype import JClass
+    from deepimagej.imagej.java_classes import jc
 
     for attempt in range(5):
         marker = f"after the dialog {attempt}"
         with pytest.raises(MacroError, match="waits for a user"):
             ij.run_macro(f'waitForUser("Click OK");\nprint("{marker}");', timeout=60)
         assert marker not in ij.log()
-    threads = JClass("java.lang.Thread").getAllStackTraces()
+    threads = jc.Thread.getAllStackTraces()
     waiting = [
         t.getName()
         for t in threads.keySet()
@@ -192,20 +192,22 @@ def _in_macro_thread(function, options: str):
     A GenericDialog created there reads its fields from the options instead of showing, exactly as
     when a macro calls the command with them.
     """
-    from jpype import JClass, JProxy
+    from jpype import JProxy
+
+    from deepimagej.imagej.java_classes import jc
 
     out = {}
 
     def body():
-        JClass("ij.Macro").setOptions(options)
+        jc.Macro.setOptions(options)
         try:
             out["value"] = function()
         except Exception as exc:
             out["error"] = exc
         finally:
-            JClass("ij.Macro").setOptions(None)
+            jc.Macro.setOptions(None)
 
-    thread = JClass("java.lang.Thread")(JProxy("java.lang.Runnable", {"run": body}), "Run$_deepimagej_test")
+    thread = jc.Thread(JProxy(jc.Runnable, {"run": body}), "Run$_deepimagej_test")
     thread.start()
     thread.join(60_000)
     if "error" in out:
@@ -314,10 +316,10 @@ def test_explore_lists_bundles(ij, pancreatic):
 def test_run_takes_each_input_by_title_and_shows_one_image_per_output(ij, tmp_path):
     import bundle_factory
     import tifffile
-    from jpype import JClass
 
     from deepimagej import predict
     from deepimagej.imagej.convert import to_imageplus
+    from deepimagej.imagej.java_classes import jc
 
     bundle = bundle_factory.two_in_two_out_bundle(tmp_path / "bundle").parent
     raw, aux = np.load(bundle / "raw.npy")[0, 0], np.load(bundle / "aux.npy")[0]
@@ -326,7 +328,7 @@ def test_run_takes_each_input_by_title_and_shows_one_image_per_output(ij, tmp_pa
     )
     to_imageplus(raw, title="raw image", axes="yx").show()
     to_imageplus(aux, title="aux image", axes="cyx").show()
-    windows = JClass("ij.WindowManager")
+    windows = jc.WindowManager
     try:
         with pytest.raises(InputImageError, match="input_raw=\\[title\\] input_aux=\\[title\\]"):
             ij.run_macro(f'selectImage("raw image"); run("DeepImageJ Run", "model=[{bundle}] format=ONNX");')

@@ -141,9 +141,9 @@ def test_confined_macro_is_refused_at_run_time(ij, place, case, macro, words, li
     assert _snapshot(place["outside"]) == place["before"]  # nothing outside touched, nothing created
     assert (place["bundle"] / "notes.txt").read_text() == "bundle notes\n"
     assert "still here" not in ij.log().removeprefix(log_before)
-    from jpype import JClass
+    from deepimagej.imagej.java_classes import jc
 
-    assert JClass("ij.IJ").getInstance() is not None  # ImageJ did not quit
+    assert jc.IJ.getInstance() is not None  # ImageJ did not quit
 
 
 def test_the_guard_is_what_stops_them(ij, place):

@@ -211,12 +211,11 @@ def save_tiff(imp, path: Path, shown_as: Path | None = None) -> None:
     Raises:
         ImageJError: ImageJ could not write the file.
     """
-    from jpype import JClass
-
     from deepimagej.errors import ImageJError
+    from deepimagej.imagej.java_classes import jc
 
-    guard = JClass("deepimagej.ij.DialogGuard")
-    saver = JClass("ij.io.FileSaver")(imp)
+    guard = jc.DialogGuard
+    saver = jc.FileSaver(imp)
     guard.install()
     guard.arm(None)
     try:

@@ -27,7 +27,6 @@ Pixel data crosses the JNI boundary through NIO direct buffers wrapping numpy me
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TypeGuard
 
@@ -35,27 +34,10 @@ import numpy as np
 
 from deepimagej.errors import InputImageError
 from deepimagej.imagej.hyperstack import Layout, from_planes, planes_axes, to_planes
+from deepimagej.imagej.java_classes import jc
 
 if TYPE_CHECKING:  # pragma: no cover
     import xarray as xr
-
-
-@functools.lru_cache(maxsize=1)
-def _j():
-    from jpype import JClass
-
-    class J:
-        ImagePlus = JClass("ij.ImagePlus")
-        ImageStack = JClass("ij.ImageStack")
-        CompositeImage = JClass("ij.CompositeImage")
-        ByteProcessor = JClass("ij.process.ByteProcessor")
-        ShortProcessor = JClass("ij.process.ShortProcessor")
-        FloatProcessor = JClass("ij.process.FloatProcessor")
-        ColorProcessor = JClass("ij.process.ColorProcessor")
-        Calibration = JClass("ij.measure.Calibration")
-        Pixels = JClass("deepimagej.ij.Pixels")
-
-    return J
 
 
 def _is_xarray(image: Any) -> TypeGuard[xr.DataArray]:
@@ -100,7 +82,6 @@ def to_imageplus(
     Raises:
         InputImageError: unsupported axes or pixel type.
     """
-    J = _j()
     cal: dict[str, Any] = {}
     if _is_xarray(image):
         if axes is None:
@@ -115,37 +96,37 @@ def to_imageplus(
     cal.update(calibration or {})
     planes, layout = to_planes(image, axes, rgb=bool(rgb))
     width, height = layout.width, layout.height
-    stack = J.ImageStack(width, height)
+    stack = jc.ImageStack(width, height)
     for plane in planes:
-        stack.addSlice("", _processor(J, plane, layout.rgb))
-    imp = J.ImagePlus(title, stack)
+        stack.addSlice("", _processor(plane, layout.rgb))
+    imp = jc.ImagePlus(title, stack)
     imp.setDimensions(layout.channels, layout.slices, layout.frames)
     if layout.channels > 1 or layout.frames > 1:
         imp.setOpenAsHyperStack(True)
     if layout.channels > 1 and not layout.rgb:
-        imp = J.CompositeImage(imp, J.CompositeImage.COMPOSITE)
-    _apply_calibration(J, imp, cal, layout.signed16)
+        imp = jc.CompositeImage(imp, jc.CompositeImage.COMPOSITE)
+    _apply_calibration(imp, cal, layout.signed16)
     if not layout.rgb:
         imp.resetDisplayRange()
     return imp
 
 
-def _processor(J, plane: np.ndarray, rgb: bool):
+def _processor(plane: np.ndarray, rgb: bool):
     import jpype
 
     height, width = plane.shape
     buf = jpype.nio.convertToDirectBuffer(plane)
     if rgb:
-        return J.ColorProcessor(width, height, J.Pixels.ints(buf))
+        return jc.ColorProcessor(width, height, jc.Pixels.ints(buf))
     if plane.dtype == np.uint8:
-        return J.ByteProcessor(width, height, J.Pixels.bytes(buf))
+        return jc.ByteProcessor(width, height, jc.Pixels.bytes(buf))
     if plane.dtype == np.uint16:
-        return J.ShortProcessor(width, height, J.Pixels.shorts(buf), None)
-    return J.FloatProcessor(width, height, J.Pixels.floats(buf))
+        return jc.ShortProcessor(width, height, jc.Pixels.shorts(buf), None)
+    return jc.FloatProcessor(width, height, jc.Pixels.floats(buf))
 
 
-def _apply_calibration(J, imp, cal: Mapping[str, Any], signed16: bool) -> None:
-    c = J.Calibration(imp)
+def _apply_calibration(imp, cal: Mapping[str, Any], signed16: bool) -> None:
+    c = jc.Calibration(imp)
     if "x" in cal:
         c.pixelWidth = float(cal["x"])
     if "y" in cal:
@@ -211,7 +192,7 @@ def from_imageplus(imp, as_xarray: bool = False, *, squeeze: bool = True):
     rgb = bit_depth == 24
     dtype = {8: np.uint8, 16: np.uint16, 32: np.float32, 24: np.int32}[bit_depth]
     out = np.empty((n, height, width), dtype=dtype)
-    pixels_class = _j().Pixels
+    pixels_class = jc.Pixels
     for i in range(n):
         pixels_class.copy(stack.getPixels(i + 1), jpype.nio.convertToDirectBuffer(out[i]))
     cal = imp.getCalibration()

@@ -21,16 +21,15 @@ from deepimagej.errors import ImageJError
 
 def attach(gateway: Any) -> Any:
     """Register the DeepImageJ commands in a Fiji started with ``imagej.init(...)``."""
-    import scyjava
-
-    from deepimagej.imagej import session, shim
-    from deepimagej.imagej.jvm import find_ij_jar
-
-    app_dir = str(gateway.getApp().getBaseDirectory()) if hasattr(gateway, "getApp") else None
-    jar = shim.find_jar() or shim.build(find_ij_jar(app_dir))
-    scyjava.jimport("org.scijava.util.ClassUtils")  # JVM is up
     import jpype
 
+    from deepimagej.imagej import session, shim
+    from deepimagej.imagej.jvm import find_ij_jar, jvm_started
+
+    if not jvm_started():
+        raise ImageJError("Fiji is not running in this Python process: start it with imagej.init(...) first")
+    app_dir = str(gateway.getApp().getBaseDirectory()) if hasattr(gateway, "getApp") else None
+    jar = shim.find_jar() or shim.build(find_ij_jar(app_dir))
     jpype.addClassPath(str(jar))
     if session._session is None:
         session._session = session.ImageJ(display="", timeout=session.DEFAULT_TIMEOUT_S)

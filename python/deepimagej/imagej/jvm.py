@@ -57,16 +57,6 @@ def find_ij_jar(fiji: str | Path | None = None) -> Path:
     )
 
 
-def _import_scyjava():
-    try:
-        import scyjava
-    except ImportError as exc:
-        raise ImageJError(
-            "ImageJ support needs scyjava and JPype1: pip install 'deepimagej[imagej]'"
-        ) from exc
-    return scyjava
-
-
 def java_major_version() -> int | None:
     """The major version of the Java runtime JPype will start (from its ``release`` file), or ``None``."""
     try:
@@ -98,17 +88,20 @@ def start_jvm(class_path: list[Path], max_memory: str | None = None) -> None:
         ImageJError: no Java runtime, or a JVM already running without ImageJ.
     """
     global _started
-    scyjava = _import_scyjava()
+    # the registry raises ImageJError (how to install it) without scyjava, the `imagej` extra; it
+    # is imported here, not at the top, because find_ij_jar serves the ImageJ plugin without it
+    from deepimagej.imagej.java_classes import jc
+
     if jvm_started():
-        try:
-            scyjava.jimport("ij.IJ")
-        except Exception as exc:
+        if jc.IJ is None:
             raise ImageJError(
                 "a Java VM is already running in this Python process without ImageJ on its class path; "
                 "start deepimagej.imagej before anything else that starts Java"
-            ) from exc
+            )
         _started = True
         return
+    import scyjava
+
     scyjava.config.set_java_constraints(fetch="never")
     for entry in class_path:
         scyjava.config.add_classpath(str(entry))

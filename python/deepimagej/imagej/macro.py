@@ -271,14 +271,14 @@ class MacroRunner:
     """Runs macros in the started ImageJ, one at a time, never blocking on a dialog."""
 
     def __init__(self, timeout: float | None = DEFAULT_TIMEOUT_S) -> None:
-        from jpype import JClass
+        from deepimagej.imagej.java_classes import jc
 
         self.timeout = timeout
-        self._Interpreter = JClass("ij.macro.Interpreter")
-        self._Guard = JClass("deepimagej.ij.DialogGuard")
-        self._Confinement = JClass("deepimagej.ij.Confinement")
-        self._Thread = JClass("java.lang.Thread")
-        self._IJ = JClass("ij.IJ")
+        self._Interpreter = jc.Interpreter
+        self._Guard = jc.DialogGuard
+        self._Confinement = jc.Confinement
+        self._Thread = jc.Thread
+        self._IJ = jc.IJ
         self._Guard.install()
         self._lock = threading.RLock()
         self._worker = _MacroThread()
@@ -321,9 +321,9 @@ class MacroRunner:
             raise MacroError(
                 f"cannot confine the macro: {self._Confinement.unavailableReason()}", None, confine.name
             )
-        from jpype import JClass
+        from deepimagej.imagej.java_classes import jc
 
-        open_dialog = JClass("ij.io.OpenDialog")
+        open_dialog = jc.OpenDialog
         default_dir = open_dialog.getDefaultDirectory()
         if confine.work is not None:
             open_dialog.setDefaultDirectory(str(confine.work))
@@ -509,10 +509,10 @@ class MacroRunner:
         there; it is closed and returned, and the macro is stopped. This backs up the AWT event
         guard, whose WINDOW_OPENED event can be missed, so that no macro waits until its timeout.
         """
-        from jpype import JClass
+        from deepimagej.imagej.java_classes import jc
 
-        window_class, dialog_class = JClass("java.awt.Window"), JClass("java.awt.Dialog")
-        wait_class = JClass("ij.gui.WaitForUserDialog")
+        window_class, dialog_class = jc.Window, jc.Dialog
+        wait_class = jc.WaitForUserDialog
         first_seen: dict[int, float] = {}
         polls = 0
         while not done.wait(POLL_S):
@@ -549,7 +549,7 @@ class MacroRunner:
         confine: ConfinedTo | None,
         timeout: float | None,
     ):
-        from jpype import JClass
+        from deepimagej.imagej.java_classes import jc
 
         if image is not None:
             image.show()  # batch mode: becomes the current image
@@ -584,7 +584,7 @@ class MacroRunner:
             limit.line if limit is not None else None,
             nested=True,
         )
-        return JClass("ij.WindowManager").getCurrentImage()
+        return jc.WindowManager.getCurrentImage()
 
     def _raise_for(
         self,
@@ -599,7 +599,7 @@ class MacroRunner:
         stopped_at: int | None,
         nested: bool = False,
     ) -> None:
-        from jpype import JClass
+        from deepimagej.imagej.java_classes import jc
 
         if refusals:
             what, target, line, macro = refusals[0]
@@ -636,7 +636,7 @@ class MacroRunner:
         if ij_error == "out of memory":
             raise MacroError(
                 "ImageJ ran out of memory (Java heap "
-                f"{int(JClass('java.lang.Runtime').getRuntime().maxMemory()) // 2**20} MB): use a smaller "
+                f"{int(jc.Runtime.getRuntime().maxMemory()) // 2**20} MB): use a smaller "
                 'image, or start ImageJ with more (start(max_memory="16g"))',
                 _line_number(interp),
                 name,
@@ -719,10 +719,10 @@ def _system_readable() -> list[str]:
     Java canonicalizes some of its own paths (``conf/net.properties``), so the folders its
     configuration links lead to (Debian: ``/etc/java-17-openjdk``) are added as well.
     """
-    from jpype import JClass
+    from deepimagej.imagej.java_classes import jc
 
-    System = JClass("java.lang.System")
-    Prefs = JClass("ij.Prefs")
+    System = jc.System
+    Prefs = jc.Prefs
     home = Path(str(System.getProperty("java.home")))
     folders = {str(home)}
     for sub in ("conf", "lib"):
@@ -829,9 +829,10 @@ def results_table() -> pd.DataFrame:
     """ImageJ's "Results" table as a pandas DataFrame."""
     import numpy as np
     import pandas as pd
-    from jpype import JClass
 
-    rt = JClass("ij.measure.ResultsTable").getResultsTable()
+    from deepimagej.imagej.java_classes import jc
+
+    rt = jc.ResultsTable.getResultsTable()
     if rt is None or int(rt.size()) == 0:
         return pd.DataFrame()
     columns: dict[str, Any] = {}

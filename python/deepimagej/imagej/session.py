@@ -17,6 +17,7 @@ import numpy as np
 
 from deepimagej.errors import DeepImageJError, ImageJError, InputImageError
 from deepimagej.imagej import convert, jvm, shim, xvfb
+from deepimagej.imagej.java_classes import jc
 from deepimagej.imagej.macro import DEFAULT_TIMEOUT_S, MacroResult, MacroRunner, read_macro, results_table
 
 #: ImageJ menu command -> argument passed to the Java shim (deepimagej.ij.Command)
@@ -45,15 +46,13 @@ class ImageJ:
     """
 
     def __init__(self, display: str, timeout: float | None) -> None:
-        from jpype import JClass
-
         self.display = display
-        self._IJ = JClass("ij.IJ")
-        self._ImageJ = JClass("ij.ImageJ")
+        self._IJ = jc.IJ
+        self._ImageJ = jc.ImageJ
         if self._IJ.getInstance() is None:
             self._ImageJ(self._ImageJ.NO_SHOW)  # a hidden ImageJ: Log window, Results, menus
         self.version = str(self._IJ.getVersion())
-        JClass("deepimagej.ij.Shutdown").prepare()  # ImageJ's thread pool must not keep Python alive
+        jc.Shutdown.prepare()  # ImageJ's thread pool must not keep Python alive
         self.runner = MacroRunner(timeout)
         self.current = None  # the ImagePlus the next macro starts from
         self._handlers: dict[str, Callable[[ImageJ, str | None], None]] = {}
@@ -61,33 +60,31 @@ class ImageJ:
 
     # ---------------------------------------------------------------- commands
     def _register_commands(self) -> None:
-        from jpype import JClass, JImplements, JOverride
+        from jpype import JImplements, JOverride
 
         from deepimagej.imagej.commands import HANDLERS
 
         self._handlers.update(HANDLERS)
         session = self
 
-        @JImplements("deepimagej.ij.CommandHandler")
+        @JImplements(jc.CommandHandler)
         class Handler:
             @JOverride
             def run(self, command, options):
                 session._dispatch(str(command), None if options is None else str(options))
 
         self._java_handler = Handler()  # keep a reference: Java only holds a weak proxy
-        JClass("deepimagej.ij.Command").setHandler(self._java_handler)
-        table = JClass("ij.Menus").getCommands()
+        jc.Command.setHandler(self._java_handler)
+        table = jc.Menus.getCommands()
         for label, arg in COMMANDS.items():
             table.put(label, f'deepimagej.ij.Command("{arg}")')
 
     def _dispatch(self, command: str, options: str | None) -> None:
         """Run a command for ImageJ; errors never leave as Java exceptions (no stack traces)."""
-        from jpype import JClass
-
         try:
             handler = self._handlers[command]
             if command not in CONFINED_MACRO_COMMANDS:  # their Python work is beyond the confinement's checks
-                JClass("deepimagej.ij.Confinement").checkCommand(_label(command))
+                jc.Confinement.checkCommand(_label(command))
             with self.runner.clock_paused():  # a model's run does not count against the macro's timeout
                 handler(self, options)
         except DeepImageJError as exc:
@@ -100,10 +97,8 @@ class ImageJ:
             self._fail(ImageJError(f"DeepImageJ {command} failed: {type(exc).__name__}: {exc}"))
 
     def _fail(self, exc: DeepImageJError) -> None:
-        from jpype import JClass
-
         if self.runner.running:
-            interp = JClass("ij.macro.Interpreter").getInstance()
+            interp = jc.Interpreter.getInstance()
             line = int(interp.getLineNumber()) if interp is not None else None
             if getattr(exc, "line", None) is None and hasattr(exc, "line"):
                 exc.line = line
@@ -115,11 +110,9 @@ class ImageJ:
 
     def add_command(self, label: str, handler: Callable[[ImageJ, str | None], None]) -> None:
         """Register an extra ImageJ command implemented in Python: ``handler(ij, macro_options)``."""
-        from jpype import JClass
-
         key = label.lower().replace(" ", "_")
         self._handlers[key] = handler
-        JClass("ij.Menus").getCommands().put(label, f'deepimagej.ij.Command("{key}")')
+        jc.Menus.getCommands().put(label, f'deepimagej.ij.Command("{key}")')
 
     # ---------------------------------------------------------------- images
     def open(self, path: str | Path):
@@ -249,18 +242,14 @@ def _is_imageplus(obj: Any) -> bool:
     if cls is None:
         return False
     try:
-        from jpype import JClass
-
-        return bool(JClass("ij.ImagePlus").class_.isInstance(obj))
+        return bool(jc.ImagePlus.class_.isInstance(obj))
     except Exception:  # noqa: BLE001
         return False
 
 
 def _dispose_windows() -> None:
     try:
-        from jpype import JClass
-
-        for w in JClass("java.awt.Window").getWindows():
+        for w in jc.Window.getWindows():
             w.dispose()
     except Exception:  # noqa: BLE001, S110 - best effort at shutdown
         pass
@@ -269,10 +258,8 @@ def _dispose_windows() -> None:
 def _shutdown_imagej() -> None:
     """At exit, before JPype stops the JVM: close ImageJ's windows so its threads end."""
     try:
-        from jpype import JClass, isJVMStarted
-
-        if isJVMStarted():
-            JClass("deepimagej.ij.Shutdown").closeAll()
+        if jvm.jvm_started():
+            jc.Shutdown.closeAll()
     except Exception:  # noqa: BLE001, S110 - best effort at exit
         pass
 

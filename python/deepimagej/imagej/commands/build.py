@@ -59,13 +59,12 @@ def ask_build_options() -> str | None:
 
 def build_command(ij: Any, options: str | None) -> None:
     """The "DeepImageJ Build Bundled Model" command (a dialog without options); called from the Java shim."""
-    from jpype import JClass
-
     from deepimagej.export import build_bundle
+    from deepimagej.imagej.java_classes import jc
 
     if not (options or "").strip():
         options = ask_build_options()
         if options is None:
             return
     spec = build_bundle(**build_kwargs(options))
-    JClass("ij.IJ").log(f"[DeepImageJ] bundle '{spec.name}' written to {spec.root}")
+    jc.IJ.log(f"[DeepImageJ] bundle '{spec.name}' written to {spec.root}")

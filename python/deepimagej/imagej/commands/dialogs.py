@@ -272,9 +272,9 @@ def show(dialog: Dialog) -> dict[str, Any] | None:
 
     Called from a macro with options, the ``GenericDialog`` reads them instead of showing itself.
     """
-    from jpype import JClass
+    from deepimagej.imagej.java_classes import jc
 
-    gd = JClass("ij.gui.GenericDialog")(dialog.title)
+    gd = jc.GenericDialog(dialog.title)
     for f in dialog.fields:
         if f.kind == "choice":
             gd.addChoice(f.label, list(f.choices), str(f.default))

@@ -40,15 +40,14 @@ def architecture(spec: Any) -> str:
 
 
 def explore_command(ij: Any, options: str | None) -> None:
-    from jpype import JClass
-
     from deepimagej.imagej.commands.run import run_bundle_on_imageplus
+    from deepimagej.imagej.java_classes import jc
     from deepimagej.imagej.models import find_model, installed_models
 
-    IJ = JClass("ij.IJ")
+    IJ = jc.IJ
     opts = parse_options(options)
     if not opts.get("model"):
-        table = JClass("ij.measure.ResultsTable")()
+        table = jc.ResultsTable()
         for m in installed_models():
             table.incrementCounter()
             table.addValue("Model", m.name)

@@ -38,9 +38,9 @@ def _elapsed(job: remote.Job) -> str:
 
 def show_table(found: list[remote.Job]) -> None:
     """The job table as an ImageJ results window titled "DeepImageJ Jobs"."""
-    from jpype import JClass
+    from deepimagej.imagej.java_classes import jc
 
-    table = JClass("ij.measure.ResultsTable")()
+    table = jc.ResultsTable()
     for job in found:
         table.incrementCounter()
         table.addValue("ID", float(job.id))
@@ -63,9 +63,9 @@ def fetch_into_imagej(ij: Any, job_id: str) -> Any:
     """Download a done job's result: a run opens as the current image (post-processed as it would have
     been), a training's bundle is installed where the job was told to write it. Returns the image or None.
     """
-    from jpype import JClass
+    from deepimagej.imagej.java_classes import jc
 
-    IJ = JClass("ij.IJ")
+    IJ = jc.IJ
     paths = remote.fetch(job_id)
     job = remote.job(job_id, refresh=False)
     origin = job.local.get("origin", {})
@@ -101,9 +101,9 @@ def fetch_into_imagej(ij: Any, job_id: str) -> Any:
 
 def _ask(found: list[remote.Job]) -> tuple[str, str] | None:
     """The dialog: which job, which action (None when cancelled)."""
-    from jpype import JClass
+    from deepimagej.imagej.java_classes import jc
 
-    gd = JClass("ij.gui.GenericDialog")(TABLE)
+    gd = jc.GenericDialog(TABLE)
     labels = [f"{j.id}: {j.kind} on {j.host} ({j.state})" for j in reversed(found)]
     gd.addChoice("Job", labels, labels[0])
     gd.addChoice("Action", ACTIONS, "fetch" if found[-1].state == "done" else ACTIONS[0])
@@ -120,13 +120,13 @@ def _ask(found: list[remote.Job]) -> tuple[str, str] | None:
 
 def jobs_command(ij: Any, options: str | None) -> None:
     """The "DeepImageJ Jobs" command; called from the Java shim."""
-    from jpype import JClass
+    from deepimagej.imagej.java_classes import jc
 
-    IJ = JClass("ij.IJ")
+    IJ = jc.IJ
     opts = {k.lower(): v.strip() for k, v in parse_options(options).items()}
     found = remote.jobs()
     show_table(found)
-    in_macro = JClass("ij.macro.Interpreter").getInstance() is not None
+    in_macro = jc.Interpreter.getInstance() is not None
     if not (options or "").strip():
         if in_macro:  # run("DeepImageJ Jobs") in a macro: the table, no dialog
             return

@@ -64,10 +64,10 @@ class Progress:
     """Progress in ImageJ's status and progress bars and the Log (the paper's monitoring window)."""
 
     def __init__(self, model: str, logging: str) -> None:
-        from jpype import JClass
+        from deepimagej.imagej.java_classes import jc
 
-        self._IJ = JClass("ij.IJ")
-        self._Runtime = JClass("java.lang.Runtime").getRuntime()
+        self._IJ = jc.IJ
+        self._Runtime = jc.Runtime.getRuntime()
         self.model = model
         self.verbose = logging in ("debug", "verbose")
         self.quiet = logging in ("none", "quiet", "off")
@@ -165,9 +165,9 @@ def _other_inputs(spec, opts: RunOptions) -> dict[str, Any]:
 
 
 def _image_titled(title: str, name: str) -> Any:
-    from jpype import JClass
+    from deepimagej.imagej.java_classes import jc
 
-    imp = JClass("ij.WindowManager").getImage(title)
+    imp = jc.WindowManager.getImage(title)
     if imp is None:
         raise InputImageError(f"DeepImageJ Run: input_{name}=[{title}]: no open image has that title")
     return imp
@@ -414,15 +414,15 @@ def installed_model_names() -> list[str]:
 
 def run_command(ij: ImageJ, options: str | None) -> None:
     """The "DeepImageJ Run" command (both option syntaxes; a dialog without options); called from the Java shim."""
-    from jpype import JClass
+    from deepimagej.imagej.java_classes import jc
 
     if not (options or "").strip():
         options = ask_run_options()
         if options is None:
             return
     opts = RunOptions.parse(options)
-    IJ = JClass("ij.IJ")
-    confinement = JClass("deepimagej.ij.Confinement")  # a confined macro's command: its folders only
+    IJ = jc.IJ
+    confinement = jc.Confinement  # a confined macro's command: its folders only
     for checked, write in ((opts.input_path, False), (opts.output_folder, True)):
         if checked:
             confinement.checkPath(str(checked), write)
@@ -443,7 +443,7 @@ def run_command(ij: ImageJ, options: str | None) -> None:
             if opts.display_output and ij.runner.running:
                 result.show()
         return
-    imp = JClass("ij.WindowManager").getCurrentImage()
+    imp = jc.WindowManager.getCurrentImage()
     run_bundle_on_imageplus(ij, opts, imp)
 
 

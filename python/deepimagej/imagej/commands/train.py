@@ -103,12 +103,12 @@ def roi_manager_zip(folder: Path) -> tuple[Path, bool]:
     Raises:
         TrainingError: no ROI Manager / no ROI, or point and area ROIs mixed.
     """
-    from jpype import JClass
+    from deepimagej.imagej.java_classes import jc
 
-    manager = JClass("ij.plugin.frame.RoiManager").getInstance()
+    manager = jc.RoiManager.getInstance()
     rois = list(manager.getRoisAsArray()) if manager is not None else []
     points = rois_are_points([int(r.getType()) for r in rois])
-    encoder = JClass("ij.io.RoiEncoder")
+    encoder = jc.RoiEncoder
     path = folder / "RoiSet.zip"
     with zipfile.ZipFile(path, "w") as zf:
         for i, roi in enumerate(rois):
@@ -131,11 +131,10 @@ def _samples_from_current_image(
     settings: dict[str, Any], tmp: Path
 ) -> tuple[list[TrainingSample], TrainingConfig, str]:
     """Training samples from the current image and the ROI Manager of the embedded ImageJ."""
-    from jpype import JClass
-
     from deepimagej.imagej.convert import from_imageplus, imageplus_axes
+    from deepimagej.imagej.java_classes import jc
 
-    imp = JClass("ij.WindowManager").getCurrentImage()
+    imp = jc.WindowManager.getCurrentImage()
     if imp is None:
         raise TrainingError("U-Net Train: no image open; open the annotated image (or use data=folders)")
     axes = imageplus_axes(imp)
@@ -271,9 +270,9 @@ class CurvePlot:
         self.image: Any = None
 
     def update(self, history: list[dict[str, Any]]) -> None:
-        from jpype import JClass
+        from deepimagej.imagej.java_classes import jc
 
-        plot = JClass("ij.gui.Plot")(CURVE_TITLE, "epoch", "weighted cross-entropy")
+        plot = jc.Plot(CURVE_TITLE, "epoch", "weighted cross-entropy")
         trained = [h for h in history if h.get("loss") is not None]
         plot.setColor("#1f77b4")
         plot.add(
@@ -297,12 +296,12 @@ class CurvePlot:
 
 def train_command(ij: Any, options: str | None) -> None:
     """The "U-Net Train" command: annotations -> a trained U-Net bundle; called from the Java shim."""
-    from jpype import JClass
+    from deepimagej.imagej.java_classes import jc
 
     settings = ask_settings(options)
     if settings is None:
         return
-    IJ = JClass("ij.IJ")
+    IJ = jc.IJ
     if settings["host"]:
         output = _output(settings)
         source = find_model(settings["from"]).root if settings["from"] else None
@@ -313,7 +312,7 @@ def train_command(ij: Any, options: str | None) -> None:
         IJ.showProgress(done, total)
         IJ.showStatus(text)
 
-    current = JClass("ij.WindowManager").getCurrentImage()  # the plot window must not take its place
+    current = jc.WindowManager.getCurrentImage()  # the plot window must not take its place
     curve = CurvePlot()
     try:
         train_from_settings(
@@ -425,17 +424,16 @@ def train_on_host(settings: dict[str, Any], source: Path | None, output: Path) -
     image is uploaded under two names (the same content, sent once), so that ``deepimagej train``
     validates on the training image, as the command does here.
     """
-    from jpype import JClass
-
     from deepimagej.imagej.convert import from_imageplus, imageplus_axes
+    from deepimagej.imagej.java_classes import jc
     from deepimagej.io import ImageData, write_image
 
-    IJ = JClass("ij.IJ")
+    IJ = jc.IJ
     host = settings["host"]
     with tempfile.TemporaryDirectory() as tmp:
         args: list[Any] = []
         if settings["data"] == DATA_CHOICES[0]:
-            imp = JClass("ij.WindowManager").getCurrentImage()
+            imp = jc.WindowManager.getCurrentImage()
             if imp is None:
                 raise TrainingError(
                     "U-Net Train: no image open; open the annotated image (or use data=folders)"
