@@ -99,14 +99,14 @@ def test_detection_macro_finds_the_points_python_finds(ij):
 
 def test_class_map_macro_equals_python_to_classes(ij):
     """The macro shipped with bundles of several classes: the class of highest probability, as to_classes."""
-    from deepimagej.unet.postprocess import CLASSES_MACRO, to_classes
+    from deepimagej.unet.postprocess import shipped_macro, to_classes
 
     rng = np.random.default_rng(4)
     scores = rng.normal(size=(3, 40, 52)).astype(np.float32)
     scores[1, 5:20, 5:20] += 3
     scores[2, 25:35, 30:50] += 3
     prob = np.exp(scores) / np.exp(scores).sum(0)
-    result = ij.run_macro(CLASSES_MACRO, prob.astype(np.float32), axes="cyx")
+    result = ij.run_macro(shipped_macro("classes"), prob.astype(np.float32), axes="cyx")
     expected = to_classes(np.moveaxis(prob, 0, -1))
     assert result.image.dtype == np.uint8 and set(np.unique(expected)) == {0, 1, 2}
     np.testing.assert_array_equal(result.image, expected)

@@ -93,6 +93,26 @@ def test_wheel_installs_and_runs_without_the_checkout(tmp_path):
     package = Path(where.stdout.strip()).parent
     assert package.is_relative_to(site), where.stdout  # the wheel's copy, not the checkout
     assert list((package / "imagej" / "java").rglob("*.java")), "the Java shim's sources are package data"
+    assert sorted(p.name for p in (package / "unet" / "macros").glob("*.ijm")) == [
+        "postprocessing_classes.ijm",
+        "postprocessing_detection.ijm",
+        "postprocessing_instances.ijm",
+    ], "the U-Net post-processing macros are package data"
+    macro = subprocess.run(
+        [
+            str(python),
+            "-c",
+            "from deepimagej.unet.postprocess import detection_macro; print(detection_macro(0.7, 1.0, 4))",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
+    )
+    assert macro.returncode == 0, macro.stderr
+    assert "threshold = 0.7;" in macro.stdout and 'run("Gaussian Blur...", ' in macro.stdout
 
     def cli(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(

@@ -55,7 +55,13 @@ from deepimagej.unet.model import (
     size_multiple,
     with_cell_head,
 )
-from deepimagej.unet.postprocess import CELL_DEFAULTS, DETECTION_DEFAULTS, DetectionSettings, write_macro
+from deepimagej.unet.postprocess import (
+    CELL_DEFAULTS,
+    DETECTION_DEFAULTS,
+    MACRO_FILES,
+    DetectionSettings,
+    write_macro,
+)
 from deepimagej.unet.samples import TrainingSample
 from deepimagej.unet.train import TrainResult
 
@@ -333,11 +339,7 @@ def export_unet(
         pixel_size,
     )
     macro_kind = "classes" if kind == "segmentation" and cfg["n_classes"] > 2 else kind
-    macro_name = {
-        "segmentation": "postprocessing_instances.ijm",
-        "classes": "postprocessing_classes.ijm",
-        "detection": "postprocessing_detection.ijm",
-    }[macro_kind]
+    macro_name = MACRO_FILES[macro_kind]
     with tempfile.TemporaryDirectory() as tmp:
         macros = []
         if macro:

@@ -2,77 +2,27 @@
 
 The exported U-Net bundles output soft-max probabilities (channels last, channel 1 =
 foreground, or one channel per class). In Python these functions do the post-processing; in
-ImageJ the bundle carries the equivalent macro (:data:`SEGMENTATION_MACRO`, :data:`CLASSES_MACRO`
-/ :data:`DETECTION_MACRO`), which DeepImageJ Run executes after the model.
+ImageJ the bundle carries the equivalent macro, which DeepImageJ Run executes after the model.
+
+The macros are ``.ijm`` files shipped with the package (``deepimagej/unet/macros/``, see
+:data:`MACRO_FILES`), runnable in ImageJ as they are. The detection macro's settings are plain
+assignments at its top (``threshold = 0.5;``...): :func:`detection_macro` rewrites those lines
+with a bundle's values, so the file stays a valid macro with its defaults and a bundle's copy
+shows its settings where a biologist reads them.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
 from typing import Any, TypedDict
 
 import numpy as np
 from scipy import ndimage as ndi
 
 from deepimagej.predict import as_spec
-
-#: ImageJ macro shipped as the post-processing of segmentation bundles.
-SEGMENTATION_MACRO = """// deepimagej U-Net post-processing: class probabilities -> instance labels.
-// Input: the model output (soft-max probabilities; channel 2 = foreground / cell).
-// Output: a 16-bit label image, one grey value per object (8-connected components of
-// foreground probability > 0.5, as Analyze Particles "Count Masks" makes them; "clear" restarts
-// the numbering at 1 whatever the Results table holds).
-// Python equivalent: deepimagej.unet.postprocess.to_instances(prob, threshold=0.5).
-threshold = 0.5;
-getDimensions(width, height, channels, slices, frames);
-source = getTitle();
-if (channels > 1) {
-    run("Duplicate...", "title=foreground duplicate channels=2");
-} else {
-    run("Duplicate...", "title=foreground duplicate");
-}
-setThreshold(threshold, 1e30);
-setOption("BlackBackground", true);
-if (nSlices > 1) {
-    run("Convert to Mask", "method=Default background=Dark black");
-    run("Analyze Particles...", "size=0-Infinity show=[Count Masks] clear stack");
-} else {
-    run("Convert to Mask");
-    run("Analyze Particles...", "size=0-Infinity show=[Count Masks] clear");
-}
-rename(source + "_labels");
-close("foreground");
-"""
-
-#: ImageJ macro shipped as the post-processing of bundles with several classes.
-CLASSES_MACRO = """// deepimagej U-Net post-processing: class probabilities -> class map.
-// Input: the model output (soft-max probabilities, one channel per class; channel 1 = background).
-// Output: an 8-bit image, each pixel the class (0 = background, 1, 2, ...) of highest probability
-// (ties: the lower class). Python equivalent: deepimagej.unet.postprocess.to_classes(prob).
-source = getTitle();
-getDimensions(width, height, channels, slices, frames);
-run("Duplicate...", "title=best duplicate channels=1");
-run("32-bit");
-newImage("classes", "8-bit black", width, height, slices);
-for (c = 2; c <= channels; c++) {
-    selectImage(source);
-    run("Duplicate...", "title=channel duplicate channels=" + c);
-    run("32-bit");
-    imageCalculator("Subtract create 32-bit stack", "channel", "best");
-    rename("higher");
-    setThreshold(1e-30, 1e30);
-    setOption("BlackBackground", true);
-    run("Convert to Mask", "method=Default background=Dark black");
-    run("Divide...", "value=255 stack");
-    run("Multiply...", "value=" + (c - 1) + " stack");
-    imageCalculator("Max stack", "classes", "higher");
-    imageCalculator("Max stack", "best", "channel");
-    close("higher");
-    close("channel");
-}
-close("best");
-selectImage("classes");
-rename(source + "_classes");
-"""
 
 
 class DetectionSettings(TypedDict, total=False):
@@ -94,150 +44,13 @@ DETECTION_DEFAULTS: DetectionSettings = {"threshold": 0.5, "smooth_sigma": 1.0, 
 #: sets ``cell_threshold`` in ``config.deepimagej_py.detection`` uses its cell head.
 CELL_DEFAULTS: DetectionSettings = {"cell_threshold": 0.8, "min_cell_area": 1000, "min_solidity": 0.65}
 
-#: ImageJ macro shipped as the post-processing of detection bundles (``{threshold}``,
-#: ``{smooth_sigma}`` and ``{min_distance}`` are filled in by :func:`detection_macro`).
-DETECTION_MACRO = """// deepimagej U-Net detection post-processing: class probabilities -> one point per object.
-// Input: the model output (soft-max probabilities; channel 2 = object centre).
-// Output: a multi-point selection (also added to the ROI Manager) and a Results table
-// (X, Y, Slice, Probability, Source): the local maxima of the Gaussian-smoothed centre probability
-// above the threshold, at least 'radius' pixels apart (ties: the first in reading order).
-// A two-head model (4 channels, 2D) also gives the cell probability (channel 4): every solid
-// cell (8-connected, holes filled, area >= min_cell_area px, solidity >= min_solidity) of
-// probability > cell_threshold gives its centroid (Source "cell", Probability = the cell's mean)
-// instead of the peaks inside it; cell_threshold < 0 switches this off.
-// Python equivalent: deepimagej.unet.postprocess.to_detections(prob, **detection_settings(bundle)).
-threshold = {threshold};
-sigma = {smooth_sigma};
-radius = {min_distance};
-cell_threshold = {cell_threshold};
-min_cell_area = {min_cell_area};
-min_solidity = {min_solidity};
-getDimensions(width, height, channels, slices, frames);
-source = getTitle();
-source_id = getImageID();
-if (channels > 1) {{
-    run("Duplicate...", "title=centres duplicate channels=2");
-}} else {{
-    run("Duplicate...", "title=centres duplicate");
-}}
-run("32-bit");
-centres = getImageID();
-if (sigma > 0) run("Gaussian Blur...", "sigma=" + sigma + " stack");
-run("Duplicate...", "title=centres_max duplicate");
-run("Maximum...", "radius=" + radius + " stack");
-imageCalculator("Subtract create 32-bit stack", "centres_max", "centres");
-below_max = getImageID();
-close("centres_max");
-r2 = radius * radius + 1;
-px = newArray(0); py = newArray(0); pz = newArray(0); pv = newArray(0);
-for (z = 1; z <= nSlices; z++) {{
-    selectImage(centres);
-    setSlice(z);
-    cx = newArray(0); cy = newArray(0); cv = newArray(0);
-    for (y = 0; y < height; y++) {{
-        for (x = 0; x < width; x++) {{
-            v = getPixel(x, y);
-            if (v > threshold) {{
-                cx = Array.concat(cx, x); cy = Array.concat(cy, y); cv = Array.concat(cv, v);
-            }}
-        }}
-    }}
-    selectImage(below_max);
-    setSlice(z);
-    first = px.length;
-    for (i = 0; i < cx.length; i++) {{
-        if (getPixel(cx[i], cy[i]) == 0) {{
-            keep = true;
-            for (j = first; j < px.length && keep; j++) {{
-                if ((px[j] - cx[i]) * (px[j] - cx[i]) + (py[j] - cy[i]) * (py[j] - cy[i]) <= r2) keep = false;
-            }}
-            if (keep) {{
-                px = Array.concat(px, cx[i]); py = Array.concat(py, cy[i]);
-                pz = Array.concat(pz, z); pv = Array.concat(pv, cv[i]);
-            }}
-        }}
-    }}
-}}
-close("Result of centres_max");
-ps = newArray(px.length);
-Array.fill(ps, 0);
-if (cell_threshold >= 0 && channels >= 4 && slices * frames == 1) {{
-    selectImage(source_id);
-    run("Duplicate...", "title=cell_probability duplicate channels=4");
-    run("32-bit");
-    run("Properties...", "channels=1 slices=1 frames=1 unit=pixel pixel_width=1 pixel_height=1 voxel_depth=1");
-    cell_probability = getImageID();
-    run("Duplicate...", "title=cell_mask");
-    setThreshold(cell_threshold, 1e30);
-    setOption("BlackBackground", true);
-    run("Convert to Mask");
-    // "clear": the Count Masks numbering starts at 1 whatever the Results table holds
-    run("Analyze Particles...", "size=" + min_cell_area + "-Infinity pixel show=[Count Masks] clear include");
-    cells = getImageID();
-    close("cell_mask");
-    selectImage(cells);
-    getStatistics(area, mean, min, n_cells);
-    first_x = newArray(n_cells + 1); first_y = newArray(n_cells + 1); solid = newArray(n_cells + 1);
-    Array.fill(first_x, -1);
-    for (y = 0; y < height; y++) {{
-        for (x = 0; x < width; x++) {{
-            v = getPixel(x, y);
-            if (v > 0) {{
-                if (first_x[v] < 0) {{ first_x[v] = x; first_y[v] = y; }}
-            }}
-        }}
-    }}
-    cx = newArray(0); cy = newArray(0); cv = newArray(0);
-    for (v = 1; v <= n_cells; v++) {{
-        if (first_x[v] >= 0) {{
-            selectImage(cells);
-            doWand(first_x[v], first_y[v], 0, "8-connected");
-            if (getValue("Solidity") >= min_solidity) {{
-                solid[v] = 1;
-                cx = Array.concat(cx, getValue("X") - 0.5); cy = Array.concat(cy, getValue("Y") - 0.5);
-                selectImage(cell_probability);
-                run("Restore Selection");
-                cv = Array.concat(cv, getValue("Mean"));
-            }}
-        }}
-    }}
-    selectImage(cells);
-    run("Select None");
-    qx = newArray(0); qy = newArray(0); qz = newArray(0); qv = newArray(0);
-    for (i = 0; i < px.length; i++) {{
-        if (solid[getPixel(px[i], py[i])] == 0) {{
-            qx = Array.concat(qx, px[i]); qy = Array.concat(qy, py[i]);
-            qz = Array.concat(qz, pz[i]); qv = Array.concat(qv, pv[i]);
-        }}
-    }}
-    ps = newArray(qx.length + cx.length);
-    Array.fill(ps, 1);
-    for (i = 0; i < qx.length; i++) ps[i] = 0;
-    px = Array.concat(qx, cx); py = Array.concat(qy, cy); pv = Array.concat(qv, cv);
-    pz = Array.concat(qz, newArray(cx.length));
-    for (i = qx.length; i < pz.length; i++) pz[i] = 1;
-    close("Count Masks of cell_mask");
-    selectImage(cell_probability);
-    close();
-}}
-selectImage(centres);
-rename(source + "_detections");
-run("Clear Results");
-for (i = 0; i < px.length; i++) {{
-    setResult("X", i, px[i]);
-    setResult("Y", i, py[i]);
-    setResult("Slice", i, pz[i]);
-    setResult("Probability", i, pv[i]);
-    if (ps[i] == 1) setResult("Source", i, "cell");
-    else setResult("Source", i, "peak");
-}}
-updateResults();
-if (px.length > 0) {{
-    makeSelection("point", px, py);
-    roiManager("Add");
-}}
-print("deepimagej detection: " + px.length + " objects");
-"""
+#: The ImageJ post-processing macro of each kind of bundle: a file in ``deepimagej/unet/macros/``
+#: (package data), written into the bundle under the same name by :func:`write_macro`.
+MACRO_FILES = {
+    "segmentation": "postprocessing_instances.ijm",  # instance labels, as to_instances
+    "classes": "postprocessing_classes.ijm",  # the class map of several classes, as to_classes
+    "detection": "postprocessing_detection.ijm",  # points, as to_detections; settings at its top
+}
 
 
 def foreground(prob: np.ndarray, channel_axis: int | None = -1) -> np.ndarray:
@@ -302,7 +115,7 @@ def peaks_to_points(
 ) -> np.ndarray:
     """Detections: local maxima of a (smoothed) foreground probability map.
 
-    The same steps as the ImageJ macro :data:`DETECTION_MACRO` (Gaussian Blur, Maximum filter,
+    The same steps as the ImageJ macro ``postprocessing_detection.ijm`` (Gaussian Blur, Maximum filter,
     threshold), so that Python and ImageJ find the same points: the map is smoothed with a
     Gaussian of ``smooth_sigma`` (edges extended with the nearest pixel, as ImageJ does); a pixel
     is a peak when it equals the maximum over the disk ``d^2 <= min_distance^2 + 1`` around it
@@ -450,6 +263,32 @@ def to_detections(
     return np.concatenate([points[outside], centroids])
 
 
+def shipped_macro(kind: str) -> str:
+    """The text of the post-processing macro of ``kind`` as shipped (the detection macro with its defaults).
+
+    Args:
+        kind: ``segmentation``, ``classes`` or ``detection`` (:data:`MACRO_FILES`).
+    """
+    if kind not in MACRO_FILES:
+        raise ValueError(f"no post-processing macro of kind {kind!r}: one of {', '.join(MACRO_FILES)}")
+    return (resources.files("deepimagej.unet") / "macros" / MACRO_FILES[kind]).read_text(encoding="utf-8")
+
+
+def set_macro_parameters(text: str, values: Mapping[str, object]) -> str:
+    """``text`` with the first top-level assignment ``name = ...;`` of each ``values`` key set to its value.
+
+    Raises:
+        ValueError: the macro has no such assignment (a parameter the macro does not read).
+    """
+    for name, value in values.items():
+        text, found = re.subn(
+            rf"^{re.escape(name)} = [^;\n]*;", f"{name} = {value};", text, count=1, flags=re.M
+        )
+        if not found:
+            raise ValueError(f"the macro has no line '{name} = ...;' to set")
+    return text
+
+
 def detection_macro(
     threshold: float,
     smooth_sigma: float,
@@ -459,29 +298,28 @@ def detection_macro(
     min_solidity: float = CELL_DEFAULTS["min_solidity"],
 ) -> str:
     """The ImageJ detection macro with these settings (the same as :func:`to_detections`)."""
-    return DETECTION_MACRO.format(
-        threshold=float(threshold),
-        smooth_sigma=float(smooth_sigma),
-        min_distance=int(min_distance),
-        cell_threshold=-1.0 if cell_threshold is None else float(cell_threshold),
-        min_cell_area=int(min_cell_area),
-        min_solidity=float(min_solidity),
+    return set_macro_parameters(
+        shipped_macro("detection"),
+        {
+            "threshold": float(threshold),
+            "sigma": float(smooth_sigma),
+            "radius": int(min_distance),
+            "cell_threshold": -1.0 if cell_threshold is None else float(cell_threshold),
+            "min_cell_area": int(min_cell_area),
+            "min_solidity": float(min_solidity),
+        },
     )
 
 
-def write_macro(kind: str, path, settings: DetectionSettings | None = None) -> None:
+def write_macro(kind: str, path: str | Path, settings: DetectionSettings | None = None) -> None:
     """Write the post-processing macro of ``kind`` (``segmentation``, ``classes`` or ``detection``) to ``path``.
 
     ``settings``: detection peak-finding settings (:data:`DETECTION_DEFAULTS` when omitted).
     """
-    from pathlib import Path
-
-    if kind == "classes":
-        text = CLASSES_MACRO
-    elif kind == "segmentation":
-        text = SEGMENTATION_MACRO
-    else:
+    if kind == "detection":
         merged = DETECTION_DEFAULTS.copy()
         merged.update(settings or DetectionSettings())
         text = detection_macro(**merged)
+    else:
+        text = shipped_macro(kind)
     Path(path).write_text(text, encoding="utf-8")
