@@ -191,7 +191,8 @@ def _engine(run: RunSpec) -> Any:
     )
 
 
-def _compute(run: RunSpec, inputs: Mapping[str, InputRef], jobs: list[tuple[int, tiling.Tile]]) -> Any:
+def compute_batch(run: RunSpec, inputs: Mapping[str, InputRef], jobs: list[tuple[int, tiling.Tile]]) -> Any:
+    """Task: cut and run one batch; returns ``(batch, results)`` (kept on the worker until written)."""
     import dask
 
     with dask.config.set(scheduler="synchronous"):  # lazy inputs are read here, not scheduled
@@ -201,21 +202,11 @@ def _compute(run: RunSpec, inputs: Mapping[str, InputRef], jobs: list[tuple[int,
     return batch, blocks.call_model(run.spec, _engine(run), batch)
 
 
-def first_batch(run: RunSpec, inputs: Mapping[str, InputRef], jobs: list[tuple[int, tiling.Tile]]) -> Any:
-    """Task: run one batch and return its results (the client learns the outputs' shapes from them)."""
-    return _compute(run, inputs, jobs)
-
-
-def run_batch(
-    run: RunSpec,
-    inputs: Mapping[str, InputRef],
-    outputs: Mapping[str, OutputRef],
-    jobs: list[tuple[int, tiling.Tile]],
-) -> int:
-    """Task: run one batch and write its blocks into the output store; returns the blocks written."""
+def write_results(run: RunSpec, outputs: Mapping[str, OutputRef], computed: Any) -> int:
+    """Task: write a computed batch's blocks into the output store; returns the blocks written."""
     import zarr
 
-    batch, results = _compute(run, inputs, jobs)
+    batch, results = computed
     stitchers = {}
     for name, ref in outputs.items():
         target = UserOrder(
@@ -223,7 +214,7 @@ def run_batch(
         )
         stitchers[name] = tiling.Stitcher(run.plan, target, ref.mapping.out_axes, ref.maps, ref.post)
     blocks.write_batch(stitchers, batch, results)
-    return len(jobs)
+    return len(batch.jobs)
 
 
 # --------------------------------------------------------------------------------------------
@@ -243,8 +234,11 @@ def run_distributed(
 ) -> None:
     """Run every batch on the cluster; ``make_outputs(first_results)`` creates the output arrays.
 
-    The first batch runs first: from its results the client creates the store's arrays and
-    writes that batch; then every other batch runs where the scheduler places it.
+    Every batch is computed at once, as the workers take them. The first one's results come back
+    to the client, which creates the store's arrays from them (shapes, data types) and writes that
+    batch; each other batch is then written by a second task, placed where its results are and
+    run before further batches (higher priority), so that a worker holds at most a batch or two
+    of results. A worker that dies loses only results not yet written: Dask computes them again.
 
     Raises:
         ClusterError: a task failed (its one-line reason).
@@ -258,22 +252,26 @@ def run_distributed(
         name: client.scatter(ref, broadcast=True) if ref.array is not None else ref
         for name, ref in inputs.items()
     }
-    first = client.submit(first_batch, shared_run, shared_inputs, batches[0], pure=False)
-    futures = [first]
+    computed = [client.submit(compute_batch, shared_run, shared_inputs, jobs, pure=False) for jobs in batches]
+    futures = list(computed)
     try:
-        batch, results = _result(first)
+        batch, results = _result(computed[0])
+        computed[0].release()
         made = make_outputs(results)
         blocks.write_batch({name: s for name, (_, s) in made.items()}, batch, results)
+        del batch, results
         refs = {name: ref for name, (ref, _) in made.items()}
         done = len(batches[0])
         if progress is not None:
             progress(done, total, time.perf_counter() - start, 0)
-        futures += [
-            client.submit(run_batch, shared_run, shared_inputs, refs, jobs, pure=False)
-            for jobs in batches[1:]
-        ]
-        for future in as_completed(futures[1:]):
+        writes = {
+            client.submit(write_results, shared_run, refs, future, pure=False, priority=1): i
+            for i, future in enumerate(computed[1:], start=1)
+        }
+        futures += list(writes)
+        for future in as_completed(list(writes)):
             done += _result(future)
+            computed[writes.pop(future)].release()  # its results are written: free them on the worker
             if progress is not None:
                 progress(done, total, time.perf_counter() - start, 0)
     except BaseException:
