@@ -14,8 +14,9 @@ import pytest
 from deepimagej.bundle import find_descriptors, load_bundle, read_descriptor
 from deepimagej.bundle.axes import deepimagej_axes, normalize_axes, to_deepimagej_axes
 from deepimagej.bundle.spec import ModelSpec, TensorSpec
-from deepimagej.bundle.validate import check_bundle, check_input, sha256_of
+from deepimagej.bundle.validate import check_bundle, check_input
 from deepimagej.bundle.writer import write_config_xml, write_rdf_yaml
+from deepimagej.checksums import sha256_of
 from deepimagej.errors import BundleError, DeepImageJError, InputImageError
 
 ASSETS = Path(__file__).resolve().parents[1].parent / "shared" / "assets"

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from deepimagej.errors import BundleError, first_line
-from deepimagej.outputs import check_free_space, human_size, make_folder, write_error
+from deepimagej.outputs import check_free_space, human_size, make_folder, replace_path, write_error
 
 
 @dataclass(frozen=True)
@@ -140,8 +140,8 @@ def extract_zip(
                 with zf.open(info) as src, open(dest, "wb") as out:
                     _copy_limited(src, out, info.file_size, path, info.filename)
         if target.exists() and replace:
-            shutil.rmtree(target)
-        if not target.exists():
+            replace_path(work, target)
+        elif not target.exists():
             try:
                 os.replace(work, target)
             except OSError as exc:  # another process renamed its copy into place first

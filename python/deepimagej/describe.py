@@ -6,11 +6,10 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from deepimagej.audit import Audit, audit_bundle, audit_weights, require_allowed
+from deepimagej.bundle import is_descriptor_name, load_bundle
 from deepimagej.bundle.spec import AxisSpec, ModelSpec, TensorSpec
 from deepimagej.errors import DeepImageJError
 from deepimagej.io import ImageData
-
-DESCRIPTOR_NAMES = ("rdf.yaml", "bioimageio.yaml", "model.yaml", "config.xml")
 
 
 def _axis_text(axis: AxisSpec) -> str:
@@ -140,19 +139,18 @@ def _layer_lines(spec: ModelSpec, trust: bool = False) -> list[str]:
 def find_bundles(folder: Path) -> list[Path]:
     """Bundle folders under ``folder``: every folder holding a descriptor file."""
     found = set()
-    for name in DESCRIPTOR_NAMES:
-        for path in folder.rglob(name):
-            if not any(part.startswith(".") for part in path.relative_to(folder).parts):
-                found.add(path.parent)
-    for path in folder.rglob("*.bioimageio.yaml"):
-        found.add(path.parent)
+    for path in folder.rglob("*"):
+        if (
+            is_descriptor_name(path.name)
+            and path.is_file()
+            and not any(part.startswith(".") for part in path.relative_to(folder).parts)
+        ):
+            found.add(path.parent)
     return sorted(found)
 
 
 def one_line(bundle_dir: Path, root: Path | None = None) -> str:
     """``name-of-folder: model name - description`` or ``folder: ERROR message``."""
-    from deepimagej.bundle import load_bundle
-
     label = str(bundle_dir.relative_to(root)) if root else str(bundle_dir)
     try:
         spec = load_bundle(bundle_dir)

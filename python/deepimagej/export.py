@@ -17,7 +17,6 @@ failed build never leaves a half-written bundle.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import shutil
 import tempfile
@@ -29,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from deepimagej.bundle import CONFIG_NAME, RDF_NAME, load_bundle
+from deepimagej.bundle.formats import SAVED_MODEL_ZIP
 from deepimagej.bundle.spec import (
     BORDER_MODES,
     AxisSpec,
@@ -38,20 +39,13 @@ from deepimagej.bundle.spec import (
     TensorSpec,
     WeightsSpec,
 )
+from deepimagej.bundle.writer import write_config_xml, write_rdf_yaml
+from deepimagej.checksums import sha256_of
 from deepimagej.errors import BundleError
-from deepimagej.outputs import check_replaceable_folder
+from deepimagej.io import ImageData, read_image, write_image
+from deepimagej.outputs import check_replaceable_folder, replace_path
 
-SAVED_MODEL_ZIP = "tensorflow_saved_model_bundle.zip"
 KERAS_FILE = "model.h5"
-
-
-def sha256_of(path: Path) -> str:
-    """SHA-256 of a file, streamed."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _per_axis(value: int | dict[str, int], axis: str, default: int) -> int:
@@ -143,8 +137,6 @@ def _channel_count(tensor: TensorSpec | None) -> int:
 
 
 def _template(config_template: Path | None, rdf_template: Path | None) -> ModelSpec | None:
-    from deepimagej.bundle import load_bundle
-
     if rdf_template is not None:
         return load_bundle(rdf_template)
     if config_template is not None:
@@ -204,8 +196,6 @@ def build_bundle(
     Returns:
         The spec of the written bundle, read back from its ``rdf.yaml``.
     """
-    from deepimagej.bundle import load_bundle
-    from deepimagej.bundle.writer import write_config_xml, write_rdf_yaml
 
     out = Path(out_dir)
     if out.exists() and not overwrite:
@@ -222,7 +212,7 @@ def build_bundle(
         )
         if isinstance(p, (str, Path))
     ]
-    check_replaceable_folder(out, inputs=sources, markers=("rdf.yaml", "config.xml"))
+    check_replaceable_folder(out, inputs=sources, markers=(RDF_NAME, CONFIG_NAME))
     if border not in BORDER_MODES:
         raise BundleError(f"border={border!r}: use one of {', '.join(BORDER_MODES)}")
     template = _template(
@@ -319,7 +309,7 @@ def build_bundle(
         )
         spec = ModelSpec(
             name=name or (template.name if template else out.name),
-            source=work / "rdf.yaml",
+            source=work / RDF_NAME,
             kind="bioimageio",
             format_version="0.4.10",
             inputs=(inputs,),
@@ -344,16 +334,14 @@ def build_bundle(
             spec = dataclasses.replace(spec, documentation=work / "README.md")
         if example_image is not None:
             spec = _add_example(spec, work, example_image, example_axes)
-        write_rdf_yaml(spec, work / "rdf.yaml")
+        write_rdf_yaml(spec, work / RDF_NAME)
         write_config_xml(
-            dataclasses.replace(spec, source=work / "config.xml", kind="deepimagej"), work / "config.xml"
+            dataclasses.replace(spec, source=work / CONFIG_NAME, kind="deepimagej"), work / CONFIG_NAME
         )
         mask = os.umask(0)
         os.umask(mask)
         os.chmod(work, 0o777 & ~mask)  # mkdtemp creates 0700
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(work, out)
+        replace_path(work, out)  # a previous bundle there stays whole until the new one is in place
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
@@ -386,39 +374,19 @@ def _copy_into(path: Path, folder: Path) -> Path:
     return target
 
 
-def _read_example(image: np.ndarray | str | Path) -> np.ndarray:
-    if isinstance(image, np.ndarray):
-        return image
-    path = Path(image)
-    if not path.is_file():
-        raise BundleError(f"{path}: example image not found")
-    if path.suffix == ".npy":
-        return np.load(path)
-    import tifffile
-
-    try:
-        return tifffile.imread(path)
-    except Exception:  # noqa: BLE001 - not a TIFF: try the generic reader
-        from skimage import io
-
-        return io.imread(path)
-
-
 def _add_example(
     spec: ModelSpec, work: Path, example: np.ndarray | str | Path, axes: str | None
 ) -> ModelSpec:
     """Save the example image, run the new bundle on it, save the result (+ runtime, memory)."""
     from deepimagej import layout, predict
-    from deepimagej.bundle.writer import write_rdf_yaml
-    from deepimagej.io import ImageData, write_image
 
-    image = _read_example(example)
+    image = example if isinstance(example, np.ndarray) else np.asarray(read_image(example).array)
     user_axes = axes or layout.guess_axes(image.shape, spec)
     write_image(work / "exampleImage.tif", ImageData(image, user_axes))
     np.save(work / "exampleImage.npy", layout.Layout.of(user_axes, spec.inputs[0]).to_model(image))
     runnable = dataclasses.replace(spec, preprocessing_macros=(), postprocessing_macros=())
     # the memory probe (its own process) reads the bundle from disk
-    write_rdf_yaml(runnable, work / "rdf.yaml")
+    write_rdf_yaml(runnable, work / RDF_NAME)
     start = time.perf_counter()
     prediction = predict.predict(runnable, predict.bind_inputs(runnable, image, user_axes))
     runtime = time.perf_counter() - start

@@ -18,7 +18,7 @@ import numpy as np
 from deepimagej.bundle.spec import ModelSpec, TensorSpec
 from deepimagej.errors import InputImageError
 
-__all__ = ["Layout", "OutputAxes", "UserOrder", "check_axes_string", "guess_axes", "is_lazy", "lazy_view"]
+__all__ = ["Layout", "OutputAxes", "UserOrder", "guess_axes", "is_lazy", "lazy_view"]
 
 
 def guess_axes(shape: tuple[int, ...], spec: ModelSpec, tensor: TensorSpec | None = None) -> str:
@@ -59,18 +59,6 @@ def _channel_count(tensor: TensorSpec) -> int | None:
         return None
     axis = tensor.axis("c")
     return axis.size if axis.size is not None else (axis.min if axis.step == 0 else None)
-
-
-def check_axes_string(axes: str, ndim: int) -> str:
-    axes = axes.lower().replace(",", "").replace(" ", "")
-    axes = "".join({"n": "b"}.get(a, a) for a in axes)
-    if len(axes) != ndim:
-        raise InputImageError(f"axes '{axes}' name {len(axes)} dimensions but the image has {ndim}")
-    if len(set(axes)) != len(axes) or not set(axes) <= set("bczyxt"):
-        raise InputImageError(f"axes '{axes}' must be distinct letters among b, t, c, z, y, x")
-    if "y" not in axes or "x" not in axes:
-        raise InputImageError(f"axes '{axes}' must include y and x")
-    return axes
 
 
 @dataclass(frozen=True)

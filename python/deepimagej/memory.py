@@ -37,8 +37,9 @@ from typing import NamedTuple
 
 from deepimagej import tiling
 from deepimagej.bundle.spec import ModelSpec, WeightsSpec
-from deepimagej.bundle.validate import sha256_of
+from deepimagej.checksums import sha256_of
 from deepimagej.errors import DeepImageJError, InputImageError
+from deepimagej.outputs import write_text_atomic
 from deepimagej.paths import cache_dir
 
 __all__ = [
@@ -255,10 +256,7 @@ def measure(
         SAFETY * float(data["per_pixel"]), SAFETY * float(data["fixed"]), "measured", float(data["loaded"])
     )
     if cached is not None:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_suffix(f".{os.getpid()}.part")
-        tmp.write_text(json.dumps(asdict(model)))
-        os.replace(tmp, cached)
+        write_text_atomic(cached, json.dumps(asdict(model)))
     return model
 
 

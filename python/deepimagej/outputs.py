@@ -184,6 +184,33 @@ def write_text_atomic(path: str | Path, text: str) -> None:
         fh.write(text)
 
 
+def replace_path(source: str | Path, target: str | Path) -> None:
+    """Move a finished result (a folder or file written next to ``target``) onto ``target``.
+
+    An older ``target`` is first renamed aside and deleted only once ``source`` is in place: at
+    every moment ``target`` is either the old result or the new one, never missing nor mixed.
+    ``source`` must be on the same file system (write it in ``target``'s folder).
+
+    Raises:
+        OSError: the rename failed (the old ``target`` is back in place).
+    """
+    source, target = Path(source), Path(target)
+    if not (target.exists() or target.is_symlink()):
+        os.replace(source, target)
+        return
+    trash = target.with_name(f".{target.name}.old-{os.getpid()}")
+    os.replace(target, trash)
+    try:
+        os.replace(source, target)
+    except BaseException:
+        os.replace(trash, target)
+        raise
+    if trash.is_dir() and not trash.is_symlink():
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        trash.unlink(missing_ok=True)
+
+
 def make_folder(folder: str | Path, *, for_file: Path | None = None) -> None:
     """Create ``folder`` (and parents); failures become one-line :class:`OutputError` s."""
     folder = Path(folder)

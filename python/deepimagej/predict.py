@@ -33,12 +33,13 @@ import numpy as np
 from deepimagej import blocks, distributed, memory, ops, resample, stores, tiling
 from deepimagej.audit import require_allowed
 from deepimagej.bundle import load_bundle
+from deepimagej.bundle.axes import image_axes
 from deepimagej.bundle.spec import ModelSpec, TensorSpec
 from deepimagej.bundle.validate import check_bundle, check_input
 from deepimagej.engines import Engine, load_engine
 from deepimagej.errors import BundleError, DeepImageJWarning, InputImageError
 from deepimagej.io import NAN_POLICIES, ImageData, check_pixels
-from deepimagej.layout import Layout, UserOrder, check_axes_string, guess_axes, is_lazy
+from deepimagej.layout import Layout, UserOrder, guess_axes, is_lazy
 
 ProgressCallback = blocks.ProgressCallback
 
@@ -149,7 +150,7 @@ def _image_data(
             )
     ndim = len(array.shape)
     given = axes or known
-    user_axes = check_axes_string(given, ndim) if given else guess_axes(array.shape, spec, tensor)
+    user_axes = image_axes(given, ndim) if given else guess_axes(array.shape, spec, tensor)
     check_input(spec, tuple(array.shape), user_axes, tensor)
     if is_lazy(array):
         return dataclasses.replace(data, array=array, axes=user_axes, metadata={**data.metadata, "nan": nan})

@@ -34,6 +34,7 @@ import numpy as np
 
 from deepimagej.errors import DeepImageJError, InputImageError, OutputError
 from deepimagej.memory import parse_size
+from deepimagej.outputs import replace_path
 
 __all__ = [
     "LazyImage",
@@ -406,7 +407,7 @@ class OutputStore:
                 raise OutputError(f"{self.path}: a TIFF holds one output; give one .tif per output")
             final = self.work / "image.tif"
             _write_tiff(final, next(iter(self.entries.values())))
-        _replace(final, self.path)
+        replace_path(final, self.path)
         if final is not self.work:
             shutil.rmtree(self.work, ignore_errors=True)
         self._committed = True
@@ -542,17 +543,3 @@ def _write_tiff(path: Path, entry: _Entry) -> None:
         bigtiff=nbytes > _BIGTIFF,
         photometric="minisblack",
     )
-
-
-def _replace(source: Path, target: Path) -> None:
-    """Move a finished store (folder or file) onto ``target``, replacing an older one."""
-    if target.exists() or target.is_symlink():
-        trash = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.replace(target, trash)
-        os.replace(source, target)
-        if trash.is_dir() and not trash.is_symlink():
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            trash.unlink(missing_ok=True)
-    else:
-        os.replace(source, target)

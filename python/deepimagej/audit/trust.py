@@ -15,13 +15,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from deepimagej.bundle import is_descriptor_name
 from deepimagej.bundle.spec import ModelSpec
-from deepimagej.bundle.validate import sha256_of
+from deepimagej.checksums import sha256_of
 from deepimagej.outputs import write_text_atomic
 from deepimagej.paths import config_dir
-
-#: Descriptor names hashed with the bundle (every descriptor of the folder may be read).
-_DESCRIPTORS = ("rdf.yaml", "bioimageio.yaml", "model.yaml", "config.xml")
 
 
 def content_hash(spec: ModelSpec) -> str:
@@ -31,14 +29,9 @@ def content_hash(spec: ModelSpec) -> str:
     combined with their path relative to the bundle folder, in sorted order.
     """
     root = spec.root
+    # every descriptor of the folder, not only the chosen one: the other may be read (merged)
     files: set[Path] = (
-        {
-            p
-            for p in root.iterdir()
-            if p.is_file() and (p.name in _DESCRIPTORS or p.name.endswith(".bioimageio.yaml"))
-        }
-        if root.is_dir()
-        else set()
+        {p for p in root.iterdir() if p.is_file() and is_descriptor_name(p.name)} if root.is_dir() else set()
     )
     files.add(spec.source)
     for weights in spec.weights.values():

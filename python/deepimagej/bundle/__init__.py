@@ -38,13 +38,23 @@ __all__ = [
     "TensorSpec",
     "WeightsSpec",
     "find_descriptors",
+    "is_bundle_folder",
+    "is_descriptor_name",
     "load_bundle",
     "read_descriptor",
 ]
 
-#: bioimage.io descriptor names looked for in a bundle folder, in order of preference.
-RDF_NAMES = ("rdf.yaml", "bioimageio.yaml", "model.yaml")
+#: The bioimage.io descriptor deepimagej writes.
+RDF_NAME = "rdf.yaml"
+#: bioimage.io descriptor names looked for in a bundle folder, in order of preference
+#: (``NAME.bioimageio.yaml``, :data:`RDF_SUFFIX`, comes after the first two).
+RDF_NAMES = (RDF_NAME, "bioimageio.yaml", "model.yaml")
+#: A bioimage.io descriptor may be called ``NAME.bioimageio.yaml`` (bioimage.io packages).
+RDF_SUFFIX = ".bioimageio.yaml"
+#: The DeepImageJ 1.x descriptor.
 CONFIG_NAME = "config.xml"
+#: Every fixed descriptor name (see also :data:`RDF_SUFFIX`).
+DESCRIPTOR_NAMES = (*RDF_NAMES, CONFIG_NAME)
 
 Prefer = Literal["bioimageio", "deepimagej"]
 
@@ -81,9 +91,7 @@ def load_bundle(path: str | Path, prefer: Prefer | None = None) -> ModelSpec:
     if path.is_dir():
         rdfs, config = find_descriptors(path)
         if not rdfs and config is None:
-            raise BundleError(
-                f"{path}: no model descriptor found (expected rdf.yaml, bioimageio.yaml, model.yaml or config.xml)"
-            )
+            raise BundleError(f"{path}: no model descriptor found (expected {_expected()})")
         if config is not None and (prefer == "deepimagej" or not rdfs):
             primary, secondary = config, (rdfs[0] if rdfs else None)
         else:
@@ -115,11 +123,26 @@ def find_descriptors(folder: Path) -> tuple[list[Path], Path | None]:
     """The bioimage.io descriptors (preferred first) and the ``config.xml`` of ``folder``."""
     folder = Path(folder)
     rdfs = [folder / n for n in RDF_NAMES[:2] if (folder / n).is_file()]
-    rdfs += sorted(p for p in folder.glob("*.bioimageio.yaml") if p.is_file() and p not in rdfs)
+    rdfs += sorted(p for p in folder.glob(f"*{RDF_SUFFIX}") if p.is_file() and p not in rdfs)
     if (folder / RDF_NAMES[2]).is_file():
         rdfs.append(folder / RDF_NAMES[2])
     config = folder / CONFIG_NAME
     return rdfs, (config if config.is_file() else None)
+
+
+def is_descriptor_name(name: str) -> bool:
+    """Whether a file called ``name`` is a model descriptor deepimagej looks for in a bundle folder."""
+    return name in DESCRIPTOR_NAMES or name.endswith(RDF_SUFFIX)
+
+
+def is_bundle_folder(folder: Path) -> bool:
+    """Whether ``folder`` holds a model descriptor (it may still be broken: :func:`load_bundle` tells)."""
+    rdfs, config = find_descriptors(folder) if Path(folder).is_dir() else ([], None)
+    return bool(rdfs) or config is not None
+
+
+def _expected() -> str:
+    return ", ".join(DESCRIPTOR_NAMES[:-1]) + f" or {DESCRIPTOR_NAMES[-1]}"
 
 
 def _is_config(path: Path) -> bool:

@@ -17,7 +17,7 @@ import reprlib
 from pathlib import Path
 from typing import Any
 
-from deepimagej.errors import BundleError
+from deepimagej.errors import BundleError, InputImageError
 
 #: bioimage.io axis letters deepimagej knows.
 AXIS_LETTERS = "bitczyx"
@@ -136,6 +136,33 @@ def normalize_axes(axes: Any, *, source: Path | str = "rdf.yaml", field: str = "
         raise field_error(source, field, expected, axes)
     _check_unique(letters, source, field, axes)
     return letters
+
+
+def image_axes(axes: Any, ndim: int, *, letters: str = "btczyx") -> str:
+    """Check the axes a user gives for an image (``"yx"``, ``"Z,Y,X"``, ``"nyxc"``) and return its letters.
+
+    The one check of user-given image axes (Python API, CLI, ImageJ macros): case, commas and
+    spaces do not matter, DeepImageJ's ``n`` (batch) is ``b``; the letters must be distinct,
+    among ``letters``, one per dimension of the image, and include ``y`` and ``x``.
+
+    Args:
+        axes: the axes as given.
+        ndim: the image's number of dimensions.
+        letters: the axis letters allowed (ImageJ images: ``tczyx``).
+
+    Raises:
+        InputImageError: one line saying what is wrong.
+    """
+    if not isinstance(axes, str):
+        raise InputImageError(f"image axes must be a string such as 'yx' or 'zyxc', got {axes!r}")
+    found = "".join({"n": "b"}.get(a, a) for a in axes.lower() if a not in ", ")
+    if len(found) != ndim:
+        raise InputImageError(f"axes '{axes}' name {len(found)} dimension(s) but the image has {ndim}")
+    if len(set(found)) != len(found) or not set(found) <= set(letters):
+        raise InputImageError(f"axes '{axes}' must be distinct letters among {', '.join(letters)}")
+    if "y" not in found or "x" not in found:
+        raise InputImageError(f"axes '{axes}' must include y and x")
+    return found
 
 
 def axis_id_letter(axis_id: Any) -> str:

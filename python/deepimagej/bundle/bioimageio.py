@@ -29,8 +29,13 @@ from typing import Any, Literal, overload
 import yaml
 
 from deepimagej.bundle.axes import axis_id_letter, field_error, normalize_axes, one_line
-from deepimagej.bundle.deepimagej_config import SIGNATURE_ALIASES, TAG_ALIASES
 from deepimagej.bundle.files import local_path
+from deepimagej.bundle.formats import (
+    VERSION_FIELDS,
+    descriptor_weight_format,
+    tensorflow_signature,
+    tensorflow_tag,
+)
 from deepimagej.bundle.spec import (
     BORDER_MODES,
     DATA_TYPES,
@@ -46,13 +51,6 @@ from deepimagej.bundle.spec import (
 )
 from deepimagej.errors import BundleError
 
-#: 0.3 / legacy weight format names -> current names.
-WEIGHT_FORMAT_ALIASES = {
-    "pytorch_script": "torchscript",
-    "tensorflow_saved_model": "tensorflow_saved_model_bundle",
-    "keras": "keras_hdf5",
-    "pytorch": "pytorch_state_dict",
-}
 #: Spec strings of ``config.deepimagej.prediction`` entries that run an ImageJ macro file.
 MACRO_SPECS = ("ij.IJ::runMacroFile", "deepimagej.runMacro")
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
@@ -73,7 +71,7 @@ NUMERIC_KWARGS = (
 MAX_DESCRIPTOR_BYTES = 4 * 2**20
 MAX_DEPTH = 64
 MAX_NODES = 100_000
-_VERSION_FIELDS = ("tensorflow_version", "pytorch_version", "opset_version")
+_VERSION_FIELDS = tuple(dict.fromkeys(VERSION_FIELDS.values()))
 
 
 def read_rdf(path: Path) -> ModelSpec:
@@ -734,7 +732,7 @@ class _Reader:
             source, local = self._source(entry.get("source"), f"{field}.source")
             if local is not None and local.name == "saved_model.pb":  # legacy: the SavedModel folder
                 local = local.parent
-            name = WEIGHT_FORMAT_ALIASES.get(str(fmt), str(fmt))
+            name = descriptor_weight_format(str(fmt), source=self.path)
             is_tf = name == "tensorflow_saved_model_bundle"
             sha = None if self.version == "legacy" else self._sha256(entry.get("sha256"), f"{field}.sha256")
             version = next((str(entry[k]) for k in _VERSION_FIELDS if entry.get(k) is not None), None)
@@ -807,8 +805,8 @@ class _Reader:
             or keys.get("tensorflow_signature_def")
             or keys.get("signature_definition")
         )
-        tag = TAG_ALIASES.get(str(tag), str(tag)) if tag else None
-        sig = SIGNATURE_ALIASES.get(str(sig), str(sig)) if sig else None
+        tag = tensorflow_tag(str(tag)) if tag else None
+        sig = tensorflow_signature(str(sig)) if sig else None
         return tag, sig
 
     def _data_type(self, value: Any, field: str) -> str:

@@ -31,25 +31,16 @@ import defusedxml.ElementTree as DET
 
 from deepimagej.bundle.axes import deepimagej_axes, field_error, one_line
 from deepimagej.bundle.files import local_path
+from deepimagej.bundle.formats import SAVED_MODEL_ZIP, tensorflow_signature, tensorflow_tag
 from deepimagej.bundle.spec import AxisSpec, DeepImageJTiling, ModelSpec, TensorSpec, WeightsSpec
 from deepimagej.errors import BundleError
 
-#: DeepImageJ writes TensorFlow's Java constant names; TensorFlow itself wants the values.
-TAG_ALIASES = {
-    "tf.saved_model.tag_constants.SERVING": "serve",
-    "SERVING": "serve",
-}
-SIGNATURE_ALIASES = {
-    "tf.saved_model.signature_constants.DEFAULT_SERVING_SIGNATURE_DEF_KEY": "serving_default",
-    "DEFAULT_SERVING_SIGNATURE_DEF_KEY": "serving_default",
-}
 #: Values that mean "nothing" in DeepImageJ configs.
 _NULLS = {"", "null", "none", "n/a", "no preprocessing", "no postprocessing"}
 
 _MC = "ModelCharacteristics"
 _MI = "ModelInformation"
 _MT = "ModelTest"
-SAVED_MODEL_ZIP = "tensorflow_saved_model_bundle.zip"
 #: A config.xml is a few KB; larger files are refused before parsing.
 MAX_CONFIG_BYTES = 4 * 2**20
 MAX_CONFIG_DEPTH = 64
@@ -378,8 +369,8 @@ def _read_weights(
             format="tensorflow_saved_model_bundle",
             source=source,
             path=wpath,
-            tag=TAG_ALIASES.get(tag, tag) if tag else "serve",
-            signature=SIGNATURE_ALIASES.get(signature, signature) if signature else "serving_default",
+            tag=tensorflow_tag(tag),
+            signature=tensorflow_signature(signature),
             input_names=tuple(t.name for t in inputs),
             output_names=tuple(t.name for t in outputs),
         )

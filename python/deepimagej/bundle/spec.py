@@ -13,27 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from deepimagej.bundle.formats import RUNNABLE_WEIGHT_FORMATS
+
 AxisName = Literal["b", "c", "z", "y", "x", "t", "i"]
 SPATIAL_AXES = ("z", "y", "x")
 
-#: Weight formats known to deepimagej, in the order tried when the caller names none.
-WEIGHT_FORMATS = (
-    "tensorflow_saved_model_bundle",
-    "keras_hdf5",
-    "onnx",
-    "torchscript",
-    "pytorch_state_dict",
-    "tensorflow_js",
-)
-#: Formats deepimagej can execute (``pytorch_state_dict`` only for a bundle whose code the user
-#: trusts: it imports the architecture's Python source from the bundle).
-RUNNABLE_WEIGHT_FORMATS = (
-    "tensorflow_saved_model_bundle",
-    "keras_hdf5",
-    "onnx",
-    "torchscript",
-    "pytorch_state_dict",
-)
 #: Tensor data types of bioimage.io descriptors (``data_type`` in 0.4, ``data.type`` in 0.5).
 DATA_TYPES = (
     "float32",
@@ -177,7 +161,7 @@ class WeightsSpec:
     """One weights entry of the bundle.
 
     Attributes:
-        format: one of :data:`WEIGHT_FORMATS`.
+        format: one of :data:`~deepimagej.bundle.formats.WEIGHT_FORMATS`.
         source: the source as written in the descriptor (relative path or URL).
         path: the resolved local path, or ``None`` for a remote source (not fetched).
         sha256: expected checksum, if the descriptor gives one.

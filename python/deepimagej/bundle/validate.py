@@ -8,49 +8,17 @@ subclasses that say what to do.
 
 from __future__ import annotations
 
-import hashlib
 import warnings
-from functools import lru_cache
 from pathlib import Path
 
-from deepimagej.bundle.spec import RUNNABLE_WEIGHT_FORMATS, AxisSpec, ModelSpec, TensorSpec, WeightsSpec
+from deepimagej.bundle.axes import image_axes
+from deepimagej.bundle.formats import RUNNABLE_WEIGHT_FORMATS, normalize_format
+from deepimagej.bundle.spec import AxisSpec, ModelSpec, TensorSpec, WeightsSpec
+from deepimagej.checksums import sha256_of
 from deepimagej.errors import BundleError, DeepImageJWarning, InputImageError
 
-#: Short names users type for weight formats.
-FORMAT_ALIASES = {
-    "tensorflow": "tensorflow_saved_model_bundle",
-    "tf": "tensorflow_saved_model_bundle",
-    "saved_model": "tensorflow_saved_model_bundle",
-    "keras": "keras_hdf5",
-    "h5": "keras_hdf5",
-    "pytorch_script": "torchscript",
-    "pytorch": "torchscript",
-    "torch": "torchscript",
-}
 #: Axes an image may have although the model lacks them: they are looped over like a batch.
 BATCH_LIKE_AXES = "btz"
-
-
-def sha256_of(path: Path) -> str:
-    """SHA-256 of a file, streamed in 1 MiB blocks (cached per path, size and mtime)."""
-    path = Path(path)
-    stat = path.stat()
-    return _sha256_cached(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-
-
-@lru_cache(maxsize=64)
-def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def normalize_format(weights_format: str) -> str:
-    """``"tensorflow"`` -> ``"tensorflow_saved_model_bundle"``, ``"keras"`` -> ``"keras_hdf5"``..."""
-    key = weights_format.strip().lower()
-    return FORMAT_ALIASES.get(key, key)
 
 
 # --------------------------------------------------------------------------- bundle
@@ -191,7 +159,7 @@ def check_input(spec: ModelSpec, shape: tuple[int, ...], axes: str, tensor: Tens
 
 
 def _check_input(spec: ModelSpec, tensor: TensorSpec, shape: tuple[int, ...], axes: str) -> None:
-    axes = _normalize_image_axes(axes, shape)
+    axes = image_axes(axes, len(shape))
     sizes = dict(zip(axes, (int(s) for s in shape)))
     for a, n in sizes.items():
         if n < 1:
@@ -231,19 +199,6 @@ def allows_tiling(spec: ModelSpec) -> bool:
     if spec.deepimagej_tiling is not None and not spec.deepimagej_tiling.allow_tiling:
         return False
     return bool(spec.extra.get("allow_tiling", True))
-
-
-def _normalize_image_axes(axes: str, shape: tuple[int, ...]) -> str:
-    if not isinstance(axes, str):
-        raise InputImageError(f"image axes must be a string such as 'yx' or 'zyxc', got {axes!r}")
-    letters = "".join({"n": "b"}.get(a, a) for a in axes.lower() if a not in ", ")
-    if len(letters) != len(shape):
-        raise InputImageError(
-            f"image axes '{axes}' name {len(letters)} dimension(s) but the image has {len(shape)}"
-        )
-    if len(set(letters)) != len(letters) or not set(letters) <= set("btczyx"):
-        raise InputImageError(f"image axes '{axes}' must be distinct letters among b, t, c, z, y, x")
-    return letters
 
 
 def _check_extra_axes(tensor: TensorSpec, sizes: dict[str, int]) -> None:

@@ -19,31 +19,23 @@ from typing import Any
 import yaml
 
 from deepimagej.bundle.axes import to_deepimagej_axes
+from deepimagej.bundle.formats import (
+    TF_DEFAULT_SIGNATURE,
+    TF_DEFAULT_TAG,
+    TF_SIGNATURE_CONSTANT,
+    TF_TAG_CONSTANT,
+    VERSION_FIELDS,
+)
 from deepimagej.bundle.spec import OWN_CONFIG_KEY, DeepImageJTiling, ModelSpec, TensorSpec, WeightsSpec
-from deepimagej.bundle.validate import sha256_of
+from deepimagej.checksums import sha256_of
 from deepimagej.errors import BundleError
 from deepimagej.outputs import write_text_atomic
 
 RDF_FORMAT_VERSION = "0.4.10"
-TF_TAG_CONSTANT = "tf.saved_model.tag_constants.SERVING"
-TF_SIGNATURE_CONSTANT = "tf.saved_model.signature_constants.DEFAULT_SERVING_SIGNATURE_DEF_KEY"
 MACRO_SPEC = "ij.IJ::runMacroFile"
-_VERSION_KEY = {
-    "tensorflow_saved_model_bundle": "tensorflow_version",
-    "keras_hdf5": "tensorflow_version",
-    "tensorflow_js": "tensorflow_version",
-    "onnx": "opset_version",
-    "torchscript": "pytorch_version",
-    "pytorch_state_dict": "pytorch_version",
-}
 
 
 # --------------------------------------------------------------------------- common
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary sibling and :func:`os.replace`."""
-    write_text_atomic(path, text)
 
 
 def _relative(path: Path, folder: Path) -> str:
@@ -118,10 +110,10 @@ def write_config_xml(spec: ModelSpec, path: Path) -> None:
     _sub(test, "Runtime", spec.runtime)
     _sub(test, "PixelSize", spec.pixel_size)
     mc = ET.SubElement(model, "ModelCharacteristics")
-    tag = tf.tag if tf and tf.tag else "serve"
-    signature = tf.signature if tf and tf.signature else "serving_default"
-    _sub(mc, "ModelTag", TF_TAG_CONSTANT if tag == "serve" else tag)
-    _sub(mc, "SignatureDefinition", TF_SIGNATURE_CONSTANT if signature == "serving_default" else signature)
+    tag = tf.tag if tf and tf.tag else TF_DEFAULT_TAG
+    signature = tf.signature if tf and tf.signature else TF_DEFAULT_SIGNATURE
+    _sub(mc, "ModelTag", TF_TAG_CONSTANT if tag == TF_DEFAULT_TAG else tag)
+    _sub(mc, "SignatureDefinition", TF_SIGNATURE_CONSTANT if signature == TF_DEFAULT_SIGNATURE else signature)
     _sub(mc, "InputTensorDimensions", _tensor_dimensions(tensor))
     _sub(mc, "NumberOfInputs", str(len(spec.inputs)))
     for i, t in enumerate(spec.inputs):
@@ -156,7 +148,7 @@ def write_config_xml(spec: ModelSpec, path: Path) -> None:
         + ET.tostring(model, encoding="unicode")
         + "\n"
     )
-    write_atomic(path, text)
+    write_text_atomic(path, text)
 
 
 def _sub(parent: ET.Element, tag: str, text: Any) -> None:
@@ -229,7 +221,7 @@ def write_rdf_yaml(spec: ModelSpec, path: Path) -> None:
     if own:
         data["config"][OWN_CONFIG_KEY] = own
     text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=None, width=120)
-    write_atomic(path, text)
+    write_text_atomic(path, text)
 
 
 def _number(value: float) -> int | float:
@@ -309,11 +301,11 @@ def _weights_yaml(weights: WeightsSpec, folder: Path) -> dict[str, Any]:
         sha = sha256_of(weights.path)
     if sha:
         out["sha256"] = sha
-    if weights.version and weights.format in _VERSION_KEY:
+    if weights.version and weights.format in VERSION_FIELDS:
         version: Any = weights.version
         if weights.format == "onnx" and str(version).isdigit():
             version = int(version)
-        out[_VERSION_KEY[weights.format]] = version
+        out[VERSION_FIELDS[weights.format]] = version
     return out
 
 
@@ -326,11 +318,11 @@ def _deepimagej_block(spec: ModelSpec, folder: Path) -> dict[str, Any]:
         else bool(spec.extra.get("allow_tiling", True)),
     }
     if tf is not None:
-        tag = tf.tag or "serve"
-        sig = tf.signature or "serving_default"
+        tag = tf.tag or TF_DEFAULT_TAG
+        sig = tf.signature or TF_DEFAULT_SIGNATURE
         block["model_keys"] = {
-            "tensorflow_model_tag": TF_TAG_CONSTANT if tag == "serve" else tag,
-            "tensorflow_siganture_def": TF_SIGNATURE_CONSTANT if sig == "serving_default" else sig,
+            "tensorflow_model_tag": TF_TAG_CONSTANT if tag == TF_DEFAULT_TAG else tag,
+            "tensorflow_siganture_def": TF_SIGNATURE_CONSTANT if sig == TF_DEFAULT_SIGNATURE else sig,
         }
     info: dict[str, Any] = {}
     test_in: dict[str, Any] = {}

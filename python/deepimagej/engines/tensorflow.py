@@ -18,16 +18,11 @@ from typing import Any
 import numpy as np
 
 from deepimagej.archive import extract_zip
+from deepimagej.bundle.formats import tensorflow_signature, tensorflow_tag
 from deepimagej.bundle.spec import WeightsSpec
 from deepimagej.engines.base import Engine, thread_count
 from deepimagej.errors import EngineError, first_line
 from deepimagej.paths import cache_dir
-
-#: DeepImageJ 1.x configs spell tags and signature keys as Java constants.
-_TAG_ALIASES = {"tf.saved_model.tag_constants.SERVING": "serve", "serving": "serve"}
-_SIGNATURE_ALIASES = {
-    "tf.saved_model.signature_constants.DEFAULT_SERVING_SIGNATURE_DEF_KEY": "serving_default",
-}
 
 
 def quiet_tensorflow() -> None:
@@ -110,14 +105,14 @@ class SavedModelEngine(Engine):
         import tensorflow as tf
 
         folder = saved_model_dir(self.path)
-        tag = _TAG_ALIASES.get(weights.tag or "serve", weights.tag or "serve")
+        tag = tensorflow_tag(weights.tag)
         try:
             self._loaded = tf.saved_model.load(str(folder), tags=[tag])
         except Exception as exc:  # noqa: BLE001 - TF raises many kinds; the user needs one line
             raise EngineError(
                 f"{folder}: cannot load SavedModel with tag '{tag}' ({first_line(exc)})"
             ) from None
-        key = _SIGNATURE_ALIASES.get(weights.signature or "", weights.signature) or "serving_default"
+        key = tensorflow_signature(weights.signature)
         signatures = dict(self._loaded.signatures)
         if key not in signatures and len(signatures) == 1:
             key = next(iter(signatures))

@@ -15,23 +15,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from deepimagej.bundle.axes import image_axes
 from deepimagej.errors import InputImageError
 
 IJ_ORDER = "tzcyx"  # numpy order of a stack laid out the way ImageJ stores planes (c fastest)
 DEFAULT_AXES = {2: "yx", 3: "zyx", 4: "czyx", 5: "tczyx"}
 SIGNED16_OFFSET = 32768
-
-
-def normalize_axes(axes: str, ndim: int) -> str:
-    """Lower-case axis letters, check them against the array's number of dimensions."""
-    axes = axes.lower().replace(",", "").replace(" ", "")
-    if len(axes) != ndim:
-        raise InputImageError(f"axes '{axes}' name {len(axes)} dimensions but the image has {ndim}")
-    if len(set(axes)) != len(axes) or not set(axes) <= set("tczyx") or not {"y", "x"} <= set(axes):
-        raise InputImageError(
-            f"axes '{axes}' must be distinct letters among t, c, z, y, x and include y and x"
-        )
-    return axes
 
 
 def pixel_type(dtype: np.dtype) -> np.dtype:
@@ -109,7 +98,7 @@ def layout_of(image: np.ndarray, axes: str | None = None, rgb: bool = False) -> 
     """
     if image.ndim not in DEFAULT_AXES:
         raise InputImageError(f"ImageJ images have 2 to 5 dimensions; got shape {image.shape}")
-    axes = normalize_axes(axes or DEFAULT_AXES[image.ndim], image.ndim)
+    axes = image_axes(axes or DEFAULT_AXES[image.ndim], image.ndim, letters="tczyx")
     if rgb and (image.dtype != np.uint8 or "c" not in axes or image.shape[axes.index("c")] != 3):
         raise InputImageError("an RGB image needs uint8 pixels and a channel axis 'c' of size 3")
     n_t, n_z, n_c, height, width = _ij_view(image, axes).shape
@@ -135,7 +124,7 @@ def to_planes(
     """
     image = np.asarray(image)
     layout = layout_of(image, axes, rgb)
-    axes = normalize_axes(axes or DEFAULT_AXES[image.ndim], image.ndim)
+    axes = image_axes(axes or DEFAULT_AXES[image.ndim], image.ndim, letters="tczyx")
     big_ints = (
         image.dtype.kind in "iu"
         and image.dtype not in (np.uint8, np.uint16, np.int16)

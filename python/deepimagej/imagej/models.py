@@ -12,16 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deepimagej import paths
+from deepimagej.bundle import is_bundle_folder
 from deepimagej.errors import BundleError, DeepImageJError
 from deepimagej.paths import models_folders
-
-DESCRIPTORS = ("rdf.yaml", "bioimageio.yaml", "config.xml", "model.yaml")
-
-
-def _is_bundle(folder: Path) -> bool:
-    return folder.is_dir() and (
-        any((folder / d).is_file() for d in DESCRIPTORS) or any(folder.glob("*.bioimageio.yaml"))
-    )
 
 
 def _key(name: str) -> str:
@@ -47,7 +40,7 @@ def installed_models() -> list[InstalledModel]:
 
     found: list[InstalledModel] = []
     for folder in models_folders():
-        for sub in sorted(p for p in folder.iterdir() if _is_bundle(p)):
+        for sub in sorted(p for p in folder.iterdir() if is_bundle_folder(p)):
             try:
                 found.append(InstalledModel(sub, load_bundle(sub)))
             except DeepImageJError as exc:
@@ -70,7 +63,7 @@ def find_model(model: str | Path):
     key = _key(text)
     for folder in models_folders():
         cand = folder / text
-        if text and _is_bundle(cand):
+        if text and is_bundle_folder(cand):
             return load_bundle(cand)
     for m in installed_models():
         if m.spec is not None and key in (_key(m.folder.name), _key(m.name)):
@@ -125,7 +118,7 @@ def install_model(source: str | Path, models_folder: str | Path | None = None, *
             shutil.copytree(source, bundle)
         else:
             bundle = _unzip_bundle(source, staging)
-        if not _is_bundle(bundle):
+        if not is_bundle_folder(bundle):
             raise BundleError(
                 f"{source}: no rdf.yaml, bioimageio.yaml or config.xml in it; not a model bundle"
             )

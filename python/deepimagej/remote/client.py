@@ -20,7 +20,6 @@ after the client was killed in the middle of a job.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import secrets
@@ -32,7 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deepimagej.checksums import sha256_of
 from deepimagej.errors import ConnectionLost, RemoteError
+from deepimagej.outputs import atomic_file, make_folder
 from deepimagej.remote import protocol as P
 from deepimagej.remote.ssh import Connection, connect
 from deepimagej.remote.store import DEFAULT_TIMEOUT_S, Host, Job, Store, client_alive, parse_address
@@ -265,11 +266,7 @@ def _sha256(store: Store, path: Path) -> tuple[str, int]:
     st = path.stat()
     digest = store.cached_sha256(path.resolve(), st.st_size, st.st_mtime_ns)
     if digest is None:
-        h = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-        digest = h.hexdigest()
+        digest = sha256_of(path)
         store.remember_sha256(path.resolve(), st.st_size, st.st_mtime_ns, digest)
     return digest, st.st_size
 
@@ -581,19 +578,16 @@ def _fetch(store: Store, conn: Connection, job: Job, to: Path | None, echo: Echo
             raise RemoteError(
                 f"job {job.id}: the server has no result '{item['name']}' (see deepimagej jobs log {job.id})"
             )
-        target.parent.mkdir(parents=True, exist_ok=True)
-        part = target.parent / f".{target.name}.part-{job.remote_id}"
-        try:
-            if item["type"] == "file":
-                conn.download(remote, part)
-                os.replace(part, target)
-            else:
+        if item["type"] == "file":
+            with atomic_file(target) as tmp:
+                conn.download(remote, tmp)
+        else:
+            make_folder(target.parent)
+            part = target.parent / f".{target.name}.part-{job.remote_id}"
+            try:
                 _fetch_folder(conn, remote, item["files"], part, target)
-        finally:
-            if part.is_dir():
+            finally:
                 shutil.rmtree(part, ignore_errors=True)
-            else:
-                part.unlink(missing_ok=True)
         written.append(target)
         echo(f"result: {target}")
     store.update_job(job.id, fetched=time.time())

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import importlib.metadata
 import importlib.util
 import json
@@ -27,8 +26,9 @@ from typing import Any
 
 import psutil
 
-from deepimagej.bundle.writer import write_atomic
+from deepimagej.checksums import sha256_of
 from deepimagej.errors import RemoteError
+from deepimagej.outputs import write_text_atomic
 from deepimagej.remote import protocol as P
 
 #: engines whose presence the server reports, with the extra that installs each
@@ -87,7 +87,7 @@ def read_status(folder: Path) -> dict[str, Any]:
 def write_status(folder: Path, status: dict[str, Any]) -> dict[str, Any]:
     """Replace ``status.json`` atomically (call with :func:`job_lock` held)."""
     status["updated"] = time.time()
-    write_atomic(folder / P.STATUS_FILE, json.dumps(status, indent=1))
+    write_text_atomic(folder / P.STATUS_FILE, json.dumps(status, indent=1))
     return status
 
 
@@ -257,14 +257,6 @@ def have(workdir: Workdir, blobs: list[list[Any]]) -> dict[str, Any]:
     }
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _commit_blob(workdir: Workdir, digest: str) -> Path:
     """The verified blob ``digest``: an upload in ``incoming/`` is hashed and moved into ``blobs/``."""
     blob = workdir.root / P.BLOBS / digest
@@ -275,7 +267,7 @@ def _commit_blob(workdir: Workdir, digest: str) -> Path:
         raise RemoteError(
             f"the server misses the upload {digest[:12]}; run the job again (it uploads what is missing)"
         )
-    if _sha256_file(incoming) != digest:
+    if sha256_of(incoming, cached=False) != digest:
         incoming.unlink()
         raise RemoteError(f"the upload {digest[:12]} arrived damaged and was deleted; run the job again")
     os.chmod(incoming, 0o444)  # the content of a blob never changes
@@ -312,10 +304,10 @@ def submit(workdir: Workdir, spec: dict[str, Any]) -> dict[str, Any]:
         for j, out in enumerate(spec["outputs"]):
             (staging / P.OUTPUTS / str(j) / (out["name"] if out.get("dir") else "")).mkdir(parents=True)
         (staging / P.WORK).mkdir(parents=True)
-        write_atomic(staging / P.JOB_FILE, json.dumps(spec, indent=1))
+        write_text_atomic(staging / P.JOB_FILE, json.dumps(spec, indent=1))
         (staging / P.LOG_FILE).touch()
         now = time.time()
-        write_atomic(
+        write_text_atomic(
             staging / P.STATUS_FILE,
             json.dumps(
                 {

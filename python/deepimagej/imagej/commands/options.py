@@ -4,18 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from deepimagej.bundle.formats import WEIGHT_FORMATS, normalize_format
 from deepimagej.errors import InputImageError
 
-#: DeepImageJ "format=" names -> deepimagej weight formats
-FORMATS = {
-    "tensorflow": "tensorflow_saved_model_bundle",
-    "tensorflow_saved_model_bundle": "tensorflow_saved_model_bundle",
-    "keras": "keras_hdf5",
-    "keras_hdf5": "keras_hdf5",
-    "pytorch": "torchscript",
-    "torchscript": "torchscript",
-    "onnx": "onnx",
-}
 NO_PROCESSING = ("", "no preprocessing", "no postprocessing", "none", "no")
 #: what the Run dialog offers (and records): "default" picks the bundle's first runnable weights
 FORMAT_CHOICES = ("default", "Tensorflow", "Keras", "ONNX", "Pytorch")
@@ -111,8 +102,8 @@ class RunOptions:
         fmt = low.get("format")
         weights_format = None
         if fmt and fmt.strip().lower() != "default":
-            weights_format = FORMATS.get(fmt.strip().lower().replace(" ", "_"))
-            if weights_format is None:
+            weights_format = normalize_format(fmt)  # "Pytorch" is TorchScript, as in DeepImageJ
+            if weights_format not in WEIGHT_FORMATS:
                 raise InputImageError(f"unknown format={fmt}; use one of Tensorflow, Pytorch, ONNX, Keras")
         opts = cls(model=model.strip(), weights_format=weights_format)
         for stage in ("preprocessing", "postprocessing"):

@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import deepimagej
-from deepimagej.bundle.writer import write_atomic
 from deepimagej.errors import ImageJError
 from deepimagej.imagej import jvm, shim
 from deepimagej.imagej.plugin.protocol import PROTOCOL
+from deepimagej.outputs import write_text_atomic
 
 JAVA_DIR = Path(__file__).with_name("java")
 PLUGINS_CONFIG = JAVA_DIR / "plugins.config"
@@ -137,7 +137,7 @@ def install_plugin(imagej: str | Path, *, ij_jar: Path | None = None) -> Install
             "command": worker_command(),
             "env": {"PYTHONPATH": str(PACKAGE_ROOT)},
         }
-        write_atomic(plugins / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
+        write_text_atomic(plugins / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise ImageJError(f"cannot install into {plugins}: {exc.strerror or exc}") from None
