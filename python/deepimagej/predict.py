@@ -150,7 +150,7 @@ def _image_data(
             )
     ndim = len(array.shape)
     given = axes or known
-    user_axes = image_axes(given, ndim) if given else guess_axes(array.shape, spec, tensor)
+    user_axes = image_axes(given, ndim, required="yx") if given else guess_axes(array.shape, spec, tensor)
     check_input(spec, tuple(array.shape), user_axes, tensor)
     if is_lazy(array):
         return dataclasses.replace(data, array=array, axes=user_axes, metadata={**data.metadata, "nan": nan})

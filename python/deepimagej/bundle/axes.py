@@ -138,17 +138,19 @@ def normalize_axes(axes: Any, *, source: Path | str = "rdf.yaml", field: str = "
     return letters
 
 
-def image_axes(axes: Any, ndim: int, *, letters: str = "btczyx") -> str:
+def image_axes(axes: Any, ndim: int, *, letters: str = "btczyx", required: str = "") -> str:
     """Check the axes a user gives for an image (``"yx"``, ``"Z,Y,X"``, ``"nyxc"``) and return its letters.
 
     The one check of user-given image axes (Python API, CLI, ImageJ macros): case, commas and
     spaces do not matter, DeepImageJ's ``n`` (batch) is ``b``; the letters must be distinct,
-    among ``letters``, one per dimension of the image, and include ``y`` and ``x``.
+    among ``letters``, one per dimension of the image, and include ``required``.
 
     Args:
         axes: the axes as given.
         ndim: the image's number of dimensions.
         letters: the axis letters allowed (ImageJ images: ``tczyx``).
+        required: letters the image must have (``"yx"`` for an image; the model's own needs
+            are checked by :func:`deepimagej.bundle.validate.check_input`).
 
     Raises:
         InputImageError: one line saying what is wrong.
@@ -160,8 +162,8 @@ def image_axes(axes: Any, ndim: int, *, letters: str = "btczyx") -> str:
         raise InputImageError(f"axes '{axes}' name {len(found)} dimension(s) but the image has {ndim}")
     if len(set(found)) != len(found) or not set(found) <= set(letters):
         raise InputImageError(f"axes '{axes}' must be distinct letters among {', '.join(letters)}")
-    if "y" not in found or "x" not in found:
-        raise InputImageError(f"axes '{axes}' must include y and x")
+    if not set(required) <= set(found):
+        raise InputImageError(f"axes '{axes}' must include {' and '.join(required)}")
     return found
 
 

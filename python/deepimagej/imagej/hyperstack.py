@@ -98,7 +98,7 @@ def layout_of(image: np.ndarray, axes: str | None = None, rgb: bool = False) -> 
     """
     if image.ndim not in DEFAULT_AXES:
         raise InputImageError(f"ImageJ images have 2 to 5 dimensions; got shape {image.shape}")
-    axes = image_axes(axes or DEFAULT_AXES[image.ndim], image.ndim, letters="tczyx")
+    axes = image_axes(axes or DEFAULT_AXES[image.ndim], image.ndim, letters="tczyx", required="yx")
     if rgb and (image.dtype != np.uint8 or "c" not in axes or image.shape[axes.index("c")] != 3):
         raise InputImageError("an RGB image needs uint8 pixels and a channel axis 'c' of size 3")
     n_t, n_z, n_c, height, width = _ij_view(image, axes).shape
@@ -124,7 +124,7 @@ def to_planes(
     """
     image = np.asarray(image)
     layout = layout_of(image, axes, rgb)
-    axes = image_axes(axes or DEFAULT_AXES[image.ndim], image.ndim, letters="tczyx")
+    axes = image_axes(axes or DEFAULT_AXES[image.ndim], image.ndim, letters="tczyx", required="yx")
     big_ints = (
         image.dtype.kind in "iu"
         and image.dtype not in (np.uint8, np.uint16, np.int16)
