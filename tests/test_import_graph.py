@@ -19,6 +19,7 @@ BOTTOM = (
     "deepimagej.paths",
     "deepimagej.archive",
     "deepimagej.outputs",
+    "deepimagej.checksums",
     "deepimagej.layout",
     "deepimagej.bundle",
 )

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from deepimagej.bundle import CONFIG_NAME, RDF_NAME, load_bundle
-from deepimagej.bundle.formats import SAVED_MODEL_ZIP
+from deepimagej.bundle.formats import SAVED_MODEL_PB, SAVED_MODEL_ZIP
 from deepimagej.bundle.spec import (
     BORDER_MODES,
     AxisSpec,
@@ -59,7 +59,7 @@ def _load_model(model: Any):  # noqa: ANN401, ANN202 - keras.Model or SavedModel
         path = Path(model)
         if not path.exists():
             raise BundleError(f"{path}: weights file not found")
-        if path.is_dir() or path.name == "saved_model.pb":
+        if path.is_dir() or path.name == SAVED_MODEL_PB:
             return path if path.is_dir() else path.parent
         if path.suffix.lower() in {".h5", ".hdf5", ".keras"}:
             from deepimagej.engines.keras import load_keras_model

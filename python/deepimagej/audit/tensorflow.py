@@ -26,6 +26,7 @@ from pathlib import Path
 
 from deepimagej.archive import check_zip, read_member
 from deepimagej.audit.findings import Finding
+from deepimagej.bundle.formats import SAVED_MODEL_PB
 from deepimagej.errors import BundleError
 
 #: (category, pattern over op names): the first match classifies an op. Names are TensorFlow's
@@ -128,16 +129,16 @@ def _is_registered(registry, op: str) -> bool:
 def _graph_bytes(path: Path) -> bytes:
     if path.is_file() and path.suffix.lower() == ".zip":
         names = [
-            i.filename for i in check_zip(path) if i.filename.replace("\\", "/").endswith("saved_model.pb")
+            i.filename for i in check_zip(path) if i.filename.replace("\\", "/").endswith(SAVED_MODEL_PB)
         ]
         if not names:
             raise BundleError(
                 f"{path}: no saved_model.pb inside; the weights must be a zipped TensorFlow SavedModel"
             )
         return read_member(path, min(names, key=len), MAX_GRAPH_BYTES)
-    pb = path if path.name == "saved_model.pb" else path / "saved_model.pb"
+    pb = path if path.name == SAVED_MODEL_PB else path / SAVED_MODEL_PB
     if not pb.is_file() and path.is_dir():
-        found = sorted(path.rglob("saved_model.pb"), key=lambda p: len(p.parts))
+        found = sorted(path.rglob(SAVED_MODEL_PB), key=lambda p: len(p.parts))
         pb = found[0] if found else pb
     if not pb.is_file():
         raise BundleError(f"{path}: no saved_model.pb found; the weights must be a TensorFlow SavedModel")

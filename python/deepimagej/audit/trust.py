@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +40,7 @@ def content_hash(spec: ModelSpec) -> str:
             files.update(_files(weights.path))
     for macro in (*spec.preprocessing_macros, *spec.postprocessing_macros):
         files.update(_files(macro))
-    digest = hashlib.sha256()
-    for path in sorted(files, key=lambda p: relative_name(p, root)):
-        digest.update(f"{relative_name(path, root)}\0{sha256_of(path)}\n".encode())
-    return digest.hexdigest()
+    return _files_digest(files, root)
 
 
 def path_hash(path: Path) -> str:
@@ -50,9 +48,14 @@ def path_hash(path: Path) -> str:
     path = Path(path)
     if path.is_file():
         return sha256_of(path)
+    return _files_digest(_files(path), path)
+
+
+def _files_digest(files: Iterable[Path], root: Path) -> str:
+    """SHA-256 over each file's name relative to ``root`` and its own SHA-256, in name order."""
     digest = hashlib.sha256()
-    for item in sorted(_files(path), key=lambda p: relative_name(p, path)):
-        digest.update(f"{relative_name(item, path)}\0{sha256_of(item)}\n".encode())
+    for path in sorted(files, key=lambda p: relative_name(p, root)):
+        digest.update(f"{relative_name(path, root)}\0{sha256_of(path)}\n".encode())
     return digest.hexdigest()
 
 

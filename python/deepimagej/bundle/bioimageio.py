@@ -31,6 +31,7 @@ import yaml
 from deepimagej.bundle.axes import axis_id_letter, field_error, normalize_axes, one_line
 from deepimagej.bundle.files import local_path
 from deepimagej.bundle.formats import (
+    SAVED_MODEL_PB,
     VERSION_FIELDS,
     descriptor_weight_format,
     tensorflow_signature,
@@ -730,7 +731,7 @@ class _Reader:
             field = f"weights.{fmt}"
             entry = self._mapping(entry, field)
             source, local = self._source(entry.get("source"), f"{field}.source")
-            if local is not None and local.name == "saved_model.pb":  # legacy: the SavedModel folder
+            if local is not None and local.name == SAVED_MODEL_PB:  # legacy: the SavedModel folder
                 local = local.parent
             name = descriptor_weight_format(str(fmt), source=self.path)
             is_tf = name == "tensorflow_saved_model_bundle"

@@ -31,7 +31,7 @@ import defusedxml.ElementTree as DET
 
 from deepimagej.bundle.axes import deepimagej_axes, field_error, one_line
 from deepimagej.bundle.files import local_path
-from deepimagej.bundle.formats import SAVED_MODEL_ZIP, tensorflow_signature, tensorflow_tag
+from deepimagej.bundle.formats import SAVED_MODEL_PB, SAVED_MODEL_ZIP, tensorflow_signature, tensorflow_tag
 from deepimagej.bundle.spec import AxisSpec, DeepImageJTiling, ModelSpec, TensorSpec, WeightsSpec
 from deepimagej.errors import BundleError
 
@@ -360,7 +360,7 @@ def _read_weights(
 ) -> dict[str, WeightsSpec]:
     tag = info.text(f"{_MC}/ModelTag")
     signature = info.text(f"{_MC}/SignatureDefinition")
-    if (folder / "saved_model.pb").is_file() and not (folder / SAVED_MODEL_ZIP).exists():
+    if (folder / SAVED_MODEL_PB).is_file() and not (folder / SAVED_MODEL_ZIP).exists():
         source, wpath = "./", folder
     else:
         source, wpath = f"./{SAVED_MODEL_ZIP}", folder / SAVED_MODEL_ZIP

@@ -73,6 +73,8 @@ VERSION_FIELDS = {
 }
 #: The file a SavedModel folder is zipped into inside a bundle (DeepImageJ and bioimage.io).
 SAVED_MODEL_ZIP = "tensorflow_saved_model_bundle.zip"
+#: The graph file that makes a folder a TensorFlow SavedModel.
+SAVED_MODEL_PB = "saved_model.pb"
 
 #: The SavedModel tag and signature TensorFlow uses by default.
 TF_DEFAULT_TAG = "serve"

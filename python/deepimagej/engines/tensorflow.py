@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from deepimagej.archive import extract_zip
-from deepimagej.bundle.formats import tensorflow_signature, tensorflow_tag
+from deepimagej.bundle.formats import SAVED_MODEL_PB, tensorflow_signature, tensorflow_tag
 from deepimagej.bundle.spec import WeightsSpec
 from deepimagej.engines.base import Engine, thread_count
 from deepimagej.errors import EngineError, first_line
@@ -69,11 +69,11 @@ def saved_model_dir(path: Path) -> Path:
     path = Path(path)
     if path.is_file() and path.suffix == ".zip":
         path = _unpack_zip(path)
-    elif path.is_file() and path.name == "saved_model.pb":
+    elif path.is_file() and path.name == SAVED_MODEL_PB:
         path = path.parent
-    if (path / "saved_model.pb").exists():
+    if (path / SAVED_MODEL_PB).exists():
         return path
-    found = sorted(path.rglob("saved_model.pb")) if path.is_dir() else []
+    found = sorted(path.rglob(SAVED_MODEL_PB)) if path.is_dir() else []
     if not found:
         raise EngineError(f"{path}: no saved_model.pb found; the weights must be a TensorFlow SavedModel")
     return found[0].parent
