@@ -27,16 +27,17 @@ import keras  # noqa: E402 - after quiet_tensorflow(), which must run first
 __all__ = [
     "CURVE_FILE",
     "STATE_FILE",
+    "EpochCallback",
     "EpochLog",
-    "ProgressCallback",
     "plot_history",
     "print_progress",
     "read_state",
 ]
 
-#: progress(info): info has epoch, epochs, step, steps, loss, val_loss, val_accuracy, val_iou,
+#: progress(info) of training, after every epoch (not :data:`deepimagej.predict.ProgressCallback`, the
+#: progress of a prediction's tiles): info has epoch, epochs, step, steps, loss, val_loss, val_accuracy, val_iou,
 #: elapsed_s, eta_s, best (bool: this epoch is the best so far) and history (the records so far).
-ProgressCallback = Callable[[dict[str, Any]], None]
+EpochCallback = Callable[[dict[str, Any]], None]
 
 STATE_FILE = "state.json"
 CURVE_FILE = "validation_curve.png"
@@ -115,7 +116,7 @@ class EpochLog(keras.callbacks.Callback):
         best_val_loss, best_epoch: the best validation loss so far and its epoch.
         epochs, steps_per_epoch: the run's length.
         stop_at_val_loss: stop once the validation loss is at most this.
-        progress: called after every epoch (:data:`ProgressCallback`), or ``None``.
+        progress: called after every epoch (:data:`EpochCallback`), or ``None``.
         architecture: the network's settings, kept in the state (a resumed run must match them).
         title: the curve's title.
     """
@@ -130,7 +131,7 @@ class EpochLog(keras.callbacks.Callback):
         steps_per_epoch: int,
         *,
         stop_at_val_loss: float | None = None,
-        progress: ProgressCallback | None = None,
+        progress: EpochCallback | None = None,
         architecture: dict[str, Any] | None = None,
         title: str = "U-Net training",
     ):

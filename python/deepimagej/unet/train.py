@@ -38,7 +38,7 @@ import numpy as np
 from deepimagej.bundle import load_bundle
 from deepimagej.engines.tensorflow import quiet_tensorflow
 from deepimagej.errors import TrainingError
-from deepimagej.unet.callbacks import STATE_FILE, EpochLog, ProgressCallback, print_progress, read_state
+from deepimagej.unet.callbacks import STATE_FILE, EpochCallback, EpochLog, print_progress, read_state
 from deepimagej.unet.config import TrainingConfig
 from deepimagej.unet.dataset import TrainingTiles, normalized_images, validation_tiles
 from deepimagej.unet.files import split_validation
@@ -181,7 +181,7 @@ def train(
     out_dir: str | Path,
     val_samples: Sequence[Any] | None = None,
     resume: bool = True,
-    progress: ProgressCallback | None = print_progress,
+    progress: EpochCallback | None = print_progress,
     callbacks: Sequence[Any] = (),
 ) -> TrainResult:
     """Train (or fine-tune) a U-Net.
@@ -195,7 +195,7 @@ def train(
         val_samples: explicit validation images; else ``config.n_val`` images are split off
             (:func:`deepimagej.unet.files.split_validation`).
         resume: continue from the checkpoint in ``out_dir`` if there is one; ``False`` starts over.
-        progress: called after every epoch with a dict (:data:`~deepimagej.unet.callbacks.ProgressCallback`);
+        progress: called after every epoch with a dict (:data:`~deepimagej.unet.callbacks.EpochCallback`);
             ``None`` for silence. The default prints one line per epoch.
         callbacks: more Keras callbacks for ``fit``.
 
