@@ -14,6 +14,7 @@ from pathlib import Path
 from deepimagej import paths
 from deepimagej.bundle import is_bundle_folder
 from deepimagej.errors import BundleError, DeepImageJError
+from deepimagej.outputs import replace_path
 from deepimagej.paths import models_folders
 
 
@@ -124,14 +125,12 @@ def install_model(source: str | Path, models_folder: str | Path | None = None, *
             )
         load_bundle(bundle)  # a broken bundle stops here, with its own message
         final = target_root / bundle.name
-        if final.exists():
-            if not overwrite:
-                raise BundleError(
-                    f"a model '{bundle.name}' is already installed in {target_root}; remove it first "
-                    "(or install with overwrite)"
-                )
-            shutil.rmtree(final)
-        bundle.rename(final)
+        if final.exists() and not overwrite:
+            raise BundleError(
+                f"a model '{bundle.name}' is already installed in {target_root}; remove it first "
+                "(or install with overwrite)"
+            )
+        replace_path(bundle, final)  # the old model stays whole until the new one is in place
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return load_bundle(final)

@@ -21,7 +21,8 @@ import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from deepimagej.errors import ImageJError
+from deepimagej.errors import ImageJError, OutputError
+from deepimagej.outputs import atomic_file
 
 JAVA_DIR = Path(__file__).with_name("java")
 JAVA_RELEASE = "11"
@@ -120,22 +121,25 @@ def compile_jar(
             raise ImageJError(f"compiling {what} failed:\n{proc.stderr.strip()}")
         errors = []
         for out_dir in out_dirs:
+            target = out_dir / name
             try:
-                out_dir.mkdir(parents=True, exist_ok=True)
-                target = out_dir / name
-                partial = target.with_suffix(f".{os.getpid()}.tmp")
-                with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as zf:
+                # atomic: concurrent builders never see half a jar
+                with (
+                    atomic_file(target) as partial,
+                    zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as zf,
+                ):
                     zf.writestr("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\nCreated-By: deepimagej\n")
                     for cls in sorted(classes.rglob("*.class")):
                         zf.write(cls, cls.relative_to(classes).as_posix())
                     for inner, content in (resources or {}).items():
                         zf.writestr(inner, content)
-                partial.replace(target)  # atomic: concurrent builders never see half a jar
                 for old in out_dir.glob(f"{prefix}*.jar"):
                     if old != target:
                         old.unlink(missing_ok=True)
                 return target
-            except OSError as exc:
+            except OutputError as exc:  # names the jar and why
+                errors.append(str(exc))
+            except OSError as exc:  # removing an older jar
                 errors.append(f"{out_dir}: {exc}")
         raise ImageJError(f"no writable folder for {what}: " + "; ".join(errors))
 

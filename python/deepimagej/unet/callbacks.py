@@ -20,6 +20,7 @@ from typing import Any
 
 from deepimagej.engines.tensorflow import quiet_tensorflow
 from deepimagej.errors import TrainingError
+from deepimagej.outputs import atomic_file, write_text_atomic
 
 quiet_tensorflow()
 import keras  # noqa: E402 - after quiet_tensorflow(), which must run first
@@ -69,9 +70,7 @@ def read_state(out_dir: Path) -> dict[str, Any] | None:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(data, indent=1))
 
 
 def plot_history(history: list[dict[str, Any]], path: Path, title: str = "U-Net training") -> Path:
@@ -101,9 +100,8 @@ def plot_history(history: list[dict[str, Any]], path: Path, title: str = "U-Net 
     right.legend(fontsize=7, loc="lower right")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".part.png")
-    fig.savefig(tmp)
-    tmp.replace(path)
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, format="png")
     return path
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from deepimagej.bundle.spec import ProcessingStep
 from deepimagej.errors import TrainingError
+from deepimagej.outputs import write_text_atomic
 from deepimagej.unet.weights import LAMBDA_SEP, SIGMA_BAL, SIGMA_SEP, V_BAL, WeightSettings
 
 __all__ = ["DEFAULT_PREPROCESSING", "TASKS", "TrainingConfig"]
@@ -251,10 +252,7 @@ class TrainingConfig:
     def save(self, path: str | Path) -> Path:
         """Write the config as JSON (atomically)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".part")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1), encoding="utf-8")
-        tmp.replace(path)
+        write_text_atomic(path, json.dumps(self.to_dict(), indent=1))
         return path
 
     @classmethod

@@ -15,17 +15,16 @@ worker with *this* Python environment (this interpreter, this package)::
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import deepimagej
-from deepimagej.errors import ImageJError
+from deepimagej.errors import ImageJError, OutputError
 from deepimagej.imagej import jvm, shim
 from deepimagej.imagej.plugin.protocol import PROTOCOL
-from deepimagej.outputs import write_text_atomic
+from deepimagej.outputs import atomic_file, write_text_atomic
 
 JAVA_DIR = Path(__file__).with_name("java")
 PLUGINS_CONFIG = JAVA_DIR / "plugins.config"
@@ -126,19 +125,17 @@ def install_plugin(imagej: str | Path, *, ij_jar: Path | None = None) -> Install
         for other in sorted(plugins.rglob("*.jar"))
         if other.name.lower().startswith("deepimagej_") and other.name != PLUGIN_JAR
     ]
-    tmp = plugins / f".{PLUGIN_JAR}.{os.getpid()}.part"
+    config = {
+        "protocol": PROTOCOL,
+        "version": deepimagej.__version__,
+        "python": sys.executable,
+        "command": worker_command(),
+        "env": {"PYTHONPATH": str(PACKAGE_ROOT)},
+    }
     try:
-        shutil.copyfile(jar, tmp)
-        os.replace(tmp, target)  # atomic: a running ImageJ never sees half a jar
-        config = {
-            "protocol": PROTOCOL,
-            "version": deepimagej.__version__,
-            "python": sys.executable,
-            "command": worker_command(),
-            "env": {"PYTHONPATH": str(PACKAGE_ROOT)},
-        }
+        with atomic_file(target, size_hint=jar.stat().st_size) as tmp:  # ImageJ never sees half a jar
+            shutil.copyfile(jar, tmp)
         write_text_atomic(plugins / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise ImageJError(f"cannot install into {plugins}: {exc.strerror or exc}") from None
+    except OutputError as exc:
+        raise ImageJError(f"cannot install the plugin into {plugins}: {exc}") from None
     return Installed(target, plugins / CONFIG_NAME, worker_command(), warnings)
