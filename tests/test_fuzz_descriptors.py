@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from deepimagej.bundle import read_descriptor
 from deepimagej.bundle.axes import deepimagej_axes, normalize_axes
-from deepimagej.bundle.bioimageio import load_yaml
+from deepimagej.bundle.descriptor_yaml import load_yaml
 from deepimagej.bundle.spec import ModelSpec
 from deepimagej.errors import BundleError, InputImageError
 from deepimagej.io import read_image

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from deepimagej.archive import ZipLimits, check_zip, extract_zip, read_member
-from deepimagej.bundle.bioimageio import load_yaml
+from deepimagej.bundle.descriptor_yaml import load_yaml
 from deepimagej.bundle.files import local_path
 from deepimagej.errors import BundleError, InputImageError, OutputError
 from deepimagej.io import check_declared_size, check_pixels, load_npy, read_image, write_image
