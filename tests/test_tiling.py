@@ -623,3 +623,33 @@ def test_zero_border_cut_and_crop():
     for axis in "yx":
         starts = sorted({plan.output_window(t, axis)[1].start for t in plan.tiles})
         assert starts[0] == 0 and len({b - a for a, b in itertools.pairwise(starts)}) == 1
+
+
+class _CountingArray:
+    """A lazy image that records the size of every read (as zarr or a TIFF store would serve them)."""
+
+    def __init__(self, array: np.ndarray):
+        self.array = array
+        self.shape = array.shape
+        self.dtype = array.dtype
+        self.reads: list[int] = []
+
+    def __getitem__(self, index):
+        block = np.asarray(self.array[index])
+        self.reads.append(block.size)
+        return block
+
+
+def test_a_lazy_source_is_read_one_window_at_a_time_for_every_item():
+    """Cutting reads the item and the window in one read, never a whole item (a 16k image streams)."""
+    rng = np.random.default_rng(3)
+    image = rng.random((3, 120, 130), dtype=np.float32)
+    source = _CountingArray(image)
+    plan = plan_tiles((120, 130), "yx", tile={"y": 48, "x": 48}, halo={"y": 8, "x": 8}, align=False)
+    largest_window = max(int(np.prod([s.stop - s.start for s in t.input_slices])) for t in plan.tiles)
+    batches = list(iter_batches(plan, {"in": (source, "byx")}, 2))
+    assert len(source.reads) == 3 * plan.n_tiles
+    assert max(source.reads) <= largest_window < image[0].size
+    eager = list(iter_batches(plan, {"in": (image, "byx")}, 2))
+    for lazy, direct in zip(batches, eager):
+        assert np.array_equal(lazy.arrays["in"], direct.arrays["in"])

@@ -1026,6 +1026,7 @@ def cut(
     plan: TilePlan,
     tile: Tile,
     transform: Callable[[np.ndarray], np.ndarray] | None = None,
+    item: int | None = None,
 ) -> np.ndarray:
     """The model input window of ``tile``, read from the unpadded image ``source``.
 
@@ -1041,6 +1042,8 @@ def cut(
         tile: one of ``plan.tiles``.
         transform: a pixel-wise transform (e.g. frozen pre-processing) applied to the pixels
             read, before mirroring and before the zero border (which stays zero).
+        item: read only this index of the batch axis ``b`` (kept, of size 1), in the same one
+            read as the window.
 
     Returns:
         The window: a view of ``source`` when it lies inside the image and there is no
@@ -1052,7 +1055,7 @@ def cut(
     fixes: list[tuple[int, np.ndarray, np.ndarray]] = []
     for d, a in enumerate(axes):
         if a not in plan.spatial_axes:
-            index.append(slice(None))
+            index.append(slice(item, item + 1) if a == "b" and item is not None else slice(None))
             continue
         i = plan.spatial_axes.index(a)
         size = plan.source_shape[i]
@@ -1141,11 +1144,8 @@ def stack_batch(
         for item, t in jobs:
             k = item if "b" in axes and array.shape[axes.index("b")] > 1 else 0
             f = None if transform is None else functools.partial(_call_with_item, transform, k)
-            if "b" in axes:
-                b = axes.index("b")
-                windows.append(cut(array[(slice(None),) * b + (slice(k, k + 1),)], axes, plan, t, f))
-            else:
-                windows.append(cut(array, axes, plan, t, f))
+            # the item and the window in one read: a lazy array (zarr, TIFF) reads only the window
+            windows.append(cut(array, axes, plan, t, f, item=k if "b" in axes else None))
         windows += [windows[-1]] * filled
         if "b" in axes:
             arrays[name] = np.concatenate(windows, axis=axes.index("b"))
