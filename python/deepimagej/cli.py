@@ -145,6 +145,11 @@ def main() -> None:
 @click.option("--no-preprocessing", is_flag=True, help="Skip the bundle's pre-processing.")
 @click.option("--no-postprocessing", is_flag=True, help="Skip the bundle's post-processing.")
 @click.option(
+    "--no-imagej",
+    is_flag=True,
+    help="Refuse a bundle whose pre- or post-processing is an ImageJ macro instead of running it in ImageJ.",
+)
+@click.option(
     "--trust",
     "--trust-code",
     "trust_code",
@@ -186,6 +191,7 @@ def run_cmd(
     batch_size: int | None,
     no_preprocessing: bool,
     no_postprocessing: bool,
+    no_imagej: bool,
     trust_code: bool,
     nan: str,
     overwrite: bool,
@@ -201,7 +207,8 @@ def run_cmd(
     An output named *.ome.zarr or *.zarr is written block by block as the run goes (the image is read
     block by block too), so images larger than memory work; so is a TIFF output of an image over 1 GiB.
     With --host the same command runs on a server as a job. INPUT may be a folder: every image in it
-    runs (the model loaded once) and the results go to the -o folder.
+    runs (the model loaded once), the results go to the -o folder with a summary table
+    (summary.csv). A bundle's own ImageJ macros run in the embedded ImageJ (--no-imagej: refused).
     """
     if host:  # the same command on a server, as a job (deepimagej.remote)
         from deepimagej.remote.cli import forwarded_options, remote_run
@@ -239,6 +246,7 @@ def run_cmd(
         scheduler,
         verbose,
         quiet,
+        no_imagej,
     )
     if (
         input_path is not None
@@ -246,9 +254,30 @@ def run_cmd(
         and stores.store_kind(input_path) is None
         and not _is_zarr_folder(input_path)
     ):
-        _run_folder(spec, input_path, outputs, settings)
+        _exit(_run_folder(spec, input_path, outputs, settings), bool(_macro_stages(spec, settings)))
         return
     _run_one(spec, _input_paths(spec, input_path, named_inputs), outputs, settings)
+    _exit(0, bool(_macro_stages(spec, settings)))
+
+
+def _macro_stages(spec: ModelSpec, settings: _RunSettings) -> list[str]:
+    """The stages of this run that the bundle's ImageJ macros do, in the embedded ImageJ (none with --no-imagej)."""
+    from deepimagej import predict
+
+    if settings.no_imagej:
+        return []
+    stages = predict.macro_only_stages(spec, not settings.no_preprocessing, not settings.no_postprocessing)
+    return [what for what, _ in stages]
+
+
+def _exit(code: int, imagej: bool) -> None:
+    """End ``deepimagej run`` with ``code``; after ImageJ ran, at once (the Java VM with it), as ``deepimagej macro``."""
+    if imagej:
+        from deepimagej.imagej.cli import finish
+
+        finish(code)
+    if code:
+        raise SystemExit(code)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -270,6 +299,7 @@ class _RunSettings:
     scheduler: str | None
     verbose: bool
     quiet: bool
+    no_imagej: bool = False
 
 
 #: Image files a folder run takes (by extension).
@@ -280,11 +310,19 @@ def _is_zarr_folder(path: Path) -> bool:
     return any((path / name).exists() for name in (".zarray", ".zgroup", "zarr.json"))
 
 
-def _run_folder(spec: ModelSpec, folder: Path, outputs: tuple[str, ...], settings: _RunSettings) -> None:
+#: The summary table of a folder run, written into its output folder.
+SUMMARY_CSV = "summary.csv"
+
+
+def _run_folder(spec: ModelSpec, folder: Path, outputs: tuple[str, ...], settings: _RunSettings) -> int:
     """Every image of ``folder`` through the model (loaded once), results into the ``-o`` folder.
 
-    An image that fails is reported and the others go on; the command then exits with status 1
-    (2 is for a run that cannot start: a bad bundle, option or folder).
+    An image that fails is reported and the others go on. The summary table (file, shape,
+    seconds, status, error) is printed and written as :data:`SUMMARY_CSV` in the output folder.
+
+    Returns:
+        The exit status: 1 when an image failed (2 is for a run that cannot start: a bad bundle,
+        option or folder), else 0.
     """
     if len(spec.inputs) != 1:
         raise DeepImageJError(
@@ -300,27 +338,69 @@ def _run_folder(spec: ModelSpec, folder: Path, outputs: tuple[str, ...], setting
         raise DeepImageJError(f"{folder}: no image files ({', '.join(FOLDER_SUFFIXES)})")
     out_dir.mkdir(parents=True, exist_ok=True)
     failed = []
+    rows: list[dict[str, str]] = []
     for index, path in enumerate(files, 1):
         if not settings.quiet:
             click.echo(f"[{index}/{len(files)}] {path.name}")
+        started = time.perf_counter()
         try:
-            _run_one(spec, {spec.inputs[0].name: path}, (str(out_dir),), settings)
+            shape = _run_one(spec, {spec.inputs[0].name: path}, (str(out_dir),), settings)
         except DeepImageJError as exc:
             failed.append(path.name)
             click.echo(f"error: {path.name}: {first_line(exc)}", err=True)
+            shape, status, error = None, "failed", first_line(exc)
+        else:
+            status, error = "ok", ""
+        rows.append(
+            {
+                "file": path.name,
+                "shape": "x".join(map(str, shape)) if shape else "",
+                "seconds": f"{time.perf_counter() - started:.2f}",
+                "status": status,
+                "error": error,
+            }
+        )
+    _write_summary(rows, out_dir / SUMMARY_CSV, settings.quiet)
     if failed:
         click.echo(
             f"error: {len(failed)} of {len(files)} images failed ({', '.join(failed[:5])}"
             f"{', ...' if len(failed) > 5 else ''}); the others are in {out_dir}",
             err=True,
         )
-        raise SystemExit(1)
+        return 1
+    return 0
+
+
+def _write_summary(rows: list[dict[str, str]], target: Path, quiet: bool) -> None:
+    """Print the summary table of a folder run (unless ``quiet``) and write it as CSV (atomically)."""
+    import csv
+    import io
+
+    from deepimagej.outputs import write_text_atomic
+
+    columns = ["file", "shape", "seconds", "status", "error"]
+    if not quiet:
+        widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in columns[:-1]}
+        click.echo("  ".join(c.ljust(widths[c]) for c in columns[:-1]) + "  error")
+        for r in rows:
+            click.echo("  ".join(r[c].ljust(widths[c]) for c in columns[:-1]) + f"  {r['error']}".rstrip())
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(target, text.getvalue())
+    if not quiet:
+        click.echo(f"summary: {target}")
 
 
 def _run_one(
     spec: ModelSpec, paths: dict[str, Path], outputs: tuple[str, ...], settings: _RunSettings
-) -> None:
-    """One run of ``deepimagej run``: the images of ``paths`` in, the ``-o`` targets written."""
+) -> tuple[int, ...]:
+    """One run of ``deepimagej run``: the images of ``paths`` in, the ``-o`` targets written.
+
+    Returns:
+        The shape of the (first) input image.
+    """
     from deepimagej import predict, stores
     from deepimagej.outputs import check_output_path
 
@@ -337,15 +417,14 @@ def _run_one(
     else:
         for target in targets.values():  # before the work: writable, and never over an input
             check_output_path(target, inputs=[*paths.values(), settings.bundle])
-    macros = predict.macro_only_stages(spec, not settings.no_preprocessing, not settings.no_postprocessing)
+    macros = _macro_stages(spec, settings)
     if macros:  # the bundle's own ImageJ macros do a stage: run it as DeepImageJ does, in ImageJ
         if streaming:
             raise DeepImageJError(
-                f"{spec.name}: its {macros[0][0]} is an ImageJ macro, which cannot run block by "
+                f"{spec.name}: its {macros[0]} is an ImageJ macro, which cannot run block by "
                 "block; write a .tif (in memory) instead"
             )
-        _run_in_imagej(spec, paths, targets, settings, [what for what, _ in macros])
-        return
+        return _run_in_imagej(spec, paths, targets, settings, macros)
     images = {
         name: _read_for(spec, name, path, _axes_for(settings.axes, name), lazy=streaming)
         for name, path in paths.items()
@@ -394,6 +473,7 @@ def _run_one(
             f"{sources}: {result.run_plan.plan.n_tiles * result.run_plan.n_items} tile(s) in {elapsed:.2f} s "
             f"({mpix:.1f} Mpix/s), peak memory {result.peak_rss / 2**20:.0f} MiB"
         )
+    return tuple(next(iter(images.values())).array.shape)
 
 
 def _run_in_imagej(
@@ -402,14 +482,14 @@ def _run_in_imagej(
     targets: dict[str, Path],
     settings: _RunSettings,
     stages: list[str],
-) -> None:
+) -> tuple[int, ...]:
     """A bundle whose pre- or post-processing is an ImageJ macro: the DeepImageJ Run command in the
     embedded ImageJ (the bundle's macros confined unless trusted); the result written as with any run.
 
-    The process ends when the result is written (the Java VM with it), as ``deepimagej macro`` does.
+    Returns:
+        The shape of the input image.
     """
     from deepimagej.imagej import start
-    from deepimagej.imagej.cli import finish
     from deepimagej.imagej.commands.options import RunOptions
     from deepimagej.imagej.commands.run import run_bundle_on_imageplus
     from deepimagej.imagej.convert import from_imageplus, imageplus_axes, to_imageplus
@@ -446,7 +526,7 @@ def _run_in_imagej(
     if not settings.quiet:
         click.echo(f"{spec.name}: {tuple(out.array.shape)} [{out.axes}] -> {target}")
         click.echo(f"{path.name}: in ImageJ in {time.perf_counter() - start_s:.2f} s")
-    finish(0)
+    return tuple(image.array.shape)
 
 
 def tiling_axes(spec: ModelSpec) -> str:
