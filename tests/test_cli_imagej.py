@@ -66,3 +66,27 @@ def test_no_imagej_refuses_the_macro_bundle(bundle, tmp_path):
     assert refused.returncode == 2, refused.stdout + refused.stderr
     assert "post-processing of this bundle is an ImageJ macro" in refused.stderr
     assert refused.stderr.count("\n") == 1 and not (tmp_path / "o.tif").exists()
+
+
+def test_test_compares_after_the_bundles_macro_when_the_reference_is_its_result(bundle, tmp_path):
+    """DeepImageJ's resultImage is often the post-processed result: `deepimagej test` runs the macro for it."""
+    import shutil
+
+    copy = tmp_path / "isbi-labels"
+    shutil.copytree(bundle, copy)
+    example = np.load(copy / "exampleImage.npy")
+    tifffile.imwrite(tmp_path / "example.tif", np.squeeze(example))
+    run = _cli("run", copy, tmp_path / "example.tif", "-o", tmp_path / "labels.tif")
+    assert run.returncode == 0, run.stdout + run.stderr
+    labels = tifffile.imread(tmp_path / "labels.tif")
+    reference = np.load(copy / "resultImage.npy")
+    assert labels.max() > 10 and labels.size == reference.size
+    np.save(copy / "resultImage.npy", labels.reshape(reference.shape))  # the reference: the macro's labels
+    passed = _cli("test", copy)
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    assert "after the bundle's ImageJ macros postprocessing_instances.ijm" in passed.stdout
+    assert "100.0000% of pixels equal" in passed.stdout and "FAIL" not in passed.stdout
+    refused = _cli("test", copy, "--no-imagej")
+    assert refused.returncode == 1 and refused.stdout.startswith("FAIL"), refused.stdout + refused.stderr
+    unchanged = _cli("test", bundle)  # the shipped bundle's reference is the model's output: no macro run
+    assert unchanged.returncode == 0 and "ImageJ macros not run" in unchanged.stdout, unchanged.stdout

@@ -489,11 +489,7 @@ def _run_in_imagej(
     Returns:
         The shape of the input image.
     """
-    from deepimagej.imagej import start
-    from deepimagej.imagej.commands.options import RunOptions
-    from deepimagej.imagej.commands.run import run_bundle_on_imageplus
-    from deepimagej.imagej.convert import from_imageplus, imageplus_axes, to_imageplus
-    from deepimagej.io import ImageData, read_image, write_image
+    from deepimagej.io import read_image, write_image
 
     if len(paths) != 1 or len(targets) != 1:
         raise DeepImageJError(
@@ -505,28 +501,70 @@ def _run_in_imagej(
     if not settings.quiet:
         click.echo(f"{spec.name}: its {' and '.join(stages)} is an ImageJ macro: running it in ImageJ")
     start_s = time.perf_counter()
+    out = _imagej_run(
+        spec,
+        dataclasses.replace(image, axes=axes),
+        path.name,
+        weights_format=settings.weights_format,
+        tile=settings.tile,
+        pre=not settings.no_preprocessing,
+        post=not settings.no_postprocessing,
+        trusted=settings.trust_code,
+        quiet=settings.quiet,
+    )
+    write_image(target, out)
+    if not settings.quiet:
+        click.echo(f"{spec.name}: {tuple(out.array.shape)} [{out.axes}] -> {target}")
+        click.echo(f"{path.name}: in ImageJ in {time.perf_counter() - start_s:.2f} s")
+    return tuple(image.array.shape)
+
+
+def _imagej_run(
+    spec: ModelSpec,
+    image: ImageData,
+    title: str,
+    *,
+    weights_format: str | None = None,
+    tile: str | None = None,
+    pre: bool = True,
+    post: bool = True,
+    trusted: bool = False,
+    quiet: bool = True,
+) -> ImageData:
+    """``image`` through the DeepImageJ Run command in the embedded ImageJ: the bundle's own macros, then the model.
+
+    A size-1 ``b`` axis (a test tensor's) is dropped. The output keeps the input's calibration.
+    """
+    from deepimagej.imagej import start
+    from deepimagej.imagej.commands.options import RunOptions
+    from deepimagej.imagej.commands.run import run_bundle_on_imageplus
+    from deepimagej.imagej.convert import from_imageplus, imageplus_axes, to_imageplus
+    from deepimagej.io import ImageData
+
+    array, axes = image.array, image.axes
+    if "b" in axes:
+        if array.shape[axes.index("b")] != 1:
+            raise DeepImageJError(
+                f"{spec.name}: ImageJ runs one image at a time, not a batch of {array.shape[0]}"
+            )
+        array, axes = array.take(0, axis=axes.index("b")), axes.replace("b", "")
     ij = start()
     calibration: dict[str, float | str] = {
         a: image.pixel_size[a] for a in ("x", "y", "z") if a in image.pixel_size
     }
     if image.unit:
         calibration["unit"] = image.unit
-    imp = to_imageplus(image.array, title=path.name, axes=axes, calibration=calibration)
+    imp = to_imageplus(array, title=title, axes=axes, calibration=calibration)
     opts = RunOptions(
         model=str(spec.root),
-        weights_format=settings.weights_format,
-        tile=parse_tile(settings.tile, tiling_axes(spec)) or {},
-        preprocessing=[] if settings.no_preprocessing else None,
-        postprocessing=[] if settings.no_postprocessing else None,
-        logging="none" if settings.quiet else "normal",
+        weights_format=weights_format,
+        tile=parse_tile(tile, tiling_axes(spec)) or {},
+        preprocessing=None if pre else [],
+        postprocessing=None if post else [],
+        logging="none" if quiet else "normal",
     )
-    result = run_bundle_on_imageplus(ij, opts, imp, trusted=settings.trust_code)
-    out = ImageData(from_imageplus(result), imageplus_axes(result), image.pixel_size, image.unit)
-    write_image(target, out)
-    if not settings.quiet:
-        click.echo(f"{spec.name}: {tuple(out.array.shape)} [{out.axes}] -> {target}")
-        click.echo(f"{path.name}: in ImageJ in {time.perf_counter() - start_s:.2f} s")
-    return tuple(image.array.shape)
+    result = run_bundle_on_imageplus(ij, opts, imp, trusted=trusted)
+    return ImageData(from_imageplus(result), imageplus_axes(result), image.pixel_size, image.unit)
 
 
 def tiling_axes(spec: ModelSpec) -> str:
@@ -668,11 +706,21 @@ def _output_paths(
     is_flag=True,
     help="Run even what the bundle's audit refuses (see `deepimagej info`): file, network or process access, Python code shipped in the bundle (pytorch_state_dict). --trust-code: same.",
 )
+@click.option(
+    "--no-imagej",
+    is_flag=True,
+    help="Never run the bundle's ImageJ macros (a reference that is their result then fails).",
+)
 @friendly_errors
 def test_cmd(
-    bundle: Path, weights_format: tuple[str, ...], tolerance: float | None, trust_code: bool
+    bundle: Path, weights_format: tuple[str, ...], tolerance: float | None, trust_code: bool, no_imagej: bool
 ) -> None:
-    """Run BUNDLE on its test inputs and compare every output with its reference (exit 1 on mismatch)."""
+    """Run BUNDLE on its test inputs and compare every output with its reference (exit 1 on mismatch).
+
+    When the pre- or post-processing is an ImageJ macro and a reference is its result
+    (DeepImageJ's resultImage), the output after the bundle's macros, run in the embedded
+    ImageJ, is compared.
+    """
     from deepimagej.bundle import load_bundle
     from deepimagej.check import DEFAULT_TOLERANCE, check_reference
 
@@ -687,14 +735,28 @@ def test_cmd(
     if not weights_format and not trust_code and "pytorch_state_dict" in formats and len(formats) > 1:
         formats.remove("pytorch_state_dict")
         click.echo("SKIP pytorch_state_dict: it runs Python code shipped in the bundle; test it with --trust")
+    used_imagej = False
+
+    def after_macros(spec: ModelSpec, inputs: dict[str, ImageData], fmt: str) -> dict[str, ImageData]:
+        nonlocal used_imagej
+        if len(inputs) != 1 or len(spec.outputs) != 1:
+            raise DeepImageJError(f"{spec.name}: ImageJ runs a bundle with one input and one output")
+        used_imagej = True
+        ((name, image),) = inputs.items()
+        return {spec.outputs[0].name: _imagej_run(spec, image, name, weights_format=fmt, trusted=trust_code)}
+
     failed = False
     for fmt in formats:
         report = check_reference(
-            spec, weights_format=fmt, tolerance=tolerance or DEFAULT_TOLERANCE, trust_code=trust_code
+            spec,
+            weights_format=fmt,
+            tolerance=tolerance or DEFAULT_TOLERANCE,
+            trust_code=trust_code,
+            after_macros=None if no_imagej else after_macros,
         )
         click.echo(f"{'PASS' if report.passed else 'FAIL'} {report.message}")
         failed |= not report.passed
-    sys.exit(1 if failed else 0)
+    _exit(1 if failed else 0, used_imagej)
 
 
 @main.command("info")
