@@ -41,16 +41,16 @@ if mode == "hidden-first":
 t0 = time.monotonic()
 ij = start(show=True, folder=home)
 seconds = time.monotonic() - t0
-from jpype import JClass
+from deepimagej.imagej.java_classes import jc
 
-IJ, Menus = JClass("ij.IJ"), JClass("ij.Menus")
+IJ, Menus = jc.IJ, jc.Menus
 instance = IJ.getInstance()
 bar = instance.getMenuBar()
 plugins = next(bar.getMenu(i) for i in range(bar.getMenuCount()) if str(bar.getMenu(i).getLabel()) == "Plugins")
 submenus = {}
 for i in range(plugins.getItemCount()):
     item = plugins.getItem(i)
-    if isinstance(item, JClass("java.awt.Menu")):
+    if isinstance(item, jc.Menu):
         submenus[str(item.getLabel())] = [str(item.getItem(j).getLabel()) for j in range(item.getItemCount())]
 IJ.run("Record...")  # Plugins > Macros > Record...
 IJ.openImage(example).show()
@@ -64,7 +64,7 @@ print(json.dumps({
     "install_command": str(Menus.getCommands().get("DeepImageJ Install Model")),
 }), flush=True)
 # start() has returned: this process goes on (a notebook's next cell) while the user clicks
-WindowManager = JClass("ij.WindowManager")
+WindowManager = jc.WindowManager
 deadline = time.monotonic() + 300
 while WindowManager.getImage(result) is None:
     if time.monotonic() > deadline:
@@ -73,7 +73,7 @@ while WindowManager.getImage(result) is None:
 time.sleep(0.5)
 clicked = ij.from_imageplus(WindowManager.getImage(result))
 tifffile.imwrite(out / "clicked.tif", clicked)
-text = str(JClass("ij.plugin.frame.Recorder").getInstance().getText())
+text = str(jc.Recorder.getInstance().getText())
 (out / "recorder.txt").write_text(text)
 line = next(l for l in text.splitlines() if l.startswith('run("DeepImageJ Run"'))
 replayed = ij.run_macro(line, example).image

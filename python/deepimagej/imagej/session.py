@@ -81,16 +81,14 @@ class ImageJ:
 
     def _add_menu_items(self) -> None:
         """This session's commands that the plugin's menus lack (DeepImageJ Jobs), into their submenu."""
-        from jpype import JClass
-
-        plugins = JClass("ij.Menus").getImageJMenu("Plugins")
+        plugins = jc.Menus.getImageJMenu("Plugins")
         items = [plugins.getItem(i) for i in range(plugins.getItemCount())]
-        submenus = {str(m.getLabel()): m for m in items if isinstance(m, JClass("java.awt.Menu"))}
+        submenus = {str(m.getLabel()): m for m in items if isinstance(m, jc.Menu)}
         for label in COMMANDS:
             menu = submenus.get(label.split(" ")[0])
             if menu is None or label in [str(menu.getItem(i).getLabel()) for i in range(menu.getItemCount())]:
                 continue
-            item = JClass("java.awt.MenuItem")(label)
+            item = jc.MenuItem(label)
             item.addActionListener(self._IJ.getInstance())  # ImageJ runs a menu item's command by its label
             menu.add(item)
 
