@@ -79,9 +79,10 @@ def test_test_compares_after_the_bundles_macro_when_the_reference_is_its_result(
     run = _cli("run", copy, tmp_path / "example.tif", "-o", tmp_path / "labels.tif")
     assert run.returncode == 0, run.stdout + run.stderr
     labels = tifffile.imread(tmp_path / "labels.tif")
-    reference = np.load(copy / "resultImage.npy")
-    assert labels.max() > 10 and labels.size == reference.size
-    np.save(copy / "resultImage.npy", labels.reshape(reference.shape))  # the reference: the macro's labels
+    assert labels.max() > 10 and np.load(copy / "resultImage.npy").ndim == 4  # byxc: 2 probability channels
+    np.save(
+        copy / "resultImage.npy", labels[np.newaxis, ..., np.newaxis]
+    )  # the reference: the macro's labels
     passed = _cli("test", copy)
     assert passed.returncode == 0, passed.stdout + passed.stderr
     assert "after the bundle's ImageJ macros postprocessing_instances.ijm" in passed.stdout
