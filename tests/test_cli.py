@@ -189,6 +189,8 @@ def test_install_a_bundle_zip_then_list_it(assets, tmp_path):
     result = invoke("install", archive, "--models", models)
     assert result.exit_code == 0, result.output
     assert (models / "unet-pancreatic" / "rdf.yaml").is_file()
+    assert "name        :" in result.output  # the bundle's summary, then its own test on its reference images
+    assert "test     : PASS" in result.output, result.output
     listed = invoke("list", models)
     assert "unet-pancreatic" in listed.output
     again = invoke("install", archive, "--models", models)

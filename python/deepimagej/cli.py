@@ -845,18 +845,34 @@ def list_cmd(folder: Path | None) -> None:
     help="Models folder to install into (default: ~/.deepimagej/models, where ImageJ finds them).",
 )
 @click.option("--overwrite", is_flag=True, help="Replace an installed model of the same folder name.")
+@click.option("--no-test", is_flag=True, help="Do not run the bundle's own test (its reference images).")
 @friendly_errors
-def install_cmd(source: Path, models_folder: Path | None, overwrite: bool) -> None:
+def install_cmd(source: Path, models_folder: Path | None, overwrite: bool, no_test: bool) -> None:
     """Install a bundle (a DeepImageJ/bioimage.io .zip, or a folder) as a model.
 
     The zip is checked before anything is unpacked (names, links, size) and the bundle is loaded
-    before it is moved into place: a broken bundle leaves nothing behind.
+    before it is moved into place: a broken bundle leaves nothing behind. Its summary is shown,
+    and its own test runs when it has reference images (a failed test is reported; the model
+    stays installed).
     """
+    from deepimagej.check import check_reference
+    from deepimagej.describe import describe
+    from deepimagej.errors import BundleError
     from deepimagej.imagej.models import install_model
     from deepimagej.paths import USER_MODELS
 
     spec = install_model(source, models_folder, overwrite=overwrite)
     click.echo(f"installed '{spec.name}' in {spec.root}")
+    for line in describe(spec, layers=False):
+        click.echo(f"  {line}")
+    if not no_test:
+        try:
+            report = check_reference(spec)
+        except BundleError as exc:  # no reference images to compare
+            click.echo(f"test     : none ({first_line(exc)})")
+        else:
+            verdict = "PASS" if report.passed else "FAIL (installed anyway; see `deepimagej test`)"
+            click.echo(f"test     : {verdict} {report.message}")
     click.echo(
         f"next     : deepimagej run {spec.root} IMAGE.tif -o OUT.tif, or DeepImageJ Run in ImageJ"
         + (
