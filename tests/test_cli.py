@@ -155,8 +155,20 @@ def test_run_on_a_folder_runs_every_image_and_reports_the_bad_one(
     assert "d.tif" in result.output and "1 of 4 images failed" in result.output
     assert "Traceback" not in result.output
     assert len(loads) == 1, "the model is loaded once for the whole folder"
-    written = sorted(p.name for p in out.iterdir())
+    written = sorted(p.name for p in out.iterdir() if p.suffix == ".tif")
     assert [w[:2] for w in written] == ["a_", "b_", "c_"], written
+    import csv
+
+    with open(out / "summary.csv", newline="") as fh:  # the summary table, also printed
+        rows = list(csv.DictReader(fh))
+    assert [(r["file"], r["status"]) for r in rows] == [
+        ("a.tif", "ok"),
+        ("b.tif", "ok"),
+        ("c.tif", "ok"),
+        ("d.tif", "failed"),
+    ]
+    assert [r["shape"] for r in rows[:3]] == ["160x200", "160x160", "180x200"] and rows[3]["error"]
+    assert all(float(r["seconds"]) > 0 for r in rows[:3]) and "summary: " in result.output
     for name, crop in crops.items():
         got = tifffile.imread(next(out.glob(f"{name}_*.tif")))
         assert np.array_equal(np.squeeze(got), np.squeeze(predict.run(pancreatic_bundle, crop)))
@@ -177,6 +189,8 @@ def test_install_a_bundle_zip_then_list_it(assets, tmp_path):
     result = invoke("install", archive, "--models", models)
     assert result.exit_code == 0, result.output
     assert (models / "unet-pancreatic" / "rdf.yaml").is_file()
+    assert "name        :" in result.output  # the bundle's summary, then its own test on its reference images
+    assert "test     : PASS" in result.output, result.output
     listed = invoke("list", models)
     assert "unet-pancreatic" in listed.output
     again = invoke("install", archive, "--models", models)

@@ -208,6 +208,7 @@ File.saveString(getInfo("log"), out + "log1.txt");
 // phase 2: the test clicks Plugins > DeepImageJ > DeepImageJ Run, then OK, on the example (in a window)
 close("*");
 setBatchMode(false);
+run("Record...");  // Plugins > Macros > Record...: the Macro Recorder records what the test clicks
 open("{example}");
 note("phase1=done");
 // (ImageJ's batch mode is global: the bundle's macros, run in batch mode in another thread, would
@@ -217,7 +218,18 @@ selectWindow("Count Masks of Output probability");
 note("menu_title=" + getTitle());
 saveAs("Tiff", out + "labels_menu.tif");
 File.saveString(getInfo("log"), out + "log2.txt");
+selectWindow("Recorder");
+File.saveString(getInfo("window.contents"), out + "recorder.txt");
+run("Close");  // the Recorder: recording stops
+close("*");
 note("phase2=done");
+// the line the Recorder wrote (the test puts it into recorded.ijm), run as a macro on the example
+while (!File.exists(out + "recorded.ijm")) wait(100);
+open("{example}");
+runMacro(out + "recorded.ijm");
+saveAs("Tiff", out + "labels_recorded.tif");
+close("*");
+note("recorded=done");
 // phase 3: a long job (tiles of 256 on 4096x4096: many seconds) that the test stops with Esc
 newImage("noise", "32-bit random", 4096, 4096, 1);
 note("phase3=started");
@@ -429,6 +441,22 @@ def test_menu_shows_the_submenu_and_runs_from_its_dialog(gui, tmp_path):
     results = gui.wait("phase2", 60)
     labels = tifffile.imread(gui.out / "labels_menu.tif")
     assert np.array_equal(labels, tifffile.imread(gui.out / "labels1.tif")), results.get("menu_title")
+    # the Macro Recorder wrote the click as one run("DeepImageJ Run", "...") line, with the dialog's values
+    recorded = [
+        line
+        for line in (gui.out / "recorder.txt").read_text().splitlines()
+        if line.startswith('run("DeepImageJ Run"')
+    ]
+    assert len(recorded) == 1, (gui.out / "recorder.txt").read_text()
+    line = recorded[0]
+    for option in ("model=unet-pancreatic", "preprocessing=[bundle's own]", "postprocessing=[bundle's own]"):
+        assert option in line, line  # the dialog's values (its defaults: the first model, its own macros)
+    # that line, run as a macro on the same example image, gives the clicked result pixel for pixel
+    (gui.out / "recorded.ijm").write_text(line + "\n")
+    gui.wait("recorded", 180)
+    replayed = tifffile.imread(gui.out / "labels_recorded.tif")
+    assert replayed.dtype == labels.dtype and np.array_equal(replayed, labels), line
+    print(f"\nrecorded: {line}")
 
 
 def _cpu_seconds(pid: int) -> float:

@@ -145,6 +145,11 @@ def main() -> None:
 @click.option("--no-preprocessing", is_flag=True, help="Skip the bundle's pre-processing.")
 @click.option("--no-postprocessing", is_flag=True, help="Skip the bundle's post-processing.")
 @click.option(
+    "--no-imagej",
+    is_flag=True,
+    help="Refuse a bundle whose pre- or post-processing is an ImageJ macro instead of running it in ImageJ.",
+)
+@click.option(
     "--trust",
     "--trust-code",
     "trust_code",
@@ -186,6 +191,7 @@ def run_cmd(
     batch_size: int | None,
     no_preprocessing: bool,
     no_postprocessing: bool,
+    no_imagej: bool,
     trust_code: bool,
     nan: str,
     overwrite: bool,
@@ -201,7 +207,8 @@ def run_cmd(
     An output named *.ome.zarr or *.zarr is written block by block as the run goes (the image is read
     block by block too), so images larger than memory work; so is a TIFF output of an image over 1 GiB.
     With --host the same command runs on a server as a job. INPUT may be a folder: every image in it
-    runs (the model loaded once) and the results go to the -o folder.
+    runs (the model loaded once), the results go to the -o folder with a summary table
+    (summary.csv). A bundle's own ImageJ macros run in the embedded ImageJ (--no-imagej: refused).
     """
     if host:  # the same command on a server, as a job (deepimagej.remote)
         from deepimagej.remote.cli import forwarded_options, remote_run
@@ -239,6 +246,7 @@ def run_cmd(
         scheduler,
         verbose,
         quiet,
+        no_imagej,
     )
     if (
         input_path is not None
@@ -246,9 +254,30 @@ def run_cmd(
         and stores.store_kind(input_path) is None
         and not _is_zarr_folder(input_path)
     ):
-        _run_folder(spec, input_path, outputs, settings)
+        _exit(_run_folder(spec, input_path, outputs, settings), bool(_macro_stages(spec, settings)))
         return
     _run_one(spec, _input_paths(spec, input_path, named_inputs), outputs, settings)
+    _exit(0, bool(_macro_stages(spec, settings)))
+
+
+def _macro_stages(spec: ModelSpec, settings: _RunSettings) -> list[str]:
+    """The stages of this run that the bundle's ImageJ macros do, in the embedded ImageJ (none with --no-imagej)."""
+    from deepimagej import predict
+
+    if settings.no_imagej:
+        return []
+    stages = predict.macro_only_stages(spec, not settings.no_preprocessing, not settings.no_postprocessing)
+    return [what for what, _ in stages]
+
+
+def _exit(code: int, imagej: bool) -> None:
+    """End ``deepimagej run`` with ``code``; after ImageJ ran, at once (the Java VM with it), as ``deepimagej macro``."""
+    if imagej:
+        from deepimagej.imagej.cli import finish
+
+        finish(code)
+    if code:
+        raise SystemExit(code)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -270,6 +299,7 @@ class _RunSettings:
     scheduler: str | None
     verbose: bool
     quiet: bool
+    no_imagej: bool = False
 
 
 #: Image files a folder run takes (by extension).
@@ -280,11 +310,19 @@ def _is_zarr_folder(path: Path) -> bool:
     return any((path / name).exists() for name in (".zarray", ".zgroup", "zarr.json"))
 
 
-def _run_folder(spec: ModelSpec, folder: Path, outputs: tuple[str, ...], settings: _RunSettings) -> None:
+#: The summary table of a folder run, written into its output folder.
+SUMMARY_CSV = "summary.csv"
+
+
+def _run_folder(spec: ModelSpec, folder: Path, outputs: tuple[str, ...], settings: _RunSettings) -> int:
     """Every image of ``folder`` through the model (loaded once), results into the ``-o`` folder.
 
-    An image that fails is reported and the others go on; the command then exits with status 1
-    (2 is for a run that cannot start: a bad bundle, option or folder).
+    An image that fails is reported and the others go on. The summary table (file, shape,
+    seconds, status, error) is printed and written as :data:`SUMMARY_CSV` in the output folder.
+
+    Returns:
+        The exit status: 1 when an image failed (2 is for a run that cannot start: a bad bundle,
+        option or folder), else 0.
     """
     if len(spec.inputs) != 1:
         raise DeepImageJError(
@@ -300,27 +338,69 @@ def _run_folder(spec: ModelSpec, folder: Path, outputs: tuple[str, ...], setting
         raise DeepImageJError(f"{folder}: no image files ({', '.join(FOLDER_SUFFIXES)})")
     out_dir.mkdir(parents=True, exist_ok=True)
     failed = []
+    rows: list[dict[str, str]] = []
     for index, path in enumerate(files, 1):
         if not settings.quiet:
             click.echo(f"[{index}/{len(files)}] {path.name}")
+        started = time.perf_counter()
         try:
-            _run_one(spec, {spec.inputs[0].name: path}, (str(out_dir),), settings)
+            shape = _run_one(spec, {spec.inputs[0].name: path}, (str(out_dir),), settings)
         except DeepImageJError as exc:
             failed.append(path.name)
             click.echo(f"error: {path.name}: {first_line(exc)}", err=True)
+            shape, status, error = None, "failed", first_line(exc)
+        else:
+            status, error = "ok", ""
+        rows.append(
+            {
+                "file": path.name,
+                "shape": "x".join(map(str, shape)) if shape else "",
+                "seconds": f"{time.perf_counter() - started:.2f}",
+                "status": status,
+                "error": error,
+            }
+        )
+    _write_summary(rows, out_dir / SUMMARY_CSV, settings.quiet)
     if failed:
         click.echo(
             f"error: {len(failed)} of {len(files)} images failed ({', '.join(failed[:5])}"
             f"{', ...' if len(failed) > 5 else ''}); the others are in {out_dir}",
             err=True,
         )
-        raise SystemExit(1)
+        return 1
+    return 0
+
+
+def _write_summary(rows: list[dict[str, str]], target: Path, quiet: bool) -> None:
+    """Print the summary table of a folder run (unless ``quiet``) and write it as CSV (atomically)."""
+    import csv
+    import io
+
+    from deepimagej.outputs import write_text_atomic
+
+    columns = ["file", "shape", "seconds", "status", "error"]
+    if not quiet:
+        widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in columns[:-1]}
+        click.echo("  ".join(c.ljust(widths[c]) for c in columns[:-1]) + "  error")
+        for r in rows:
+            click.echo("  ".join(r[c].ljust(widths[c]) for c in columns[:-1]) + f"  {r['error']}".rstrip())
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(target, text.getvalue())
+    if not quiet:
+        click.echo(f"summary: {target}")
 
 
 def _run_one(
     spec: ModelSpec, paths: dict[str, Path], outputs: tuple[str, ...], settings: _RunSettings
-) -> None:
-    """One run of ``deepimagej run``: the images of ``paths`` in, the ``-o`` targets written."""
+) -> tuple[int, ...]:
+    """One run of ``deepimagej run``: the images of ``paths`` in, the ``-o`` targets written.
+
+    Returns:
+        The shape of the (first) input image.
+    """
     from deepimagej import predict, stores
     from deepimagej.outputs import check_output_path
 
@@ -337,15 +417,14 @@ def _run_one(
     else:
         for target in targets.values():  # before the work: writable, and never over an input
             check_output_path(target, inputs=[*paths.values(), settings.bundle])
-    macros = predict.macro_only_stages(spec, not settings.no_preprocessing, not settings.no_postprocessing)
+    macros = _macro_stages(spec, settings)
     if macros:  # the bundle's own ImageJ macros do a stage: run it as DeepImageJ does, in ImageJ
         if streaming:
             raise DeepImageJError(
-                f"{spec.name}: its {macros[0][0]} is an ImageJ macro, which cannot run block by "
+                f"{spec.name}: its {macros[0]} is an ImageJ macro, which cannot run block by "
                 "block; write a .tif (in memory) instead"
             )
-        _run_in_imagej(spec, paths, targets, settings, [what for what, _ in macros])
-        return
+        return _run_in_imagej(spec, paths, targets, settings, macros)
     images = {
         name: _read_for(spec, name, path, _axes_for(settings.axes, name), lazy=streaming)
         for name, path in paths.items()
@@ -394,6 +473,7 @@ def _run_one(
             f"{sources}: {result.run_plan.plan.n_tiles * result.run_plan.n_items} tile(s) in {elapsed:.2f} s "
             f"({mpix:.1f} Mpix/s), peak memory {result.peak_rss / 2**20:.0f} MiB"
         )
+    return tuple(next(iter(images.values())).array.shape)
 
 
 def _run_in_imagej(
@@ -402,18 +482,14 @@ def _run_in_imagej(
     targets: dict[str, Path],
     settings: _RunSettings,
     stages: list[str],
-) -> None:
+) -> tuple[int, ...]:
     """A bundle whose pre- or post-processing is an ImageJ macro: the DeepImageJ Run command in the
     embedded ImageJ (the bundle's macros confined unless trusted); the result written as with any run.
 
-    The process ends when the result is written (the Java VM with it), as ``deepimagej macro`` does.
+    Returns:
+        The shape of the input image.
     """
-    from deepimagej.imagej import start
-    from deepimagej.imagej.cli import finish
-    from deepimagej.imagej.commands.options import RunOptions
-    from deepimagej.imagej.commands.run import run_bundle_on_imageplus
-    from deepimagej.imagej.convert import from_imageplus, imageplus_axes, to_imageplus
-    from deepimagej.io import ImageData, read_image, write_image
+    from deepimagej.io import read_image, write_image
 
     if len(paths) != 1 or len(targets) != 1:
         raise DeepImageJError(
@@ -425,28 +501,70 @@ def _run_in_imagej(
     if not settings.quiet:
         click.echo(f"{spec.name}: its {' and '.join(stages)} is an ImageJ macro: running it in ImageJ")
     start_s = time.perf_counter()
+    out = _imagej_run(
+        spec,
+        dataclasses.replace(image, axes=axes),
+        path.name,
+        weights_format=settings.weights_format,
+        tile=settings.tile,
+        pre=not settings.no_preprocessing,
+        post=not settings.no_postprocessing,
+        trusted=settings.trust_code,
+        quiet=settings.quiet,
+    )
+    write_image(target, out)
+    if not settings.quiet:
+        click.echo(f"{spec.name}: {tuple(out.array.shape)} [{out.axes}] -> {target}")
+        click.echo(f"{path.name}: in ImageJ in {time.perf_counter() - start_s:.2f} s")
+    return tuple(image.array.shape)
+
+
+def _imagej_run(
+    spec: ModelSpec,
+    image: ImageData,
+    title: str,
+    *,
+    weights_format: str | None = None,
+    tile: str | None = None,
+    pre: bool = True,
+    post: bool = True,
+    trusted: bool = False,
+    quiet: bool = True,
+) -> ImageData:
+    """``image`` through the DeepImageJ Run command in the embedded ImageJ: the bundle's own macros, then the model.
+
+    A size-1 ``b`` axis (a test tensor's) is dropped. The output keeps the input's calibration.
+    """
+    from deepimagej.imagej import start
+    from deepimagej.imagej.commands.options import RunOptions
+    from deepimagej.imagej.commands.run import run_bundle_on_imageplus
+    from deepimagej.imagej.convert import from_imageplus, imageplus_axes, to_imageplus
+    from deepimagej.io import ImageData
+
+    array, axes = image.array, image.axes
+    if "b" in axes:
+        if array.shape[axes.index("b")] != 1:
+            raise DeepImageJError(
+                f"{spec.name}: ImageJ runs one image at a time, not a batch of {array.shape[0]}"
+            )
+        array, axes = array.take(0, axis=axes.index("b")), axes.replace("b", "")
     ij = start()
     calibration: dict[str, float | str] = {
         a: image.pixel_size[a] for a in ("x", "y", "z") if a in image.pixel_size
     }
     if image.unit:
         calibration["unit"] = image.unit
-    imp = to_imageplus(image.array, title=path.name, axes=axes, calibration=calibration)
+    imp = to_imageplus(array, title=title, axes=axes, calibration=calibration)
     opts = RunOptions(
         model=str(spec.root),
-        weights_format=settings.weights_format,
-        tile=parse_tile(settings.tile, tiling_axes(spec)) or {},
-        preprocessing=[] if settings.no_preprocessing else None,
-        postprocessing=[] if settings.no_postprocessing else None,
-        logging="none" if settings.quiet else "normal",
+        weights_format=weights_format,
+        tile=parse_tile(tile, tiling_axes(spec)) or {},
+        preprocessing=None if pre else [],
+        postprocessing=None if post else [],
+        logging="none" if quiet else "normal",
     )
-    result = run_bundle_on_imageplus(ij, opts, imp, trusted=settings.trust_code)
-    out = ImageData(from_imageplus(result), imageplus_axes(result), image.pixel_size, image.unit)
-    write_image(target, out)
-    if not settings.quiet:
-        click.echo(f"{spec.name}: {tuple(out.array.shape)} [{out.axes}] -> {target}")
-        click.echo(f"{path.name}: in ImageJ in {time.perf_counter() - start_s:.2f} s")
-    finish(0)
+    result = run_bundle_on_imageplus(ij, opts, imp, trusted=trusted)
+    return ImageData(from_imageplus(result), imageplus_axes(result), image.pixel_size, image.unit)
 
 
 def tiling_axes(spec: ModelSpec) -> str:
@@ -588,11 +706,21 @@ def _output_paths(
     is_flag=True,
     help="Run even what the bundle's audit refuses (see `deepimagej info`): file, network or process access, Python code shipped in the bundle (pytorch_state_dict). --trust-code: same.",
 )
+@click.option(
+    "--no-imagej",
+    is_flag=True,
+    help="Never run the bundle's ImageJ macros (a reference that is their result then fails).",
+)
 @friendly_errors
 def test_cmd(
-    bundle: Path, weights_format: tuple[str, ...], tolerance: float | None, trust_code: bool
+    bundle: Path, weights_format: tuple[str, ...], tolerance: float | None, trust_code: bool, no_imagej: bool
 ) -> None:
-    """Run BUNDLE on its test inputs and compare every output with its reference (exit 1 on mismatch)."""
+    """Run BUNDLE on its test inputs and compare every output with its reference (exit 1 on mismatch).
+
+    When the pre- or post-processing is an ImageJ macro and a reference is its result
+    (DeepImageJ's resultImage), the output after the bundle's macros, run in the embedded
+    ImageJ, is compared.
+    """
     from deepimagej.bundle import load_bundle
     from deepimagej.check import DEFAULT_TOLERANCE, check_reference
 
@@ -607,14 +735,28 @@ def test_cmd(
     if not weights_format and not trust_code and "pytorch_state_dict" in formats and len(formats) > 1:
         formats.remove("pytorch_state_dict")
         click.echo("SKIP pytorch_state_dict: it runs Python code shipped in the bundle; test it with --trust")
+    used_imagej = False
+
+    def after_macros(spec: ModelSpec, inputs: dict[str, ImageData], fmt: str) -> dict[str, ImageData]:
+        nonlocal used_imagej
+        if len(inputs) != 1 or len(spec.outputs) != 1:
+            raise DeepImageJError(f"{spec.name}: ImageJ runs a bundle with one input and one output")
+        used_imagej = True
+        ((name, image),) = inputs.items()
+        return {spec.outputs[0].name: _imagej_run(spec, image, name, weights_format=fmt, trusted=trust_code)}
+
     failed = False
     for fmt in formats:
         report = check_reference(
-            spec, weights_format=fmt, tolerance=tolerance or DEFAULT_TOLERANCE, trust_code=trust_code
+            spec,
+            weights_format=fmt,
+            tolerance=tolerance or DEFAULT_TOLERANCE,
+            trust_code=trust_code,
+            after_macros=None if no_imagej else after_macros,
         )
         click.echo(f"{'PASS' if report.passed else 'FAIL'} {report.message}")
         failed |= not report.passed
-    sys.exit(1 if failed else 0)
+    _exit(1 if failed else 0, used_imagej)
 
 
 @main.command("info")
@@ -703,18 +845,34 @@ def list_cmd(folder: Path | None) -> None:
     help="Models folder to install into (default: ~/.deepimagej/models, where ImageJ finds them).",
 )
 @click.option("--overwrite", is_flag=True, help="Replace an installed model of the same folder name.")
+@click.option("--no-test", is_flag=True, help="Do not run the bundle's own test (its reference images).")
 @friendly_errors
-def install_cmd(source: Path, models_folder: Path | None, overwrite: bool) -> None:
+def install_cmd(source: Path, models_folder: Path | None, overwrite: bool, no_test: bool) -> None:
     """Install a bundle (a DeepImageJ/bioimage.io .zip, or a folder) as a model.
 
     The zip is checked before anything is unpacked (names, links, size) and the bundle is loaded
-    before it is moved into place: a broken bundle leaves nothing behind.
+    before it is moved into place: a broken bundle leaves nothing behind. Its summary is shown,
+    and its own test runs when it has reference images (a failed test is reported; the model
+    stays installed).
     """
+    from deepimagej.check import check_reference
+    from deepimagej.describe import describe
+    from deepimagej.errors import BundleError
     from deepimagej.imagej.models import install_model
     from deepimagej.paths import USER_MODELS
 
     spec = install_model(source, models_folder, overwrite=overwrite)
     click.echo(f"installed '{spec.name}' in {spec.root}")
+    for line in describe(spec, layers=False):
+        click.echo(f"  {line}")
+    if not no_test:
+        try:
+            report = check_reference(spec)
+        except BundleError as exc:  # no reference images to compare
+            click.echo(f"test     : none ({first_line(exc)})")
+        else:
+            verdict = "PASS" if report.passed else "FAIL (installed anyway; see `deepimagej test`)"
+            click.echo(f"test     : {verdict} {report.message}")
     click.echo(
         f"next     : deepimagej run {spec.root} IMAGE.tif -o OUT.tif, or DeepImageJ Run in ImageJ"
         + (

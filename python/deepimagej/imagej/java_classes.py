@@ -40,6 +40,14 @@ class DeepImageJClasses(JavaClasses):
         return "java.lang.management.ManagementFactory"
 
     @JavaClasses.java_import
+    def Menu(self) -> str:  # the submenus of ImageJ's window (start(show=True))
+        return "java.awt.Menu"
+
+    @JavaClasses.java_import
+    def MenuItem(self) -> str:
+        return "java.awt.MenuItem"
+
+    @JavaClasses.java_import
     def Runnable(self) -> str:
         return "java.lang.Runnable"
 
@@ -127,6 +135,10 @@ class DeepImageJClasses(JavaClasses):
     @JavaClasses.java_import
     def Prefs(self) -> str:
         return "ij.Prefs"
+
+    @JavaClasses.java_import
+    def Recorder(self) -> str:  # the Macro Recorder (tests of recorded lines)
+        return "ij.plugin.frame.Recorder"
 
     @JavaClasses.java_import
     def ResultsTable(self) -> str:

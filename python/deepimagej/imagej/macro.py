@@ -279,6 +279,7 @@ class MacroRunner:
         self._Confinement = jc.Confinement
         self._Thread = jc.Thread
         self._IJ = jc.IJ
+        self._WindowManager = jc.WindowManager
         self._Guard.install()
         self._lock = threading.RLock()
         self._worker = _MacroThread()
@@ -454,12 +455,16 @@ class MacroRunner:
             outcome["java_thread"] = java_thread
             try:
                 with self._confined(confine) as refused:
+                    # the macro's first image, in this thread; else an image window on screen (ImageJ's
+                    # window: start(show=True)) would be the current image
+                    self._WindowManager.setTempCurrentImage(image)
                     try:
                         outcome["image"] = interp.runBatchMacro(_with_args(text, args), image)
                     except Exception as exc:  # noqa: BLE001 - Java exceptions (Macro canceled, plugin errors)
                         outcome["exception"] = exc
                     finally:
                         outcome["ij_error"] = self._IJ.getErrorMessage()  # IJ.error()'s or "out of memory"
+                        self._WindowManager.setTempCurrentImage(None)
                 refusals.extend(refused)
             except DeepImageJError as exc:
                 outcome["error"] = exc

@@ -19,11 +19,13 @@ from deepimagej.errors import DeepImageJError, ImageJError, InputImageError
 from deepimagej.imagej import convert, jvm, shim, xvfb
 from deepimagej.imagej.java_classes import jc
 from deepimagej.imagej.macro import DEFAULT_TIMEOUT_S, MacroResult, MacroRunner, read_macro, results_table
+from deepimagej.imagej.plugin.install import imagej_home
 
 #: ImageJ menu command -> argument passed to the Java shim (deepimagej.ij.Command)
 COMMANDS = {
     "DeepImageJ Run": "run",
     "DeepImageJ Explore": "explore",
+    "DeepImageJ Install Model": "install",
     "DeepImageJ Build Bundled Model": "build",
     "U-Net Train": "train",
     "DeepImageJ Jobs": "jobs",
@@ -45,11 +47,13 @@ class ImageJ:
         version: ImageJ's version, e.g. ``"1.53t"``.
     """
 
-    def __init__(self, display: str, timeout: float | None) -> None:
+    def __init__(self, display: str, timeout: float | None, home: Path | None = None) -> None:
         self.display = display
         self._IJ = jc.IJ
         self._ImageJ = jc.ImageJ
-        if self._IJ.getInstance() is None:
+        if home is not None:
+            self._show_window(home)
+        elif self._IJ.getInstance() is None:
             self._ImageJ(self._ImageJ.NO_SHOW)  # a hidden ImageJ: Log window, Results, menus
         self.version = str(self._IJ.getVersion())
         jc.Shutdown.prepare()  # ImageJ's thread pool must not keep Python alive
@@ -57,6 +61,36 @@ class ImageJ:
         self.current = None  # the ImagePlus the next macro starts from
         self._handlers: dict[str, Callable[[ImageJ, str | None], None]] = {}
         self._register_commands()
+
+    def _show_window(self, home: Path) -> None:
+        """Show ImageJ's window with the menus of the plugins in ``home`` (a hidden ImageJ is replaced).
+
+        ImageJ reads ``plugins.dir`` when it builds its menus; the window is ImageJ's embedded
+        mode: closing it does not end Python.
+        """
+        jc.System.setProperty("plugins.dir", str(home / "plugins"))
+        instance = self._IJ.getInstance()
+        if instance is not None and instance.isShowing():
+            return
+        if instance is not None:  # started hidden, without the plugins' menus
+            instance.dispose()
+        self._ImageJ(self._ImageJ.EMBEDDED)
+        if hasattr(self, "_java_handler"):  # the new menus' command table: this session's commands again
+            self._register_commands()
+        self._add_menu_items()
+
+    def _add_menu_items(self) -> None:
+        """This session's commands that the plugin's menus lack (DeepImageJ Jobs), into their submenu."""
+        plugins = jc.Menus.getImageJMenu("Plugins")
+        items = [plugins.getItem(i) for i in range(plugins.getItemCount())]
+        submenus = {str(m.getLabel()): m for m in items if isinstance(m, jc.Menu)}
+        for label in COMMANDS:
+            menu = submenus.get(label.split(" ")[0])
+            if menu is None or label in [str(menu.getItem(i).getLabel()) for i in range(menu.getItemCount())]:
+                continue
+            item = jc.MenuItem(label)
+            item.addActionListener(self._IJ.getInstance())  # ImageJ runs a menu item's command by its label
+            menu.add(item)
 
     # ---------------------------------------------------------------- commands
     def _register_commands(self) -> None:
@@ -269,8 +303,16 @@ def start(
     display: str | None = None,
     max_memory: str | None = None,
     timeout: float | None = DEFAULT_TIMEOUT_S,
+    *,
+    show: bool = False,
+    folder: str | Path | None = None,
 ) -> ImageJ:
     """Start ImageJ in this process (once) and return it; later calls return the same one.
+
+    With ``show=True`` (Python, Jupyter) ImageJ's window opens with the menus of
+    ``deepimagej imagej`` (Plugins › DeepImageJ, Plugins › U-Net) and start returns at once:
+    the commands clicked there run in this Python process, on the window's current image, and
+    are recorded by ImageJ's Macro Recorder. A session started hidden gets its window then.
 
     Args:
         ij: ``None`` for the embedded ImageJ 1.x (``ij.jar`` from ``$DEEPIMAGEJ_IJ_JAR`` or the
@@ -281,15 +323,25 @@ def start(
             always starts one.
         max_memory: Java heap limit, e.g. ``"8g"`` (default 4g).
         timeout: default macro timeout in seconds (``None``: no limit).
+        show: open ImageJ's window (needs a display: ``$DISPLAY``, or ``display``).
+        folder: ImageJ's home folder for the window's plugins (default: as ``deepimagej imagej``).
 
     Raises:
-        ImageJError: no ij.jar, no Java, no javac for the shim, no display and no Xvfb.
+        ImageJError: no ij.jar, no Java, no javac for the shim, no display and no Xvfb; with
+            ``show``, no display.
     """
     global _session
     with _session_lock:
+        home = None
+        if show:
+            if display is None:
+                xvfb.require_display("`start(show=True)`")
+            home, _ = imagej_home(folder)
         if _session is not None:
             if timeout != DEFAULT_TIMEOUT_S:
                 _session.runner.timeout = timeout
+            if home is not None:
+                _session._show_window(home)
             return _session
         ij_jar = jvm.find_ij_jar(ij)
         shim_jar = shim.find_jar() or shim.build(ij_jar)
@@ -305,7 +357,7 @@ def start(
 
         atexit.register(_shutdown_imagej)  # registered after JPype's own: runs before it
         try:
-            _session = ImageJ(used_display or os_display or "", timeout)
+            _session = ImageJ(used_display or os_display or "", timeout, home)
         except DeepImageJError:
             raise
         except Exception as exc:  # noqa: BLE001 - e.g. HeadlessException, AWTError: no display

@@ -165,3 +165,20 @@ def ensure_display(display: str | None = None) -> str:
         display = start_xvfb().display
     os.environ["DISPLAY"] = display
     return display
+
+
+def require_display(what: str) -> str:
+    """The user's X display (``$DISPLAY``), for a window the user is meant to see.
+
+    Args:
+        what: how the user asked for the window, for the message (e.g. "`deepimagej imagej`").
+
+    Raises:
+        ImageJError: ``DISPLAY`` is not set (a private Xvfb would show the window to nobody).
+    """
+    display = os.environ.get("DISPLAY", "")
+    if not display:
+        raise ImageJError(
+            f"no display (DISPLAY is not set): run {what} on a desktop, or under `xvfb-run` for a virtual one"
+        )
+    return display

@@ -11,6 +11,7 @@ from typing import Any
 
 from deepimagej.imagej.commands.build import build_command
 from deepimagej.imagej.commands.explore import explore_command
+from deepimagej.imagej.commands.install import install_command
 from deepimagej.imagej.commands.jobs import jobs_command
 from deepimagej.imagej.commands.run import run_command
 from deepimagej.imagej.commands.train import train_command
@@ -18,6 +19,7 @@ from deepimagej.imagej.commands.train import train_command
 HANDLERS: dict[str, Callable[[Any, str | None], None]] = {
     "run": run_command,
     "explore": explore_command,
+    "install": install_command,
     "build": build_command,
     "train": train_command,
     "jobs": jobs_command,

@@ -440,11 +440,13 @@ def run_command(ij: ImageJ, options: str | None) -> None:
                 out = Path(opts.output_folder)
                 out.mkdir(parents=True, exist_ok=True)
                 IJ.saveAsTiff(result, str(out / f"{path.stem}_{result.getTitle().replace(' ', '_')}.tif"))
-            if opts.display_output and ij.runner.running:
+            if opts.display_output:
                 result.show()
         return
     imp = jc.WindowManager.getCurrentImage()
-    run_bundle_on_imageplus(ij, opts, imp)
+    result = run_bundle_on_imageplus(ij, opts, imp)
+    if result is not None and not ij.runner.running:  # clicked in ImageJ's window: the result in a window
+        result.show()
 
 
 def run_streamed(opts: RunOptions, path: Path, folder: Path) -> Path:

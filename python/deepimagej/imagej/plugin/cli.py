@@ -43,23 +43,15 @@ def imagej_cmd(images: tuple[Path, ...], folder: Path | None) -> None:
     ImageJ 1.x runs as its own program with this package's plugin installed in FOLDER; its
     commands run their models in a worker of this Python environment, as in your own Fiji.
     """
-    import os
     import shutil
     import subprocess
 
     from deepimagej.errors import ImageJError
-    from deepimagej.imagej import jvm
-    from deepimagej.imagej.plugin.install import install_plugin
-    from deepimagej.paths import config_dir
+    from deepimagej.imagej import jvm, xvfb
+    from deepimagej.imagej.plugin.install import imagej_home
 
-    if not os.environ.get("DISPLAY"):
-        raise ImageJError(
-            "no display (DISPLAY is not set): run `deepimagej imagej` on a desktop, or under "
-            "`xvfb-run` for a virtual one"
-        )
-    home = (folder or config_dir() / "imagej").expanduser()
-    (home / "plugins").mkdir(parents=True, exist_ok=True)
-    installed = install_plugin(home)
+    xvfb.require_display("`deepimagej imagej`")
+    home, installed = imagej_home(folder)
     ij_jar = jvm.find_ij_jar()
     click.echo(
         f"ImageJ {ij_jar} with {installed.jar.name} in {home / 'plugins'}: Plugins > DeepImageJ, Plugins > U-Net"

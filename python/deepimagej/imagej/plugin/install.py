@@ -25,6 +25,7 @@ from deepimagej.errors import ImageJError, OutputError
 from deepimagej.imagej import jvm, shim
 from deepimagej.imagej.plugin.protocol import PROTOCOL
 from deepimagej.outputs import atomic_file, write_text_atomic
+from deepimagej.paths import config_dir
 
 JAVA_DIR = Path(__file__).with_name("java")
 PLUGINS_CONFIG = JAVA_DIR / "plugins.config"
@@ -139,3 +140,29 @@ def install_plugin(imagej: str | Path, *, ij_jar: Path | None = None) -> Install
     except OutputError as exc:
         raise ImageJError(f"cannot install the plugin into {plugins}: {exc}") from None
     return Installed(target, plugins / CONFIG_NAME, worker_command(), warnings)
+
+
+def imagej_home(folder: str | Path | None = None) -> tuple[Path, Installed]:
+    """ImageJ's home folder for its window, with this package's plugin installed in its ``plugins``.
+
+    The one set-up of ``deepimagej imagej`` and ``deepimagej.imagej.start(show=True)``: ImageJ
+    started with ``-Dplugins.dir=HOME`` reads the plugin's ``plugins.config`` into its menus
+    (Plugins › DeepImageJ, Plugins › U-Net).
+
+    Args:
+        folder: the home folder (created if needed); default: the config folder's ``imagej``.
+
+    Returns:
+        The home folder and what :func:`install_plugin` wrote there.
+
+    Raises:
+        ImageJError: the folder cannot be written, no javac.
+    """
+    home = Path(folder or config_dir() / "imagej").expanduser().absolute()
+    try:
+        (home / "plugins").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ImageJError(
+            f"cannot create ImageJ's folder {home / 'plugins'}: {exc.strerror or exc}"
+        ) from None
+    return home, install_plugin(home)

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import deepimagej
-from deepimagej.errors import DeepImageJError, MacroError, first_line
+from deepimagej.errors import DeepImageJError, first_line
 from deepimagej.imagej.commands import dialogs
 from deepimagej.imagej.commands.options import THIS_COMPUTER, RunOptions, parse_options
 from deepimagej.imagej.plugin.protocol import PROTOCOL, decode, encode, read_image, write_image
@@ -372,8 +372,7 @@ def explore_request(server: Server, job: Job, args: dict[str, Any]) -> dict[str,
 
 def install_request(server: Server, job: Job, args: dict[str, Any]) -> dict[str, Any]:
     """``install``: a bundle zip or folder into the models folder."""
-    from deepimagej.imagej.commands.explore import model_info
-    from deepimagej.imagej.models import install_model
+    from deepimagej.imagej.commands.install import install_values
 
     dialog = _install_dialog()
     values = (
@@ -381,11 +380,9 @@ def install_request(server: Server, job: Job, args: dict[str, Any]) -> dict[str,
         if args.get("values") is not None
         else dialog.values_from_options(str(args.get("options") or ""))
     )
-    if not values["source"]:
-        raise MacroError("DeepImageJ Install Model needs source=[bundle .zip or folder]")
-    spec = install_model(values["source"], values["models"] or None)
-    job.log(f"[DeepImageJ] installed '{spec.name}' in {spec.root}")
-    job.log(model_info(spec))
+    spec, lines = install_values(values)
+    for line in lines:
+        job.log(line)
     return {"model": str(spec.root), "name": spec.name}
 
 
