@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -72,3 +74,27 @@ def sshd(tmp_path_factory):
             yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def private_display():
+    """A private X server for one test module's GUI sessions (Xvfb picks a free display number),
+    apart from the embedded ImageJ's (``ij``), so that windows and clicks of one never reach the other."""
+    if shutil.which("Xvfb") is None:
+        pytest.skip("Xvfb not installed (scripts/setup.sh installs it)")
+    read, write = os.pipe()
+    proc = subprocess.Popen(
+        ["Xvfb", "-displayfd", str(write), "-screen", "0", "1280x1024x24", "-nolisten", "tcp"],
+        pass_fds=(write,),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    os.close(write)
+    with os.fdopen(read) as fh:
+        number = fh.readline().strip()
+    if not number:
+        proc.kill()
+        pytest.skip("Xvfb did not start")
+    yield f":{number}"
+    proc.terminate()
+    proc.wait(10)

@@ -89,25 +89,10 @@ def _need(*programs: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def display():
-    """A private X server for this module (Xvfb picks a free display number)."""
+def display(private_display):
+    """This module's own X server (see conftest.private_display)."""
     _need("Xvfb", "java", "xdotool")
-    read, write = os.pipe()
-    proc = subprocess.Popen(
-        ["Xvfb", "-displayfd", str(write), "-screen", "0", "1280x1024x24", "-nolisten", "tcp"],
-        pass_fds=(write,),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    os.close(write)
-    with os.fdopen(read) as fh:
-        number = fh.readline().strip()
-    if not number:
-        proc.kill()
-        pytest.skip("Xvfb did not start")
-    yield f":{number}"
-    proc.terminate()
-    proc.wait(10)
+    return private_display
 
 
 class Session:

@@ -80,15 +80,20 @@ def test_wheel_installs_and_runs_without_the_checkout(tmp_path):
     python = venv / "bin" / "python"
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["DEEPIMAGEJ_MODELS"] = str(BUNDLES)
-    where = subprocess.run(
-        [str(python), "-c", "import deepimagej, pathlib; print(pathlib.Path(deepimagej.__file__))"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=120,
-        check=False,
-    )
+
+    def in_venv(*args: str) -> subprocess.CompletedProcess:
+        """``python ARGS`` with the wheel's venv, outside the checkout."""
+        return subprocess.run(
+            [str(python), *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=600,
+            check=False,
+        )
+
+    where = in_venv("-c", "import deepimagej, pathlib; print(pathlib.Path(deepimagej.__file__))")
     assert where.returncode == 0, where.stderr
     package = Path(where.stdout.strip()).parent
     assert package.is_relative_to(site), where.stdout  # the wheel's copy, not the checkout
@@ -98,35 +103,13 @@ def test_wheel_installs_and_runs_without_the_checkout(tmp_path):
         "postprocessing_detection.ijm",
         "postprocessing_instances.ijm",
     ], "the U-Net post-processing macros are package data"
-    macro = subprocess.run(
-        [
-            str(python),
-            "-c",
-            "from deepimagej.unet.postprocess import detection_macro; print(detection_macro(0.7, 1.0, 4))",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=120,
-        check=False,
+    macro = in_venv(
+        "-c", "from deepimagej.unet.postprocess import detection_macro; print(detection_macro(0.7, 1.0, 4))"
     )
     assert macro.returncode == 0, macro.stderr
     assert "threshold = 0.7;" in macro.stdout and 'run("Gaussian Blur...", ' in macro.stdout
-
-    def cli(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [str(python), "-m", "deepimagej", *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=tmp_path,
-            timeout=600,
-            check=False,
-        )
-
-    listed = cli("list")
+    listed = in_venv("-m", "deepimagej", "list")
     assert listed.returncode == 0 and "unet-pancreatic" in listed.stdout, listed.stdout + listed.stderr
-    demo = cli("demo", "--out", str(tmp_path / "out"))
+    demo = in_venv("-m", "deepimagej", "demo", "--out", str(tmp_path / "out"))
     assert demo.returncode == 0, demo.stdout + demo.stderr
     assert (tmp_path / "out" / "unet-pancreatic_result.tif").is_file()
