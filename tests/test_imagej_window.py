@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import x11
 
 pytestmark = pytest.mark.plugin
 REPO = Path(__file__).resolve().parents[1]
@@ -132,18 +133,14 @@ class Session:
             ) from None
 
     def xdotool(self, *args: str) -> str:
-        return subprocess.run(
-            ["xdotool", *args], capture_output=True, text=True, timeout=30, check=False, env=self.env
-        ).stdout
+        return x11.xdotool(self.env["DISPLAY"], *args)
+
+    def alive(self) -> None:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"Python exited: {(self.out / 'python.err').read_text()[-3000:]}")
 
     def wait_window(self, name: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while not self.xdotool("search", "--name", f"^{name}$").strip():
-            if self.proc.poll() is not None:
-                raise AssertionError(f"Python exited: {(self.out / 'python.err').read_text()[-3000:]}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no window {name!r} after {timeout:.0f} s")
-            time.sleep(0.1)
+        x11.wait_window(self.env["DISPLAY"], name, timeout, self.alive)
 
     def close(self) -> None:
         if self.proc.poll() is None:
@@ -206,7 +203,9 @@ def test_start_show_opens_the_window_with_the_menus_and_runs_the_clicked_command
     time.sleep(0.7)
     session.xdotool("key", "Return")  # DeepImageJ Run: its dialog
     session.wait_window("DeepImageJ Run", 60)
-    session.xdotool("key", "Return")  # OK with the defaults: the first model, its own macros
+    x11.press_ok(
+        session.env["DISPLAY"], "DeepImageJ Run"
+    )  # OK with the defaults: the first model, its own macros
     session.wait_window(RESULT, 180)
     assert session.next(180) == {"done": True}
     clicked = tifffile.imread(session.out / "clicked.tif")

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import x11
 
 pytestmark = pytest.mark.plugin
 REPO = Path(__file__).resolve().parents[1]
@@ -243,14 +244,7 @@ class GuiSession:
         return self.results()
 
     def xdotool(self, *args: str) -> str:
-        return subprocess.run(
-            ["xdotool", *args],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-            env=dict(os.environ, DISPLAY=self.display),
-        ).stdout
+        return x11.xdotool(self.display, *args)
 
     def screenshot(self, path: Path) -> np.ndarray:
         subprocess.run(
@@ -415,7 +409,9 @@ def test_menu_shows_the_submenu_and_runs_from_its_dialog(gui, tmp_path):
         gui.proc,
     )
     gui.screenshot(gui.out / "run_dialog.png")
-    gui.xdotool("key", "Return")  # OK with the defaults: the first model, the bundle's own macros
+    x11.press_ok(
+        gui.display, "DeepImageJ Run"
+    )  # OK with the defaults: the first model, the bundle's own macros
     _wait_for(
         lambda: gui.xdotool("search", "--name", "^Count Masks of Output probability$").strip() != "",
         180,
