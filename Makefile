@@ -9,7 +9,7 @@ setup:
 	@bash scripts/setup.sh
 
 demo: setup
-	@$(PY) -m deepimagej.cli demo
+	@$(PY) -m deepimagej demo
 
 test: setup
 	@$(PY) -m pytest -q tests

@@ -119,7 +119,7 @@ def in_fresh_processes(runs: int, stall: float, startup: float) -> dict:
             t0 = time.monotonic()
             try:
                 proc = subprocess.run(
-                    [sys.executable, "-m", "deepimagej.cli", "macro", str(macro)],
+                    [sys.executable, "-m", "deepimagej", "macro", str(macro)],
                     env=env,
                     capture_output=True,
                     text=True,

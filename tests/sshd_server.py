@@ -1,7 +1,7 @@
 """A real OpenSSH server for the remote-job tests, on 127.0.0.1 on a free port, with throw-away keys.
 
 The "remote" deepimagej is this installation, reached only through SSH: a small wrapper script
-runs ``python -m deepimagej.cli`` with ``PYTHONPATH`` set to the folder holding the
+runs ``python -m deepimagej`` with ``PYTHONPATH`` set to the folder holding the
 ``deepimagej`` package under test (so a worktree or a fresh clone tests its own code).
 """
 
@@ -105,7 +105,7 @@ class SSHServer:
         package_parent = Path(deepimagej.__file__).resolve().parents[1]
         wrapper.write_text(
             f"#!/bin/sh\nPYTHONPATH={shlex.quote(str(package_parent))} "
-            f'exec {shlex.quote(sys.executable)} -m deepimagej.cli "$@"\n'
+            f'exec {shlex.quote(sys.executable)} -m deepimagej "$@"\n'
         )
         wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
         known_hosts = root / "known_hosts"

@@ -183,7 +183,7 @@ def test_start_show_opens_the_window_with_the_menus_and_runs_the_clicked_command
         "DeepImageJ Explore",
         "DeepImageJ Install Model",
         "DeepImageJ Build Bundled Model",
-        "DeepImageJ Jobs",  # a command of this session only (remote jobs): added to the plugin's menu
+        "DeepImageJ Jobs",
     ]
     assert report["submenus"]["U-Net"] == ["U-Net Train"]
     assert report["run_command"] == 'deepimagej.ij.Command("run")'  # the commands run in that Python

@@ -34,6 +34,7 @@ COMMANDS = {
     "DeepImageJ Explore": "deepimagej.plugin.DeepImageJ_Explore",
     "DeepImageJ Install Model": "deepimagej.plugin.DeepImageJ_Install_Model",
     "DeepImageJ Build Bundled Model": "deepimagej.plugin.DeepImageJ_Build_Bundled_Model",
+    "DeepImageJ Jobs": "deepimagej.plugin.DeepImageJ_Jobs",
     "U-Net Train": "deepimagej.plugin.UNet_Train",
 }
 
@@ -556,6 +557,116 @@ def test_worker_of_another_version_is_refused(display, ij_jar, imagej_dir, model
         in proc.stderr
         and f"deepimagej install-plugin {other}" in proc.stderr
     )
+
+
+def _batch(ij_jar: Path, imagej_dir: Path, display: str, models: Path, macro: Path, text: str):
+    macro.write_text(text)
+    return subprocess.run(
+        _imagej(ij_jar, imagej_dir, "-batch", macro),
+        env=_env(display, models),  # with this session's job table and SSH settings (the sshd fixture's)
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_run_on_a_server_and_the_jobs_command(sshd, display, ij_jar, imagej_dir, models, example, tmp_path):
+    """``host=`` and DeepImageJ Jobs in the user's own ImageJ, with the real OpenSSH server of
+    tests/sshd_server.py: the model runs there, the bundle's macros here, and the labels equal a
+    run in this ImageJ; a detached run and one started from the command line are fetched by the
+    Jobs command; its dialog offers the jobs, the newest first."""
+    from deepimagej import remote
+
+    first = max([j.id for j in remote.jobs(refresh=False)], default=0) + 1
+    try:
+        _run_on_a_server_and_the_jobs_command(display, ij_jar, imagej_dir, models, example, tmp_path)
+    finally:  # the server as it was: its uploads freed (tests/test_remote.py counts a first upload)
+        for job in remote.jobs(refresh=False):
+            if job.id >= first:
+                remote.remove(job.id)
+        remote.clean("local")
+
+
+def _run_on_a_server_and_the_jobs_command(display, ij_jar, imagej_dir, models, example, tmp_path) -> None:
+    import io
+
+    import tifffile
+
+    from deepimagej import remote
+    from deepimagej.imagej.plugin import worker
+
+    crop = tmp_path / "crop.tif"
+    tifffile.imwrite(crop, tifffile.imread(example)[:128, :160])
+    result = tmp_path / "probabilities.tif"
+    cli_job = remote.run(
+        "local", models / "unet-pancreatic", crop, result, detach=True, no_postprocessing=True
+    )
+    assert remote.follow(cli_job.id, fetch_result=False).state == "done" and not result.exists()
+
+    # the dialog the plugin shows when Jobs is clicked, and the request its values make
+    server = worker.Server(io.BytesIO(), tmp_path)
+    server.handle({"id": 1, "op": "dialog", "args": {"command": "jobs", "options": None}})
+    dialog = json.loads(server.out.getvalue().splitlines()[-1])["result"]["dialog"]
+    job_field, action_field = dialog["fields"][:2]
+    assert job_field["default"] == job_field["choices"][0] == f"{cli_job.id}: run on local (done)"
+    assert action_field["default"] == "fetch"  # the newest job is done
+    values = {"job": job_field["default"], "action": "refresh"}
+    server.handle({"id": 2, "op": "jobs", "args": {"values": values}})
+    reply = json.loads(server.out.getvalue().splitlines()[-1])["result"]
+    row = reply["table"][-1]
+    assert (row["ID"], row["Host"], row["Kind"], row["State"]) == (cli_job.id, "local", "run", "done")
+    assert "open" not in reply and not result.exists()  # refresh fetches nothing
+    server.handle({"id": 3, "op": "dialog", "args": {"command": "run", "options": None}})
+    run_dialog = json.loads(server.out.getvalue().splitlines()[-1])["result"]["dialog"]
+    host = next(f for f in run_dialog["fields"] if f["label"] == "Host")
+    assert host["choices"] == ["this computer", "local"]  # the servers of deepimagej remote
+
+    proc = _batch(
+        ij_jar,
+        imagej_dir,
+        display,
+        models,
+        tmp_path / "a.ijm",
+        f'open("{crop}");\nid = getImageID();\n'
+        f'run("DeepImageJ Run", "{RUN}");\nsaveAs("Tiff", "{tmp_path}/here.tif");\n'
+        f'selectImage(id);\nrun("DeepImageJ Run", "{RUN} host=local");\nsaveAs("Tiff", "{tmp_path}/there.tif");\n'
+        f'selectImage(id);\nrun("DeepImageJ Run", "{RUN} host=local detach");\n'
+        'run("DeepImageJ Jobs", "action=refresh");\n'
+        f'run("DeepImageJ Jobs", "action=fetch job={cli_job.id}");\n'
+        'print("title=" + getTitle());\n'
+        f'saveAs("Tiff", "{tmp_path}/opened.tif");\n',
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    here = tifffile.imread(tmp_path / "here.tif")
+    assert here.dtype == np.uint16 and here.max() > 0  # labels of the bundle's post-processing macro
+    assert np.array_equal(tifffile.imread(tmp_path / "there.tif"), here)
+    detached = remote.jobs(refresh=False)[-1]
+    assert detached.id != cli_job.id and "[DeepImageJ] job" in proc.stdout and "runs on local" in proc.stdout
+    assert f"[DeepImageJ Jobs] {cli_job.id}: run on local: done" in proc.stdout, proc.stdout
+    assert f"[DeepImageJ Jobs] job {cli_job.id}: result opened as 'probabilities.tif'" in proc.stdout
+    assert "title=probabilities.tif" in proc.stdout
+    downloaded = tifffile.imread(result)  # the command fetched it
+    assert downloaded.dtype == np.float32 and downloaded.min() >= 0 and downloaded.max() <= 1
+    assert np.array_equal(tifffile.imread(tmp_path / "opened.tif"), downloaded)
+
+    # the detached run, fetched later: post-processed here, as without detach
+    assert remote.follow(detached.id, fetch_result=False).state == "done"
+    proc = _batch(
+        ij_jar,
+        imagej_dir,
+        display,
+        models,
+        tmp_path / "b.ijm",
+        f'run("DeepImageJ Jobs", "action=fetch job={detached.id}");\nsaveAs("Tiff", "{tmp_path}/fetched.tif");\n',
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert np.array_equal(tifffile.imread(tmp_path / "fetched.tif"), here)
+
+    proc = _batch(
+        ij_jar, imagej_dir, display, models, tmp_path / "c.ijm", 'run("DeepImageJ Jobs", "action=fetch");\n'
+    )
+    assert "DeepImageJ Jobs: action=fetch needs job=ID (the ID column of the table)" in proc.stderr
 
 
 def test_imagej_exit_stops_its_worker(gui):

@@ -55,7 +55,7 @@ def client(*args, cwd: Path) -> subprocess.Popen:
     log = cwd / f"client-{time.monotonic_ns()}.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "deepimagej.cli", *map(str, args)],
+            [sys.executable, "-m", "deepimagej", *map(str, args)],
             cwd=cwd,
             env=env,
             stdout=out,

@@ -364,7 +364,7 @@ def test_a_worker_killed_mid_run_still_gives_the_complete_identical_result(two_i
         [
             sys.executable,
             "-m",
-            "deepimagej.cli",
+            "deepimagej",
             "run",
             str(two_io),
             "--input",
@@ -464,7 +464,7 @@ def test_interrupted_run_leaves_no_complete_store_and_no_processes(two_io, tmp_p
         [
             sys.executable,
             "-m",
-            "deepimagej.cli",
+            "deepimagej",
             "run",
             str(two_io),
             "--input",

@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from deepimagej.errors import DeepImageJError, DeepImageJWarning, first_line
+from deepimagej.interrupts import command_started
 
 
 def fail(message: str) -> None:
@@ -53,6 +54,7 @@ def friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, _interrupt)
+        command_started()  # Ctrl-C from here on stops the command's work (KeyboardInterrupt)
         warnings.showwarning = _note  # deepimagej's warnings as one-line notes
         try:
             return func(*args, **kwargs)

@@ -177,7 +177,7 @@ def _command(case: Case, case_dir: Path, materials: Path, trusted: bool) -> list
     argv = [_format(a, case_dir, materials) for a in case.argv]
     if trusted:
         argv.append("--trust")
-    return [sys.executable, "-m", "deepimagej.cli", *argv]
+    return [sys.executable, "-m", "deepimagej", *argv]
 
 
 def _error_lines(outcome: Outcome) -> list[str]:

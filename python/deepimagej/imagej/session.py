@@ -80,7 +80,8 @@ class ImageJ:
         self._add_menu_items()
 
     def _add_menu_items(self) -> None:
-        """This session's commands that the plugin's menus lack (DeepImageJ Jobs), into their submenu."""
+        """This session's commands that the plugin's menus lack, into their submenu (a jar of an older
+        version installed in ``home`` may lack some; today's has them all)."""
         plugins = jc.Menus.getImageJMenu("Plugins")
         items = [plugins.getItem(i) for i in range(plugins.getItemCount())]
         submenus = {str(m.getLabel()): m for m in items if isinstance(m, jc.Menu)}

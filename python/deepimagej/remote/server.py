@@ -350,7 +350,7 @@ def _start(workdir: Workdir, folder: Path) -> dict[str, Any]:
     argv = [
         sys.executable,
         "-m",
-        "deepimagej.cli",
+        "deepimagej",
         *P.SERVER_ARGS,
         "run-job",
         "--workdir",
@@ -386,7 +386,7 @@ def worker_command(workdir: Workdir, folder: Path, spec: dict[str, Any]) -> list
             )
         else:
             args.append(str(folder / P.WORK))
-    return [sys.executable, "-m", "deepimagej.cli", *args]
+    return [sys.executable, "-m", "deepimagej", *args]
 
 
 def worker_env(workdir: Workdir) -> dict[str, str]:

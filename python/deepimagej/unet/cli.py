@@ -14,16 +14,18 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from deepimagej.bundle import load_bundle
 from deepimagej.cli_errors import friendly_errors
 from deepimagej.errors import TrainingError
-from deepimagej.unet.config import TrainingConfig
-from deepimagej.unet.evaluate import DETECTION_COLUMNS, SEGMENTATION_COLUMNS, evaluate_bundle
-from deepimagej.unet.samples import load_samples
+
+if TYPE_CHECKING:
+    from deepimagej.unet.config import TrainingConfig
+
+# the training and evaluation modules (SciPy, the predictor, TensorFlow) load when a command runs, so
+# that every other deepimagej command starts fast
 
 
 def _progress(info: dict[str, Any]) -> None:
@@ -211,6 +213,7 @@ def train(
         )
     # TensorFlow loads with the training modules, not with every deepimagej command
     from deepimagej.unet.export import export_training
+    from deepimagej.unet.samples import load_samples
     from deepimagej.unet.train import train as run_training
 
     given = [p for p in (labels, rois, points) if p is not None]
@@ -254,6 +257,8 @@ def _config(
     detection: bool,
 ) -> TrainingConfig:
     """The training config: the options, or a config.json with the options given on the command line."""
+    from deepimagej.unet.config import TrainingConfig
+
     values = {_OPTION_FIELDS.get(option, option): value for option, value in options.items()}
     values.update(
         task="detection" if detection else "segmentation",
@@ -306,6 +311,9 @@ def evaluate(
     d_match: float,
 ) -> None:
     """Score BUNDLE on annotated images: pixel accuracy, foreground IoU, object IoU, SEG (or detection F1)."""
+    from deepimagej.bundle import load_bundle
+    from deepimagej.unet.evaluate import DETECTION_COLUMNS, SEGMENTATION_COLUMNS, evaluate_bundle
+
     spec = load_bundle(bundle)
     if not detection and "detection" in spec.tags:
         detection = True

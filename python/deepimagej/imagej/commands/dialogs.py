@@ -267,6 +267,30 @@ def install_dialog(models_folder: Path) -> Dialog:
     )
 
 
+JOB_ACTIONS = ("refresh", "fetch", "cancel", "log")
+
+
+def jobs_dialog(jobs: Sequence[tuple[str, str]]) -> Dialog:
+    """ "DeepImageJ Jobs": which job (``(label, state)``, oldest first; the newest is offered first), what to do.
+
+    A job's label starts with its ID and a colon; the command reads the ID before the colon.
+    """
+    labels = tuple(label for label, _state in reversed(jobs))
+    newest_done = bool(jobs) and jobs[-1][1] == "done"
+    return Dialog(
+        "DeepImageJ Jobs",
+        (
+            Field("choice", "Job", labels[0] if labels else "", labels),
+            Field("choice", "Action", "fetch" if newest_done else JOB_ACTIONS[0], JOB_ACTIONS),
+            Field(
+                "message",
+                "fetch: open a run's result / install a training's bundle (done jobs); cancel: stop a job;\n"
+                "log: the job's log into the Log window; refresh: ask the servers again.",
+            ),
+        ),
+    )
+
+
 def show(dialog: Dialog) -> dict[str, Any] | None:
     """Show ``dialog`` as an ImageJ ``GenericDialog`` in the embedded ImageJ; typed values, or None if cancelled.
 

@@ -253,7 +253,7 @@ def run_bundle_on_imageplus(ij: ImageJ, opts: RunOptions, imp, trusted: bool = F
             "model": spec.name,
             "bundle": str(spec.root),
         }
-        output = run_on_host(opts, spec, image, axes, settings, origin, progress)
+        output = run_on_host(opts, spec, image, axes, settings, origin, progress.log, progress.remote)
         if output is None:  # detached: "DeepImageJ Jobs" opens the result
             return None
     else:
@@ -318,12 +318,14 @@ def run_on_host(
     axes: str,
     settings: PredictSettings,
     origin: dict[str, Any],
-    progress: Progress,
+    log: Callable[[str], None],
+    on_update: Callable[[remote.Job], None],
 ) -> ImageData | None:
     """The model step as a job on ``opts.host`` (``deepimagej run`` there, the same code); None when detached.
 
     The (pre-processed) image goes up as a TIFF and the model's output comes back as one (into
-    :func:`results_folder`), with its axes.
+    :func:`results_folder`), with its axes. ``log`` gets the job's log lines, ``on_update`` the job
+    at every look at it (the embedded ImageJ's :class:`Progress`, or the plugin's worker).
     """
     assert opts.host, "the caller runs it for a host"
     folder = results_folder()
@@ -348,13 +350,13 @@ def run_on_host(
         "run",
         args,
         detach=opts.detach,
-        echo=progress.log,
-        on_update=progress.remote,
+        echo=log,
+        on_update=on_update,
         origin=origin,
     )
     source.unlink()
     if opts.detach:
-        progress.log(
+        log(
             f"job {job.id} runs on {opts.host}; 'DeepImageJ Jobs' fetches its result "
             f'(run("DeepImageJ Jobs", "action=fetch job={job.id}"))'
         )

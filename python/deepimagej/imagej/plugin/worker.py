@@ -2,8 +2,9 @@
 
 The plugin (``imagej/plugin/java``) starts one worker per ImageJ on its first command and
 keeps it: models stay loaded between calls. The worker serves the commands' requests
-(:mod:`~deepimagej.imagej.plugin.protocol`): the dialogs' descriptions, runs, explore, install,
-build, U-Net training; images come and go as memory-mapped files in the folder the plugin
+(:mod:`~deepimagej.imagej.plugin.protocol`): the dialogs' descriptions, runs (here, or as a job on
+a server with ``host=``), explore, install, build, U-Net training, the job manager (DeepImageJ
+Jobs); images come and go as memory-mapped files in the folder the plugin
 gives (``--shared-dir``). ImageJ itself runs the bundle's ImageJ pre/post-processing macros;
 the worker runs the model, with ``apply_preprocessing`` / ``apply_postprocessing`` off for a
 stage that is a macro (as :mod:`deepimagej.imagej.commands.run` does in the embedded ImageJ).
@@ -178,9 +179,9 @@ def _options(dialog: Callable[[], dialogs.Dialog], args: Mapping[str, Any]) -> s
 
 
 def _run_dialog() -> dialogs.Dialog:
-    from deepimagej.imagej.commands.run import installed_model_names
+    from deepimagej.imagej.commands.run import host_choices, installed_model_names
 
-    return dialogs.run_dialog(installed_model_names())
+    return dialogs.run_dialog(installed_model_names(), host_choices())
 
 
 def _install_dialog() -> dialogs.Dialog:
@@ -189,12 +190,20 @@ def _install_dialog() -> dialogs.Dialog:
     return dialogs.install_dialog(USER_MODELS)
 
 
+def _jobs_dialog() -> dialogs.Dialog | None:
+    from deepimagej import remote
+    from deepimagej.imagej.commands.jobs import dialog_for
+
+    return dialog_for(remote.jobs())
+
+
 #: command -> (its dialog, whether a macro's options go through the dialog as ImageJ reads them)
-DIALOGS: dict[str, tuple[Callable[[], dialogs.Dialog], bool]] = {
+DIALOGS: dict[str, tuple[Callable[[], dialogs.Dialog | None], bool]] = {
     "run": (_run_dialog, False),
     "build": (dialogs.build_dialog, False),
     "install": (_install_dialog, False),
     "train": (dialogs.train_dialog, True),
+    "jobs": (_jobs_dialog, False),  # none when there is no job to choose
 }
 
 
@@ -206,7 +215,8 @@ def dialog_request(server: Server, job: Job, args: dict[str, Any]) -> dict[str, 
     make, always = DIALOGS[command]
     if not always and str(args.get("options") or "").strip():
         return {"dialog": None}
-    return {"dialog": make().to_json()}
+    dialog = make()
+    return {"dialog": dialog.to_json() if dialog is not None else None}
 
 
 def run_prepare(server: Server, job: Job, args: dict[str, Any]) -> dict[str, Any]:
@@ -219,6 +229,16 @@ def run_prepare(server: Server, job: Job, args: dict[str, Any]) -> dict[str, Any
     pre = macro_files(spec, opts.preprocessing, "preprocessing")
     post = macro_files(spec, opts.postprocessing, "postprocessing")
     files = [str(p) for p in input_files(Path(opts.input_path))] if opts.input_path else []
+    if opts.host and len(spec.inputs) > 1:
+        raise DeepImageJError(
+            f"DeepImageJ Run: {spec.name} has several inputs; run it on a server from the command "
+            "line (deepimagej run BUNDLE --input NAME=PATH ... --host HOST)"
+        )
+    if opts.detach and files:
+        raise DeepImageJError(
+            "DeepImageJ Run: detach with inputPath= (a folder) is not supported; run the folder "
+            "without detach, or from the command line (deepimagej run BUNDLE FOLDER -o OUT --host HOST --detach)"
+        )
     return {
         "model": str(spec.root),
         "name": spec.name,
@@ -236,6 +256,8 @@ def run_prepare(server: Server, job: Job, args: dict[str, Any]) -> dict[str, Any
         "input_files": files,
         "output_folder": opts.output_folder,
         "display": opts.display_output,
+        "host": opts.host,  # a server (deepimagej remote): the model runs there, the macros here
+        "detach": opts.detach,
     }
 
 
@@ -272,6 +294,8 @@ def run_request(server: Server, job: Job, args: dict[str, Any]) -> dict[str, Any
         + (f" with {', '.join(m['name'] for m in pre)}" if pre else "")
         + (f" then {', '.join(m['name'] for m in post)}" if post else "")
     )
+    if plan.get("host"):
+        return _run_on_host(server, job, plan, spec, next(iter(shared.values())))
     weights = check_bundle(spec, plan.get("weights_format"))
     key = (str(spec.root), weights.format)
     if key not in server.loaded:
@@ -325,6 +349,60 @@ def run_request(server: Server, job: Job, args: dict[str, Any]) -> dict[str, Any
             f"worker peak memory {prediction.peak_rss / 2**20:.0f} MB"
         )
     return {"outputs": outputs}
+
+
+def _run_on_host(server: Server, job: Job, plan: Mapping[str, Any], spec: Any, image: Any) -> dict[str, Any]:
+    """``run`` with ``host``: the model step as a job on that server (as the embedded ImageJ's
+    DeepImageJ Run does), its output shared back; detached, no output and the job's ID."""
+    from deepimagej import remote
+    from deepimagej.imagej.commands.run import PredictSettings, run_on_host
+
+    opts = RunOptions(model=str(spec.root), host=str(plan["host"]), detach=bool(plan.get("detach")))
+    post = [str(m["path"]) for m in plan.get("postprocessing") or []]
+    title = str(plan.get("title") or spec.outputs[0].name)
+    origin = {
+        "imagej": "run",
+        "title": title,
+        "calibration": dict(image.calibration),
+        "post": post,
+        "model": spec.name,
+        "bundle": str(spec.root),
+    }
+    settings: PredictSettings = {
+        "tile": plan.get("tile") or None,
+        "weights_format": plan.get("weights_format"),
+        "apply_preprocessing": bool(plan.get("apply_preprocessing")),
+        "apply_postprocessing": bool(plan.get("apply_postprocessing")),
+    }
+    submitted: list[int] = []
+
+    def on_update(remote_job: remote.Job) -> None:
+        submitted[:] = [remote_job.id]
+        tiles = (remote_job.progress or {}).get("tiles") or [0, 1]
+        text = f"DeepImageJ Run: {spec.name} on {remote_job.host}: {remote_job.state} "
+        job.progress(int(tiles[0]), max(int(tiles[1]), 1), text + remote.describe_progress(remote_job))
+
+    try:
+        output = run_on_host(
+            opts,
+            spec,
+            image.array,
+            image.axes,
+            settings,
+            origin,
+            lambda text: job.log(f"[DeepImageJ] {text}"),
+            on_update,
+        )
+    except Cancelled:
+        if submitted:  # Esc in ImageJ: the server's job stops too
+            remote.cancel(submitted[0])
+        raise
+    if output is None:
+        return {"outputs": {}, "detached": submitted[0] if submitted else None}
+    described = write_image(
+        output.array, output.axes, server.output_path(0), title=title, calibration=dict(image.calibration)
+    )
+    return {"outputs": {spec.outputs[0].name: described}}
 
 
 def _pixel_size(calibration: Mapping[str, Any]) -> dict[str, float]:
@@ -443,6 +521,36 @@ def train_request(server: Server, job: Job, args: dict[str, Any]) -> dict[str, A
     }
 
 
+def jobs_request(server: Server, job: Job, args: dict[str, Any]) -> dict[str, Any]:
+    """``jobs``: DeepImageJ Jobs (remote runs and trainings): the table's rows, and a fetched run's image to open.
+
+    The reply's ``open`` is the image file, ``postprocessing`` the bundle's macros to run on it and
+    ``title`` its title (as DeepImageJ Run with ``host=`` would have shown it).
+    """
+    from deepimagej import remote
+    from deepimagej.imagej.commands import jobs
+
+    found = remote.jobs()
+    values = args.get("values")
+    if values is not None:
+        dialog = jobs.dialog_for(found)
+        if dialog is None:
+            raise DeepImageJError("DeepImageJ Jobs: there is no job any more; refresh the table")
+        options = dialog.options(values)
+    else:
+        options = str(args.get("options") or "")
+    fetched = jobs.perform(jobs.read_request(options), found, job.log)
+    reply: dict[str, Any] = {"table": jobs.table_rows(remote.jobs(refresh=False))}
+    if fetched is not None and fetched.image:
+        reply.update(
+            open=str(fetched.path),
+            postprocessing=[{"name": p.name, "path": str(p)} for p in fetched.post],
+            title=fetched.title or fetched.path.name,
+            job=str(fetched.job.id),
+        )
+    return reply
+
+
 def echo_request(server: Server, job: Job, args: dict[str, Any]) -> dict[str, Any]:
     """``echo``: read every byte of the shared input image(s) and write them back (the transfer, measured)."""
     outputs, read_s, write_s, checksum = {}, 0.0, 0.0, 0.0
@@ -483,6 +591,7 @@ HANDLERS: dict[str, Handler] = {
     "build": build_request,
     "train.prepare": train_prepare,
     "train": train_request,
+    "jobs": jobs_request,
     "echo": echo_request,
     "status": status_request,
 }

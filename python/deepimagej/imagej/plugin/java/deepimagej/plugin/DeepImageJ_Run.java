@@ -13,6 +13,8 @@ import java.util.Map;
  * {@code inputPath=}), with the bundle's own ImageJ macros, the model in the Python worker.
  * Macro: {@code run("DeepImageJ Run", "model=[unet-pancreatic] format=Tensorflow
  * preprocessing=[preprocessing.txt] postprocessing=[postprocessing.txt] logging=normal")}.
+ * With {@code host=NAME} (a server of {@code deepimagej remote}) the model runs there and the
+ * macros here; with {@code detach} as well, DeepImageJ Jobs opens the result later.
  */
 public class DeepImageJ_Run extends WorkerCommand {
     public DeepImageJ_Run() {
@@ -33,7 +35,10 @@ public class DeepImageJ_Run extends WorkerCommand {
             if (imp == null) {
                 throw new WorkerException("DeepImageJ Run needs an open image: open one first (open(path) in a macro)");
             }
-            RunJob.run(worker, job, imp).show();
+            RunJob.Result result = RunJob.run(worker, job, imp);
+            if (result != null) {
+                result.show();
+            }
             return;
         }
         String folder = Json.string(job, "output_folder", null);

@@ -58,7 +58,7 @@ public final class RunJob {
 
     /**
      * Runs the prepared {@code job} (the worker's reply to {@code run.prepare}) on {@code imp},
-     * which is not modified.
+     * which is not modified; null when the job was detached on a server ({@code host=... detach}).
      */
     public static Result run(Worker worker, Map<String, Object> job, ImagePlus imp) throws WorkerException, IOException {
         String logging = Json.string(job, "logging", "normal");
@@ -85,6 +85,10 @@ public final class RunJob {
         Map<String, Object> inputs = Json.of(Json.string(job, "input", "input"), image);
         Map<String, Object> reply = worker.call("run", Json.of("job", job, "inputs", inputs), listener);
         long t2 = System.nanoTime();
+        if (reply.get("detached") != null) { // host=... detach: DeepImageJ Jobs opens the result later
+            listener.finish();
+            return null;
+        }
         List<ImagePlus> outputs = new ArrayList<>();
         for (Object o : Json.object(reply.get("outputs")).values()) {
             outputs.add(SharedImages.read(Json.object(o)));
