@@ -29,6 +29,17 @@ RUN = (
     "model=[unet-pancreatic] format=Tensorflow preprocessing=[preprocessing.txt] "
     "postprocessing=[postprocessing.txt] axes=Y,X,C logging=Normal"
 )
+CENTRES = [(20, 22), (24, 70), (60, 30), (70, 74), (44, 50)]
+#: a macro: an image of five bright blobs, each outlined by an oval ROI in the ROI Manager
+BLOBS = (
+    'newImage("cells", "8-bit black", 96, 96, 1);\nsetColor(180);\n'
+    + "".join(f"fillOval({cx - 8}, {cy - 8}, 17, 17);\n" for cy, cx in CENTRES)
+    + 'run("Select None");\nrun("Add Specified Noise...", "standard=15");\nroiManager("reset");\n'
+    + "".join(f'makeOval({cx - 8}, {cy - 8}, 17, 17); roiManager("Add");\n' for cy, cx in CENTRES)
+    + 'run("Select None");\n'
+)
+
+
 COMMANDS = {
     "DeepImageJ Run": "deepimagej.plugin.DeepImageJ_Run",
     "DeepImageJ Explore": "deepimagej.plugin.DeepImageJ_Explore",
@@ -594,6 +605,7 @@ def _run_on_a_server_and_the_jobs_command(display, ij_jar, imagej_dir, models, e
     import tifffile
 
     from deepimagej import remote
+    from deepimagej.bundle import load_bundle
     from deepimagej.imagej.plugin import worker
 
     crop = tmp_path / "crop.tif"
@@ -668,6 +680,33 @@ def _run_on_a_server_and_the_jobs_command(display, ij_jar, imagej_dir, models, e
     )
     assert "DeepImageJ Jobs: action=fetch needs job=ID (the ID column of the table)" in proc.stderr
 
+    # U-Net Train on the server: the current image and the ROI Manager's ROIs go up, the bundle comes back
+    out = tmp_path / "blob-unet"
+    train = (
+        "data=[current image + ROI Manager] task=auto name=blobs epochs=1 steps=4 tile=64 depth=2 features=4"
+    )
+    proc = _batch(
+        ij_jar,
+        imagej_dir,
+        display,
+        models,
+        tmp_path / "d.ijm",
+        BLOBS + f'run("U-Net Train", "{train} output=[{out}] host=local");\n',
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert load_bundle(out).name == "blobs"
+    assert "[U-Net Train] local: epoch" in proc.stdout and "one annotated image" in proc.stdout, proc.stdout
+    assert remote.jobs(refresh=False)[-1].kind == "train"
+    proc = _batch(
+        ij_jar,
+        imagej_dir,
+        display,
+        models,
+        tmp_path / "e.ijm",
+        BLOBS + f'run("U-Net Train", "{train} output=[{tmp_path / "x"}] host=nowhere");\n',
+    )
+    assert "no host named 'nowhere'" in proc.stderr, proc.stderr
+
 
 def test_imagej_exit_stops_its_worker(gui):
     worker = int(gui.results()["pid3"])
@@ -685,17 +724,10 @@ def test_unet_train_from_the_roi_manager_then_run(display, ij_jar, imagej_dir, m
     """U-Net Train in the plugin: the current image and the ROI Manager's ROIs go to the worker, which trains."""
     from deepimagej.bundle import load_bundle
 
-    centres = [(20, 22), (24, 70), (60, 30), (70, 74), (44, 50)]
     out = tmp_path / "blob-unet"
-    draw = "".join(f"fillOval({cx - 8}, {cy - 8}, 17, 17);\n" for cy, cx in centres)
-    rois = "".join(f'makeOval({cx - 8}, {cy - 8}, 17, 17); roiManager("Add");\n' for cy, cx in centres)
     macro = tmp_path / "train.ijm"
     macro.write_text(
-        'newImage("cells", "8-bit black", 96, 96, 1);\nsetColor(180);\n'
-        + draw
-        + 'run("Select None");\nrun("Add Specified Noise...", "standard=15");\nroiManager("reset");\n'
-        + rois
-        + 'run("Select None");\n'
+        BLOBS
         + f'run("U-Net Train", "data=[current image + ROI Manager] task=auto output=[{out}] name=blobs '
         + 'epochs=1 steps=4 tile=64 depth=2 features=4");\n'
         + f'run("DeepImageJ Run", "model=[{out}] format=Tensorflow tile=96,96 logging=normal");\n'

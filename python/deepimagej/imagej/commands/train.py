@@ -26,7 +26,7 @@ reads them from the options (and the Recorder records them)::
     run("U-Net Train", "data=[current image + ROI Manager] output=/path/my-unet epochs=50 host=gpu");
 
 With ``host=NAME`` (a server of ``deepimagej remote``) the training runs there as a job, through
-``deepimagej train`` (:func:`train_on_host`): the current image and its ROIs, or the folders, are
+``deepimagej train`` (:func:`submit_training`): the current image and its ROIs, or the folders, are
 uploaded, and the trained bundle comes back to ``output``; with ``detach`` the command returns at
 once and "DeepImageJ Jobs" installs the bundle when the job is done.
 """
@@ -39,6 +39,7 @@ import shutil
 import tempfile
 import zipfile
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -303,7 +304,7 @@ def train_command(ij: Any, options: str | None) -> None:
         return
     IJ = jc.IJ
     if settings["host"]:
-        output = _output(settings)
+        output = checked_output(settings)
         source = find_model(settings["from"]).root if settings["from"] else None
         train_on_host(settings, source, output)
         return
@@ -333,7 +334,8 @@ def train_command(ij: Any, options: str | None) -> None:
 CurrentImageSamples = Callable[[Path], tuple[list[TrainingSample], TrainingConfig, str]]
 
 
-def _output(settings: dict[str, Any]) -> Path:
+def checked_output(settings: dict[str, Any]) -> Path:
+    """The bundle folder ``output=`` names, once the settings are checked (epochs, steps, tile)."""
     if not settings["output"]:
         raise TrainingError("U-Net Train needs output=[folder] (the bundle to write)")
     if settings["epochs"] < 1 or settings["steps"] < 1 or settings["tile"] < 16:
@@ -368,7 +370,7 @@ def train_from_settings(
     from deepimagej.unet.export import export_training
     from deepimagej.unet.train import train
 
-    output = _output(settings)
+    output = checked_output(settings)
     settings["from_bundle"] = str(find_model(settings["from"]).root) if settings["from"] else None
     work = output.with_name(output.name + "-training")
     with tempfile.TemporaryDirectory() as tmp:
@@ -417,133 +419,190 @@ def train_from_settings(
     return result
 
 
-def train_on_host(settings: dict[str, Any], source: Path | None, output: Path) -> remote.Job:
-    """ "U-Net Train" as a job on ``settings["host"]``: ``deepimagej train`` there, the bundle back to ``output``.
+@dataclass(frozen=True)
+class HostData:
+    """Training data as uploaded for ``deepimagej train`` on a server.
 
-    The current image and the ROI Manager's ROIs (or the two folders) are uploaded. One annotated
-    image is uploaded under two names (the same content, sent once), so that ``deepimagej train``
-    validates on the training image, as the command does here.
+    Attributes:
+        images, annotations: a file or folder each (uploaded).
+        flag: ``--labels``, ``--rois`` or ``--points``: what the annotations are.
+        detection: whether the task is detection.
+        three_d: the image is a z-stack (``--3d``).
     """
+
+    images: Path
+    annotations: Path
+    flag: str
+    detection: bool
+    three_d: bool = False
+
+
+def one_image_for_host(
+    tmp: Path,
+    title: str,
+    image: Any,
+    axes: str,
+    rois_zip: Path,
+    are_points: bool | None,
+    task: str,
+    log: Callable[[str], None],
+) -> HostData:
+    """The current image and its ROIs (``rois_zip``), as folders to upload, in ``tmp``.
+
+    The image is uploaded under two names (the same content, sent once), so that ``deepimagej train``
+    validates on the training image, as the command does on this computer.
+    """
+    from deepimagej.io import ImageData, write_image
+
+    if "t" in axes or ("c" in axes and "z" in axes):
+        raise TrainingError(f"U-Net Train: the current image has axes '{axes}'; use a 2D image or a z-stack")
+    images, annotations = tmp / "images", tmp / "annotations"
+    images.mkdir()
+    annotations.mkdir()
+    detection = _task_is_detection(task, are_points)
+    name = re.sub(r"[^\w.-]+", "_", title).strip("._") or "image"
+    write_image(images / f"{name}.tif", ImageData(np.asarray(image), axes))
+    shutil.copyfile(rois_zip, annotations / f"{name}.zip")
+    for folder, suffix in ((images, ".tif"), (annotations, ".zip")):
+        os.link(folder / f"{name}{suffix}", folder / f"{name}-validation{suffix}")
+    log(
+        "[U-Net Train] one annotated image: the validation loss is measured on the training image "
+        "(annotate a second image for a real validation)"
+    )
+    return HostData(images, annotations, "--points" if detection else "--rois", detection, "z" in axes)
+
+
+def folders_for_host(settings: dict[str, Any]) -> HostData:
+    """``data=folders``: the two folders (or files) as they are, and what their annotations are."""
+    images, annotations = Path(settings["images"]), Path(settings["annotations"])
+    for key, path in (("images", images), ("annotations", annotations)):
+        if not settings[key] or not path.exists():
+            raise TrainingError(f"U-Net Train: {key}=[{settings[key]}] is not a folder or file")
+    files = [annotations] if annotations.is_file() else sorted(annotations.iterdir())
+    rois = [f for f in files if f.suffix.lower() in (".zip", ".roi")]
+    points_given = None
+    if settings["task"] == "auto":
+        points_given = bool(rois) and all(_is_point_file(f) for f in rois)
+    detection = _task_is_detection(settings["task"], points_given)
+    return HostData(
+        images, annotations, ("--points" if detection else "--rois") if rois else "--labels", detection
+    )
+
+
+def submit_training(
+    settings: dict[str, Any],
+    data: HostData,
+    source: Path | None,
+    output: Path,
+    log: Callable[[str], None],
+    on_update: Callable[[remote.Job], None],
+) -> remote.Job:
+    """ "U-Net Train" as a job on ``settings["host"]`` (``deepimagej train`` there); the bundle back to ``output``.
+
+    Used by the embedded ImageJ (:func:`train_on_host`) and by the plugin jar's worker; ``log`` gets
+    the Log lines, ``on_update`` the job at every look at it.
+    """
+    host = settings["host"]
+    args: list[Any] = ["--images", remote.Upload(data.images), data.flag, remote.Upload(data.annotations)]
+    args += ["--3d"] if data.three_d else []
+    if source is not None:
+        args += ["--from", remote.Upload(source)]
+    args += [
+        "--out",
+        remote.Output(output),
+        "--work",
+        remote.Work(),
+        "--name",
+        settings["name"] or output.name,
+        "--epochs",
+        str(settings["epochs"]),
+        "--steps",
+        str(settings["steps"]),
+        "--tile",
+        str(settings["tile"]),
+        "--depth",
+        str(settings["depth"]),
+        "--features",
+        str(settings["features"]),
+        "--lr",
+        repr(settings["learning_rate"]),
+    ]
+    if data.detection:
+        args += ["--detection", "--radius", repr(settings["radius"]), "--r-ign", repr(2 * settings["radius"])]
+    if int(settings.get("classes") or 2) != 2:
+        args += ["--classes", str(int(settings["classes"]))]
+    for key, flag in (
+        ("class_names", "--class-names"),
+        ("ignore_label", "--ignore-label"),
+        ("element_size", "--element-size"),
+    ):
+        if settings.get(key):
+            args += [flag, str(settings[key])]
+    log(
+        f"[U-Net Train] {'detection' if data.detection else 'segmentation'} on {host}, "
+        f"{'fine-tuning ' + source.name if source else 'from scratch'}"
+    )
+    job = remote.submit(
+        host,
+        "train",
+        args,
+        detach=settings["detach"],
+        on_update=on_update,
+        echo=lambda line: log(f"[U-Net Train] {host}: {line}"),
+        origin={"imagej": "train", "output": str(output)},
+    )
+    if settings["detach"]:
+        log(
+            f"[U-Net Train] job {job.id} runs on {host}; 'DeepImageJ Jobs' installs the bundle when it is done "
+            f'(run("DeepImageJ Jobs", "action=fetch job={job.id}"))'
+        )
+    else:
+        log(
+            f'[U-Net Train] bundle written to {output}; run it with run("DeepImageJ Run", "model=[{output}]")'
+        )
+    return job
+
+
+def train_on_host(settings: dict[str, Any], source: Path | None, output: Path) -> remote.Job:
+    """ "U-Net Train" as a job on ``settings["host"]`` from the embedded ImageJ: the current image and the
+    ROI Manager's ROIs (or the two folders) uploaded (:func:`submit_training`)."""
     from deepimagej.imagej.convert import from_imageplus, imageplus_axes
     from deepimagej.imagej.java_classes import jc
-    from deepimagej.io import ImageData, write_image
 
     IJ = jc.IJ
     host = settings["host"]
+
+    def update(job: remote.Job) -> None:
+        progress = job.progress or {}
+        if "epoch" in progress:
+            IJ.showProgress(progress["epoch"], progress.get("epochs", progress["epoch"]))
+        IJ.showStatus(f"U-Net Train on {host}: {job.state} {remote.describe_progress(job)}")
+
     with tempfile.TemporaryDirectory() as tmp:
-        args: list[Any] = []
         if settings["data"] == DATA_CHOICES[0]:
             imp = jc.WindowManager.getCurrentImage()
             if imp is None:
                 raise TrainingError(
                     "U-Net Train: no image open; open the annotated image (or use data=folders)"
                 )
-            axes = imageplus_axes(imp)
-            if "t" in axes or ("c" in axes and "z" in axes):
-                raise TrainingError(
-                    f"U-Net Train: the current image has axes '{axes}'; use a 2D image or a z-stack"
-                )
-            images, annotations = Path(tmp) / "images", Path(tmp) / "annotations"
-            images.mkdir()
-            annotations.mkdir()
             zip_path, are_points = roi_manager_zip(Path(tmp))
-            detection = _task_is_detection(settings["task"], are_points)
-            name = re.sub(r"[^\w.-]+", "_", str(imp.getTitle())).strip("._") or "image"
-            write_image(images / f"{name}.tif", ImageData(from_imageplus(imp), axes))
-            shutil.copyfile(zip_path, annotations / f"{name}.zip")
-            for folder, suffix in ((images, ".tif"), (annotations, ".zip")):
-                os.link(folder / f"{name}{suffix}", folder / f"{name}-validation{suffix}")
-            IJ.log(
-                "[U-Net Train] one annotated image: the validation loss is measured on the training image "
-                "(annotate a second image for a real validation)"
+            data = one_image_for_host(
+                Path(tmp),
+                str(imp.getTitle()),
+                from_imageplus(imp),
+                imageplus_axes(imp),
+                zip_path,
+                are_points,
+                settings["task"],
+                IJ.log,
             )
-            flag = "--points" if detection else "--rois"
-            args += ["--3d"] if "z" in axes else []
         elif settings["data"] == DATA_CHOICES[1]:
-            images, annotations = Path(settings["images"]), Path(settings["annotations"])
-            for key, path in (("images", images), ("annotations", annotations)):
-                if not settings[key] or not path.exists():
-                    raise TrainingError(f"U-Net Train: {key}=[{settings[key]}] is not a folder or file")
-            files = [annotations] if annotations.is_file() else sorted(annotations.iterdir())
-            rois = [f for f in files if f.suffix.lower() in (".zip", ".roi")]
-            points_given = None
-            if settings["task"] == "auto":
-                points_given = bool(rois) and all(_is_point_file(f) for f in rois)
-            detection = _task_is_detection(settings["task"], points_given)
-            flag = ("--points" if detection else "--rois") if rois else "--labels"
+            data = folders_for_host(settings)
         else:
             raise TrainingError(
                 f"U-Net Train: data=[{settings['data']}]; use one of: {', '.join(DATA_CHOICES)}"
             )
-        args = ["--images", remote.Upload(images), flag, remote.Upload(annotations), *args]
-        if source is not None:
-            args += ["--from", remote.Upload(source)]
-        args += [
-            "--out",
-            remote.Output(output),
-            "--work",
-            remote.Work(),
-            "--name",
-            settings["name"] or output.name,
-            "--epochs",
-            str(settings["epochs"]),
-            "--steps",
-            str(settings["steps"]),
-            "--tile",
-            str(settings["tile"]),
-            "--depth",
-            str(settings["depth"]),
-            "--features",
-            str(settings["features"]),
-            "--lr",
-            repr(settings["learning_rate"]),
-        ]
-        if detection:
-            args += [
-                "--detection",
-                "--radius",
-                repr(settings["radius"]),
-                "--r-ign",
-                repr(2 * settings["radius"]),
-            ]
-        if int(settings.get("classes") or 2) != 2:
-            args += ["--classes", str(int(settings["classes"]))]
-        for key, flag in (
-            ("class_names", "--class-names"),
-            ("ignore_label", "--ignore-label"),
-            ("element_size", "--element-size"),
-        ):
-            if settings.get(key):
-                args += [flag, str(settings[key])]
-
-        def update(job: remote.Job) -> None:
-            progress = job.progress or {}
-            if "epoch" in progress:
-                IJ.showProgress(progress["epoch"], progress.get("epochs", progress["epoch"]))
-            IJ.showStatus(f"U-Net Train on {host}: {job.state} {remote.describe_progress(job)}")
-
-        IJ.log(
-            f"[U-Net Train] {'detection' if detection else 'segmentation'} on {host}, "
-            f"{'fine-tuning ' + source.name if source else 'from scratch'}"
-        )
-        job = remote.submit(
-            host,
-            "train",
-            args,
-            detach=settings["detach"],
-            on_update=update,
-            echo=lambda line: IJ.log(f"[U-Net Train] {host}: {line}"),
-            origin={"imagej": "train", "output": str(output)},
-        )
+        job = submit_training(settings, data, source, output, lambda line: IJ.log(line), update)
     IJ.showProgress(1.0)
     IJ.showStatus("")
-    if settings["detach"]:
-        IJ.log(
-            f"[U-Net Train] job {job.id} runs on {host}; 'DeepImageJ Jobs' installs the bundle when it is done "
-            f'(run("DeepImageJ Jobs", "action=fetch job={job.id}"))'
-        )
-    else:
-        IJ.log(
-            f'[U-Net Train] bundle written to {output}; run it with run("DeepImageJ Run", "model=[{output}]")'
-        )
     return job

@@ -190,6 +190,12 @@ def _install_dialog() -> dialogs.Dialog:
     return dialogs.install_dialog(USER_MODELS)
 
 
+def _train_dialog() -> dialogs.Dialog:
+    from deepimagej.imagej.commands.run import host_choices
+
+    return dialogs.train_dialog(host_choices())
+
+
 def _jobs_dialog() -> dialogs.Dialog | None:
     from deepimagej import remote
     from deepimagej.imagej.commands.jobs import dialog_for
@@ -202,7 +208,7 @@ DIALOGS: dict[str, tuple[Callable[[], dialogs.Dialog | None], bool]] = {
     "run": (_run_dialog, False),
     "build": (dialogs.build_dialog, False),
     "install": (_install_dialog, False),
-    "train": (dialogs.train_dialog, True),
+    "train": (_train_dialog, True),
     "jobs": (_jobs_dialog, False),  # none when there is no job to choose
 }
 
@@ -213,6 +219,11 @@ def dialog_request(server: Server, job: Job, args: dict[str, Any]) -> dict[str, 
     if command not in DIALOGS:
         raise DeepImageJError(f"no dialog for the command '{command}'")
     make, always = DIALOGS[command]
+    wanted = {k.lower(): v for k, v in parse_options(str(args.get("options") or "")).items()}.get("host")
+    if command == "train" and wanted and wanted.strip() != THIS_COMPUTER:
+        from deepimagej import remote
+
+        remote.host(wanted.strip())  # an unknown host: its own message, not ImageJ's "not a valid choice"
     if not always and str(args.get("options") or "").strip():
         return {"dialog": None}
     dialog = make()
@@ -476,7 +487,7 @@ def build_request(server: Server, job: Job, args: dict[str, Any]) -> dict[str, A
 
 
 def _train_settings(args: Mapping[str, Any]) -> dict[str, Any]:
-    dialog = dialogs.train_dialog()
+    dialog = _train_dialog()
     if args.get("values") is not None:
         return dialog.typed(args["values"])
     return dialog.values_from_options(str(args.get("options") or ""))
@@ -510,15 +521,65 @@ def train_request(server: Server, job: Job, args: dict[str, Any]) -> dict[str, A
         return samples, config, image.title
 
     if settings.get("host") not in (None, THIS_COMPUTER):
-        raise DeepImageJError(
-            "U-Net Train: host= (training on a server) runs from the command line here: "
-            "deepimagej train ... --host NAME"
-        )
+        return _train_on_host(job, args, settings)
     result = train_from_settings(settings, current_image, log=job.log, status=job.progress)
     return {
         "output": str(Path(settings["output"]).expanduser()),
         "best_val_loss": float(result.best_val_loss),
     }
+
+
+def _train_on_host(job: Job, args: Mapping[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
+    """``train`` with ``host``: the shared image and ROIs (or the folders) to a job on that server."""
+    import tempfile
+
+    from deepimagej import remote
+    from deepimagej.imagej.commands.train import (
+        checked_output,
+        folders_for_host,
+        one_image_for_host,
+        rois_are_points,
+        submit_training,
+    )
+    from deepimagej.imagej.models import find_model
+
+    output = checked_output(settings)
+    source = find_model(settings["from"]).root if settings["from"] else None
+
+    submitted: list[int] = []
+
+    def on_update(remote_job: remote.Job) -> None:
+        submitted[:] = [remote_job.id]
+        progress = remote_job.progress or {}
+        epoch, epochs = int(progress.get("epoch", 0)), int(progress.get("epochs", 0) or settings["epochs"])
+        text = f"U-Net Train on {remote_job.host}: {remote_job.state} {remote.describe_progress(remote_job)}"
+        job.progress(epoch, max(epochs, 1), text)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if settings["data"] == dialogs.DATA_CHOICES[0]:
+            if "image" not in args:
+                raise DeepImageJError("U-Net Train: ImageJ sent no image (plugin and worker differ)")
+            image = read_image(args["image"])
+            are_points = rois_are_points(list(args.get("roi_types") or []))
+            data = one_image_for_host(
+                Path(tmp),
+                image.title,
+                image.array,
+                image.axes,
+                Path(args["rois"]),
+                are_points,
+                settings["task"],
+                job.log,
+            )
+        else:
+            data = folders_for_host(settings)
+        try:
+            remote_job = submit_training(settings, data, source, output, job.log, on_update)
+        except Cancelled:
+            if submitted:  # Esc in ImageJ: the server's job stops too
+                remote.cancel(submitted[0])
+            raise
+    return {"output": str(output), "job": remote_job.id, "detached": bool(settings["detach"])}
 
 
 def jobs_request(server: Server, job: Job, args: dict[str, Any]) -> dict[str, Any]:

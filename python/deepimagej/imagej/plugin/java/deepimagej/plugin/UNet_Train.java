@@ -18,7 +18,9 @@ import java.util.zip.ZipOutputStream;
 /**
  * Plugins › U-Net › U-Net Train: a U-Net trained in the Python worker from the current image
  * annotated in the ROI Manager, or from folders. Macro: {@code run("U-Net Train",
- * "data=[current image + ROI Manager] task=auto output=[/path/my-unet] epochs=10")}.
+ * "data=[current image + ROI Manager] task=auto output=[/path/my-unet] epochs=10")}. With
+ * {@code host=NAME} the training runs on that server as a job and the bundle comes back to
+ * {@code output} ({@code detach}: DeepImageJ Jobs installs it when the job is done).
  */
 public class UNet_Train extends WorkerCommand {
     public UNet_Train() {
