@@ -46,6 +46,11 @@ import numpy as np
 from deepimagej.errors import InputImageError
 from deepimagej.imagej.hyperstack import Layout, from_planes, layout_of, to_planes
 
+
+class Cancelled(Exception):
+    """The plugin asked to stop the running request (``{"op": "cancel"}``: the user pressed Esc)."""
+
+
 PROTOCOL = 1
 DTYPES = {"uint8": np.uint8, "uint16": np.uint16, "float32": np.float32, "rgb": np.int32}
 #: mappings kept open (by file identity): enough for a model's inputs and outputs

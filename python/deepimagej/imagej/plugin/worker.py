@@ -2,9 +2,9 @@
 
 The plugin (``imagej/plugin/java``) starts one worker per ImageJ on its first command and
 keeps it: models stay loaded between calls. The worker serves the commands' requests
-(:mod:`~deepimagej.imagej.plugin.protocol`): the dialogs' descriptions, runs (here, or as a job on
-a server with ``host=``), explore, install, build, U-Net training, the job manager (DeepImageJ
-Jobs); images come and go as memory-mapped files in the folder the plugin
+(:mod:`~deepimagej.imagej.plugin.protocol`): the dialogs' descriptions, runs, explore, install,
+build, U-Net training, and the requests that involve servers (``host=``, DeepImageJ Jobs:
+:mod:`~deepimagej.imagej.plugin.remote_requests`); images come and go as memory-mapped files in the folder the plugin
 gives (``--shared-dir``). ImageJ itself runs the bundle's ImageJ pre/post-processing macros;
 the worker runs the model, with ``apply_preprocessing`` / ``apply_postprocessing`` off for a
 stage that is a macro (as :mod:`deepimagej.imagej.commands.run` does in the embedded ImageJ).
@@ -32,11 +32,8 @@ import deepimagej
 from deepimagej.errors import DeepImageJError, first_line
 from deepimagej.imagej.commands import dialogs
 from deepimagej.imagej.commands.options import THIS_COMPUTER, RunOptions, parse_options
-from deepimagej.imagej.plugin.protocol import PROTOCOL, decode, encode, read_image, write_image
-
-
-class Cancelled(Exception):
-    """The plugin asked to stop the running request (the user pressed Esc)."""
+from deepimagej.imagej.plugin import remote_requests
+from deepimagej.imagej.plugin.protocol import PROTOCOL, Cancelled, decode, encode, read_image, write_image
 
 
 class Job:
@@ -196,20 +193,13 @@ def _train_dialog() -> dialogs.Dialog:
     return dialogs.train_dialog(host_choices())
 
 
-def _jobs_dialog() -> dialogs.Dialog | None:
-    from deepimagej import remote
-    from deepimagej.imagej.commands.jobs import dialog_for
-
-    return dialog_for(remote.jobs())
-
-
 #: command -> (its dialog, whether a macro's options go through the dialog as ImageJ reads them)
 DIALOGS: dict[str, tuple[Callable[[], dialogs.Dialog | None], bool]] = {
     "run": (_run_dialog, False),
     "build": (dialogs.build_dialog, False),
     "install": (_install_dialog, False),
     "train": (_train_dialog, True),
-    "jobs": (_jobs_dialog, False),  # none when there is no job to choose
+    "jobs": (remote_requests.jobs_dialog, False),  # none when there is no job to choose
 }
 
 
@@ -306,7 +296,9 @@ def run_request(server: Server, job: Job, args: dict[str, Any]) -> dict[str, Any
         + (f" then {', '.join(m['name'] for m in post)}" if post else "")
     )
     if plan.get("host"):
-        return _run_on_host(server, job, plan, spec, next(iter(shared.values())))
+        return remote_requests.run_on_host(
+            job, plan, spec, next(iter(shared.values())), server.output_path(0)
+        )
     weights = check_bundle(spec, plan.get("weights_format"))
     key = (str(spec.root), weights.format)
     if key not in server.loaded:
@@ -360,60 +352,6 @@ def run_request(server: Server, job: Job, args: dict[str, Any]) -> dict[str, Any
             f"worker peak memory {prediction.peak_rss / 2**20:.0f} MB"
         )
     return {"outputs": outputs}
-
-
-def _run_on_host(server: Server, job: Job, plan: Mapping[str, Any], spec: Any, image: Any) -> dict[str, Any]:
-    """``run`` with ``host``: the model step as a job on that server (as the embedded ImageJ's
-    DeepImageJ Run does), its output shared back; detached, no output and the job's ID."""
-    from deepimagej import remote
-    from deepimagej.imagej.commands.run import PredictSettings, run_on_host
-
-    opts = RunOptions(model=str(spec.root), host=str(plan["host"]), detach=bool(plan.get("detach")))
-    post = [str(m["path"]) for m in plan.get("postprocessing") or []]
-    title = str(plan.get("title") or spec.outputs[0].name)
-    origin = {
-        "imagej": "run",
-        "title": title,
-        "calibration": dict(image.calibration),
-        "post": post,
-        "model": spec.name,
-        "bundle": str(spec.root),
-    }
-    settings: PredictSettings = {
-        "tile": plan.get("tile") or None,
-        "weights_format": plan.get("weights_format"),
-        "apply_preprocessing": bool(plan.get("apply_preprocessing")),
-        "apply_postprocessing": bool(plan.get("apply_postprocessing")),
-    }
-    submitted: list[int] = []
-
-    def on_update(remote_job: remote.Job) -> None:
-        submitted[:] = [remote_job.id]
-        tiles = (remote_job.progress or {}).get("tiles") or [0, 1]
-        text = f"DeepImageJ Run: {spec.name} on {remote_job.host}: {remote_job.state} "
-        job.progress(int(tiles[0]), max(int(tiles[1]), 1), text + remote.describe_progress(remote_job))
-
-    try:
-        output = run_on_host(
-            opts,
-            spec,
-            image.array,
-            image.axes,
-            settings,
-            origin,
-            lambda text: job.log(f"[DeepImageJ] {text}"),
-            on_update,
-        )
-    except Cancelled:
-        if submitted:  # Esc in ImageJ: the server's job stops too
-            remote.cancel(submitted[0])
-        raise
-    if output is None:
-        return {"outputs": {}, "detached": submitted[0] if submitted else None}
-    described = write_image(
-        output.array, output.axes, server.output_path(0), title=title, calibration=dict(image.calibration)
-    )
-    return {"outputs": {spec.outputs[0].name: described}}
 
 
 def _pixel_size(calibration: Mapping[str, Any]) -> dict[str, float]:
@@ -521,95 +459,12 @@ def train_request(server: Server, job: Job, args: dict[str, Any]) -> dict[str, A
         return samples, config, image.title
 
     if settings.get("host") not in (None, THIS_COMPUTER):
-        return _train_on_host(job, args, settings)
+        return remote_requests.train_on_host(job, args, settings)
     result = train_from_settings(settings, current_image, log=job.log, status=job.progress)
     return {
         "output": str(Path(settings["output"]).expanduser()),
         "best_val_loss": float(result.best_val_loss),
     }
-
-
-def _train_on_host(job: Job, args: Mapping[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
-    """``train`` with ``host``: the shared image and ROIs (or the folders) to a job on that server."""
-    import tempfile
-
-    from deepimagej import remote
-    from deepimagej.imagej.commands.train import (
-        checked_output,
-        folders_for_host,
-        one_image_for_host,
-        rois_are_points,
-        submit_training,
-    )
-    from deepimagej.imagej.models import find_model
-
-    output = checked_output(settings)
-    source = find_model(settings["from"]).root if settings["from"] else None
-
-    submitted: list[int] = []
-
-    def on_update(remote_job: remote.Job) -> None:
-        submitted[:] = [remote_job.id]
-        progress = remote_job.progress or {}
-        epoch, epochs = int(progress.get("epoch", 0)), int(progress.get("epochs", 0) or settings["epochs"])
-        text = f"U-Net Train on {remote_job.host}: {remote_job.state} {remote.describe_progress(remote_job)}"
-        job.progress(epoch, max(epochs, 1), text)
-
-    with tempfile.TemporaryDirectory() as tmp:
-        if settings["data"] == dialogs.DATA_CHOICES[0]:
-            if "image" not in args:
-                raise DeepImageJError("U-Net Train: ImageJ sent no image (plugin and worker differ)")
-            image = read_image(args["image"])
-            are_points = rois_are_points(list(args.get("roi_types") or []))
-            data = one_image_for_host(
-                Path(tmp),
-                image.title,
-                image.array,
-                image.axes,
-                Path(args["rois"]),
-                are_points,
-                settings["task"],
-                job.log,
-            )
-        else:
-            data = folders_for_host(settings)
-        try:
-            remote_job = submit_training(settings, data, source, output, job.log, on_update)
-        except Cancelled:
-            if submitted:  # Esc in ImageJ: the server's job stops too
-                remote.cancel(submitted[0])
-            raise
-    return {"output": str(output), "job": remote_job.id, "detached": bool(settings["detach"])}
-
-
-def jobs_request(server: Server, job: Job, args: dict[str, Any]) -> dict[str, Any]:
-    """``jobs``: DeepImageJ Jobs (remote runs and trainings): the table's rows, and a fetched run's image to open.
-
-    The reply's ``open`` is the image file, ``postprocessing`` the bundle's macros to run on it and
-    ``title`` its title (as DeepImageJ Run with ``host=`` would have shown it).
-    """
-    from deepimagej import remote
-    from deepimagej.imagej.commands import jobs
-
-    found = remote.jobs()
-    values = args.get("values")
-    if values is not None:
-        dialog = jobs.dialog_for(found)
-        if dialog is None:
-            raise DeepImageJError("DeepImageJ Jobs: there is no job any more; refresh the table")
-        options = dialog.options(values)
-    else:
-        options = str(args.get("options") or "")
-    fetched = jobs.perform(jobs.read_request(options), found, job.log)
-    reply: dict[str, Any] = {"table": jobs.table_rows(remote.jobs(refresh=False))}
-    if fetched is not None and fetched.image:
-        reply.update(
-            open=str(fetched.path),
-            postprocessing=[{"name": p.name, "path": str(p)} for p in fetched.post],
-            title=fetched.title or fetched.path.name,
-            job=str(fetched.job.id),
-        )
-    return reply
 
 
 def echo_request(server: Server, job: Job, args: dict[str, Any]) -> dict[str, Any]:
@@ -652,7 +507,7 @@ HANDLERS: dict[str, Handler] = {
     "build": build_request,
     "train.prepare": train_prepare,
     "train": train_request,
-    "jobs": jobs_request,
+    "jobs": remote_requests.jobs_request,
     "echo": echo_request,
     "status": status_request,
 }
