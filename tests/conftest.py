@@ -6,6 +6,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,27 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
 
 REPO = Path(__file__).resolve().parents[1]
 ASSETS = REPO.parent / "shared" / "assets"
+
+
+_EXIT_STATUS: list[int] = []
+
+
+def pytest_sessionfinish(session, exitstatus):
+    _EXIT_STATUS[:] = [int(exitstatus)]
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    """A session that started the embedded ImageJ ends here, results reported, without the Java VM's
+    teardown, as the ``deepimagej`` command does (deepimagej/__main__.py): that teardown with AWT's
+    threads alive once crashed the suite (SIGSEGV in AWT-EventQueue) after every test had passed."""
+    if _EXIT_STATUS and "jpype" in sys.modules:
+        from deepimagej.imagej.jvm import jvm_started
+
+        if jvm_started():
+            from deepimagej.imagej.cli import finish
+
+            finish(_EXIT_STATUS[0])
 
 
 @pytest.fixture(scope="session")

@@ -266,9 +266,11 @@ def test_a_bundle_whose_post_processing_is_a_macro_runs_it_in_imagej(tmp_path):
             env=env,
             timeout=600,
             check=False,
+            cwd=repo,
         )
 
-    run = cli("run", bundle, bundle / "exampleImage.tif", "-o", tmp_path / "labels.tif")
+    # as the README and the issue type it: the bundle as a folder relative to the current one
+    run = cli("run", "bundles/isbi2012-em-unet", bundle / "exampleImage.tif", "-o", tmp_path / "labels.tif")
     assert run.returncode == 0, run.stdout + run.stderr
     assert "running it in ImageJ" in run.stdout
     macro = cli(

@@ -244,6 +244,16 @@ def audit_macro(
     return checker.findings
 
 
+def macro_location(path: str | Path, bundle_root: str | Path) -> Path:
+    """Where a bundle's macro file is: ``bundle_root / path`` for a name in the bundle
+    (``postprocessing.txt``); ``path`` itself when absolute, or a path from the current folder (a
+    bundle given as a relative folder, ``bundles/x``, lists ``bundles/x/postprocessing.txt``)."""
+    path, root = Path(path), Path(bundle_root)
+    if path.is_absolute() or (path.is_file() and not (root / path).is_file()):
+        return path
+    return root / path
+
+
 def audit_macro_file(
     path: str | Path, bundle_root: str | Path, *, runtime_guard: bool = True
 ) -> list[Finding]:
@@ -253,7 +263,7 @@ def audit_macro_file(
     leading out) is refused without being read; a missing or unreadable one is refused too.
     """
     root = Path(bundle_root)
-    full = Path(path) if Path(path).is_absolute() else root / path
+    full = macro_location(path, root)
     if not inside(full, root):
         shown = (
             os.path.relpath(full, root)

@@ -20,6 +20,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
@@ -78,7 +79,7 @@ class _Stopper:
         )
 
 
-def finish(code: int, message: str | None = None) -> None:
+def finish(code: int, message: str | None = None) -> NoReturn:
     """Print ``message`` (stderr), stop the private Xvfb and end the process now (the JVM with it)."""
     from deepimagej.imagej import xvfb
 

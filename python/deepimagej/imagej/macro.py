@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deepimagej.audit.macro_language import calls, syntax_errors, tokenize
-from deepimagej.audit.macros import REFUSED_COMMANDS, audit_macro_file
+from deepimagej.audit.macros import REFUSED_COMMANDS, audit_macro_file, macro_location
 from deepimagej.errors import DeepImageJError, MacroError, UntrustedBundleError
 
 if TYPE_CHECKING:
@@ -787,8 +787,8 @@ def run_bundle_macro(
         UntrustedBundleError: refused by the audit, before anything ran.
         MacroError: refused at run time (message, line), or failed like any macro.
     """
-    path, root = Path(path), Path(bundle_root)
-    full = path if path.is_absolute() else root / path
+    root = Path(bundle_root)
+    full = macro_location(path, root)
     if trusted:
         text, name = read_macro(full)
         return runner.run(text, image, name=name, timeout=timeout or 0)
@@ -804,7 +804,7 @@ def run_bundle_macro(
     text, name = read_macro(full)
     with tempfile.TemporaryDirectory(prefix="deepimagej-macro-") as work:
         confine = ConfinedTo(
-            name or path.name, (root, Path(work)), tuple(Path(p) for p in images), Path(work)
+            name or full.name, (root, Path(work)), tuple(Path(p) for p in images), Path(work)
         )
         # without the run-time guard (Java 24+), the audit above refused whatever only the guard could check
         return runner.run(
