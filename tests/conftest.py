@@ -82,6 +82,20 @@ def pancreatic_bundle(assets, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def pancreatic_zip(pancreatic_bundle, tmp_path_factory) -> Path:
+    """That bundle as DeepImageJ distributes one: a .zip holding its folder ``unet-pancreatic/``."""
+    import zipfile
+
+    root = pancreatic_bundle.root
+    path = tmp_path_factory.mktemp("zips") / "unet-pancreatic.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        for f in root.rglob("*"):
+            if f.is_file():
+                zf.write(f, f"unet-pancreatic/{f.relative_to(root)}")
+    return path
+
+
+@pytest.fixture(scope="session")
 def sshd(tmp_path_factory):
     """A real OpenSSH server on 127.0.0.1 (tests/sshd_server.py) and this session as its client, with host
     ``local`` registered; skips when OpenSSH is not installed."""

@@ -242,16 +242,9 @@ def test_start_show_without_a_display_is_refused(tmp_path):
     assert not (tmp_path / "ImageJ").exists()  # refused before anything was written
 
 
-def test_install_model_command_in_the_embedded_imagej(ij, pancreatic_bundle, tmp_path):
+def test_install_model_command_in_the_embedded_imagej(ij, pancreatic_bundle, pancreatic_zip, tmp_path):
     """The menu's Install Model runs in the embedded ImageJ too (no worker): a zip into a models folder."""
-    import zipfile
-
-    root = pancreatic_bundle.root
-    bundle_zip = tmp_path / "unet-pancreatic.zip"
-    with zipfile.ZipFile(bundle_zip, "w") as zf:
-        for f in root.rglob("*"):
-            if f.is_file():
-                zf.write(f, f"unet-pancreatic/{f.relative_to(root)}")
+    bundle_zip = pancreatic_zip
     models = tmp_path / "models"
     res = ij.run_macro(f'run("DeepImageJ Install Model", "source=[{bundle_zip}] models=[{models}]");')
     assert (models / "unet-pancreatic" / "rdf.yaml").is_file()

@@ -754,13 +754,10 @@ def test_unet_train_from_the_roi_manager_then_run(display, ij_jar, imagej_dir, m
     assert labels.shape == (96, 96) and labels.dtype == np.uint16
 
 
-def test_install_model_and_explore_in_batch_mode(display, ij_jar, imagej_dir, pancreatic_bundle, tmp_path):
-    root = pancreatic_bundle.root
-    bundle_zip = tmp_path / "unet-pancreatic.zip"
-    with zipfile.ZipFile(bundle_zip, "w") as zf:
-        for f in root.rglob("*"):
-            if f.is_file():
-                zf.write(f, f"unet-pancreatic/{f.relative_to(root)}")
+def test_install_model_and_explore_in_batch_mode(
+    display, ij_jar, imagej_dir, pancreatic_bundle, pancreatic_zip, tmp_path
+):
+    bundle_zip = pancreatic_zip
     installed = tmp_path / "models"
     macro = tmp_path / "install.ijm"
     macro.write_text(

@@ -233,15 +233,10 @@ def test_worker_process_speaks_first_serves_and_exits_when_stdin_closes(tmp_path
 
 
 # ------------------------------------------------------------------ installing bundles
-def test_install_model_from_zip_and_refusals(pancreatic_bundle, tmp_path):
+def test_install_model_from_zip_and_refusals(pancreatic_bundle, pancreatic_zip, tmp_path):
     from deepimagej.imagej.models import install_model
 
-    root = pancreatic_bundle.root
-    good = tmp_path / "unet-pancreatic.zip"
-    with zipfile.ZipFile(good, "w") as zf:
-        for f in root.rglob("*"):
-            if f.is_file():
-                zf.write(f, f"unet-pancreatic/{f.relative_to(root)}")
+    good = pancreatic_zip
     models = tmp_path / "models"
     spec = install_model(good, models)
     assert spec.root == models / "unet-pancreatic" and spec.name == pancreatic_bundle.name
